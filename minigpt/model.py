@@ -1,0 +1,257 @@
+"""The GPT-2 model: the ops of minigpt/ops composed into pre-LN transformer blocks.
+
+    x = dropout(wte[idx] + wpe[:T])                          embedding
+    for each of the L blocks:
+        x = x + dropout(attn(ln_1(x)))                       attention sub-block
+        x = x + dropout(c_proj(gelu(c_fc(ln_2(x)))))         MLP sub-block
+    logits = ln_f(x) @ wte^T                                 LM head, tied to the token embedding
+    loss = cross_entropy(logits, targets)
+
+`backward` calls the ops in exactly the reverse order. Parameters are named and laid out as in
+Hugging Face's GPT-2 state dict (linear weights (in, out)), so weights move both ways unchanged.
+Overview and data flow: docs/model.md. Tests: tests/test_model.py, tests/test_torch_reference.py.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from minigpt.config import GPTConfig
+from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
+
+# Buffers that Hugging Face's GPT-2 state dict may carry and that are not parameters (the causal mask).
+_HF_MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
+
+
+class BlockCache(NamedTuple):
+    ln_1: layernorm.LayerNormCache
+    attn: attention.AttentionCache
+    attn_dropout: dropout.DropoutCache
+    ln_2: layernorm.LayerNormCache
+    c_fc: linear.LinearCache
+    gelu: gelu.GeluCache
+    c_proj: linear.LinearCache
+    mlp_dropout: dropout.DropoutCache
+
+
+class ModelCache(NamedTuple):
+    embedding: embedding.EmbeddingCache
+    embd_dropout: dropout.DropoutCache
+    blocks: list  # one BlockCache per layer
+    ln_f: layernorm.LayerNormCache
+    lm_head: linear.LinearCache
+    loss: cross_entropy.CrossEntropyCache
+
+
+def param_shapes(config: GPTConfig) -> dict:
+    """Name -> shape of every parameter, in Hugging Face GPT-2 state-dict order."""
+    V, C, L = config.vocab_size, config.n_embd, config.n_layer
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config.block_size, C)}
+    for l in range(L):
+        h = f"transformer.h.{l}."
+        shapes[h + "ln_1.weight"] = (C,)
+        shapes[h + "ln_1.bias"] = (C,)
+        shapes[h + "attn.c_attn.weight"] = (C, 3 * C)
+        shapes[h + "attn.c_attn.bias"] = (3 * C,)
+        shapes[h + "attn.c_proj.weight"] = (C, C)
+        shapes[h + "attn.c_proj.bias"] = (C,)
+        shapes[h + "ln_2.weight"] = (C,)
+        shapes[h + "ln_2.bias"] = (C,)
+        shapes[h + "mlp.c_fc.weight"] = (C, 4 * C)
+        shapes[h + "mlp.c_fc.bias"] = (4 * C,)
+        shapes[h + "mlp.c_proj.weight"] = (4 * C, C)
+        shapes[h + "mlp.c_proj.bias"] = (C,)
+    shapes["transformer.ln_f.weight"] = (C,)
+    shapes["transformer.ln_f.bias"] = (C,)
+    if not config.bias:
+        shapes = {name: shape for name, shape in shapes.items() if not name.endswith(".bias")}
+    return shapes
+
+
+def init_params(config: GPTConfig, seed: int = 0, dtype=np.float32) -> dict:
+    """GPT-2's initialisation: weights N(0, 0.02), the two residual projections of each block
+    N(0, 0.02 / sqrt(2 L)) so the residual stream's variance does not grow with depth,
+    biases 0, layer-norm gains 1."""
+    rng = np.random.default_rng(seed)
+    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".bias"):
+            p = np.zeros(shape)
+        elif ".ln_" in name:
+            p = np.ones(shape)
+        elif name.endswith("c_proj.weight"):
+            p = rng.normal(0.0, residual_std, size=shape)
+        else:
+            p = rng.normal(0.0, 0.02, size=shape)
+        params[name] = p.astype(dtype)
+    return params
+
+
+class GPT:
+    """A GPT-2 language model with a hand-written backward pass.
+
+    >>> import numpy as np
+    >>> model = GPT(GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16), seed=0)
+    >>> idx = np.array([[1, 2, 3]])
+    >>> logits, loss = model.forward(idx, targets=np.array([[2, 3, 4]]))
+    >>> logits.shape
+    (1, 3, 65)
+    >>> grads = model.backward()
+    >>> grads["transformer.wte.weight"].shape
+    (65, 16)
+    """
+
+    def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        self.config = config
+        self.dtype = dtype
+        self.params = init_params(config, seed, dtype)
+        self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
+        self.training = True  # dropout is active only in training mode, as in PyTorch
+        self._cache = None
+
+    def train(self, mode: bool = True) -> "GPT":
+        self.training = mode
+        return self
+
+    def eval(self) -> "GPT":
+        return self.train(False)
+
+    def num_params(self) -> int:
+        """Number of parameters (the tied LM head is counted once, as part of wte)."""
+        return sum(p.size for p in self.params.values())
+
+    # --8<-- [start:forward]
+    def forward(self, idx, targets=None):
+        """idx (B, T) int -> logits (B, T, V), loss (mean cross-entropy against targets, or None)."""
+        cfg, p = self.config, self.params
+        idx = np.asarray(idx)
+        if idx.ndim == 2 and idx.shape[1] > cfg.block_size:
+            raise ValueError(
+                f"sequence length {idx.shape[1]} exceeds block_size {cfg.block_size}; "
+                f"crop the context to the last {cfg.block_size} tokens"
+            )
+        if idx.ndim == 2 and idx.shape[1] == 0:
+            raise ValueError("idx has no positions (T = 0); give at least one token")
+        p_drop = cfg.dropout if self.training else 0.0
+
+        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"])  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop, self.rng)  # (B, T, C)
+        block_caches = []
+        for l in range(cfg.n_layer):
+            x, block_cache = self._block_forward(x, l, p_drop)  # (B, T, C)
+            block_caches.append(block_cache)
+        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (B, T, C)
+        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T)  # (B, T, V) tied: w = wte^T
+
+        loss, loss_cache = None, None
+        if targets is not None:
+            loss, loss_cache = cross_entropy.forward(logits, targets)
+            loss = float(loss)
+        self._cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache)
+        return logits, loss
+
+    def _block_forward(self, x, l, p_drop):
+        """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
+        p, h = self.params, f"transformer.h.{l}."
+        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))  # (B, T, C)
+        a, attn = attention.forward(
+            a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
+            p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
+            self.config.n_head, p_drop, self.rng,
+        )  # (B, T, C)
+        a, attn_drop = dropout.forward(a, p_drop, self.rng)  # (B, T, C)
+        x = x + a  # (B, T, C) residual
+        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))  # (B, T, C)
+        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, 4C)
+        m, gelu_cache = gelu.forward(m)  # (B, T, 4C)
+        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))  # (B, T, C)
+        m, mlp_drop = dropout.forward(m, p_drop, self.rng)  # (B, T, C)
+        x = x + m  # (B, T, C) residual
+        return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
+    # --8<-- [end:forward]
+
+    # --8<-- [start:backward]
+    def backward(self):
+        """Gradients of the mean loss of the last forward(idx, targets) with respect to every parameter:
+        a dict with the same keys and shapes as `params`."""
+        cache = self._cache
+        if cache is None or cache.loss is None:
+            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
+        cfg = self.config
+        grads = {}
+
+        dlogits = cross_entropy.backward(1.0, cache.loss)  # (B, T, V)
+        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head)  # (B, T, C), (C, V)
+        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f)
+        for l in reversed(range(cfg.n_layer)):
+            dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
+        dx = dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
+        dwte, grads["transformer.wpe.weight"] = embedding.backward(dx, cache.embedding)  # (V, C), (block_size, C)
+        # wte is used twice, by the embedding and by the LM head: its gradient is the sum of both.
+        grads["transformer.wte.weight"] = dwte + dwte_head.T  # (V, C)
+        return {name: grads[name] for name in self.params}  # the params' order; drops None biases
+
+    def _block_backward(self, dx, l, c, grads):
+        """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
+        h = f"transformer.h.{l}."
+        # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
+        dm = dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
+        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj)  # (B, T, 4C)
+        dm = gelu.backward(dm, c.gelu)  # (B, T, 4C)
+        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc)  # (B, T, C)
+        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2)  # (B, T, C)
+        dx = dx + dm  # (B, T, C)
+        # x = x + a: the same for the attention branch
+        da = dropout.backward(dx, c.attn_dropout)  # (B, T, C)
+        (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
+         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn)  # (B, T, C)
+        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1)  # (B, T, C)
+        dx = dx + da  # (B, T, C)
+        return dx
+    # --8<-- [end:backward]
+
+    def state_dict(self) -> dict:
+        """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict) -> None:
+        """Replace every parameter with the arrays of `state_dict`, after checking all of them.
+
+        Names, shapes and dtypes must match `params` exactly (nothing is cast or reshaped). Accepted
+        and skipped: Hugging Face's causal-mask buffers (`*.attn.bias`, `*.attn.masked_bias`) and
+        `lm_head.weight` when it equals `transformer.wte.weight` (the tied head). Any error leaves
+        the model unchanged.
+        """
+        arrays = {}
+        for name, value in state_dict.items():
+            if name.endswith(_HF_MASK_BUFFERS):
+                continue  # the causal mask, which minigpt builds on the fly
+            arrays[name] = np.asarray(value)  # also takes CPU torch tensors
+        head = arrays.pop("lm_head.weight", None)
+        missing = [name for name in self.params if name not in arrays]
+        unexpected = [name for name in arrays if name not in self.params]
+        if unexpected:
+            hint = " (this model has bias=False)" if unexpected[0].endswith(".bias") and not self.config.bias else ""
+            raise ValueError(f"unexpected parameter {unexpected[0]!r} in the state dict{hint}")
+        if missing:
+            raise ValueError(f"parameter {missing[0]!r} is missing from the state dict")
+        for name, a in arrays.items():
+            want = self.params[name]
+            if a.shape != want.shape:
+                raise ValueError(f"parameter {name!r} has shape {a.shape}, expected {want.shape}")
+            if a.dtype != want.dtype:
+                raise ValueError(
+                    f"parameter {name!r} has dtype {a.dtype}, expected {want.dtype}; "
+                    f"cast the state dict or build the model with dtype={a.dtype}"
+                )
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"parameter {name!r} contains NaN or infinite values")
+        if head is not None and not np.array_equal(head, arrays["transformer.wte.weight"]):
+            raise ValueError("lm_head.weight differs from transformer.wte.weight; minigpt's LM head is tied to wte")
+        for name, a in arrays.items():
+            np.copyto(self.params[name], a)

@@ -1,0 +1,36 @@
+"""Inverted dropout: zero each activation with probability p and scale the survivors by 1 / (1 - p),
+so the expected output equals the input and nothing needs rescaling at evaluation time.
+
+Math and derivation: docs/ops/dropout.md. Test: tests/ops/test_dropout.py.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DropoutCache(NamedTuple):
+    mask: np.ndarray | None  # (...) 0 or 1 / (1 - p) per element; None when nothing was dropped
+
+
+# --8<-- [start:forward]
+def forward(x, p, rng):
+    """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity (no random draw)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if p == 0.0:
+        return x, DropoutCache(None)
+    keep = rng.random(x.shape, dtype=x.dtype) >= p  # (...) True with probability 1 - p
+    mask = keep.astype(x.dtype) / x.dtype.type(1.0 - p)  # (...)
+    out = x * mask  # (...)
+    return out, DropoutCache(mask)
+# --8<-- [end:forward]
+
+
+# --8<-- [start:backward]
+def backward(dout, cache):
+    """dout (...) -> dx (...): the same mask, since out = x * mask is linear in x."""
+    if cache.mask is None:
+        return dout
+    return dout * cache.mask  # (...)
+# --8<-- [end:backward]

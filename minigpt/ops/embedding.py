@@ -1,0 +1,43 @@
+"""Token + position embedding: out[b, t] = wte[idx[b, t]] + wpe[t].
+
+Math and derivation: docs/ops/embedding.md. Test: tests/ops/test_embedding.py.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minigpt.validate import check_token_ids
+
+
+class EmbeddingCache(NamedTuple):
+    idx: np.ndarray  # (B, T) token ids, to route each row of dout back to its row of wte
+    wte_shape: tuple  # (V, C)
+    wpe_shape: tuple  # (block_size, C)
+
+
+# --8<-- [start:forward]
+def forward(idx, wte, wpe):
+    """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C)."""
+    V, C = wte.shape
+    idx = check_token_ids(idx, V)
+    B, T = idx.shape
+    if T > wpe.shape[0]:
+        raise ValueError(f"sequence length {T} exceeds the {wpe.shape[0]} positions of wpe (block_size)")
+    out = wte[idx] + wpe[:T]  # (B, T, C)
+    return out, EmbeddingCache(idx, wte.shape, wpe.shape)
+# --8<-- [end:forward]
+
+
+# --8<-- [start:backward]
+def backward(dout, cache):
+    """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C)."""
+    B, T, C = dout.shape
+    dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
+    # scatter-add: a token that appears k times receives the sum of its k rows of dout.
+    # `dwte[idx] = dout` would keep only the last of them (the bug tests/test_gradcheck.py catches).
+    np.add.at(dwte, cache.idx, dout)  # (V, C)
+    dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
+    dwpe[:T] = dout.sum(axis=0)  # (T, C): position t is used once per sequence in the batch
+    return dwte, dwpe
+# --8<-- [end:backward]
