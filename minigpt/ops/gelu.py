@@ -20,7 +20,7 @@ class GeluCache(NamedTuple):
 # --8<-- [start:forward]
 def forward(x):
     """x (...) -> out (...), elementwise."""
-    u = GELU_SCALE * (x + GELU_CUBIC * x**3)  # (...)
+    u = GELU_SCALE * (x + GELU_CUBIC * x * x * x)  # (...) x*x*x, not x**3: NumPy computes a float power ~200x slower
     out = 0.5 * x * (1.0 + np.tanh(u))  # (...)
     return out, GeluCache(x)
 # --8<-- [end:forward]
@@ -30,7 +30,7 @@ def forward(x):
 def backward(dout, cache):
     """dout (...) -> dx (...)."""
     x = cache.x
-    u = GELU_SCALE * (x + GELU_CUBIC * x**3)  # (...)
+    u = GELU_SCALE * (x + GELU_CUBIC * x * x * x)  # (...) x*x*x, not x**3: NumPy computes a float power ~200x slower
     th = np.tanh(u)  # (...)
     du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x)  # (...)
     # d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx   (docs/ops/gelu.md)
