@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt import generate
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
 
@@ -125,25 +126,34 @@ class GPT:
         """Number of parameters (the tied LM head is counted once, as part of wte)."""
         return sum(p.size for p in self.params.values())
 
+    def new_kv_cache(self, B) -> list:
+        """Empty key/value caches, one per layer, for incremental decoding of B sequences (minigpt/generate.py)."""
+        cfg = self.config
+        return [attention.KVCache(B, cfg.n_head, cfg.block_size, cfg.head_size, self.dtype) for _ in range(cfg.n_layer)]
+
     # --8<-- [start:forward]
-    def forward(self, idx, targets=None):
-        """idx (B, T) int -> logits (B, T, V), loss (mean cross-entropy against targets, or None)."""
+    def forward(self, idx, targets=None, kv_cache=None):
+        """idx (B, T) int -> logits (B, T, V), loss (mean cross-entropy against targets, or None).
+
+        With kv_cache (from new_kv_cache), idx holds only new positions, which attend to the cached ones
+        as well; that is inference: there is no backward afterwards."""
         cfg, p = self.config, self.params
         idx = np.asarray(idx)
-        if idx.ndim == 2 and idx.shape[1] > cfg.block_size:
+        P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
+        if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
             raise ValueError(
-                f"sequence length {idx.shape[1]} exceeds block_size {cfg.block_size}; "
+                f"sequence length {P + idx.shape[1]} exceeds block_size {cfg.block_size}; "
                 f"crop the context to the last {cfg.block_size} tokens"
             )
         if idx.ndim == 2 and idx.shape[1] == 0:
             raise ValueError("idx has no positions (T = 0); give at least one token")
         p_drop = cfg.dropout if self.training else 0.0
 
-        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"])  # (B, T, C)
+        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P)  # (B, T, C)
         x, embd_drop = dropout.forward(x, p_drop, self.rng)  # (B, T, C)
         block_caches = []
         for l in range(cfg.n_layer):
-            x, block_cache = self._block_forward(x, l, p_drop)  # (B, T, C)
+            x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
             block_caches.append(block_cache)
         x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (B, T, C)
         logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T)  # (B, T, V) tied: w = wte^T
@@ -152,17 +162,17 @@ class GPT:
         if targets is not None:
             loss, loss_cache = cross_entropy.forward(logits, targets)
             loss = float(loss)
-        self._cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache)
+        self._cache = None if kv_cache is not None else ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache)
         return logits, loss
 
-    def _block_forward(self, x, l, p_drop):
+    def _block_forward(self, x, l, p_drop, kv_cache=None):
         """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
         p, h = self.params, f"transformer.h.{l}."
         a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))  # (B, T, C)
         a, attn = attention.forward(
             a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
             p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
-            self.config.n_head, p_drop, self.rng,
+            self.config.n_head, p_drop, self.rng, kv_cache,
         )  # (B, T, C)
         a, attn_drop = dropout.forward(a, p_drop, self.rng)  # (B, T, C)
         x = x + a  # (B, T, C) residual
@@ -214,6 +224,12 @@ class GPT:
         dx = dx + da  # (B, T, C)
         return dx
     # --8<-- [end:backward]
+
+    def generate(self, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """Continue each prompt of idx (B, T) by max_new_tokens tokens: returns (B, T + max_new_tokens).
+        do_sample=False is greedy (argmax); otherwise sample with temperature, top-k and top-p filtering.
+        Uses a key/value cache; see minigpt/generate.py."""
+        return generate.generate(self, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
 
     def state_dict(self) -> dict:
         """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""

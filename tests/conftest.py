@@ -32,3 +32,22 @@ def transformers(torch):
         pytest.skip("transformers is not installed: pip install -e '.[dev]'")
     transformers.logging.set_verbosity_error()
     return transformers
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Prepared datasets go to a cache private to the test session, never to the user's."""
+    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path_factory.getbasetemp() / "minigpt-cache"))
+
+
+@pytest.fixture(scope="session")
+def shakespeare():
+    """Tiny Shakespeare: $MINIGPT_DATA, or ../shared/data beside the repository (where CI puts it)."""
+    from pathlib import Path
+
+    path = Path(os.environ.get("MINIGPT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt")
+    if not path.is_file():
+        if os.environ.get("CI") == "true":
+            raise FileNotFoundError(f"Tiny Shakespeare is not at {path}; CI expects it there")
+        pytest.skip(f"Tiny Shakespeare not found at {path}; set MINIGPT_DATA")
+    return path

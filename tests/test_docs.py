@@ -54,7 +54,7 @@ def test_every_page_is_reachable_from_the_index():
     assert sorted(seen) == PAGES
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_examples_run(page):
     namespace = {}  # the blocks of a page run in order in one namespace, as a reader would type them
     for block in PYTHON_BLOCK.findall(page.read_text()):

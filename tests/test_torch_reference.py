@@ -171,3 +171,19 @@ def test_attention_matches_torch_scaled_dot_product_attention(torch):
     assert rel_err(out, out_t) < TORCH_RTOL_FLOAT64
     for g, g_t in zip(attention.backward(dout, cache), grads_t):
         assert rel_err(g, g_t) < TORCH_RTOL_FLOAT64
+
+
+def test_a_training_checkpoint_loads_in_gpt2lmheadmodel(torch, transformers, tmp_path):
+    from minigpt import checkpoint
+    from minigpt.cli import main
+    from test_train import TINY, make_text
+
+    text = make_text(tmp_path / "t.txt", seed=0)
+    assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "10", *TINY]) == 0
+    ckpt = checkpoint.resolve(tmp_path / "run", "latest")
+    ours, _ = checkpoint.load_model(ckpt)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(ckpt, attn_implementation="eager").eval()
+    idx = np.random.default_rng(0).integers(0, ours.config.vocab_size, size=(2, 16))
+    with torch.no_grad():
+        hf_logits = hf(torch.from_numpy(idx)).logits.numpy()
+    assert rel_err(ours.eval().forward(idx)[0], hf_logits) < TORCH_RTOL_FLOAT32

@@ -29,9 +29,30 @@ class AttentionCache(NamedTuple):
     scale: float  # 1 / sqrt(hs)
 
 
-def causal_mask(T):
-    """(T, T) bool, True where query position t may attend to key position s, i.e. s <= t."""
-    return np.tril(np.ones((T, T), dtype=bool))  # (T, T)
+def causal_mask(T, P=0):
+    """(T, P + T) bool, True where query t may attend to key s. The T queries sit at positions P..P+T-1
+    after P cached ones (P = 0 without a KV cache), so query t sees keys s <= P + t."""
+    return np.tril(np.ones((T, P + T), dtype=bool), k=P)  # (T, P + T)
+
+
+class KVCache:
+    """The keys and values of the positions processed so far, for one attention layer, so that decoding
+    a new token computes only its own q, k, v instead of the whole prefix again (docs/ops/attention.md)."""
+
+    def __init__(self, B, n_head, block_size, hs, dtype):
+        self.k = np.zeros((B, n_head, block_size, hs), dtype=dtype)  # (B, nh, block_size, hs)
+        self.v = np.zeros((B, n_head, block_size, hs), dtype=dtype)  # (B, nh, block_size, hs)
+        self.length = 0  # P, the positions filled
+
+    def append(self, k, v):
+        """Store k, v (B, nh, T, hs) of T new positions; return all keys and values so far, (B, nh, P + T, hs)."""
+        P, T = self.length, k.shape[2]
+        if P + T > self.k.shape[2]:
+            raise ValueError(f"the KV cache holds {self.k.shape[2]} positions (block_size); {P} + {T} do not fit")
+        self.k[:, :, P:P + T] = k
+        self.v[:, :, P:P + T] = v
+        self.length = P + T
+        return self.k[:, :, :P + T], self.v[:, :, :P + T]
 
 
 def split_heads(a, n_head):
@@ -47,9 +68,10 @@ def merge_heads(a):
 
 
 # --8<-- [start:forward]
-def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None):
+def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, kv_cache=None):
     """x (B, T, C), w_attn (C, 3C), b_attn (3C,) or None, w_proj (C, C), b_proj (C,) or None
-    -> out (B, T, C). dropout_p > 0 drops attention probabilities using `rng`."""
+    -> out (B, T, C). dropout_p > 0 drops attention probabilities using `rng`. With a KVCache, x holds
+    only the new positions and attends to the cached ones too (inference only: no backward)."""
     B, T, C = x.shape
     if C % n_head != 0:
         raise ValueError(f"channels C={C} must be divisible by n_head={n_head}")
@@ -63,11 +85,14 @@ def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None):
     q = split_heads(q, n_head)  # (B, nh, T, hs)
     k = split_heads(k, n_head)  # (B, nh, T, hs)
     v = split_heads(v, n_head)  # (B, nh, T, hs)
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # (B, nh, P + T, hs) each: the cached positions, then the new ones
+    P = k.shape[2] - T  # positions before these T (0 without a cache)
 
-    preatt = (q @ k.swapaxes(-1, -2)) * scale  # (B, nh, T, T) preatt[b, h, t, s] = q_t . k_s / sqrt(hs)
-    preatt = np.where(causal_mask(T), preatt, -np.inf)  # (B, nh, T, T) the future is masked out
-    att, softmax_cache = softmax.forward(preatt)  # (B, nh, T, T) each row sums to 1 over s <= t
-    att_dropped, dropout_cache = dropout.forward(att, dropout_p, rng)  # (B, nh, T, T)
+    preatt = (q @ k.swapaxes(-1, -2)) * scale  # (B, nh, T, P+T) preatt[b, h, t, s] = q_t . k_s / sqrt(hs)
+    preatt = np.where(causal_mask(T, P), preatt, -np.inf)  # (B, nh, T, P+T) the future is masked out
+    att, softmax_cache = softmax.forward(preatt)  # (B, nh, T, P+T) each row sums to 1 over s <= P + t
+    att_dropped, dropout_cache = dropout.forward(att, dropout_p, rng)  # (B, nh, T, P+T)
     y = att_dropped @ v  # (B, nh, T, hs)
     y = merge_heads(y)  # (B, T, C)
 

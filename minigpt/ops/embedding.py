@@ -14,18 +14,20 @@ class EmbeddingCache(NamedTuple):
     idx: np.ndarray  # (B, T) token ids, to route each row of dout back to its row of wte
     wte_shape: tuple  # (V, C)
     wpe_shape: tuple  # (block_size, C)
+    start: int  # the position of idx[:, 0]
 
 
 # --8<-- [start:forward]
-def forward(idx, wte, wpe):
-    """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C)."""
+def forward(idx, wte, wpe, start=0):
+    """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C). The tokens sit at positions
+    start..start+T-1 (start > 0 when earlier positions are in a KV cache)."""
     V, C = wte.shape
     idx = check_token_ids(idx, V)
     B, T = idx.shape
-    if T > wpe.shape[0]:
-        raise ValueError(f"sequence length {T} exceeds the {wpe.shape[0]} positions of wpe (block_size)")
-    out = wte[idx] + wpe[:T]  # (B, T, C)
-    return out, EmbeddingCache(idx, wte.shape, wpe.shape)
+    if start + T > wpe.shape[0]:
+        raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
+    out = wte[idx] + wpe[start:start + T]  # (B, T, C)
+    return out, EmbeddingCache(idx, wte.shape, wpe.shape, start)
 # --8<-- [end:forward]
 
 
@@ -38,6 +40,6 @@ def backward(dout, cache):
     # `dwte[idx] = dout` would keep only the last of them (the bug tests/test_gradcheck.py catches).
     np.add.at(dwte, cache.idx, dout)  # (V, C)
     dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    dwpe[:T] = dout.sum(axis=0)  # (T, C): position t is used once per sequence in the batch
+    dwpe[cache.start:cache.start + T] = dout.sum(axis=0)  # (T, C): each position is used once per sequence
     return dwte, dwpe
 # --8<-- [end:backward]

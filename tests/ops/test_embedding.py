@@ -61,7 +61,7 @@ def test_backward_accumulates_repeated_tokens():
         (np.array([[0, 1], [-1, 2]]), "token id -1 at batch 1, position 0 is outside the vocabulary (size 5)"),
         (np.array([[0.0, 1.0]]), "token ids must be integers, got dtype float64"),
         (np.array([0, 1]), "token ids must be a 2-D (B, T) array"),
-        (np.zeros((1, 4), dtype=np.int64), "sequence length 4 exceeds the 3 positions of wpe"),
+        (np.zeros((1, 4), dtype=np.int64), "positions up to 4 exceed the 3 positions of wpe"),
     ],
 )
 def test_bad_token_ids_are_rejected_with_a_clear_message(idx, message):

@@ -1,0 +1,204 @@
+"""The `minigpt` command: `minigpt train`, `minigpt sample`, `minigpt plot`.
+
+Every TrainConfig field is a `train` flag spelled with dashes. Settings are applied in this order, each
+overriding the one before: TrainConfig's defaults (nanoGPT's Shakespeare CPU recipe), the task's preset
+(--task), the config file (--config FILE.toml), the flags. A resumed run starts from its saved settings.
+Errors end the command with status 1 and one line on stderr.
+"""
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from minigpt.config import TASKS, TrainConfig, field_kind
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like every other error of the command, and no
+    abbreviated flags (argparse would take --max-iter for --max-iters)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"minigpt: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of TrainConfig keys")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind, _ = field_kind(f)
+        help_text = f"(default: {getattr(defaults, f.name)})"
+        if f.name == "data":
+            help_text = "a UTF-8 text file (default: Tiny Shakespeare, found via $MINIGPT_DATA or the cache, or downloaded)"
+        if f.name == "resume":
+            parser.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS, metavar="DIR",
+                                help="continue the run in --out-dir (or in DIR) from its latest checkpoint")
+        elif f.name == "task":
+            parser.add_argument(flag, choices=TASKS, default=argparse.SUPPRESS, help="a built-in synthetic task instead of text")
+        elif kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            metavar = {int: "N", float: "X"}.get(kind, {"out_dir": "DIR", "init_from": "DIR", "data": "PATH"}.get(f.name, "VALUE"))
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def read_toml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    from minigpt.train import TASK_PRESETS, resume_config
+
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    from_file = read_toml(args.config) if args.config else {}
+    TrainConfig.check_keys(from_file, source=f"{args.config}")
+    resume = given.pop("resume", from_file.pop("resume", False))
+    if resume:
+        out_dir = resume if isinstance(resume, str) else given.get("out_dir", from_file.get("out_dir", TrainConfig.out_dir))
+        given["out_dir"] = out_dir
+        return resume_config(out_dir, {**from_file, **given})
+    task = given.get("task", from_file.get("task"))
+    settings = {**TASK_PRESETS.get(task, {}), **from_file, **given}
+    if settings.get("init_from"):  # fine-tuning: the model's shape is the checkpoint's unless given
+        settings = {**pretrained_shape(settings["init_from"]), **from_file, **given}
+    return TrainConfig.from_dict(settings)
+
+
+def pretrained_shape(init_from: str) -> dict:
+    from minigpt import checkpoint
+    from minigpt.train import MODEL_KEYS
+
+    config = checkpoint.gpt_config_from_hf(checkpoint.read_json(checkpoint.resolve(init_from, "best") / "config.json"))
+    return {key: getattr(config, key) for key in MODEL_KEYS}
+
+
+def cmd_train(args) -> int:
+    from minigpt.train import train
+
+    cfg = train_config(args)
+    result = train(cfg)
+    summary = f"done: {result['iter']} iters in {result['seconds']:.0f} s, best val loss {result['best_val_loss']:.4f}"
+    if "val_accuracy" in result:
+        summary += f", held-out accuracy {result['val_accuracy']:.1%}"
+    print(summary)
+    print(f"checkpoints in {cfg.out_dir}; sample with: minigpt sample --out-dir {cfg.out_dir}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from minigpt import checkpoint
+    from minigpt.generate import stream
+
+    ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
+    model, tokenizer = checkpoint.load_model(ckpt)
+    prompt = args.prompt
+    if prompt is None:
+        if "\n" not in tokenizer.chars:
+            raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
+        prompt = "\n"
+    idx = tokenizer.encode(prompt)[None, :]  # (1, T)
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+    steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.num_samples == 1:  # one sample: print each token as it comes
+        out = prompt
+        sys.stdout.write(prompt)
+        for next_id in steps:
+            piece = tokenizer.decode(next_id)
+            out += piece
+            if args.stop and args.stop in out[len(prompt):]:
+                end = out.index(args.stop, len(prompt)) + len(args.stop)
+                sys.stdout.write(piece[: len(piece) - (len(out) - end)])
+                break
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    texts = [prompt] * args.num_samples  # several: generated together, printed one after another
+    for next_id in steps:
+        texts = [t + tokenizer.decode([i]) for t, i in zip(texts, next_id)]
+    for i, text in enumerate(texts):
+        if args.stop and args.stop in text[len(prompt):]:
+            text = text[: text.index(args.stop, len(prompt)) + len(args.stop)]
+        print(text)
+        if i < len(texts) - 1:
+            print("-" * 40)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from minigpt.plot import plot_run
+
+    print(plot_run(args.run_dir, args.output))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train a model (default: nanoGPT's Tiny Shakespeare CPU recipe)",
+                       description="Train a GPT. Every setting is a flag; defaults are nanoGPT's CPU recipe for Tiny Shakespeare.")
+    add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate text from a trained model")
+    p.add_argument("--out-dir", default="out", help="a run directory or a checkpoint directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    p.add_argument("--prompt", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token (ignores temperature, top-k, top-p)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--stop", help="stop a sample once it contains this text")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("plot", help="plot a run's loss curves to a PNG (needs matplotlib)")
+    p.add_argument("run_dir")
+    p.add_argument("--output", help="the PNG to write (default: RUN_DIR/loss.png)")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv=None) -> int:
+    from minigpt.train import TrainingInterrupted
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TrainingInterrupted as e:
+        print(f"minigpt: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("minigpt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `minigpt sample | head`
+        return 0
+    except (ValueError, OSError, FloatingPointError) as e:
+        message = " ".join(str(e).split()) or e.__class__.__name__
+        print(f"minigpt: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

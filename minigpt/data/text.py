@@ -1,0 +1,144 @@
+"""Text datasets: find the text file, tokenize it once into memory-mapped token files, sample batches.
+
+The default dataset is Tiny Shakespeare, looked for in this order:
+  1. the path given with --data (TrainConfig.data);
+  2. the path in the environment variable MINIGPT_DATA;
+  3. the user's cache directory (see cache_dir), where a download is kept;
+  4. downloaded from its public URL, with its SHA-256 checked.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from minigpt.data.chars import CharTokenizer
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_FILE = "tinyshakespeare.txt"
+TRAIN_FRACTION = 0.9  # first 90% train, last 10% validation, as nanoGPT splits it
+
+
+def cache_dir() -> Path:
+    """$MINIGPT_CACHE, else $XDG_CACHE_HOME/minigpt, else ~/.cache/minigpt."""
+    if os.environ.get("MINIGPT_CACHE"):
+        return Path(os.environ["MINIGPT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigpt"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_text(path: str | None = None) -> Path:
+    """The text file to train on: `path` if given, else Tiny Shakespeare (found or downloaded)."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"data file {path} does not exist; give the path of a text file with --data")
+        return p
+    if os.environ.get("MINIGPT_DATA"):
+        p = Path(os.environ["MINIGPT_DATA"]).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"MINIGPT_DATA={p} does not exist; point it at the Tiny Shakespeare text file")
+        return p
+    cached = cache_dir() / SHAKESPEARE_FILE
+    if cached.is_file():
+        return cached
+    try:
+        download(SHAKESPEARE_URL, cached, SHAKESPEARE_SHA256)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            f"Tiny Shakespeare was not found and could not be downloaded ({e}); pass --data PATH, set "
+            f"MINIGPT_DATA=PATH, or save {SHAKESPEARE_URL} as {cached}"
+        ) from None
+    return cached
+
+
+def download(url: str, dest: Path, sha256: str) -> None:
+    """Download `url` to `dest`, checking its SHA-256; `dest` appears only if the whole file arrived intact."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
+            shutil.copyfileobj(response, f)
+        got = sha256_of(tmp)
+        if got != sha256:
+            raise ValueError(f"the download from {url} has SHA-256 {got}, expected {sha256}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class TextDataset:
+    """A text file tokenized into two memory-mapped token files, train.bin and val.bin (uint16, or uint32
+    for vocabularies past 65,536), stored once in the cache directory next to tokenizer.json and
+    reused on the next run."""
+
+    def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer: CharTokenizer, source: Path):
+        self.train, self.val, self.tokenizer, self.source = train, val, tokenizer, source
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @classmethod
+    def load(cls, path: str | None = None, tokenizer: CharTokenizer | None = None) -> "TextDataset":
+        """Tokenize the text at `path` (see find_text) with `tokenizer`, or with a character tokenizer
+        built from the text itself when none is given (a fine-tuned model keeps its own vocabulary)."""
+        source = find_text(path)
+        raw = source.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"data file {source} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
+        if tokenizer is None:
+            tokenizer = CharTokenizer.from_text(text)
+        text_hash = hashlib.sha256(raw).hexdigest()[:16]
+        vocab_hash = hashlib.sha256(tokenizer.chars.encode("utf-8")).hexdigest()[:8]
+        prepared = cache_dir() / "data" / f"{source.stem}-{text_hash}-{vocab_hash}"
+        if not (prepared / "meta.json").is_file():
+            prepare(text, tokenizer, prepared)
+        meta = json.loads((prepared / "meta.json").read_text())
+        dtype = np.dtype(meta["dtype"])
+        train = np.memmap(prepared / "train.bin", dtype=dtype, mode="r")
+        val = np.memmap(prepared / "val.bin", dtype=dtype, mode="r")
+        return cls(train, val, tokenizer, source)
+
+    def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
+        """B random windows of T + 1 consecutive tokens: x (B, T) the inputs, y (B, T) the next tokens."""
+        data = self.train if split == "train" else self.val
+        if len(data) <= block_size:
+            raise ValueError(
+                f"the {split} split has {len(data)} tokens, too few for block_size {block_size}; "
+                f"use a longer text or a smaller --block-size"
+            )
+        ix = rng.integers(0, len(data) - block_size, size=batch_size)  # (B,) window starts
+        x = np.stack([data[i:i + block_size] for i in ix]).astype(np.int64)  # (B, T)
+        y = np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64)  # (B, T)
+        return x, y
+
+
+def prepare(text: str, tokenizer: CharTokenizer, out: Path) -> None:
+    """Write train.bin, val.bin, tokenizer.json and meta.json into `out`, atomically: a directory that is
+    half-written (the process died) is never picked up, because it only gets its name when complete."""
+    ids = tokenizer.encode(text)  # (n,)
+    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
+    n = int(len(ids) * TRAIN_FRACTION)
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ids[:n].astype(dtype).tofile(tmp / "train.bin")
+    ids[n:].astype(dtype).tofile(tmp / "val.bin")
+    (tmp / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
+    meta = {"dtype": np.dtype(dtype).name, "train_tokens": n, "val_tokens": len(ids) - n}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.rename(tmp, out)
+    except OSError:  # another process prepared the same data first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""Autoregressive generation with a key/value cache: greedy, temperature, top-k and top-p sampling.
+
+The prompt is processed once (the "prefill"); after that each step feeds only the newest token, whose
+attention reads the keys and values of earlier positions from the cache instead of recomputing them.
+Past block_size tokens the context window slides, as nanoGPT crops it: each token is predicted from
+the last block_size tokens, and since every position then shifts by one, the cache is rebuilt from
+the cropped window at every step. Math and costs: docs/sampling.md. Tests: tests/test_generate.py.
+"""
+
+import numpy as np
+
+from minigpt.validate import check_token_ids
+
+
+# --8<-- [start:filter]
+def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
+    """logits (B, V) -> probabilities (B, V) float64 to sample from, in Hugging Face's order:
+    temperature, then top-k (keep the k largest), then top-p (keep the smallest set of most likely
+    tokens whose probability adds up to at least top_p). Removed tokens get probability exactly 0."""
+    z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
+    B, V = z.shape
+    if top_k is not None and top_k < V:
+        kth = np.sort(z, axis=-1)[:, V - top_k][:, None]  # (B, 1) the k-th largest logit
+        z = np.where(z < kth, -np.inf, z)  # (B, V) ties with the k-th are kept
+    z = z - z.max(axis=-1, keepdims=True)  # (B, V)
+    probs = np.exp(z)  # (B, V)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")  # (B, V) most likely first
+        sorted_p = np.take_along_axis(probs, order, axis=-1)  # (B, V)
+        mass_before = np.cumsum(sorted_p, axis=-1) - sorted_p  # (B, V) probability of the more likely tokens
+        keep_sorted = mass_before < top_p  # (B, V) always keeps the most likely token
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)  # (B, V) back to vocabulary order
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+# --8<-- [end:filter]
+
+
+def check_sampling_args(max_new_tokens, temperature, top_k, top_p):
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}; for greedy decoding use do_sample=False")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+# --8<-- [start:stream]
+def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
+    """Yield the next token of each of the B sequences, a (B,) int64 array per step, max_new_tokens times."""
+    cfg = model.config
+    idx = check_token_ids(idx, cfg.vocab_size)
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p)
+    B, T = idx.shape
+    if T == 0:
+        raise ValueError("the prompt is empty; give at least one token")
+    if T > cfg.block_size:
+        raise ValueError(f"the prompt has {T} tokens but the model's context (block_size) is {cfg.block_size}; shorten it")
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        window = idx  # (B, <= block_size) the context the next token is predicted from
+        kv_cache = model.new_kv_cache(B)
+        logits, _ = model.forward(window, kv_cache=kv_cache)  # (B, T, V) prefill
+        for step in range(max_new_tokens):
+            last = logits[:, -1, :]  # (B, V)
+            if do_sample:
+                probs = filter_logits(last, temperature, top_k, top_p)  # (B, V)
+                next_id = np.array([rng.choice(cfg.vocab_size, p=p) for p in probs], dtype=np.int64)  # (B,)
+            else:
+                next_id = np.argmax(last, axis=-1).astype(np.int64)  # (B,)
+            yield next_id
+            if step == max_new_tokens - 1:
+                break
+            window = np.concatenate([window, next_id[:, None]], axis=1)[:, -cfg.block_size:]  # (B, <= block_size)
+            if kv_cache[0].length < cfg.block_size:
+                logits, _ = model.forward(next_id[:, None], kv_cache=kv_cache)  # (B, 1, V) one new position
+            else:  # the window is full and slides: every position shifts, so the cache is rebuilt
+                kv_cache = model.new_kv_cache(B)
+                logits, _ = model.forward(window, kv_cache=kv_cache)  # (B, block_size, V)
+    finally:
+        model.train(was_training)
+# --8<-- [end:stream]
+
+
+def generate(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
+    """idx (B, T) -> (B, T + max_new_tokens): the prompt followed by its continuation."""
+    idx = check_token_ids(idx, model.config.vocab_size)
+    steps = list(stream(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed))
+    new = np.stack(steps, axis=1) if steps else np.zeros((idx.shape[0], 0), dtype=np.int64)  # (B, max_new_tokens)
+    return np.concatenate([idx.astype(np.int64), new], axis=1)  # (B, T + max_new_tokens)

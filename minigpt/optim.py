@@ -1,0 +1,95 @@
+"""AdamW with decoupled weight decay, the warmup + cosine learning-rate schedule, and global-norm
+gradient clipping, as nanoGPT trains GPT-2. Math: docs/training.md. Tests: tests/test_optim.py."""
+
+import math
+
+import numpy as np
+
+
+def decays(name: str, p: np.ndarray) -> bool:
+    """nanoGPT's split: every parameter of two or more dimensions decays (matmul weights and embeddings);
+    biases and layer-norm gains do not."""
+    return p.ndim >= 2
+
+
+class AdamW:
+    """Adam (Kingma and Ba) with decoupled weight decay (Loshchilov and Hutter), computed exactly as
+    torch.optim.AdamW computes it:
+
+        m = beta1 m + (1 - beta1) g                     first moment
+        v = beta2 v + (1 - beta2) g^2                   second moment
+        p = p - lr wd p                                 decay, only for parameters that decay()
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8):
+        self.params = params
+        self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
+        self.m = {name: np.zeros_like(p) for name, p in params.items()}
+        self.v = {name: np.zeros_like(p) for name, p in params.items()}
+        self.t = 0  # steps taken: the bias corrections need it
+
+    # --8<-- [start:step]
+    def step(self, grads: dict, lr: float) -> None:
+        """Update every parameter in place."""
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        bias_correction1 = 1.0 - b1**self.t
+        bias_correction2_sqrt = math.sqrt(1.0 - b2**self.t)
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            if decays(name, p):
+                p *= 1.0 - lr * self.weight_decay
+            # the bias corrections undo the zero initialisation of m and v: without them the first steps
+            # would be too small by a factor 1 - beta^t
+            p -= (lr / bias_correction1) * m / (np.sqrt(v) / bias_correction2_sqrt + self.eps)
+    # --8<-- [end:step]
+
+    def state_dict(self) -> dict:
+        """The moments, as arrays named exp_avg.<param> and exp_avg_sq.<param> (torch's names)."""
+        state = {f"exp_avg.{name}": m for name, m in self.m.items()}
+        state.update({f"exp_avg_sq.{name}": v for name, v in self.v.items()})
+        return state
+
+    def load_state_dict(self, state: dict, t: int) -> None:
+        for name, p in self.params.items():
+            for key, dest in ((f"exp_avg.{name}", self.m), (f"exp_avg_sq.{name}", self.v)):
+                if key not in state:
+                    raise ValueError(f"optimizer state {key!r} is missing")
+                if state[key].shape != p.shape or state[key].dtype != p.dtype:
+                    raise ValueError(f"optimizer state {key!r} has shape {state[key].shape} and dtype "
+                                     f"{state[key].dtype}, expected {p.shape} and {p.dtype}")
+                dest[name] = np.array(state[key])
+        self.t = t
+
+
+# --8<-- [start:get_lr]
+def get_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, decay_iters: int) -> float:
+    """The learning rate of step `it` (0-based), as nanoGPT schedules it: linear warmup over warmup_iters
+    steps, then a cosine from learning_rate down to min_lr at decay_iters, then min_lr."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / (decay_iters - warmup_iters)  # 0 -> 1
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
+    return min_lr + coeff * (learning_rate - min_lr)
+# --8<-- [end:get_lr]
+
+
+# --8<-- [start:clip]
+def clip_grad_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients together so that their global L2 norm is at most max_norm (0: no clipping),
+    as torch.nn.utils.clip_grad_norm_ does. Returns the norm before clipping."""
+    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    if max_norm > 0:
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            for g in grads.values():
+                g *= coef
+    return total
+# --8<-- [end:clip]

@@ -1,0 +1,48 @@
+"""`minigpt plot RUN_DIR`: the training and validation loss curves of a run, from its log.jsonl."""
+
+import json
+from pathlib import Path
+
+
+def read_log(run_dir) -> list:
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; give the --out-dir of a training run")
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ValueError(f"{path} line {n} is not JSON") from None
+    if not records:
+        raise ValueError(f"{path} is empty: the run has not logged a step yet")
+    return records
+
+
+def plot_run(run_dir, output=None) -> Path:
+    """Write the loss curves of the run in run_dir to a PNG; return its path."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise OSError("plotting needs matplotlib: pip install 'minigpt[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(run_dir)
+    output = Path(output) if output else Path(run_dir) / "loss.png"
+    evals = [r for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot([r["iter"] for r in records], [r["loss"] for r in records], lw=0.6, alpha=0.5, label="training batch loss")
+    if evals:
+        ax.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], "o-", label="train loss (evaluation)")
+        ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "s-", label="validation loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy loss (nats per token)")
+    ax.set_title(f"minigpt: {Path(run_dir).resolve().name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output

@@ -1,0 +1,230 @@
+"""The training loop under `minigpt train`: AdamW on random batches, periodic evaluation, checkpoints,
+exact resume. Tests: tests/test_train.py. Math: docs/training.md."""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from minigpt import checkpoint
+from minigpt.config import TrainConfig
+from minigpt.data.tasks import TASKS
+from minigpt.data.text import TextDataset
+from minigpt.model import GPT
+from minigpt.ops.cross_entropy import IGNORE_INDEX
+from minigpt.optim import AdamW, clip_grad_norm, get_lr
+
+# Settings that `--task NAME` puts in place of the Shakespeare recipe (flags and config files still win).
+TASK_PRESETS = {
+    "sort": dict(n_layer=3, n_head=3, n_embd=48, block_size=11, batch_size=64, max_iters=1000, learning_rate=5e-3,
+                 min_lr=5e-4, warmup_iters=50, eval_interval=250, eval_iters=10, weight_decay=0.1, beta2=0.99),
+    "add": dict(n_layer=3, n_head=3, n_embd=48, block_size=6, batch_size=64, max_iters=2000, learning_rate=5e-3,
+                min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10, weight_decay=0.1, beta2=0.99),
+}
+# What a resumed run cannot change, because the checkpoint was made with it.
+FIXED_ON_RESUME = ("data", "task", "n_layer", "n_head", "n_embd", "block_size", "bias", "dtype")
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+
+
+def load_dataset(cfg: TrainConfig, tokenizer=None):
+    """The task, or the text dataset (tokenized with `tokenizer` when fine-tuning a saved model)."""
+    if cfg.task is not None:
+        task = TASKS[cfg.task]()
+        if tokenizer is not None and tokenizer != task.tokenizer:
+            raise ValueError(f"the checkpoint's vocabulary does not match the {cfg.task} task's")
+        return task
+    return TextDataset.load(cfg.data, tokenizer)
+
+
+def sequence_length(cfg: TrainConfig, dataset) -> int:
+    """T of the training batches: the task's fixed length, or block_size for text."""
+    return getattr(dataset, "sequence_length", cfg.block_size)
+
+
+def resume_config(out_dir, overrides: dict) -> TrainConfig:
+    """The configuration of the run in out_dir, with `overrides` (e.g. a larger max_iters) applied."""
+    ckpt = checkpoint.resolve(out_dir, "latest")
+    saved = checkpoint.read_json(ckpt / "train_config.json")
+    return TrainConfig.from_dict({**saved, **overrides, "resume": True, "out_dir": str(out_dir)}, source="config")
+
+
+def evaluate(model: GPT, dataset, cfg: TrainConfig) -> dict:
+    """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator),
+    so that successive evaluations differ only because the model changed; plus the held-out
+    exact-match accuracy for a task."""
+    model.eval()
+    T = sequence_length(cfg, dataset)
+    result = {}
+    for i, split in enumerate(("train", "val")):
+        rng = np.random.default_rng([cfg.seed, 2, i])
+        losses = [model.forward(*dataset.get_batch(split, cfg.batch_size, T, rng))[1] for _ in range(cfg.eval_iters)]
+        result[f"{split}_loss"] = float(np.mean(losses))
+    if hasattr(dataset, "accuracy"):
+        result["val_accuracy"] = dataset.accuracy(model, "val")
+    model.train()
+    return result
+
+
+# --8<-- [start:accumulate]
+def accumulate_gradients(model: GPT, batches: list) -> tuple[float, dict]:
+    """Mean loss and its gradients over several micro-batches, each weighted by its share of the
+    targets: exactly the loss and gradients of one batch holding all of them."""
+    counts = [int((y != IGNORE_INDEX).sum()) for _, y in batches]
+    total = sum(counts)
+    loss, grads = 0.0, None
+    for (x, y), n in zip(batches, counts):
+        _, micro_loss = model.forward(x, y)
+        micro_grads = model.backward()
+        w = n / total
+        loss += w * micro_loss
+        if grads is None:
+            grads = {name: w * g for name, g in micro_grads.items()}
+        else:
+            for name, g in micro_grads.items():
+                grads[name] += w * g
+    return loss, grads
+# --8<-- [end:accumulate]
+
+
+def truncate_log(path: Path, last_iter: int) -> None:
+    """Drop log lines past the checkpoint being resumed (steps that ran after it and will run again)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["iter"] <= last_iter]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class Interrupt:
+    """Turns the first Ctrl-C (SIGINT) into a flag that the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no handler
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C stops at once
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class TrainingInterrupted(Exception):
+    pass
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are)."""
+    out_dir = Path(cfg.out_dir)
+    started = time.perf_counter()
+    say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
+
+    # --- the model, its tokenizer and the data ---
+    model = tokenizer = None
+    if cfg.resume:
+        ckpt = checkpoint.resolve(out_dir, "latest")
+        saved = TrainConfig.from_dict(checkpoint.read_json(ckpt / "train_config.json"), source="saved config")
+        for key in FIXED_ON_RESUME:
+            if getattr(saved, key) != getattr(cfg, key):
+                raise ValueError(f"cannot change {key} when resuming ({getattr(saved, key)!r} in {ckpt}, "
+                                 f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
+        model, tokenizer = checkpoint.load_model(ckpt)
+    else:
+        if checkpoint.read_pointer(out_dir) is not None:
+            raise ValueError(f"{out_dir} already holds a run; continue it with --resume, or choose another --out-dir")
+        if cfg.init_from is not None:
+            ckpt = checkpoint.resolve(cfg.init_from, "best")
+            pretrained, tokenizer = checkpoint.load_model(ckpt)
+            for key in MODEL_KEYS:
+                if getattr(cfg, key) != getattr(pretrained.config, key):
+                    raise ValueError(f"the checkpoint {ckpt} has {key} {getattr(pretrained.config, key)!r}; "
+                                     f"it cannot be fine-tuned with {key} {getattr(cfg, key)!r}")
+            model = GPT(cfg.model_config(pretrained.config.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+            model.load_state_dict({name: p.astype(cfg.dtype) for name, p in pretrained.params.items()})
+            say(f"starting from the weights of {ckpt}")
+    dataset = load_dataset(cfg, tokenizer)
+    if model is None:
+        model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+    T = sequence_length(cfg, dataset)
+    if T > cfg.block_size:
+        raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
+
+    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2)
+    sampler = np.random.default_rng(cfg.seed)  # the training batches
+    it, best_val_loss = 0, math.inf
+    if cfg.resume:
+        _, state = checkpoint.load_training_state(ckpt, optimizer)
+        it, best_val_loss = state["iter"], state["best_val_loss"]
+        sampler.bit_generator.state = state["sampler_rng"]
+        model.rng.bit_generator.state = state["dropout_rng"]
+        truncate_log(out_dir / "log.jsonl", it)
+        say(f"resuming {out_dir} at iter {it}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def save(best: bool):
+        state = {"iter": it, "best_val_loss": best_val_loss, "optimizer_step": optimizer.t,
+                 "sampler_rng": sampler.bit_generator.state, "dropout_rng": model.rng.bit_generator.state}
+        checkpoint.save(out_dir, f"ckpt-{it:06d}", model, dataset.tokenizer, cfg, optimizer, state, best)
+
+    # --- the loop ---
+    tokens_per_step = cfg.batch_size * T * cfg.gradient_accumulation_steps
+    last_eval = {}
+    bar = tqdm(total=cfg.max_iters, initial=it, desc="train", unit="it", file=sys.stderr,
+               disable=None if progress else True, dynamic_ncols=True)
+    with Interrupt() as interrupt, open(out_dir / "log.jsonl", "a") as log, bar:
+        while it < cfg.max_iters:
+            t0 = time.perf_counter()
+            if cfg.decay_lr:
+                lr = get_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.decay_iters)
+            else:
+                lr = get_lr(it, cfg.learning_rate, cfg.learning_rate, cfg.warmup_iters, cfg.decay_iters)
+            batches = [dataset.get_batch("train", cfg.batch_size, T, sampler) for _ in range(cfg.gradient_accumulation_steps)]
+            loss, grads = accumulate_gradients(model, batches)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {loss} at iter {it + 1}; lower --learning-rate")
+            grad_norm = clip_grad_norm(grads, cfg.grad_clip)
+            optimizer.step(grads, lr)
+            it += 1
+            step_time = time.perf_counter() - t0
+            record = {"iter": it, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                      "tokens_per_sec": tokens_per_step / step_time}
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / step_time:,.0f}", refresh=False)
+
+            if it % cfg.eval_interval == 0 or it == cfg.max_iters:
+                last_eval = evaluate(model, dataset, cfg)
+                record.update(last_eval)
+                is_best = last_eval["val_loss"] < best_val_loss
+                best_val_loss = min(best_val_loss, last_eval["val_loss"])
+                save(best=is_best)
+                accuracy = f", val accuracy {last_eval['val_accuracy']:.1%}" if "val_accuracy" in last_eval else ""
+                say(f"iter {it}: train loss {last_eval['train_loss']:.4f}, val loss {last_eval['val_loss']:.4f}"
+                    f"{accuracy}{' (best)' if is_best else ''}")
+            elif interrupt.requested:
+                save(best=False)
+            if it % cfg.log_interval == 0 or "val_loss" in record or interrupt.requested:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if interrupt.requested:
+                raise TrainingInterrupted(
+                    f"interrupted at iter {it}; checkpoint saved in {out_dir}; continue with "
+                    f"minigpt train --resume --out-dir {out_dir}"
+                )
+
+    return {"iter": it, "best_val_loss": best_val_loss, **last_eval, "out_dir": str(out_dir),
+            "seconds": time.perf_counter() - started, "num_params": model.num_params()}

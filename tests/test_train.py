@@ -1,0 +1,215 @@
+"""Training: the log and checkpoint contract, exact resume (also after Ctrl-C), exact gradient
+accumulation, the synthetic tasks, fine-tuning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file
+
+from minigpt import GPT, GPTConfig
+from minigpt.cli import main
+from minigpt.ops.cross_entropy import IGNORE_INDEX
+from minigpt.train import accumulate_gradients
+from tolerances import FLOAT64_RTOL
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-iters", "2", "--eval-interval", "10", "--warmup-iters", "2"]
+
+
+def make_text(path, seed, n_words=6000):
+    """A deterministic made-up text: the same vocabulary of characters for every seed."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "king", "queen", "of", "and", "to", "my", "lord", "thou", "art", "good", "night", "sweet",
+             "prince", "what", "is", "love", "fair", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz,.;:!?'"]
+    weights = rng.dirichlet(np.ones(len(words)) * 0.5)
+    text = " ".join(rng.choice(words, size=n_words, p=weights))
+    path.write_text("\n".join(text[i:i + 60] for i in range(0, len(text), 60)) + "\n")
+    return path
+
+
+@pytest.fixture
+def text(tmp_path):
+    return make_text(tmp_path / "text.txt", seed=0)
+
+
+def train(*args):
+    assert main(["train", *args]) == 0
+
+
+def read_log(out_dir):
+    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in records]
+
+
+def test_a_run_writes_the_log_and_checkpoints_of_the_contract(text, tmp_path):
+    out = tmp_path / "run"
+    train("--data", str(text), "--out-dir", str(out), "--max-iters", "25", *TINY)
+    log = read_log(out)
+    assert [r["iter"] for r in log] == list(range(1, 26))
+    assert all({"iter", "loss", "lr"} <= set(r) for r in log)
+    evaluated = [r["iter"] for r in log if "val_loss" in r]
+    assert evaluated == [10, 20, 25]  # every eval_interval, and always the last step
+    pointer = json.loads((out / "checkpoints.json").read_text())
+    assert pointer["latest"] == "ckpt-000025"
+    best = min((r for r in log if "val_loss" in r), key=lambda r: r["val_loss"])
+    assert pointer["best"] == f"ckpt-{best['iter']:06d}"
+    assert sorted(p.name for p in out.glob("ckpt-*")) == sorted(set(pointer.values()))  # older ones removed
+    ckpt = out / "ckpt-000025"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors", "optimizer.safetensors",
+                                                       "state.json", "tokenizer.json", "train_config.json"]
+    weights = load_file(str(ckpt / "model.safetensors"))
+    cfg = GPTConfig(vocab_size=json.loads((ckpt / "config.json").read_text())["vocab_size"], block_size=16,
+                    n_layer=1, n_head=2, n_embd=16)
+    assert set(weights) == set(GPT(cfg).params)  # Hugging Face GPT-2 names
+    assert json.loads((ckpt / "state.json").read_text())["iter"] == 25
+
+
+def test_resume_continues_exactly(text, tmp_path):
+    common = ["--data", str(text), "--lr-decay-iters", "40", *TINY]
+    train(*common, "--out-dir", str(tmp_path / "straight"), "--max-iters", "40")
+    train(*common, "--out-dir", str(tmp_path / "resumed"), "--max-iters", "15")
+    train("--resume", "--out-dir", str(tmp_path / "resumed"), "--max-iters", "40")
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
+    assert [r["iter"] for r in resumed] == list(range(1, 41))
+    # identical losses, learning rates and gradient norms at every step; the first run's extra evaluation
+    # at iter 15 (its last step) is the only difference in the logs
+    for a, b in zip(without_timing(straight), without_timing(resumed)):
+        if b["iter"] == 15:
+            b = {k: v for k, v in b.items() if k not in ("train_loss", "val_loss")}
+        assert a == b
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(text, tmp_path):
+    args = ["--data", str(text), "--max-iters", "300", "--eval-interval", "100", "--n-layer", "2", "--n-head", "2",
+            "--n-embd", "32", "--block-size", "32", "--batch-size", "8", "--eval-iters", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt.cli", "train", *args, "--out-dir", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    log = out / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 30):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted at iter" in stderr and "Traceback" not in stderr
+    stopped = read_log(out)[-1]["iter"]
+    assert 30 <= stopped < 300  # it stopped early, with a checkpoint of that step
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{stopped:06d}"
+
+    train("--resume", "--out-dir", str(out))
+    train(*args, "--out-dir", str(tmp_path / "straight"))
+    assert without_timing(read_log(out)) == without_timing(read_log(tmp_path / "straight"))
+
+
+@given(st.integers(0, 2**16), st.integers(1, 4), st.integers(1, 3), st.integers(1, 5))
+@settings(max_examples=25)
+def test_gradient_accumulation_equals_one_big_batch(seed, k, b, T):
+    rng = np.random.default_rng(seed)
+    model = GPT(GPTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=2, n_embd=4), seed=seed, dtype=np.float64)
+    for p in model.params.values():
+        p += rng.normal(0, 0.3, size=p.shape)
+    x = rng.integers(0, 7, size=(k * b, T))
+    y = rng.integers(0, 7, size=(k * b, T))
+    y[rng.random(y.shape) < 0.3] = IGNORE_INDEX  # micro-batches with different numbers of targets
+    y[:, 0] = rng.integers(0, 7, size=k * b)  # but none with no target at all
+    micro = [(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(k)]
+    loss, grads = accumulate_gradients(model, micro)
+    _, big_loss = model.forward(x, y)
+    big_grads = model.backward()
+    assert loss == pytest.approx(big_loss, rel=FLOAT64_RTOL)
+    for name, g in big_grads.items():
+        np.testing.assert_allclose(grads[name], g, rtol=1e-10, atol=1e-14)
+
+
+def test_the_sort_task_reaches_full_held_out_accuracy(tmp_path):
+    out = tmp_path / "sort"
+    train("--task", "sort", "--out-dir", str(out))
+    final = read_log(out)[-1]
+    assert final["val_accuracy"] == 1.0
+
+
+def test_the_add_task_reports_held_out_accuracy(tmp_path):
+    out = tmp_path / "add"
+    train("--task", "add", "--out-dir", str(out), "--max-iters", "20", "--eval-interval", "10")
+    evaluated = [r for r in read_log(out) if "val_loss" in r]
+    assert len(evaluated) == 2 and all(0.0 <= r["val_accuracy"] <= 1.0 for r in evaluated)
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path):
+    pre, other = make_text(tmp_path / "a.txt", seed=1), make_text(tmp_path / "b.txt", seed=2)
+    train("--data", str(pre), "--out-dir", str(tmp_path / "pre"), "--max-iters", "100", "--learning-rate", "1e-2", *TINY)
+    # the model's shape comes from the checkpoint (the default --n-layer would be 4)
+    assert main(["train", "--data", str(other), "--out-dir", str(tmp_path / "ft"), "--init-from", str(tmp_path / "pre"),
+                 "--max-iters", "5", "--learning-rate", "1e-4", "--eval-iters", "2", "--batch-size", "4"]) == 0
+    train("--data", str(other), "--out-dir", str(tmp_path / "scratch"), "--max-iters", "5", *TINY)
+    first_ft, first_scratch = read_log(tmp_path / "ft")[0]["loss"], read_log(tmp_path / "scratch")[0]["loss"]
+    assert first_ft < first_scratch - 1.0  # the pretrained model already knows the characters' statistics
+    config = json.loads((tmp_path / "ft" / "ckpt-000005" / "train_config.json").read_text())
+    assert config["n_layer"] == 1 and config["learning_rate"] == 1e-4
+
+
+def test_a_checkpoint_that_fails_midway_leaves_the_previous_one(text, tmp_path, monkeypatch):
+    from minigpt import checkpoint
+
+    out = tmp_path / "run"
+    train("--data", str(text), "--out-dir", str(out), "--max-iters", "10", *TINY)
+    real_save_file = checkpoint.save_file
+
+    def dies_after_the_weights(tensors, filename, metadata=None):
+        real_save_file(tensors, filename, metadata=metadata)
+        if filename.endswith("optimizer.safetensors"):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", dies_after_the_weights)
+    assert main(["train", "--resume", "--out-dir", str(out), "--max-iters", "20"]) == 1
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000010"
+    assert not (out / "ckpt-000020").exists()
+    monkeypatch.setattr(checkpoint, "save_file", real_save_file)
+    train("--resume", "--out-dir", str(out), "--max-iters", "20")  # and the run can go on from it
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000020"
+
+
+def test_settings_come_from_a_toml_file_and_flags_override_it(text, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(f'data = "{text}"\nmax_iters = 12\nlearning_rate = 3e-3\nbatch_size = 4\nn_layer = 1\n'
+                      f'n_head = 2\nn_embd = 16\nblock_size = 16\neval_iters = 2\neval_interval = 10\n')
+    out = tmp_path / "run"
+    train("--config", str(config), "--out-dir", str(out), "--max-iters", "11")
+    saved = json.loads((out / "ckpt-000011" / "train_config.json").read_text())
+    assert saved["max_iters"] == 11 and saved["learning_rate"] == 3e-3 and saved["n_embd"] == 16
+
+
+@pytest.mark.slow
+def test_the_default_recipe_trains_exactly_as_pytorch_does(shakespeare, tmp_path, torch):
+    """`minigpt train` with its defaults (nanoGPT's CPU recipe) on Tiny Shakespeare, against the same model
+    trained by PyTorch autograd and torch.optim.AdamW from the same initial weights on the same batches.
+    About 5 minutes on 2 cores. Measured here: val loss 1.9064 for both; nanoGPT publishes 1.88 for this
+    recipe from a 20-batch estimate, and PyTorch reaches 1.891 to 1.907 over 200 batches across seeds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from train_torch_reference import train_torch
+
+    from minigpt.config import TrainConfig
+
+    out = tmp_path / "shakespeare"
+    train("--data", str(shakespeare), "--out-dir", str(out))
+    final = read_log(out)[-1]
+    assert final["iter"] == 2000
+    peer = train_torch(TrainConfig(data=str(shakespeare)), same_init=True)
+    # float32 rounding differs between the two, and 2000 steps amplify it; measured difference: 1e-7
+    assert abs(final["val_loss"] - peer["val_loss"]) < 1e-3
+    assert abs(final["train_loss"] - peer["train_loss"]) < 1e-3
+    assert final["val_loss"] < 1.92  # the range the recipe reaches in PyTorch across seeds (1.891 to 1.907)
