@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,8 @@ class TrainingInterrupted(Exception):
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are)."""
+    if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
+        cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
     out_dir = Path(cfg.out_dir)
     started = time.perf_counter()
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
