@@ -156,7 +156,7 @@ def read_arrays(path: Path) -> dict:
         raise ValueError(f"{path} is corrupt or truncated ({reason}); the checkpoint cannot be read") from None
 
 
-def load_model(ckpt: Path) -> tuple[GPT, CharTokenizer]:
+def load_model(ckpt: Path, backend: str = "numpy") -> tuple[GPT, CharTokenizer]:
     """The model and tokenizer of a checkpoint directory."""
     try:
         config = gpt_config_from_hf(read_json(ckpt / "config.json"))
@@ -170,7 +170,7 @@ def load_model(ckpt: Path) -> tuple[GPT, CharTokenizer]:
         raise ValueError(f"{ckpt / 'tokenizer.json'} is corrupt ({e})") from None
     weights = read_arrays(ckpt / "model.safetensors")
     dtype = weights["transformer.wte.weight"].dtype if "transformer.wte.weight" in weights else np.float32
-    model = GPT(config, dtype=dtype)
+    model = GPT(config, dtype=dtype, backend=backend)
     try:
         model.load_state_dict(weights)
     except ValueError as e:

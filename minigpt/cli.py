@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from minigpt.config import TASKS, TrainConfig, field_kind
+from minigpt.config import BACKENDS, TASKS, TrainConfig, field_kind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +44,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                                 help="continue the run in --out-dir (or in DIR) from its latest checkpoint")
         elif f.name == "task":
             parser.add_argument(flag, choices=TASKS, default=argparse.SUPPRESS, help="a built-in synthetic task instead of text")
+        elif f.name == "backend":
+            parser.add_argument(flag, choices=BACKENDS, default=argparse.SUPPRESS, help=f"how the ops are computed {help_text}")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
@@ -104,9 +106,11 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from minigpt import checkpoint
     from minigpt.generate import stream
+    from minigpt.threads import set_threads
 
+    set_threads(args.threads)
     ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
-    model, tokenizer = checkpoint.load_model(ckpt)
+    model, tokenizer = checkpoint.load_model(ckpt, backend=args.backend)
     prompt = args.prompt
     if prompt is None:
         if "\n" not in tokenizer.chars:
@@ -171,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--stop", help="stop a sample once it contains this text")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("plot", help="plot a run's loss curves to a PNG (needs matplotlib)")

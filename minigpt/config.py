@@ -64,6 +64,7 @@ def field_kind(f: Field) -> tuple[type, bool]:
 
 TASKS = ("sort", "add")
 DTYPES = ("float32", "float64")
+BACKENDS = ("numpy", "numba", "c", "auto")  # minigpt/backends
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class TrainConfig:
     # the run
     seed: int = 1337
     dtype: str = "float32"
+    backend: str = "auto"  # numpy (the reference), numba, c, or auto: the fastest available (docs/kernels.md)
+    threads: int | None = None  # for BLAS, numba and OpenMP together; None: every core
     init_from: str | None = None  # start from the weights of a checkpoint (fine-tuning)
     resume: bool = False  # continue the run found in out_dir
 
@@ -135,6 +138,10 @@ class TrainConfig:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.task is not None and self.data is not None:
             raise ValueError("give either data (a text file) or task, not both")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.resume and self.init_from is not None:

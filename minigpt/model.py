@@ -17,32 +17,32 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import generate
+from minigpt import backends, generate
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
+from minigpt.ops import attention
 
 # Buffers that Hugging Face's GPT-2 state dict may carry and that are not parameters (the causal mask).
 _HF_MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 
 
-class BlockCache(NamedTuple):
-    ln_1: layernorm.LayerNormCache
-    attn: attention.AttentionCache
-    attn_dropout: dropout.DropoutCache
-    ln_2: layernorm.LayerNormCache
-    c_fc: linear.LinearCache
-    gelu: gelu.GeluCache
-    c_proj: linear.LinearCache
-    mlp_dropout: dropout.DropoutCache
+class BlockCache(NamedTuple):  # what each op of one block saved for its backward
+    ln_1: tuple
+    attn: tuple
+    attn_dropout: tuple
+    ln_2: tuple
+    c_fc: tuple
+    gelu: tuple
+    c_proj: tuple
+    mlp_dropout: tuple
 
 
 class ModelCache(NamedTuple):
-    embedding: embedding.EmbeddingCache
-    embd_dropout: dropout.DropoutCache
+    embedding: tuple
+    embd_dropout: tuple
     blocks: list  # one BlockCache per layer
-    ln_f: layernorm.LayerNormCache
-    lm_head: linear.LinearCache
-    loss: cross_entropy.CrossEntropyCache
+    ln_f: tuple
+    lm_head: tuple
+    loss: tuple
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -104,13 +104,14 @@ class GPT:
     (65, 16)
     """
 
-    def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32):
+    def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32, backend: str = "numpy"):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         self.config = config
         self.dtype = dtype
         self.params = init_params(config, seed, dtype)
+        self.ops = backends.get(backend)  # the ops' implementation: minigpt/ops, or a fast backend
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
         self._cache = None
@@ -137,7 +138,7 @@ class GPT:
 
         With kv_cache (from new_kv_cache), idx holds only new positions, which attend to the cached ones
         as well; that is inference: there is no backward afterwards."""
-        cfg, p = self.config, self.params
+        cfg, p, ops = self.config, self.params, self.ops
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
         if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
@@ -149,38 +150,38 @@ class GPT:
             raise ValueError("idx has no positions (T = 0); give at least one token")
         p_drop = cfg.dropout if self.training else 0.0
 
-        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P)  # (B, T, C)
-        x, embd_drop = dropout.forward(x, p_drop, self.rng)  # (B, T, C)
+        x, emb_cache = ops.embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P)  # (B, T, C)
+        x, embd_drop = ops.dropout.forward(x, p_drop, self.rng)  # (B, T, C)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
             block_caches.append(block_cache)
-        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (B, T, C)
-        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T)  # (B, T, V) tied: w = wte^T
+        x, lnf_cache = ops.layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (B, T, C)
+        logits, head_cache = ops.linear.forward(x, p["transformer.wte.weight"].T)  # (B, T, V) tied: w = wte^T
 
         loss, loss_cache = None, None
         if targets is not None:
-            loss, loss_cache = cross_entropy.forward(logits, targets)
+            loss, loss_cache = ops.cross_entropy.forward(logits, targets)
             loss = float(loss)
         self._cache = None if kv_cache is not None else ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache)
         return logits, loss
 
     def _block_forward(self, x, l, p_drop, kv_cache=None):
         """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
-        p, h = self.params, f"transformer.h.{l}."
-        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))  # (B, T, C)
-        a, attn = attention.forward(
+        p, h, ops = self.params, f"transformer.h.{l}.", self.ops
+        a, ln_1 = ops.layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))  # (B, T, C)
+        a, attn = ops.attention.forward(
             a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
             p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
             self.config.n_head, p_drop, self.rng, kv_cache,
         )  # (B, T, C)
-        a, attn_drop = dropout.forward(a, p_drop, self.rng)  # (B, T, C)
+        a, attn_drop = ops.dropout.forward(a, p_drop, self.rng)  # (B, T, C)
         x = x + a  # (B, T, C) residual
-        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))  # (B, T, C)
-        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, 4C)
-        m, gelu_cache = gelu.forward(m)  # (B, T, 4C)
-        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))  # (B, T, C)
-        m, mlp_drop = dropout.forward(m, p_drop, self.rng)  # (B, T, C)
+        m, ln_2 = ops.layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))  # (B, T, C)
+        m, c_fc = ops.linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, 4C)
+        m, gelu_cache = ops.gelu.forward(m)  # (B, T, 4C)
+        m, c_proj = ops.linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))  # (B, T, C)
+        m, mlp_drop = ops.dropout.forward(m, p_drop, self.rng)  # (B, T, C)
         x = x + m  # (B, T, C) residual
         return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
     # --8<-- [end:forward]
@@ -192,35 +193,36 @@ class GPT:
         cache = self._cache
         if cache is None or cache.loss is None:
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
-        cfg = self.config
+        cfg, ops = self.config, self.ops
         grads = {}
 
-        dlogits = cross_entropy.backward(1.0, cache.loss)  # (B, T, V)
-        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head)  # (B, T, C), (C, V)
-        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f)
+        dlogits = ops.cross_entropy.backward(1.0, cache.loss)  # (B, T, V)
+        dx, dwte_head, _ = ops.linear.backward(dlogits, cache.lm_head)  # (B, T, C), (C, V) a view of (V, C)
+        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = ops.layernorm.backward(dx, cache.ln_f)
         for l in reversed(range(cfg.n_layer)):
             dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
-        dx = dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
-        dwte, grads["transformer.wpe.weight"] = embedding.backward(dx, cache.embedding)  # (V, C), (block_size, C)
-        # wte is used twice, by the embedding and by the LM head: its gradient is the sum of both.
-        grads["transformer.wte.weight"] = dwte + dwte_head.T  # (V, C)
+        dx = ops.dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
+        # wte is used twice, by the LM head and by the embedding: its gradient is the sum of both, so the
+        # embedding's scatter-add goes straight into the head's part (both (V, C))
+        grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = ops.embedding.backward(
+            dx, cache.embedding, dwte=dwte_head.T)  # (V, C), (block_size, C)
         return {name: grads[name] for name in self.params}  # the params' order; drops None biases
 
     def _block_backward(self, dx, l, c, grads):
         """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
-        h = f"transformer.h.{l}."
+        h, ops = f"transformer.h.{l}.", self.ops
         # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-        dm = dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
-        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj)  # (B, T, 4C)
-        dm = gelu.backward(dm, c.gelu)  # (B, T, 4C)
-        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc)  # (B, T, C)
-        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2)  # (B, T, C)
+        dm = ops.dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
+        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = ops.linear.backward(dm, c.c_proj)  # (B, T, 4C)
+        dm = ops.gelu.backward(dm, c.gelu)  # (B, T, 4C)
+        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = ops.linear.backward(dm, c.c_fc)  # (B, T, C)
+        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = ops.layernorm.backward(dm, c.ln_2)  # (B, T, C)
         dx = dx + dm  # (B, T, C)
         # x = x + a: the same for the attention branch
-        da = dropout.backward(dx, c.attn_dropout)  # (B, T, C)
+        da = ops.dropout.backward(dx, c.attn_dropout)  # (B, T, C)
         (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
-         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn)  # (B, T, C)
-        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1)  # (B, T, C)
+         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = ops.attention.backward(da, c.attn)  # (B, T, C)
+        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = ops.layernorm.backward(da, c.ln_1)  # (B, T, C)
         dx = dx + da  # (B, T, C)
         return dx
     # --8<-- [end:backward]

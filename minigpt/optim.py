@@ -12,6 +12,21 @@ def decays(name: str, p: np.ndarray) -> bool:
     return p.ndim >= 2
 
 
+# --8<-- [start:update]
+def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
+    """One AdamW step for one parameter, in place; decay is the weight decay (0 for no decay)."""
+    m *= beta1
+    m += (1.0 - beta1) * g  # first moment
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)  # second moment
+    if decay > 0.0:
+        p *= 1.0 - lr * decay  # decoupled weight decay
+    # the bias corrections undo the zero initialisation of m and v: without them the first steps
+    # would be too small by a factor 1 - beta^t
+    p -= (lr / bias_correction1) * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+# --8<-- [end:update]
+
+
 class AdamW:
     """Adam (Kingma and Ba) with decoupled weight decay (Loshchilov and Hutter), computed exactly as
     torch.optim.AdamW computes it:
@@ -20,34 +35,27 @@ class AdamW:
         v = beta2 v + (1 - beta2) g^2                   second moment
         p = p - lr wd p                                 decay, only for parameters that decay()
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    `update` does one parameter's step: adamw_update above, or a backend's fused kernel.
     """
 
-    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8):
+    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, update=adamw_update):
         self.params = params
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
+        self.update = update
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self.t = 0  # steps taken: the bias corrections need it
 
-    # --8<-- [start:step]
     def step(self, grads: dict, lr: float) -> None:
         """Update every parameter in place."""
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        bias_correction1 = 1.0 - b1**self.t
-        bias_correction2_sqrt = math.sqrt(1.0 - b2**self.t)
+        bias_correction1 = 1.0 - self.beta1**self.t
+        bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**self.t)
         for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            if decays(name, p):
-                p *= 1.0 - lr * self.weight_decay
-            # the bias corrections undo the zero initialisation of m and v: without them the first steps
-            # would be too small by a factor 1 - beta^t
-            p -= (lr / bias_correction1) * m / (np.sqrt(v) / bias_correction2_sqrt + self.eps)
-    # --8<-- [end:step]
+            decay = self.weight_decay if decays(name, p) else 0.0
+            self.update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
+                        bias_correction1, bias_correction2_sqrt, self.eps, decay)
 
     def state_dict(self) -> dict:
         """The moments, as arrays named exp_avg.<param> and exp_avg_sq.<param> (torch's names)."""

@@ -20,6 +20,7 @@ from minigpt.data.text import TextDataset
 from minigpt.model import GPT
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import AdamW, clip_grad_norm, get_lr
+from minigpt.threads import set_threads
 
 # Settings that `--task NAME` puts in place of the Shakespeare recipe (flags and config files still win).
 TASK_PRESETS = {
@@ -135,6 +136,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
     out_dir = Path(cfg.out_dir)
     started = time.perf_counter()
+    set_threads(cfg.threads)
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
 
     # --- the model, its tokenizer and the data ---
@@ -146,28 +148,29 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             if getattr(saved, key) != getattr(cfg, key):
                 raise ValueError(f"cannot change {key} when resuming ({getattr(saved, key)!r} in {ckpt}, "
                                  f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
-        model, tokenizer = checkpoint.load_model(ckpt)
+        model, tokenizer = checkpoint.load_model(ckpt, backend=cfg.backend)
     else:
         if checkpoint.read_pointer(out_dir) is not None:
             raise ValueError(f"{out_dir} already holds a run; continue it with --resume, or choose another --out-dir")
         if cfg.init_from is not None:
             ckpt = checkpoint.resolve(cfg.init_from, "best")
-            pretrained, tokenizer = checkpoint.load_model(ckpt)
+            pretrained, tokenizer = checkpoint.load_model(ckpt, backend="numpy")
             for key in MODEL_KEYS:
                 if getattr(cfg, key) != getattr(pretrained.config, key):
                     raise ValueError(f"the checkpoint {ckpt} has {key} {getattr(pretrained.config, key)!r}; "
                                      f"it cannot be fine-tuned with {key} {getattr(cfg, key)!r}")
-            model = GPT(cfg.model_config(pretrained.config.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+            model = GPT(cfg.model_config(pretrained.config.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype),
+                        backend=cfg.backend)
             model.load_state_dict({name: p.astype(cfg.dtype) for name, p in pretrained.params.items()})
             say(f"starting from the weights of {ckpt}")
     dataset = load_dataset(cfg, tokenizer)
     if model is None:
-        model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+        model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     T = sequence_length(cfg, dataset)
     if T > cfg.block_size:
         raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
 
-    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2)
+    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, update=model.ops.adamw_update)
     sampler = np.random.default_rng(cfg.seed)  # the training batches
     it, best_val_loss = 0, math.inf
     if cfg.resume:

@@ -1,7 +1,12 @@
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# numba's compiled kernels outlive the session (they are keyed by source file and signature): keep them in
+# the user's cache, so that each test session and each CLI subprocess does not compile them again.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "minigpt" / "numba"))
 
 # Under CI every run explores the same examples (derandomize), so a failure is reproducible from the log.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,8 +48,6 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def shakespeare():
     """Tiny Shakespeare: $MINIGPT_DATA, or ../shared/data beside the repository (where CI puts it)."""
-    from pathlib import Path
-
     path = Path(os.environ.get("MINIGPT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt")
     if not path.is_file():
         if os.environ.get("CI") == "true":

@@ -32,10 +32,12 @@ def forward(idx, wte, wpe, start=0):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache):
-    """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C)."""
+def backward(dout, cache, dwte=None):
+    """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C). If dwte is given (a gradient of wte from
+    another use of it, such as the tied LM head), the embedding's gradient is added into it."""
     B, T, C = dout.shape
-    dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
+    if dwte is None:
+        dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
     # scatter-add: a token that appears k times receives the sum of its k rows of dout.
     # `dwte[idx] = dout` would keep only the last of them (the bug tests/test_gradcheck.py catches).
     np.add.at(dwte, cache.idx, dout)  # (V, C)

@@ -37,7 +37,10 @@ def backward(dout, cache):
     B, T, C = x.shape
     OC = w.shape[1]
     dx = dout @ w.T  # (B, T, C)
-    dw = x.reshape(B * T, C).T @ dout.reshape(B * T, OC)  # (C, OC): sum over every position of x^T dout
+    if w.flags.c_contiguous:
+        dw = x.reshape(B * T, C).T @ dout.reshape(B * T, OC)  # (C, OC): sum over every position of x^T dout
+    else:  # w is a transposed view (the tied LM head's wte^T): give dw the same layout, so dw.T is contiguous
+        dw = (dout.reshape(B * T, OC).T @ x.reshape(B * T, C)).T  # (C, OC), a view of an (OC, C) array
     db = dout.sum(axis=(0, 1)) if cache.has_bias else None  # (OC,)
     return dx, dw, db
 # --8<-- [end:backward]

@@ -1,0 +1,27 @@
+"""What the numba and C wrappers share: the checks before a kernel reads raw memory (it must get exactly
+the dtype and layout it was written for, and a wrapper raises rather than silently copying), and the
+layer-norm cache of both (x, mean, rstd, from which the backward recomputes norm, as llm.c does)."""
+
+from typing import NamedTuple
+
+import numpy as np
+
+CHUNKS = 32  # row chunks of a parallel reduction: fixed, so results do not depend on the thread count
+
+
+def check_arrays(op: str, dtype, **arrays) -> None:
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if a.dtype != dtype:
+            raise ValueError(f"{op}: {name} is {a.dtype} but the other inputs are {np.dtype(dtype)}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
+
+
+class LayerNormCache(NamedTuple):
+    x: np.ndarray  # (B, T, C)
+    mean: np.ndarray  # (B, T)
+    rstd: np.ndarray  # (B, T)
+    w: np.ndarray  # (C,)
+    has_bias: bool

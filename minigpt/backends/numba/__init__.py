@@ -1,0 +1,14 @@
+"""numba kernels for the memory-bound ops: each makes one or two passes over memory where the NumPy
+reference makes several, and runs its outer loop in parallel. Matmuls stay with BLAS (NumPy's `@`).
+Every kernel writes into arrays its Python wrapper allocates, and uses the names of its reference op.
+docs/kernels.md explains each; tests/test_backends.py proves each equal to the reference."""
+
+import os
+
+from minigpt.data.text import cache_dir
+
+# numba caches compiled kernels (cache=True) next to the source by default; keep them out of the tree.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+# numba's threads are OpenMP threads, which by default spin for a while after each parallel loop; with
+# BLAS's threads working next, the two pools then fight over the cores (minigpt/threads.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
