@@ -3,7 +3,7 @@
  * Included twice by minigpt.c (real = float, double). */
 
 void FN(gelu_forward)(real* out, const real* inp, long n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         real x = inp[i];
         real u = (real)GELU_SCALE * (x + (real)GELU_CUBIC * x * x * x);
@@ -12,7 +12,7 @@ void FN(gelu_forward)(real* out, const real* inp, long n) {
 }
 
 void FN(gelu_backward)(real* dinp, const real* inp, const real* dout, long n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         real x = inp[i];
         real u = (real)GELU_SCALE * (x + (real)GELU_CUBIC * x * x * x);

@@ -5,7 +5,7 @@
 
 void FN(layernorm_forward)(real* out, real* mean, real* rstd, const real* inp, const real* weight,
                            const real* bias, int BT, int C, double eps) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
     for (int r = 0; r < BT; r++) {
         const real* x = inp + (long)r * C;
         double m = 0;  /* the row's statistics accumulate in double, as the numba kernel's do */
@@ -34,7 +34,7 @@ void FN(layernorm_forward)(real* out, real* mean, real* rstd, const real* inp, c
  * place and the result does not depend on the number of threads. dweight, dbias are overwritten. */
 void FN(layernorm_backward)(real* dinp, real* dweight, real* dbias, const real* dout, const real* inp,
                             const real* weight, const real* mean, const real* rstd, int BT, int C) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
     for (int r = 0; r < BT; r++) {
         const real* x = inp + (long)r * C;
         const real* dy = dout + (long)r * C;
@@ -54,7 +54,7 @@ void FN(layernorm_backward)(real* dinp, real* dweight, real* dbias, const real* 
             dx[i] = (real)(rstd[r] * (dnorm - dnorm_mean - norm * dnorm_norm_mean));
         }
     }
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
     for (int i0 = 0; i0 < C; i0 += CHANNEL_BLOCK) {
         int ni = C - i0 < CHANNEL_BLOCK ? C - i0 : CHANNEL_BLOCK;
         double dw[CHANNEL_BLOCK] = {0}, db[CHANNEL_BLOCK] = {0};  /* sums over many rows keep their digits */

@@ -11,7 +11,7 @@
  * small local array, while the matching slice of each row of weight streams past. The innermost loop
  * runs along contiguous memory of both weight and the accumulator, so it compiles to vector FMAs. */
 void FN(matmul_forward)(real* out, const real* inp, const real* weight, const real* bias, int BT, int C, int OC) {
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)BT * OC >= PARALLEL_MIN)
     for (int r0 = 0; r0 < BT; r0 += TILE_R) {
         for (int o0 = 0; o0 < OC; o0 += TILE_O) {
             int nr = BT - r0 < TILE_R ? BT - r0 : TILE_R;
@@ -43,7 +43,7 @@ void FN(matmul_forward)(real* out, const real* inp, const real* weight, const re
  * dweight and dbias are overwritten, not accumulated into. dbias may be NULL (no bias). */
 void FN(matmul_backward)(real* dinp, real* dweight, real* dbias, const real* dout, const real* inp,
                          const real* weight, int BT, int C, int OC) {
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)BT * OC >= PARALLEL_MIN)
     for (int r = 0; r < BT; r++) {
         for (int c = 0; c < C; c++) {
             const real* dout_row = dout + (long)r * OC;
@@ -55,7 +55,7 @@ void FN(matmul_backward)(real* dinp, real* dweight, real* dbias, const real* dou
             dinp[(long)r * C + c] = sum;
         }
     }
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)BT * OC >= PARALLEL_MIN)
     for (int c = 0; c < C; c++) {
         real* dw_row = dweight + (long)c * OC;  /* dweight[c, :] */
         for (int o = 0; o < OC; o++)
@@ -68,7 +68,7 @@ void FN(matmul_backward)(real* dinp, real* dweight, real* dbias, const real* dou
         }
     }
     if (dbias != NULL) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((long)BT * OC >= PARALLEL_MIN)
         for (int o0 = 0; o0 < OC; o0 += TILE_O) {  /* each thread owns a block of columns */
             int no = OC - o0 < TILE_O ? OC - o0 : TILE_O;
             for (int o = 0; o < no; o++)

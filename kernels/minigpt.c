@@ -8,6 +8,7 @@
 
 #include "minigpt.h"
 
+#define PARALLEL_MIN 32768  /* elements: smaller work runs on one thread (waking the others costs more) */
 #define TILE_R 4     /* matmul forward: rows of out per tile */
 #define TILE_O 64    /* matmul: columns of out per tile (a few vector registers wide) */
 #define CHANNEL_BLOCK 16  /* layer norm backward: channels per thread's block for dweight, dbias */

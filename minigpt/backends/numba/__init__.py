@@ -4,6 +4,7 @@ Every kernel writes into arrays its Python wrapper allocates, and uses the names
 docs/kernels.md explains each; tests/test_backends.py proves each equal to the reference."""
 
 import os
+from contextlib import contextmanager
 
 from minigpt.data.text import cache_dir
 
@@ -12,3 +13,23 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
 # numba's threads are OpenMP threads, which by default spin for a while after each parallel loop; with
 # BLAS's threads working next, the two pools then fight over the cores (minigpt/threads.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+PARALLEL_MIN = 1 << 15  # elements: below this a kernel runs on one thread, as waking the others costs more
+
+
+@contextmanager
+def threads_for(size: int):
+    """Run the parallel loops launched inside on one thread when the work is small (decoding one token
+    at a time, say): each launch would otherwise wait tens of microseconds for sleeping threads."""
+    if size >= PARALLEL_MIN:
+        yield
+        return
+    import numba
+
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(n)

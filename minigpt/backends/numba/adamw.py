@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
+from minigpt.backends.numba import threads_for
 
 
 @njit(cache=True, parallel=True)
@@ -22,5 +23,6 @@ def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction
 
 def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     check_arrays("adamw", p.dtype, p=p, g=g, m=m, v=v)
-    adamw_kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
-                 bias_correction1, bias_correction2_sqrt, eps, decay)
+    with threads_for(p.size):
+        adamw_kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
+                     bias_correction1, bias_correction2_sqrt, eps, decay)

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
+from minigpt.backends.numba import threads_for
 from minigpt.ops import attention as reference
 from minigpt.validate import check_shape
 
@@ -34,6 +35,7 @@ def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // n_head
+    zero = scale * 0  # a zero of the arrays' dtype: float32 sums stay float32, with no conversions
     for bh in prange(B * n_head):
         b, h = bh // n_head, bh % n_head
         q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs  # where this head's q, k, v start in qkv
@@ -46,7 +48,7 @@ def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale
         for t in range(T):
             # preatt[t, s] = q_t . k_s / sqrt(hs), only for s <= t: the masked scores are never computed
             for s in range(t + 1):
-                row[s] = 0.0
+                row[s] = zero
             for d in range(hs):
                 qd = qkv[b, t, q0 + d] * scale
                 for s in range(t + 1):
@@ -54,18 +56,20 @@ def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale
             maxval = row[0]  # softmax, with the max subtracted
             for s in range(1, t + 1):
                 maxval = max(maxval, row[s])
-            total = 0.0
+            total = zero
             for s in range(t + 1):
                 row[s] = math.exp(row[s] - maxval)
                 total += row[s]
             lse[b, h, t] = maxval + math.log(total)
+            inv_total = 1 / total
+            for s in range(t + 1):
+                row[s] *= inv_total  # att[t, s]
             # y_t = sum_s att[t, s] v_s
             for d in range(hs):
-                yt[d] = 0.0
+                yt[d] = zero
             for s in range(t + 1):
-                att = row[s] / total
                 for d in range(hs):
-                    yt[d] += att * qkv[b, s, v0 + d]
+                    yt[d] += row[s] * qkv[b, s, v0 + d]
             for d in range(hs):
                 y[b, t, q0 + d] = yt[d]
 
@@ -78,6 +82,7 @@ def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // n_head
+    zero = scale * 0  # a zero of the arrays' dtype
     for bh in prange(B * n_head):
         b, h = bh // n_head, bh % n_head
         q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
@@ -89,16 +94,16 @@ def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h
             for d in range(hs):
                 kt[d, s] = qkv[b, s, k0 + d]
                 vt[d, s] = qkv[b, s, v0 + d]
-                dk[s, d] = 0.0
-                dv[s, d] = 0.0
+                dk[s, d] = zero
+                dv[s, d] = zero
         for t in range(T):
             for d in range(hs):
                 qt[d] = qkv[b, t, q0 + d]
                 dyt[d] = dy[b, t, q0 + d]
             # recompute att[t, :] from the scores and the saved log-sum-exp, and datt[t, :] = dy_t . v_s
             for s in range(t + 1):
-                att[s] = 0.0
-                datt[s] = 0.0
+                att[s] = zero
+                datt[s] = zero
             for d in range(hs):
                 qd = qt[d] * scale
                 dyd = dyt[d]
@@ -108,13 +113,13 @@ def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h
             for s in range(t + 1):
                 att[s] = math.exp(att[s] - lse[b, h, t])
             # sum_s datt[t, s] att[t, s] = dy_t . y_t: the softmax backward's row sum, eq. (SM-dx)
-            D = 0.0
+            D = zero
             for d in range(hs):
                 D += dyt[d] * y[b, t, q0 + d]
             for s in range(t + 1):
                 datt[s] = att[s] * (datt[s] - D) * scale  # softmax backward, times the scores' 1/sqrt(hs)
             for d in range(hs):
-                dqt[d] = 0.0
+                dqt[d] = zero
             for s in range(t + 1):
                 for d in range(hs):
                     dqt[d] += datt[s] * qkv[b, s, k0 + d]  # eq. (AT-dq)
@@ -153,7 +158,8 @@ class Attention:
         kt_scratch = np.empty((B * n_head, hs, T), dtype=x.dtype)  # (B * nh, hs, T)
         row_scratch = np.empty((B * n_head, 2, max(T, hs)), dtype=x.dtype)  # (B * nh, 2, max(T, hs))
         scale = x.dtype.type(1.0 / math.sqrt(hs))  # in the arrays' dtype, so float32 stays float32
-        attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale)
+        with threads_for(qkv.size * T):
+            attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale)
         out, proj_cache = self.linear.forward(y, w_proj, b_proj)  # (B, T, C)
         return out, AttentionCache(qkv_cache, qkv, lse, proj_cache, n_head)
 
@@ -169,6 +175,7 @@ class Attention:
         t_scratch = np.empty((B * cache.n_head, 2 * hs + 2, T), dtype=y.dtype)  # (B * nh, 2 hs + 2, T)
         h_scratch = np.empty((B * cache.n_head, 2 * T + 3, hs), dtype=y.dtype)  # (B * nh, 2 T + 3, hs)
         scale = y.dtype.type(1.0 / math.sqrt(hs))
-        attention_backward_kernel(dqkv, dy, cache.qkv, y, cache.lse, cache.n_head, scale, t_scratch, h_scratch)
+        with threads_for(dqkv.size * T):
+            attention_backward_kernel(dqkv, dy, cache.qkv, y, cache.lse, cache.n_head, scale, t_scratch, h_scratch)
         dx, dw_attn, db_attn = self.linear.backward(dqkv, cache.qkv_cache)  # (B, T, C)
         return dx, dw_attn, db_attn, dw_proj, db_proj

@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
+from minigpt.backends.numba import threads_for
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.validate import check_token_ids
 
@@ -64,7 +65,8 @@ def forward(logits, targets, ignore_index=IGNORE_INDEX):
     flat_targets = np.ascontiguousarray(targets.reshape(-1), dtype=np.int64)  # (B * T,)
     nll = np.empty(B * T, dtype=np.float64)  # (B * T,)
     lse = np.empty(B * T, dtype=np.float64)  # (B * T,)
-    cross_entropy_forward_kernel(nll, lse, logits.reshape(B * T, V), flat_targets, ignore_index)
+    with threads_for(logits.size):
+        cross_entropy_forward_kernel(nll, lse, logits.reshape(B * T, V), flat_targets, ignore_index)
     loss = logits.dtype.type(nll.sum() / n_valid)
     return loss, CrossEntropyCache(logits, lse, flat_targets, n_valid, ignore_index)
 
@@ -75,6 +77,7 @@ def backward(dloss, cache):
     B, T, V = logits.shape
     dlogits = np.empty_like(logits)  # (B, T, V)
     scale = logits.dtype.type(dloss / cache.n_valid)  # in the logits' dtype, so p - y is exactly 0 where p = 1
-    cross_entropy_backward_kernel(dlogits.reshape(B * T, V), logits.reshape(B * T, V), cache.lse, cache.targets,
-                                  scale, cache.ignore_index)
+    with threads_for(logits.size):
+        cross_entropy_backward_kernel(dlogits.reshape(B * T, V), logits.reshape(B * T, V), cache.lse, cache.targets,
+                                      scale, cache.ignore_index)
     return dlogits

@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
+from minigpt.backends.numba import threads_for
 from minigpt.ops.embedding import EmbeddingCache
 from minigpt.validate import check_token_ids
 
@@ -42,7 +43,8 @@ def forward(idx, wte, wpe, start=0):
         raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
     check_arrays("embedding", wte.dtype, wte=wte, wpe=wpe)
     out = np.empty((B, T, C), dtype=wte.dtype)  # (B, T, C)
-    embedding_forward_kernel(out, np.ascontiguousarray(idx, dtype=np.int64), wte, wpe, start)
+    with threads_for(out.size):
+        embedding_forward_kernel(out, np.ascontiguousarray(idx, dtype=np.int64), wte, wpe, start)
     return out, EmbeddingCache(idx, wte.shape, wpe.shape, start)
 
 
@@ -52,5 +54,6 @@ def backward(dout, cache, dwte=None):
     if dwte is None:
         dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
     dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    embedding_backward_kernel(dwte, dwpe, dout, np.ascontiguousarray(cache.idx, dtype=np.int64), cache.start)
+    with threads_for(dout.size):
+        embedding_backward_kernel(dwte, dwpe, dout, np.ascontiguousarray(cache.idx, dtype=np.int64), cache.start)
     return dwte, dwpe

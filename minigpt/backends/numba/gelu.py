@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
+from minigpt.backends.numba import threads_for
 from minigpt.ops.gelu import GELU_CUBIC, GELU_SCALE
 
 
@@ -44,10 +45,11 @@ def forward(x):
     """x (...) -> out (...)."""
     check_arrays("gelu", x.dtype, x=x)
     th = np.empty_like(x)  # (...)
-    gelu_inner_kernel(th.reshape(-1), x.reshape(-1))  # u
-    np.tanh(th, out=th)  # tanh(u), in place
     out = np.empty_like(x)  # (...)
-    gelu_outer_kernel(out.reshape(-1), x.reshape(-1), th.reshape(-1))
+    with threads_for(x.size):
+        gelu_inner_kernel(th.reshape(-1), x.reshape(-1))  # u
+        np.tanh(th, out=th)  # tanh(u), in place
+        gelu_outer_kernel(out.reshape(-1), x.reshape(-1), th.reshape(-1))
     return out, GeluCache(x, th)
 
 
@@ -55,5 +57,6 @@ def backward(dout, cache):
     """dout (...) -> dx (...)."""
     check_arrays("gelu backward", cache.x.dtype, dout=dout)
     dx = np.empty_like(dout)  # (...)
-    gelu_backward_kernel(dx.reshape(-1), dout.reshape(-1), cache.x.reshape(-1), cache.th.reshape(-1))
+    with threads_for(dx.size):
+        gelu_backward_kernel(dx.reshape(-1), dout.reshape(-1), cache.x.reshape(-1), cache.th.reshape(-1))
     return dx

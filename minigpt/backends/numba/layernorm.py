@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import CHUNKS, LayerNormCache, check_arrays
+from minigpt.backends.numba import threads_for
 from minigpt.ops.layernorm import EPS
 
 
@@ -68,7 +69,8 @@ def forward(x, w, b=None, eps=EPS):
     out = np.empty_like(x)  # (B, T, C)
     mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
     rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
-    layernorm_forward_kernel(out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
+    with threads_for(x.size):
+        layernorm_forward_kernel(out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
     return out, LayerNormCache(x, mean, rstd, w, b is not None)
 
 
@@ -81,8 +83,9 @@ def backward(dout, cache):
     K = min(CHUNKS, B * T)
     dw_parts = np.zeros((K, C))  # (K, C) float64: sums over many rows keep their digits
     db_parts = np.zeros((K, C)) if cache.has_bias else None  # (K, C)
-    layernorm_backward_kernel(dx.reshape(B * T, C), dw_parts, db_parts, dout.reshape(B * T, C),
-                              x.reshape(B * T, C), cache.mean.reshape(-1), cache.rstd.reshape(-1), cache.w)
+    with threads_for(x.size):
+        layernorm_backward_kernel(dx.reshape(B * T, C), dw_parts, db_parts, dout.reshape(B * T, C),
+                                  x.reshape(B * T, C), cache.mean.reshape(-1), cache.rstd.reshape(-1), cache.w)
     dw = dw_parts.sum(axis=0).astype(x.dtype)  # (C,)
     db = None if db_parts is None else db_parts.sum(axis=0).astype(x.dtype)  # (C,)
     return dx, dw, db
