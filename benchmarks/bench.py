@@ -182,7 +182,7 @@ def machine() -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
-    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per implementation")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating measurements per implementation")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,7 +199,7 @@ def main():
 
     for name in args.configs:
         cfg = CONFIGS[name]
-        steps = 10 if name == "recipe" else 3
+        steps = 20 if name == "recipe" else 3
         medians = {impl: [] for impl in impls}
         memory = {}
         for _ in range(args.rounds):  # alternate, so that a slow spell of the machine hits every implementation

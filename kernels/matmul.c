@@ -7,6 +7,7 @@
  * the `omp simd reduction`, which lets the compiler keep several partial sums in one vector register.
  */
 
+/* --8<-- [start:forward] */
 /* Forward, blocked: a tile of TILE_R rows of out by TILE_O columns is accumulated over all C in a
  * small local array, while the matching slice of each row of weight streams past. The innermost loop
  * runs along contiguous memory of both weight and the accumulator, so it compiles to vector FMAs. */
@@ -34,6 +35,7 @@ void FN(matmul_forward)(real* out, const real* inp, const real* weight, const re
         }
     }
 }
+/* --8<-- [end:forward] */
 
 /* Backward: the three gradients of docs/ops/linear.md.
  *   dinp = dout @ weight^T   (BT, C): each entry a dot product of a row of dout and a row of weight

@@ -22,7 +22,7 @@ def test_there_are_pages():
 def test_snippets_name_existing_sections(page):
     for path, section in SNIPPET.findall(page.read_text()):
         source = (ROOT / path).read_text()
-        start, end = f"# --8<-- [start:{section}]", f"# --8<-- [end:{section}]"
+        start, end = f"--8<-- [start:{section}]", f"--8<-- [end:{section}]"
         assert start in source and end in source, f"{page.name}: no section {section!r} in {path}"
         assert source.index(start) < source.index(end)
 

@@ -5,7 +5,8 @@
             the embedding's scatter-add, AdamW); matmuls with NumPy's BLAS
     c       the C kernels of kernels/ for matmul, layer norm and GELU (OpenMP threads); the rest as numba
             (or the reference where numba is missing)
-    auto    the fastest that loads here, in the order measured by benchmarks/bench.py (docs/kernels.md)
+    auto    the fastest that loads: numba, else numpy (benchmarks/bench.py measured the c backend slower
+            than NumPy's BLAS on this machine's matmuls; docs/kernels.md)
 
 A backend that cannot load (numba not installed, no C compiler) falls back to the reference with one
 warning line on stderr. Every backend computes the reference's forward and backward: tests/test_backends.py.
@@ -15,7 +16,7 @@ import sys
 from typing import Callable, NamedTuple
 
 NAMES = ("numpy", "numba", "c", "auto")
-AUTO_ORDER = ("numba", "c", "numpy")  # fastest first, as benchmarks/bench.py measured it
+AUTO_ORDER = ("numba", "numpy")  # fastest first, as benchmarks/bench.py measured it (docs/kernels.md)
 
 
 class Backend(NamedTuple):

@@ -28,6 +28,7 @@ class AttentionCache(NamedTuple):
     n_head: int
 
 
+# --8<-- [start:forward_kernel]
 @njit(cache=True, parallel=True)
 def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale):
     """qkv (B, T, 3C) -> y (B, T, C), lse (B, nh, T). Per (b, h): kt_scratch[bh] (hs, T) holds the
@@ -72,8 +73,10 @@ def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale
                     yt[d] += row[s] * qkv[b, s, v0 + d]
             for d in range(hs):
                 y[b, t, q0 + d] = yt[d]
+# --8<-- [end:forward_kernel]
 
 
+# --8<-- [start:backward_kernel]
 @njit(cache=True, parallel=True)
 def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h_scratch):
     """dy (B, T, C) -> dqkv (B, T, 3C). Per (b, h): t_scratch[bh] (2 hs + 2, T) holds k^T, v^T and two
@@ -133,6 +136,7 @@ def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h
             for d in range(hs):
                 dqkv[b, s, k0 + d] = dk[s, d]
                 dqkv[b, s, v0 + d] = dv[s, d]
+# --8<-- [end:backward_kernel]
 
 
 class Attention:

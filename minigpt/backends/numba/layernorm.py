@@ -11,6 +11,7 @@ from minigpt.backends.numba import threads_for
 from minigpt.ops.layernorm import EPS
 
 
+# --8<-- [start:kernels]
 @njit(cache=True, parallel=True)
 def layernorm_forward_kernel(out, mean, rstd, x, w, b, eps):
     """x (N, C) -> out (N, C), mean (N,), rstd (N,). Statistics accumulate in float64."""
@@ -60,6 +61,7 @@ def layernorm_backward_kernel(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
                 dw_parts[k, i] += dout[n, i] * norm
                 if db_parts is not None:
                     db_parts[k, i] += dout[n, i]
+# --8<-- [end:kernels]
 
 
 def forward(x, w, b=None, eps=EPS):
