@@ -76,10 +76,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         given["out_dir"] = out_dir
         return resume_config(out_dir, {**from_file, **given})
     task = given.get("task", from_file.get("task"))
-    settings = {**TASK_PRESETS.get(task, {}), **from_file, **given}
-    if settings.get("init_from"):  # fine-tuning: the model's shape is the checkpoint's unless given
-        settings = {**pretrained_shape(settings["init_from"]), **from_file, **given}
-    return TrainConfig.from_dict(settings)
+    init_from = given.get("init_from", from_file.get("init_from"))
+    shape = pretrained_shape(init_from) if init_from else {}  # fine-tuning: the checkpoint's, unless given
+    return TrainConfig.from_dict({**TASK_PRESETS.get(task, {}), **shape, **from_file, **given})
 
 
 def pretrained_shape(init_from: str) -> dict:

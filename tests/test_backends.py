@@ -210,7 +210,9 @@ def test_adamw_update(ops, dtype, seed, n, lr, decay, t):
 @given(st.integers(0, 2**16), st.booleans(), st.data())
 @settings(max_examples=10)
 def test_whole_model_logits_and_gradients(ops, dtype, seed, bias, data):
-    n_head, hs = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 8))
+    # hs >= 3: a layer norm over one or two channels is degenerate (its output is constant up to eps),
+    # which makes a whole model's gradients rounding noise; the op tests above cover those widths
+    n_head, hs = data.draw(st.integers(1, 3)), data.draw(st.integers(3, 8))
     cfg = GPTConfig(vocab_size=data.draw(st.integers(2, 50)), block_size=16, n_layer=data.draw(st.integers(1, 3)),
                     n_head=n_head, n_embd=n_head * hs, bias=bias)
     rng = np.random.default_rng(seed)

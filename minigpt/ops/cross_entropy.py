@@ -22,9 +22,8 @@ class CrossEntropyCache(NamedTuple):
     n_valid: int  # N, the number of positions averaged over
 
 
-# --8<-- [start:forward]
-def forward(logits, targets, ignore_index=IGNORE_INDEX):
-    """logits (B, T, V), targets (B, T) int -> loss (scalar, the mean over valid positions)."""
+def check_targets(logits, targets, ignore_index):
+    """targets (B, T) -> (targets, valid (B, T) bool, n_valid), or a ValueError naming what is wrong."""
     B, T, V = logits.shape
     targets = check_token_ids(targets, V, what="target", ignore_index=ignore_index)
     if targets.shape != (B, T):
@@ -33,6 +32,14 @@ def forward(logits, targets, ignore_index=IGNORE_INDEX):
     n_valid = int(valid.sum())
     if n_valid == 0:
         raise ValueError(f"every target is ignore_index ({ignore_index}): there is no position to average the loss over")
+    return targets, valid, n_valid
+
+
+# --8<-- [start:forward]
+def forward(logits, targets, ignore_index=IGNORE_INDEX):
+    """logits (B, T, V), targets (B, T) int -> loss (scalar, the mean over valid positions)."""
+    B, T, V = logits.shape
+    targets, valid, n_valid = check_targets(logits, targets, ignore_index)
     safe_targets = np.where(valid, targets, 0)  # (B, T) any in-range id; its term is masked out below
 
     # log softmax via log-sum-exp with the max subtracted: exp() never overflows, and the target's

@@ -13,6 +13,8 @@ def forward(x, w, b=None, eps=EPS):
     """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
     B, T, C = x.shape
     check_shape("layer norm weight w", w, (C,))
+    if b is not None:
+        check_shape("layer norm bias b", b, (C,))
     check_arrays("layernorm", x.dtype, x=x, w=w, b=b)
     out = np.empty_like(x)  # (B, T, C)
     mean = np.empty((B, T), dtype=x.dtype)  # (B, T)

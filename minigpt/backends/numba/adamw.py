@@ -23,6 +23,8 @@ def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction
 
 def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     check_arrays("adamw", p.dtype, p=p, g=g, m=m, v=v)
+    if not p.shape == g.shape == m.shape == v.shape:
+        raise ValueError(f"adamw: shapes differ: p {p.shape}, g {g.shape}, m {m.shape}, v {v.shape}")
     with threads_for(p.size):
         adamw_kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
                      bias_correction1, bias_correction2_sqrt, eps, decay)

@@ -11,8 +11,7 @@ from numba import njit, prange
 
 from minigpt.backends.common import check_arrays
 from minigpt.backends.numba import threads_for
-from minigpt.ops.cross_entropy import IGNORE_INDEX
-from minigpt.validate import check_token_ids
+from minigpt.ops.cross_entropy import IGNORE_INDEX, check_targets
 
 
 class CrossEntropyCache(NamedTuple):
@@ -55,12 +54,7 @@ def cross_entropy_backward_kernel(dlogits, logits, lse, targets, scale, ignore_i
 def forward(logits, targets, ignore_index=IGNORE_INDEX):
     """logits (B, T, V), targets (B, T) -> loss (scalar)."""
     B, T, V = logits.shape
-    targets = check_token_ids(targets, V, what="target", ignore_index=ignore_index)
-    if targets.shape != (B, T):
-        raise ValueError(f"targets have shape {targets.shape} but logits have (B, T) = {(B, T)}")
-    n_valid = int((targets != ignore_index).sum())
-    if n_valid == 0:
-        raise ValueError(f"every target is ignore_index ({ignore_index}): there is no position to average the loss over")
+    targets, _, n_valid = check_targets(logits, targets, ignore_index)
     check_arrays("cross_entropy", logits.dtype, logits=logits)
     flat_targets = np.ascontiguousarray(targets.reshape(-1), dtype=np.int64)  # (B * T,)
     nll = np.empty(B * T, dtype=np.float64)  # (B * T,)

@@ -7,7 +7,7 @@ from numba import njit, prange
 from minigpt.backends.common import check_arrays
 from minigpt.backends.numba import threads_for
 from minigpt.ops.embedding import EmbeddingCache
-from minigpt.validate import check_token_ids
+from minigpt.validate import check_shape, check_token_ids
 
 
 @njit(cache=True, parallel=True)
@@ -41,6 +41,7 @@ def forward(idx, wte, wpe, start=0):
     B, T = idx.shape
     if start + T > wpe.shape[0]:
         raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
+    check_shape("embedding wpe", wpe, (None, C))
     check_arrays("embedding", wte.dtype, wte=wte, wpe=wpe)
     out = np.empty((B, T, C), dtype=wte.dtype)  # (B, T, C)
     with threads_for(out.size):
@@ -51,6 +52,8 @@ def forward(idx, wte, wpe, start=0):
 def backward(dout, cache, dwte=None):
     """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C); added into dwte if it is given."""
     check_arrays("embedding backward", dout.dtype, dout=dout, dwte=dwte)
+    if dwte is not None:
+        check_shape("embedding dwte", dwte, cache.wte_shape)
     if dwte is None:
         dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
     dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)

@@ -9,6 +9,7 @@ from numba import njit, prange
 from minigpt.backends.common import CHUNKS, LayerNormCache, check_arrays
 from minigpt.backends.numba import threads_for
 from minigpt.ops.layernorm import EPS
+from minigpt.validate import check_shape
 
 
 # --8<-- [start:kernels]
@@ -67,6 +68,9 @@ def layernorm_backward_kernel(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
 def forward(x, w, b=None, eps=EPS):
     """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
     B, T, C = x.shape
+    check_shape("layer norm weight w", w, (C,))
+    if b is not None:
+        check_shape("layer norm bias b", b, (C,))
     check_arrays("layernorm", x.dtype, x=x, w=w, b=b)
     out = np.empty_like(x)  # (B, T, C)
     mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
