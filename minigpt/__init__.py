@@ -1,15 +1,11 @@
 """minigpt: a minimal, autograd-free GPT-2 in NumPy, with every layer's backward written by hand."""
 
-import os
+from minigpt.threads import quiet_idle_threads
 
-# OpenBLAS's worker threads spin for about 0.1 s after every matmul before they sleep; the parallel
-# kernels of the numba and C backends then fight them for the cores (a training step measured up to
-# six times slower on 2 cores). This must be set before NumPy loads OpenBLAS; an explicit setting
-# wins. See docs/kernels.md.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+quiet_idle_threads()  # before NumPy loads OpenBLAS: see minigpt/threads.py
 
-from minigpt.config import GPTConfig
-from minigpt.model import GPT
+from minigpt.config import GPTConfig  # noqa: E402
+from minigpt.model import GPT  # noqa: E402
 
 __all__ = ["GPT", "GPTConfig"]
 __version__ = "0.1.0"

@@ -261,6 +261,20 @@ def test_a_backend_that_cannot_load_falls_back_with_one_warning_line(monkeypatch
     assert capsys.readouterr().err == ""  # once per process
 
 
+def test_without_a_c_compiler_the_package_still_runs(tmp_path):
+    import subprocess
+
+    code = ("import numpy as np; from minigpt import GPT, GPTConfig; "
+            "m = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), backend='c'); "
+            "print(m.ops.name, m.forward(np.array([[1, 2]]))[0].shape)")
+    env = {**os.environ, "CC": "no-such-compiler", "MINIGPT_CACHE": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "numpy (1, 2, 5)\n"
+    assert result.stderr == ("minigpt: warning: the c backend is not available (no C compiler (no-such-compiler) "
+                             "on this machine); using numpy\n")
+
+
 def test_auto_picks_the_first_backend_that_loads(monkeypatch):
     monkeypatch.setattr(backends, "_loaded", {})
     assert backends.get("auto").name == backends.AUTO_ORDER[0] or os.environ.get("CI") != "true"

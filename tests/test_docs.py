@@ -1,7 +1,13 @@
 """The docs stay true to the code: snippets resolve, links resolve, every page is reachable from the
 index, and every Python example runs."""
 
+import importlib
+import os
 import re
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -11,7 +17,9 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 SNIPPET = re.compile(r'^--8<-- "([^":]+):([\w-]+)"$', re.MULTILINE)
 LINK = re.compile(r"\]\(([^)#\s]+)(#[\w-]+)?\)")
-PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+# a Python example, optionally followed by the output it prints, in an ```output block
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```(?:\n+```output\n(.*?)```)?", re.DOTALL)
+INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 
 
 def test_there_are_pages():
@@ -55,15 +63,89 @@ def test_every_page_is_reachable_from_the_index():
 
 
 @pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_examples_run(page):
+def test_python_examples_run_and_print_what_is_shown(page):
     namespace = {}  # the blocks of a page run in order in one namespace, as a reader would type them
-    for block in PYTHON_BLOCK.findall(page.read_text()):
+    for block, shown in PYTHON_BLOCK.findall(page.read_text()):
         if SNIPPET.search(block):
             continue  # code included from the source, which the other tests run
-        exec(compile(block, str(page), "exec"), namespace)
-        for name, fn in list(namespace.items()):  # an example that defines a test also runs it
-            if name.startswith("test_") and callable(fn):
-                fn()
+        printed = StringIO()
+        with redirect_stdout(printed):
+            exec(compile(block, str(page), "exec"), namespace)
+            for name, fn in list(namespace.items()):  # an example that defines a test also runs it
+                if name.startswith("test_") and callable(fn):
+                    fn()
+                    del namespace[name]
+        if shown:
+            assert printed.getvalue() == shown, f"{page.name}: the example prints\n{printed.getvalue()}"
+
+
+def resolve(dotted: str):
+    """minigpt.gradcheck.check_op -> the object, importing the longest module prefix."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+OPS = {p.stem for p in (ROOT / "minigpt" / "ops").glob("*.py")} - {"__init__"}
+
+
+def check_reference(span: str, model) -> None:
+    """Resolve a code reference of the docs, or fail: minigpt.x.y, GPT.x / model.x, config.x, optim.x,
+    an op module's function (layernorm.backward), or a parameter name (transformer.h.{l}.ln_1.weight)."""
+    name = span.removesuffix("()")
+    head, _, rest = name.partition(".")
+    if head == "minigpt":
+        resolve(name)
+    elif head in ("GPT", "model"):
+        assert hasattr(model, rest), f"GPT has no attribute {rest!r}"
+    elif head == "config":
+        assert hasattr(model.config, rest), f"GPTConfig has no attribute {rest!r}"
+    elif head in ("optim", "checkpoint", "generate", "gradcheck"):
+        resolve(f"minigpt.{name}")
+    elif head in OPS:
+        resolve(f"minigpt.ops.{name}")
+    elif head == "transformer":
+        pattern = re.escape(name).replace(r"\{l\}", r"\d+")
+        assert any(re.fullmatch(pattern, p) for p in model.params), f"no parameter matches {name!r}"
+    elif head in ("attn", "mlp", "ln_1", "ln_2", "ln_f", "wte", "wpe"):
+        assert any(f".{name}" in p for p in model.params), f"no parameter contains {name!r}"
+
+
+@pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_references_resolve(page):
+    """Code named in backticks exists: minigpt's modules, functions, attributes and parameter names,
+    and files of the repository (minigpt/..., tests/..., kernels/..., benchmarks/..., docs/...)."""
+    from minigpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=2, n_head=1, n_embd=4))
+    for span in INLINE_CODE.findall(page.read_text()):
+        if re.search(r"\.(json|jsonl|safetensors|toml|txt|png|bin|so)$", span):
+            continue  # a file name (model.safetensors), not code
+        if re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+(\(\))?", span):
+            check_reference(span, model)
+        elif re.fullmatch(r"[\w./-]+\.(py|c|h|toml|md|png)", span) and "/" in span:
+            if span.startswith(("minigpt/", "tests/", "kernels/", "benchmarks/", "docs/", ".ci/")):
+                assert (ROOT / span).exists(), f"{page.name}: `{span}` does not exist"
+            elif span.startswith("figures/"):
+                assert (DOCS / span).exists(), f"{page.name}: `{span}` does not exist"
+
+
+def test_the_site_builds_strictly(tmp_path):
+    """The docs site, as CI builds it: a missing snippet, a broken link between pages or a page left out
+    of the navigation fails the build."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(DOCS / "mkdocs" / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "ops" / "layernorm" / "index.html").is_file()
+    assert (tmp_path / "site" / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
 
 
 def test_every_op_has_a_page_and_every_page_names_its_code_and_test():

@@ -60,9 +60,11 @@ def test_catches_an_embedding_backward_that_drops_repeated_tokens(seed, B, T):
 
 
 @pytest.mark.parametrize("wrong_backward", [layernorm_backward_without_variance_term, layernorm_backward_without_mean_term])
-@given(st.integers(0, 2**16), batch, seq, st.integers(3, 9))
+@given(st.integers(0, 2**16), batch, st.integers(4, 6), st.integers(3, 9))
 @settings(max_examples=20)
 def test_catches_a_layernorm_backward_missing_a_term(wrong_backward, seed, B, T, C):
+    # at least 4 rows: in a single row the missing term can vanish by chance (sum(dnorm * norm) ~ 0),
+    # and then the wrong backward is right for that input
     rng = np.random.default_rng(seed)
     inputs = {"x": rng.normal(1.0, 2.0, size=(B, T, C)), "w": rng.normal(size=C), "b": rng.normal(size=C)}
     assert check_op(layernorm.forward, layernorm.backward, inputs).max_rel_error < GRAD_RTOL

@@ -16,9 +16,6 @@ import numpy as np
 
 from minigpt.data.text import cache_dir
 
-# OpenMP threads spin after each parallel loop by default, competing with BLAS's (see numba/__init__.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 KERNELS = Path(__file__).resolve().parents[3] / "kernels"  # the source tree's kernels/ (pip install -e .)
 # -O3 and the machine's vector instructions, OpenMP for threads; deliberately no -ffast-math, and no
 # implicit fused multiply-adds either (-ffp-contract=off), so that every operation rounds as NumPy's do

@@ -6,13 +6,16 @@ docs/kernels.md explains each; tests/test_backends.py proves each equal to the r
 import os
 from contextlib import contextmanager
 
+from minigpt import threads
 from minigpt.data.text import cache_dir
 
 # numba caches compiled kernels (cache=True) next to the source by default; keep them out of the tree.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
-# numba's threads are OpenMP threads, which by default spin for a while after each parallel loop; with
-# BLAS's threads working next, the two pools then fight over the cores (minigpt/threads.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+if threads.OPENMP_SPINS:  # OpenMP's threads would spin between our loops (minigpt/threads.py): use numba's own pool
+    import numba
+
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 PARALLEL_MIN = 1 << 15  # elements: below this a kernel runs on one thread, as waking the others costs more
