@@ -7,6 +7,7 @@ Errors end the command with status 1 and one line on stderr.
 """
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -94,6 +95,8 @@ def cmd_train(args) -> int:
 
     cfg = train_config(args)
     result = train(cfg)
+    if result["rank"] != 0:  # under mpiexec, rank 0 reports for all
+        return 0
     summary = f"done: {result['iter']} iters in {result['seconds']:.0f} s, best val loss {result['best_val_loss']:.4f}"
     if "val_accuracy" in result:
         summary += f", held-out accuracy {result['val_accuracy']:.1%}"
@@ -186,22 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from minigpt.distributed import abort_job, launched_ranks
     from minigpt.train import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
+    rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    prefix = f"minigpt[rank {rank}]" if launched_ranks() > 1 else "minigpt"
     try:
         return args.func(args)
-    except TrainingInterrupted as e:
-        print(f"minigpt: {e}", file=sys.stderr)
+    except TrainingInterrupted as e:  # every rank stops at the same step; rank 0 says so
+        if rank == "0":
+            print(f"minigpt: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("minigpt: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        abort_job(130)
         return 130
     except BrokenPipeError:  # e.g. `minigpt sample | head`
         return 0
-    except (ValueError, OSError, FloatingPointError) as e:
+    except (ValueError, OSError, FloatingPointError, ImportError, RuntimeError) as e:
         message = " ".join(str(e).split()) or e.__class__.__name__
-        print(f"minigpt: error: {message}", file=sys.stderr)
+        print(f"{prefix}: error: {message}", file=sys.stderr)
+        abort_job(1)
         return 1
 
 

@@ -7,20 +7,22 @@ import os
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from minigpt import checkpoint
+from minigpt import checkpoint, distributed
 from minigpt.config import TrainConfig
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset
 from minigpt.model import GPT
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import AdamW, clip_grad_norm, get_lr
-from minigpt.threads import set_threads
+from minigpt.distributed import Distributed
+from minigpt.threads import available_cores, set_threads
 
 # Settings that `--task NAME` puts in place of the Shakespeare recipe (flags and config files still win).
 TASK_PRESETS = {
@@ -56,17 +58,19 @@ def resume_config(out_dir, overrides: dict) -> TrainConfig:
     return TrainConfig.from_dict({**saved, **overrides, "resume": True, "out_dir": str(out_dir)}, source="config")
 
 
-def evaluate(model: GPT, dataset, cfg: TrainConfig) -> dict:
+def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict:
     """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator),
     so that successive evaluations differ only because the model changed; plus the held-out
-    exact-match accuracy for a task."""
+    exact-match accuracy for a task. Under MPI the ranks share the batches."""
+    dist = Distributed() if dist is None else dist
     model.eval()
     T = sequence_length(cfg, dataset)
     result = {}
     for i, split in enumerate(("train", "val")):
         rng = np.random.default_rng([cfg.seed, 2, i])
-        losses = [model.forward(*dataset.get_batch(split, cfg.batch_size, T, rng))[1] for _ in range(cfg.eval_iters)]
-        result[f"{split}_loss"] = float(np.mean(losses))
+        batches = [dataset.get_batch(split, cfg.batch_size, T, rng) for _ in range(cfg.eval_iters)]
+        mine = sum(model.forward(x, y)[1] for x, y in batches[dist.rank::dist.size])
+        result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
     if hasattr(dataset, "accuracy"):
         result["val_accuracy"] = dataset.accuracy(model, "val")
     model.train()
@@ -74,13 +78,16 @@ def evaluate(model: GPT, dataset, cfg: TrainConfig) -> dict:
 
 
 # --8<-- [start:accumulate]
-def accumulate_gradients(model: GPT, batches: list) -> tuple[float, dict]:
+def accumulate_gradients(model: GPT, batches: list, share=None) -> tuple[float, dict]:
     """Mean loss and its gradients over several micro-batches, each weighted by its share of the
-    targets: exactly the loss and gradients of one batch holding all of them."""
+    targets: exactly the loss and gradients of one batch holding all of them. With `share` (a range of
+    indices), only those micro-batches are computed, still weighted by their share of all the targets:
+    the parts that the ranks of a data-parallel run sum (minigpt/distributed.py)."""
     counts = [int((y != IGNORE_INDEX).sum()) for _, y in batches]
     total = sum(counts)
     loss, grads = 0.0, None
-    for (x, y), n in zip(batches, counts):
+    for i in range(len(batches)) if share is None else share:
+        (x, y), n = batches[i], counts[i]
         _, micro_loss = model.forward(x, y)
         micro_grads = model.backward()
         w = n / total
@@ -130,13 +137,18 @@ class TrainingInterrupted(Exception):
     pass
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are)."""
+def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = None) -> dict:
+    """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are). Under mpiexec,
+    every rank runs this and rank 0 alone writes (minigpt/distributed.py)."""
+    dist = distributed.init() if dist is None else dist
     if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
         cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
     out_dir = Path(cfg.out_dir)
     started = time.perf_counter()
-    set_threads(cfg.threads)
+    share = dist.share(cfg.gradient_accumulation_steps)  # this rank's micro-batches of each step
+    # N ranks on one machine share its cores
+    set_threads(cfg.threads if cfg.threads is not None else max(1, available_cores() // dist.size))
+    progress = progress and dist.is_main
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
 
     # --- the model, its tokenizer and the data ---
@@ -166,41 +178,50 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     dataset = load_dataset(cfg, tokenizer)
     if model is None:
         model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+    dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
     T = sequence_length(cfg, dataset)
     if T > cfg.block_size:
         raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
 
     optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, update=model.ops.adamw_update)
-    sampler = np.random.default_rng(cfg.seed)  # the training batches
+    sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
     it, best_val_loss = 0, math.inf
     if cfg.resume:
         _, state = checkpoint.load_training_state(ckpt, optimizer)
         it, best_val_loss = state["iter"], state["best_val_loss"]
         sampler.bit_generator.state = state["sampler_rng"]
         model.rng.bit_generator.state = state["dropout_rng"]
-        truncate_log(out_dir / "log.jsonl", it)
+        if dist.is_main:
+            truncate_log(out_dir / "log.jsonl", it)
         say(f"resuming {out_dir} at iter {it}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.size > 1:
+        say(f"data-parallel over {dist.size} ranks, {len(share)} of the {cfg.gradient_accumulation_steps} "
+            f"micro-batches of each step per rank")
 
     def save(best: bool):
-        state = {"iter": it, "best_val_loss": best_val_loss, "optimizer_step": optimizer.t,
+        if not dist.is_main:
+            return
+        state = {"iter": it, "best_val_loss": best_val_loss, "optimizer_step": optimizer.t, "ranks": dist.size,
                  "sampler_rng": sampler.bit_generator.state, "dropout_rng": model.rng.bit_generator.state}
         checkpoint.save(out_dir, f"ckpt-{it:06d}", model, dataset.tokenizer, cfg, optimizer, state, best)
 
     # --- the loop ---
     tokens_per_step = cfg.batch_size * T * cfg.gradient_accumulation_steps
+    min_lr = cfg.min_lr if cfg.decay_lr else cfg.learning_rate  # decay_lr=False: constant after the warmup
     last_eval = {}
     bar = tqdm(total=cfg.max_iters, initial=it, desc="train", unit="it", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)
-    with Interrupt() as interrupt, open(out_dir / "log.jsonl", "a") as log, bar:
+    log = open(out_dir / "log.jsonl", "a") if dist.is_main else nullcontext()  # rank 0 alone writes
+    with Interrupt() as interrupt, bar, log:
         while it < cfg.max_iters:
             t0 = time.perf_counter()
-            if cfg.decay_lr:
-                lr = get_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.decay_iters)
-            else:
-                lr = get_lr(it, cfg.learning_rate, cfg.learning_rate, cfg.warmup_iters, cfg.decay_iters)
+            lr = get_lr(it, cfg.learning_rate, min_lr, cfg.warmup_iters, cfg.decay_iters)
+            # every rank draws the whole global batch (keeping the samplers in step), and computes its share
             batches = [dataset.get_batch("train", cfg.batch_size, T, sampler) for _ in range(cfg.gradient_accumulation_steps)]
-            loss, grads = accumulate_gradients(model, batches)
+            loss, grads = accumulate_gradients(model, batches, share)
+            loss, interrupted = dist.sum_gradients(grads, [loss, float(interrupt.requested)])  # one all-reduce
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} at iter {it + 1}; lower --learning-rate")
             grad_norm = clip_grad_norm(grads, cfg.grad_clip)
@@ -213,7 +234,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / step_time:,.0f}", refresh=False)
 
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-                last_eval = evaluate(model, dataset, cfg)
+                dist.check_same_params(model.params, it)
+                last_eval = evaluate(model, dataset, cfg, dist)
                 record.update(last_eval)
                 is_best = last_eval["val_loss"] < best_val_loss
                 best_val_loss = min(best_val_loss, last_eval["val_loss"])
@@ -221,16 +243,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 accuracy = f", val accuracy {last_eval['val_accuracy']:.1%}" if "val_accuracy" in last_eval else ""
                 say(f"iter {it}: train loss {last_eval['train_loss']:.4f}, val loss {last_eval['val_loss']:.4f}"
                     f"{accuracy}{' (best)' if is_best else ''}")
-            elif interrupt.requested:
+            elif interrupted:
                 save(best=False)
-            if it % cfg.log_interval == 0 or "val_loss" in record or interrupt.requested:
+            if dist.is_main and (it % cfg.log_interval == 0 or "val_loss" in record or interrupted):
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-            if interrupt.requested:
+            if interrupted:
                 raise TrainingInterrupted(
                     f"interrupted at iter {it}; checkpoint saved in {out_dir}; continue with "
                     f"minigpt train --resume --out-dir {out_dir}"
                 )
-
     return {"iter": it, "best_val_loss": best_val_loss, **last_eval, "out_dir": str(out_dir),
-            "seconds": time.perf_counter() - started, "num_params": model.num_params()}
+            "seconds": time.perf_counter() - started, "num_params": model.num_params(), "rank": dist.rank}
