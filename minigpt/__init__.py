@@ -5,7 +5,8 @@ from minigpt.threads import quiet_idle_threads
 quiet_idle_threads()  # before NumPy loads OpenBLAS: see minigpt/threads.py
 
 from minigpt.config import GPTConfig  # noqa: E402
+from minigpt.data.bpe import BPETokenizer  # noqa: E402
 from minigpt.model import GPT  # noqa: E402
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["BPETokenizer", "GPT", "GPTConfig"]
 __version__ = "0.1.0"

@@ -23,43 +23,12 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
-from minigpt.config import GPTConfig, TrainConfig
-from minigpt.data.chars import CharTokenizer
-from minigpt.model import GPT
-from minigpt.ops.layernorm import EPS
+from minigpt import hf
+from minigpt.config import TrainConfig
 
 POINTER = "checkpoints.json"
-
-
-def hf_config(config: GPTConfig) -> dict:
-    """The model's shape as a Hugging Face GPT2Config, so that transformers can load the weights."""
-    return {
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": config.vocab_size,
-        "n_positions": config.block_size,
-        "n_embd": config.n_embd,
-        "n_layer": config.n_layer,
-        "n_head": config.n_head,
-        "n_inner": None,
-        "activation_function": "gelu_new",
-        "layer_norm_epsilon": EPS,
-        "resid_pdrop": config.dropout,
-        "embd_pdrop": config.dropout,
-        "attn_pdrop": config.dropout,
-        "tie_word_embeddings": True,
-        "bias": config.bias,  # minigpt's own key: False means no biases, which GPT2LMHeadModel cannot represent
-    }
-
-
-def gpt_config_from_hf(d: dict) -> GPTConfig:
-    return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"],
-                     n_head=d["n_head"], n_embd=d["n_embd"], dropout=d.get("resid_pdrop", 0.0),
-                     bias=d.get("bias", True))
 
 
 def write_json(path: Path, obj) -> None:
@@ -74,7 +43,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save(run_dir: Path, name: str, model: GPT, tokenizer: CharTokenizer, train_config: TrainConfig,
+def save(run_dir: Path, name: str, model, tokenizer, train_config: TrainConfig,
          optimizer, state: dict, best: bool) -> Path:
     """Write checkpoint `name` into run_dir and point `latest` (and `best`, if best) at it."""
     run_dir = Path(run_dir)
@@ -86,7 +55,7 @@ def save(run_dir: Path, name: str, model: GPT, tokenizer: CharTokenizer, train_c
         tmp.mkdir()
         save_file(model.params, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         save_file(optimizer.state_dict(), str(tmp / "optimizer.safetensors"))
-        write_json(tmp / "config.json", hf_config(model.config))
+        write_json(tmp / "config.json", hf.hf_config(model.config, getattr(tokenizer, "eot_token", None)))
         (tmp / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
         write_json(tmp / "train_config.json", train_config.to_dict())
         write_json(tmp / "state.json", state)
@@ -149,34 +118,15 @@ def read_json(path: Path) -> dict:
 def read_arrays(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; {path.parent} is not a complete minigpt checkpoint")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise ValueError(f"{path} is corrupt or truncated ({reason}); the checkpoint cannot be read") from None
+    return hf.read_safetensors(path)
 
 
-def load_model(ckpt: Path, backend: str = "numpy") -> tuple[GPT, CharTokenizer]:
-    """The model and tokenizer of a checkpoint directory."""
-    try:
-        config = gpt_config_from_hf(read_json(ckpt / "config.json"))
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{ckpt / 'config.json'} is not a GPT-2 config (missing {e})") from None
-    try:
-        tokenizer = CharTokenizer.from_json((ckpt / "tokenizer.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{ckpt / 'tokenizer.json'} is missing; {ckpt} is not a complete minigpt checkpoint") from None
-    except (json.JSONDecodeError, ValueError) as e:
-        raise ValueError(f"{ckpt / 'tokenizer.json'} is corrupt ({e})") from None
-    weights = read_arrays(ckpt / "model.safetensors")
-    dtype = weights["transformer.wte.weight"].dtype if "transformer.wte.weight" in weights else np.float32
-    model = GPT(config, dtype=dtype, backend=backend)
-    try:
-        model.load_state_dict(weights)
-    except ValueError as e:
-        raise ValueError(f"{ckpt / 'model.safetensors'}: {e}") from None
-    if tokenizer.vocab_size != config.vocab_size:
-        raise ValueError(f"{ckpt}: the tokenizer has {tokenizer.vocab_size} tokens but the model {config.vocab_size}")
+def load_model(ckpt: Path, backend: str = "numpy"):
+    """The model and tokenizer of a checkpoint directory, or of a Hugging Face GPT-2 directory."""
+    model, tokenizer = hf.load(ckpt, backend=backend)
+    if tokenizer is None:
+        raise FileNotFoundError(f"{ckpt} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); "
+                                f"minigpt needs one to read and write text")
     return model, tokenizer
 
 

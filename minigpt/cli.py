@@ -7,6 +7,7 @@ Errors end the command with status 1 and one line on stderr.
 """
 
 import argparse
+import codecs
 import os
 import sys
 from dataclasses import fields
@@ -45,6 +46,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                                 help="continue the run in --out-dir (or in DIR) from its latest checkpoint")
         elif f.name == "task":
             parser.add_argument(flag, choices=TASKS, default=argparse.SUPPRESS, help="a built-in synthetic task instead of text")
+        elif f.name == "tokenizer":
+            parser.add_argument(flag, default=argparse.SUPPRESS, metavar="char|bpe|DIR",
+                                help="char (default), bpe (trained on the text, --vocab-size), or a tokenizer directory")
         elif f.name == "backend":
             parser.add_argument(flag, choices=BACKENDS, default=argparse.SUPPRESS, help=f"how the ops are computed {help_text}")
         elif kind is bool:
@@ -84,9 +88,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def pretrained_shape(init_from: str) -> dict:
     from minigpt import checkpoint
+    from minigpt.hf import config_from_hf
     from minigpt.train import MODEL_KEYS
 
-    config = checkpoint.gpt_config_from_hf(checkpoint.read_json(checkpoint.resolve(init_from, "best") / "config.json"))
+    path = checkpoint.resolve(init_from, "best") / "config.json"
+    config = config_from_hf(checkpoint.read_json(path), str(path))
     return {key: getattr(config, key) for key in MODEL_KEYS}
 
 
@@ -107,6 +113,8 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from minigpt import checkpoint
+    from minigpt.data.chars import CharTokenizer
+    from minigpt.data.text import encode_text
     from minigpt.generate import stream
     from minigpt.threads import set_threads
 
@@ -115,19 +123,21 @@ def cmd_sample(args) -> int:
     model, tokenizer = checkpoint.load_model(ckpt, backend=args.backend)
     prompt = args.prompt
     if prompt is None:
-        if "\n" not in tokenizer.chars:
-            raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
         prompt = "\n"
-    idx = tokenizer.encode(prompt)[None, :]  # (1, T)
+        if isinstance(tokenizer, CharTokenizer) and "\n" not in tokenizer.chars:
+            raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
+    idx = encode_text(tokenizer, prompt)[None, :]  # (1, T)
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
     steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    # tokens are decoded to bytes and the bytes to text incrementally: a BPE token can end inside a character
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(args.num_samples)]
     if args.num_samples == 1:  # one sample: print each token as it comes
         out = prompt
         sys.stdout.write(prompt)
         for next_id in steps:
-            piece = tokenizer.decode(next_id)
+            piece = decoders[0].decode(tokenizer.decode_bytes(next_id))
             out += piece
             if args.stop and args.stop in out[len(prompt):]:
                 end = out.index(args.stop, len(prompt)) + len(args.stop)
@@ -135,17 +145,57 @@ def cmd_sample(args) -> int:
                 break
             sys.stdout.write(piece)
             sys.stdout.flush()
-        sys.stdout.write("\n")
+        sys.stdout.write(decoders[0].decode(b"", final=True) + "\n")
         return 0
     texts = [prompt] * args.num_samples  # several: generated together, printed one after another
     for next_id in steps:
-        texts = [t + tokenizer.decode([i]) for t, i in zip(texts, next_id)]
+        texts = [t + d.decode(tokenizer.decode_bytes([i])) for t, d, i in zip(texts, decoders, next_id)]
     for i, text in enumerate(texts):
+        text += decoders[i].decode(b"", final=True)
         if args.stop and args.stop in text[len(prompt):]:
             text = text[: text.index(args.stop, len(prompt)) + len(args.stop)]
         print(text)
         if i < len(texts) - 1:
             print("-" * 40)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from minigpt import checkpoint, llmc
+
+    if (args.hf is None) == (args.llmc is None):
+        raise ValueError("give --hf DIR (a Hugging Face GPT-2 directory) or --llmc FILE (llm.c's model file)")
+    ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
+    model, tokenizer = checkpoint.load_model(ckpt)
+    if args.hf is not None:
+        model.save_pretrained(args.hf, tokenizer)
+        print(f"wrote {args.hf}: GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read it")
+    else:
+        llmc.save(model, args.llmc)
+        print(f"wrote {args.llmc} (llm.c model file, version {llmc.VERSION})")
+    return 0
+
+
+def cmd_tokenizer(args) -> int:
+    from minigpt.data import tokenizer_from_json
+    from minigpt.data.bpe import BPETokenizer
+    from minigpt.data.text import find_text
+
+    if args.action == "train":
+        source = find_text(args.data)
+        tokenizer = BPETokenizer.train(source.read_text(encoding="utf-8"), args.vocab_size, args.pattern, progress=True)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tokenizer.json").write_text(tokenizer.to_json())
+        tokenizer.save_gpt2_files(out)
+        tokenizer.save_tiktoken(out / "tokenizer.tiktoken")
+        print(f"wrote {out}: tokenizer.json (minigpt), vocab.json + merges.txt (GPT-2), tokenizer.tiktoken (tiktoken)")
+    else:
+        path = Path(args.tokenizer)
+        if not (path / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{path / 'tokenizer.json'} does not exist; make one with minigpt tokenizer train")
+        tokenizer = tokenizer_from_json((path / "tokenizer.json").read_text(encoding="utf-8"))
+        print(" ".join(str(i) for i in tokenizer.encode(args.text)))
     return 0
 
 
@@ -166,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a trained model")
-    p.add_argument("--out-dir", default="out", help="a run directory or a checkpoint directory (default: out)")
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face GPT-2 directory (default: out)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
     p.add_argument("--prompt", help="text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500)
@@ -180,6 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 directory or an llm.c model file")
+    p.add_argument("--out-dir", default="out", metavar="DIR", help="the run or checkpoint to export (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--hf", metavar="DIR", help="write config.json, model.safetensors and the tokenizer's files here")
+    p.add_argument("--llmc", metavar="FILE", help="write llm.c's model file (version 3, float32) here")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer, or encode text with one")
+    tok = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    t = tok.add_parser("train", help="learn a BPE vocabulary from a text file")
+    t.add_argument("--data", help="a UTF-8 text file (default: Tiny Shakespeare)")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--pattern", choices=("r50k", "cl100k"), default="r50k", help="the regex pre-split (default: GPT-2's)")
+    t.add_argument("--out", required=True, metavar="DIR")
+    t = tok.add_parser("encode", help="print the token ids of a text")
+    t.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory written by minigpt tokenizer train")
+    t.add_argument("text")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("plot", help="plot a run's loss curves to a PNG (needs matplotlib)")
     p.add_argument("run_dir")

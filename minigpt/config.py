@@ -63,6 +63,7 @@ def field_kind(f: Field) -> tuple[type, bool]:
 
 
 TASKS = ("sort", "add")
+TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba", "c", "auto")  # minigpt/backends
 
@@ -77,6 +78,9 @@ class TrainConfig:
     data: str | None = None  # a text file; None: Tiny Shakespeare (found or downloaded, see minigpt/data/text.py)
     task: str | None = None  # "sort" or "add": a built-in synthetic task instead of a text file
     out_dir: str = "out"  # checkpoints and log.jsonl go here
+    tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
+    # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
+    vocab_size: int | None = None  # with tokenizer "bpe": its vocabulary size (default 512)
     # model
     n_layer: int = 4
     n_head: int = 4
@@ -138,6 +142,12 @@ class TrainConfig:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.task is not None and self.data is not None:
             raise ValueError("give either data (a text file) or task, not both")
+        if self.tokenizer != "char" and self.task is not None:
+            raise ValueError(f"the {self.task} task has its own vocabulary of digits; drop --tokenizer")
+        if self.vocab_size is not None and self.tokenizer != "bpe":
+            raise ValueError("vocab_size is the size of a BPE vocabulary: give it with --tokenizer bpe")
+        if self.vocab_size is not None and self.vocab_size < 257:
+            raise ValueError(f"vocab_size must be at least 257 (the 256 bytes and <|endoftext|>), got {self.vocab_size}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.threads is not None and self.threads < 1:

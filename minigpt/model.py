@@ -233,6 +233,22 @@ class GPT:
         Uses a key/value cache; see minigpt/generate.py."""
         return generate.generate(self, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
 
+    @classmethod
+    def from_pretrained(cls, directory, dtype=None, backend: str = "numpy") -> "GPT":
+        """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors) or a minigpt
+        checkpoint, in evaluation mode (no dropout) as transformers returns it; see minigpt/hf.py.
+        Its tokenizer: minigpt.hf.load(directory)."""
+        from minigpt import hf
+
+        return hf.load(directory, dtype, backend)[0].eval()
+
+    def save_pretrained(self, directory, tokenizer=None) -> None:
+        """Write a directory that transformers' GPT2LMHeadModel.from_pretrained (and, with a tokenizer,
+        GPT2TokenizerFast.from_pretrained) reads; see minigpt/hf.py."""
+        from minigpt import hf
+
+        hf.save(self, directory, tokenizer)
+
     def state_dict(self) -> dict:
         """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""
         return {name: p.copy() for name, p in self.params.items()}

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minigpt import checkpoint, distributed
-from minigpt.config import TrainConfig
+from minigpt.config import TOKENIZERS, TrainConfig
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset
 from minigpt.model import GPT
@@ -32,18 +32,34 @@ TASK_PRESETS = {
                 min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10, weight_decay=0.1, beta2=0.99),
 }
 # What a resumed run cannot change, because the checkpoint was made with it.
-FIXED_ON_RESUME = ("data", "task", "n_layer", "n_head", "n_embd", "block_size", "bias", "dtype")
+FIXED_ON_RESUME = ("data", "task", "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "dtype")
+BPE_VOCAB_SIZE = 512  # --tokenizer bpe without --vocab-size
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 
-def load_dataset(cfg: TrainConfig, tokenizer=None):
+def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False):
     """The task, or the text dataset (tokenized with `tokenizer` when fine-tuning a saved model)."""
     if cfg.task is not None:
         task = TASKS[cfg.task]()
         if tokenizer is not None and tokenizer != task.tokenizer:
             raise ValueError(f"the checkpoint's vocabulary does not match the {cfg.task} task's")
         return task
-    return TextDataset.load(cfg.data, tokenizer)
+    if tokenizer is None and cfg.tokenizer not in TOKENIZERS:  # a directory with a tokenizer in it
+        tokenizer = read_tokenizer(Path(cfg.tokenizer))
+    return TextDataset.load(cfg.data, tokenizer, kind=cfg.tokenizer, vocab_size=cfg.vocab_size or BPE_VOCAB_SIZE,
+                            progress=progress)
+
+
+def read_tokenizer(directory: Path):
+    """The tokenizer in a directory: minigpt's tokenizer.json, or GPT-2's vocab.json and merges.txt."""
+    from minigpt.data import BPETokenizer, tokenizer_from_json
+
+    if (directory / "tokenizer.json").is_file():
+        return tokenizer_from_json((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        return BPETokenizer.from_gpt2_files(directory / "vocab.json", directory / "merges.txt")
+    raise FileNotFoundError(f"--tokenizer {directory}: no tokenizer.json, or vocab.json and merges.txt, there; "
+                            f"use char, bpe, or a directory written by minigpt tokenizer train")
 
 
 def sequence_length(cfg: TrainConfig, dataset) -> int:
@@ -168,14 +184,17 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
             ckpt = checkpoint.resolve(cfg.init_from, "best")
             pretrained, tokenizer = checkpoint.load_model(ckpt, backend="numpy")
             for key in MODEL_KEYS:
-                if getattr(cfg, key) != getattr(pretrained.config, key):
-                    raise ValueError(f"the checkpoint {ckpt} has {key} {getattr(pretrained.config, key)!r}; "
-                                     f"it cannot be fine-tuned with {key} {getattr(cfg, key)!r}")
+                want, have = getattr(cfg, key), getattr(pretrained.config, key)
+                if want != have and not (key == "block_size" and want < have):  # a shorter context can be cut
+                    raise ValueError(f"the checkpoint {ckpt} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")
             model = GPT(cfg.model_config(pretrained.config.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype),
                         backend=cfg.backend)
-            model.load_state_dict({name: p.astype(cfg.dtype) for name, p in pretrained.params.items()})
+            weights = {name: p.astype(cfg.dtype) for name, p in pretrained.params.items()}
+            # a shorter context than the checkpoint's keeps the first rows of wpe (as nanoGPT's crop_block_size)
+            weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:cfg.block_size].copy()
+            model.load_state_dict(weights)
             say(f"starting from the weights of {ckpt}")
-    dataset = load_dataset(cfg, tokenizer)
+    dataset = load_dataset(cfg, tokenizer, progress)
     if model is None:
         model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     dist.broadcast_params(model.params)  # every rank starts from rank 0's weights

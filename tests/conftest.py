@@ -39,6 +39,17 @@ def transformers(torch):
     return transformers
 
 
+@pytest.fixture(scope="session")
+def tiktoken():
+    try:
+        import tiktoken
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("tiktoken is not installed: pip install -e '.[dev]'")
+    return tiktoken
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Prepared datasets go to a cache private to the test session, never to the user's."""

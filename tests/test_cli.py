@@ -144,7 +144,7 @@ def test_checkpoint_with_a_missing_file(run, tmp_path):
     shutil.copytree(run, broken)
     for ckpt in broken.glob("ckpt-*"):
         (ckpt / "tokenizer.json").unlink()
-    assert_one_line_error(minigpt("sample", "--out-dir", str(broken)), "tokenizer.json is missing")
+    assert_one_line_error(minigpt("sample", "--out-dir", str(broken)), "has no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
 
 
 def test_prompt_with_characters_outside_the_vocabulary(run):

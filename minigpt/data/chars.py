@@ -1,6 +1,7 @@
 """Character-level tokenizer: the vocabulary is the sorted set of characters of a text, as in nanoGPT's
 shakespeare_char; token id i is the i-th character of that sorted string."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -52,6 +53,12 @@ class CharTokenizer:
             bad = ids[(ids < 0) | (ids >= self.vocab_size)][0]
             raise ValueError(f"token id {bad} is outside the vocabulary (size {self.vocab_size})")
         return "".join(self.chars[i] for i in ids)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.chars.encode("utf-8")).hexdigest()
+
+    def decode_bytes(self, ids) -> bytes:
+        return self.decode(ids).encode("utf-8")
 
     def to_json(self) -> str:
         return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)

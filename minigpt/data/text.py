@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -75,12 +76,26 @@ def download(url: str, dest: Path, sha256: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> BPETokenizer:
+    """A byte-level BPE vocabulary of vocab_size tokens trained on `text`, kept in the cache directory and
+    reused for the same text and size."""
+    path = cache_dir() / "bpe" / f"{hashlib.sha256(raw).hexdigest()[:16]}-{vocab_size}.json"
+    if path.is_file():
+        return BPETokenizer.from_json(path.read_text())
+    tokenizer = BPETokenizer.train(text, vocab_size, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(tokenizer.to_json())
+    os.replace(tmp, path)
+    return tokenizer
+
+
 class TextDataset:
     """A text file tokenized into two memory-mapped token files, train.bin and val.bin (uint16, or uint32
     for vocabularies past 65,536), stored once in the cache directory next to tokenizer.json and
     reused on the next run."""
 
-    def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer: CharTokenizer, source: Path):
+    def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer, source: Path):
         self.train, self.val, self.tokenizer, self.source = train, val, tokenizer, source
 
     @property
@@ -88,9 +103,11 @@ class TextDataset:
         return self.tokenizer.vocab_size
 
     @classmethod
-    def load(cls, path: str | None = None, tokenizer: CharTokenizer | None = None) -> "TextDataset":
-        """Tokenize the text at `path` (see find_text) with `tokenizer`, or with a character tokenizer
-        built from the text itself when none is given (a fine-tuned model keeps its own vocabulary)."""
+    def load(cls, path: str | None = None, tokenizer=None, kind: str = "char", vocab_size: int | None = None,
+             progress: bool = False) -> "TextDataset":
+        """Tokenize the text at `path` (see find_text) with `tokenizer` (a fine-tuned model keeps its own
+        vocabulary), or else with one made from the text itself: kind "char" (its sorted characters) or
+        "bpe" (byte-level BPE with vocab_size tokens, trained once and cached)."""
         source = find_text(path)
         raw = source.read_bytes()
         try:
@@ -98,9 +115,9 @@ class TextDataset:
         except UnicodeDecodeError as e:
             raise ValueError(f"data file {source} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
         if tokenizer is None:
-            tokenizer = CharTokenizer.from_text(text)
+            tokenizer = bpe_for(text, raw, vocab_size, progress) if kind == "bpe" else CharTokenizer.from_text(text)
         text_hash = hashlib.sha256(raw).hexdigest()[:16]
-        vocab_hash = hashlib.sha256(tokenizer.chars.encode("utf-8")).hexdigest()[:8]
+        vocab_hash = tokenizer.fingerprint()[:8]
         prepared = cache_dir() / "data" / f"{source.stem}-{text_hash}-{vocab_hash}"
         if not (prepared / "meta.json").is_file():
             prepare(text, tokenizer, prepared)
@@ -124,10 +141,17 @@ class TextDataset:
         return x, y
 
 
-def prepare(text: str, tokenizer: CharTokenizer, out: Path) -> None:
+def encode_text(tokenizer, text: str) -> np.ndarray:
+    """A whole text as token ids; a BPE tokenizer reads its special tokens (<|endoftext|> between documents)."""
+    if isinstance(tokenizer, BPETokenizer):
+        return np.asarray(tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
+    return tokenizer.encode(text)
+
+
+def prepare(text: str, tokenizer, out: Path) -> None:
     """Write train.bin, val.bin, tokenizer.json and meta.json into `out`, atomically: a directory that is
     half-written (the process died) is never picked up, because it only gets its name when complete."""
-    ids = tokenizer.encode(text)  # (n,)
+    ids = encode_text(tokenizer, text)  # (n,)
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
     n = int(len(ids) * TRAIN_FRACTION)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")

@@ -1,0 +1,190 @@
+"""GPT-2 weights in and out: Hugging Face directories (safetensors only) and llm.c's model file."""
+
+import json
+
+import numpy as np
+import pytest
+
+from minigpt import GPT, BPETokenizer, GPTConfig, hf, llmc
+from minigpt.cli import main
+from test_bpe import CORPUS
+from test_train import TINY, make_text, read_log
+
+CFG = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=16)
+RTOL = 1e-4  # float32, two implementations
+
+
+def rel_err(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BPETokenizer.train(CORPUS, vocab_size=300)
+
+
+@pytest.fixture
+def model():
+    m = GPT(CFG, seed=3)
+    rng = np.random.default_rng(3)
+    for p in m.params.values():  # larger than the initialisation, so that greedy choices are clear-cut
+        p += rng.normal(0, 0.3, size=p.shape).astype(np.float32)
+    return m.eval()
+
+
+def test_export_loads_in_transformers_with_the_same_logits_and_tokens(model, tokenizer, transformers, torch, tmp_path):
+    model.save_pretrained(tmp_path, tokenizer)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
+    text = "Speak, speak. First Citizen: it's naïve"
+    ids = tokenizer.encode(text)
+    assert hf_tok.encode(text) == ids
+    idx = np.array([ids])
+    with torch.no_grad():
+        hf_logits = hf_model(torch.from_numpy(idx)).logits.numpy()
+    assert rel_err(model.forward(idx)[0], hf_logits) < RTOL
+
+
+def test_greedy_generation_equals_transformers_generate(model, transformers, torch, tmp_path):
+    model.save_pretrained(tmp_path)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    prompt = np.array([[5, 17, 42, 99, 7]])
+    new = CFG.block_size - prompt.shape[1]  # up to the end of the context
+    with torch.no_grad():
+        theirs = hf_model.generate(torch.from_numpy(prompt), attention_mask=torch.ones(1, 5, dtype=torch.long),
+                                   max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0).numpy()
+    np.testing.assert_array_equal(model.generate(prompt, new, do_sample=False), theirs)
+
+
+@pytest.mark.parametrize("base_model", [False, True])
+def test_a_transformers_directory_loads_with_the_same_logits(transformers, torch, tmp_path, base_model):
+    config = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                     bos_token_id=0, eos_token_id=0)
+    hf_model = transformers.GPT2LMHeadModel(config).eval()
+    # GPT2Model (the released "gpt2" checkpoint is one) names its weights without "transformer."
+    (hf_model.transformer if base_model else hf_model).save_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
+    idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
+    with torch.no_grad():
+        hf_logits = hf_model(torch.from_numpy(idx)).logits.numpy()
+    assert rel_err(ours.forward(idx)[0], hf_logits) < RTOL
+
+
+def test_sharded_weights_load(transformers, tmp_path):
+    config = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    assert GPT.from_pretrained(tmp_path).config.n_layer == 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"activation_function": "relu"}, "activation_function 'relu' is not GPT-2's tanh GELU"),
+        ({"add_cross_attention": True}, "cross-attention"),
+        ({"n_inner": 40}, "n_inner 40 is not 4 * n_embd"),
+        ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon 1e-06 is not GPT-2's 1e-05"),
+        ({"scale_attn_by_inverse_layer_idx": True}, "not scaled by 1 / sqrt(head size) alone"),
+        ({"model_type": "llama"}, "model_type 'llama' is not gpt2"),
+    ],
+)
+def test_configurations_minigpt_cannot_represent_are_refused(model, tmp_path, change, message):
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError) as e:
+        GPT.from_pretrained(tmp_path)
+    assert message in str(e.value) and "cannot represent it" in str(e.value)
+
+
+def test_pickled_weights_are_never_opened(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle data")
+    with pytest.raises(ValueError, match="only PyTorch pickle weights .* minigpt never unpickles files"):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_the_command_line_exports_and_samples_from_a_transformers_directory(tmp_path, transformers):
+    text = make_text(tmp_path / "t.txt", seed=0)
+    assert main(["train", "--data", str(text), "--tokenizer", "bpe", "--vocab-size", "300", "--out-dir",
+                 str(tmp_path / "run"), "--max-iters", "10", *TINY]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
+    transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
+    assert main(["sample", "--init-from", str(tmp_path / "hf"), "--prompt", "the king", "--max-new-tokens", "5"]) == 0
+
+
+def test_fine_tuning_from_a_transformers_directory_beats_training_from_scratch(tmp_path):
+    pre, other = make_text(tmp_path / "a.txt", seed=1), make_text(tmp_path / "b.txt", seed=2)
+    assert main(["tokenizer", "train", "--data", str(pre), "--vocab-size", "300", "--out", str(tmp_path / "tok")]) == 0
+    shape = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4", "--eval-iters", "8",
+             "--eval-interval", "20", "--warmup-iters", "2"]
+    assert main(["train", "--data", str(pre), "--tokenizer", str(tmp_path / "tok"), "--block-size", "32",
+                 "--out-dir", str(tmp_path / "pre"), "--max-iters", "150", "--learning-rate", "1e-2", *shape]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "pre"), "--hf", str(tmp_path / "hf")]) == 0
+    # fine-tune the exported model on another text, with its tokenizer and a shorter context
+    assert main(["train", "--data", str(other), "--init-from", str(tmp_path / "hf"), "--block-size", "16",
+                 "--out-dir", str(tmp_path / "ft"), "--max-iters", "20", "--learning-rate", "1e-3", *shape]) == 0
+    # the same model from scratch on the second text, with the same vocabulary
+    assert main(["train", "--data", str(other), "--tokenizer", str(tmp_path / "tok"), "--block-size", "16",
+                 "--out-dir", str(tmp_path / "scratch"), "--max-iters", "20", "--learning-rate", "1e-3", *shape]) == 0
+    ft_val = [r["val_loss"] for r in read_log(tmp_path / "ft") if "val_loss" in r]
+    scratch_val = [r["val_loss"] for r in read_log(tmp_path / "scratch") if "val_loss" in r]
+    assert ft_val[-1] < scratch_val[-1] - 0.5
+    assert json.loads((tmp_path / "ft" / "ckpt-000020" / "train_config.json").read_text())["block_size"] == 16
+
+
+def test_llmc_files_round_trip_with_the_same_logits(model, tmp_path):
+    llmc.save(model, tmp_path / "model.bin")
+    header = np.fromfile(tmp_path / "model.bin", dtype=np.int32, count=8)
+    Vp = 384  # 300 padded to a multiple of 128
+    assert header.tolist() == [20240326, 3, 32, 300, 2, 2, 16, Vp]
+    size = (tmp_path / "model.bin").stat().st_size
+    assert size == 256 * 4 + 4 * (model.num_params() + (Vp - 300) * 16)
+    wte_rows = np.fromfile(tmp_path / "model.bin", dtype=np.float32, offset=1024, count=Vp * 16).reshape(Vp, 16)
+    np.testing.assert_array_equal(wte_rows[300:], 0.0)  # the padding
+    np.testing.assert_array_equal(wte_rows[:300], model.params["transformer.wte.weight"])
+    loaded = llmc.load(tmp_path / "model.bin")
+    idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
+    np.testing.assert_array_equal(loaded.forward(idx)[0], model.forward(idx)[0])
+    # llm.c stores the linear weights (out, in): the first one is the transpose of minigpt's
+    qkvw = np.fromfile(tmp_path / "model.bin", dtype=np.float32, offset=1024 + 4 * (Vp * 16 + 32 * 16 + 4 * 16),
+                       count=48 * 16).reshape(48, 16)
+    np.testing.assert_array_equal(qkvw, model.params["transformer.h.0.attn.c_attn.weight"].T)
+
+
+def test_broken_llmc_files_are_explained(model, tmp_path):
+    llmc.save(model, tmp_path / "model.bin")
+    data = (tmp_path / "model.bin").read_bytes()
+    (tmp_path / "short.bin").write_bytes(data[:-100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        llmc.load(tmp_path / "short.bin")
+    (tmp_path / "other.bin").write_bytes(b"\x00" * 2048)
+    with pytest.raises(ValueError, match="is not an llm.c model file"):
+        llmc.load(tmp_path / "other.bin")
+    header = np.frombuffer(data[:1024], dtype=np.int32).copy()
+    header[1] = 5
+    (tmp_path / "bf16.bin").write_bytes(header.tobytes() + data[1024:])
+    with pytest.raises(ValueError, match="llm.c model version 5; minigpt reads version 3"):
+        llmc.load(tmp_path / "bf16.bin")
+
+
+def test_the_command_line_exports_llmc_files(tmp_path):
+    text = make_text(tmp_path / "t.txt", seed=0)
+    assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "run"), "--llmc", str(tmp_path / "m.bin")]) == 0
+    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16
+
+
+def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike(tmp_path, transformers):
+    text = make_text(tmp_path / "t.txt", seed=0)
+    assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
+    from minigpt import checkpoint
+
+    _, tokenizer = checkpoint.load_model(checkpoint.resolve(tmp_path / "run"))
+    hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
+    sample = "the king and the queen"
+    assert hf_tok.encode(sample) == tokenizer.encode(sample).tolist()
+    assert hf.config_from_hf(json.loads((tmp_path / "hf" / "config.json").read_text())).n_embd == 16
