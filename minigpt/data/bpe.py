@@ -49,6 +49,7 @@ BYTE_TO_CHAR = bytes_to_unicode()
 CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
 
 
+# --8<-- [start:merge]
 def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None) -> list:
     """The tokens (as bytes) of one chunk: start from its bytes and merge, again and again, the adjacent
     pair whose concatenation has the lowest rank (the leftmost on a tie), while any pair is a token
@@ -81,6 +82,7 @@ def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None) -> list:
             if k != -1 and (rk := rank_of(k)) is not None:
                 heapq.heappush(heap, (rk, k))
     return [piece[start[i]:end[i]] for i in range(n) if alive[i]]
+# --8<-- [end:merge]
 
 
 class BPETokenizer:
