@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.validate import check_shape
+
 CHUNKS = 32  # row chunks of a parallel reduction: fixed, so results do not depend on the thread count
 
 
@@ -25,3 +27,16 @@ class LayerNormCache(NamedTuple):
     rstd: np.ndarray  # (B, T)
     w: np.ndarray  # (C,)
     has_bias: bool
+
+
+def layernorm_outputs(x, w, b):
+    """Check a layer norm's inputs and allocate what its forward kernel writes: out, mean, rstd."""
+    B, T, C = x.shape
+    check_shape("layer norm weight w", w, (C,))
+    if b is not None:
+        check_shape("layer norm bias b", b, (C,))
+    check_arrays("layernorm", x.dtype, x=x, w=w, b=b)
+    out = np.empty_like(x)  # (B, T, C)
+    mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    return out, mean, rstd

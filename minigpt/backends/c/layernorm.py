@@ -4,21 +4,14 @@ the cache holds x, mean and rstd, as the numba backend's does."""
 import numpy as np
 
 from minigpt.backends.c import kernel, ptr
-from minigpt.backends.common import LayerNormCache, check_arrays
+from minigpt.backends.common import LayerNormCache, check_arrays, layernorm_outputs
 from minigpt.ops.layernorm import EPS
-from minigpt.validate import check_shape
 
 
 def forward(x, w, b=None, eps=EPS):
     """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
     B, T, C = x.shape
-    check_shape("layer norm weight w", w, (C,))
-    if b is not None:
-        check_shape("layer norm bias b", b, (C,))
-    check_arrays("layernorm", x.dtype, x=x, w=w, b=b)
-    out = np.empty_like(x)  # (B, T, C)
-    mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
-    rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    out, mean, rstd = layernorm_outputs(x, w, b)  # (B, T, C), (B, T), (B, T)
     kernel("layernorm_forward", x.dtype)(ptr(out), ptr(mean), ptr(rstd), ptr(x), ptr(w), ptr(b), B * T, C, eps)
     return out, LayerNormCache(x, mean, rstd, w, b is not None)
 

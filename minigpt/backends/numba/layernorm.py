@@ -6,10 +6,9 @@ Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
 import numpy as np
 from numba import njit, prange
 
-from minigpt.backends.common import CHUNKS, LayerNormCache, check_arrays
+from minigpt.backends.common import CHUNKS, LayerNormCache, check_arrays, layernorm_outputs
 from minigpt.backends.numba import threads_for
 from minigpt.ops.layernorm import EPS
-from minigpt.validate import check_shape
 
 
 # --8<-- [start:kernels]
@@ -68,13 +67,7 @@ def layernorm_backward_kernel(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
 def forward(x, w, b=None, eps=EPS):
     """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
     B, T, C = x.shape
-    check_shape("layer norm weight w", w, (C,))
-    if b is not None:
-        check_shape("layer norm bias b", b, (C,))
-    check_arrays("layernorm", x.dtype, x=x, w=w, b=b)
-    out = np.empty_like(x)  # (B, T, C)
-    mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
-    rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    out, mean, rstd = layernorm_outputs(x, w, b)  # (B, T, C), (B, T), (B, T)
     with threads_for(x.size):
         layernorm_forward_kernel(out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
     return out, LayerNormCache(x, mean, rstd, w, b is not None)
