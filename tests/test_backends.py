@@ -9,6 +9,8 @@ own float32 result is off by more: its error, `conditioning`, measures how hard 
 backend may be off by up to SLACK times that (scaled by the ratio of machine epsilons in float64).
 The kernels sum in other orders than NumPy, and some accumulate in float64."""
 
+import copy
+import math
 import os
 import sys
 
@@ -67,9 +69,15 @@ def compare(dtype, run_ours, run_reference, names, pooled=False):
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def ops(request):
+    """The backend; its attention always the fused kernel (where one loaded), which by default serves
+    only large score arrays (test_the_fused_attention_serves_large_score_arrays)."""
     backend = backends.get(request.param)
     if os.environ.get("CI") == "true":
         assert backend.name == request.param, f"the {request.param} backend did not load under CI"
+    if hasattr(backend.attention, "fused_min_scores"):
+        attention = copy.copy(backend.attention)
+        attention.fused_min_scores = 0
+        backend = backend._replace(attention=attention)
     return backend
 
 
@@ -222,15 +230,33 @@ def test_whole_model_logits_and_gradients(ops, dtype, seed, bias, data):
     B, T = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 16))
     idx, targets = rng.integers(0, cfg.vocab_size, size=(B, T)), rng.integers(0, cfg.vocab_size, size=(B, T))
 
-    def run(backend):
+    def run(impl):
         def f(dtype):
-            model = GPT(cfg, dtype=dtype, backend=backend)
+            model = GPT(cfg, dtype=dtype)
+            model.ops = impl
             model.load_state_dict({name: p.astype(dtype) for name, p in weights.items()})
             logits, loss = model.forward(idx, targets)
             return (logits, loss, *model.backward().values())
         return f
 
-    compare(dtype, run(ops.name), run("numpy"), ("logits", "loss", *weights), pooled=True)
+    compare(dtype, run(ops), run(REFERENCE), ("logits", "loss", *weights), pooled=True)
+
+
+def test_the_fused_attention_serves_large_score_arrays():
+    pytest.importorskip("numba")
+    from minigpt.backends.numba.attention import FUSED_MIN_SCORES, AttentionCache
+
+    attention = backends.get("numba").attention
+    n_head, hs = 2, 4
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(n_head * hs, 3 * n_head * hs)), None, rng.normal(size=(n_head * hs, n_head * hs)), None]
+    T_fused = math.ceil(math.sqrt(FUSED_MIN_SCORES / n_head))  # B * n_head * T * T >= FUSED_MIN_SCORES
+    for T, fused in ((8, False), (T_fused - 1, False), (T_fused, True)):
+        x = rng.normal(size=(1, T, n_head * hs))
+        out, cache = attention.forward(x, *weights, n_head)
+        assert isinstance(cache, AttentionCache) == fused, T
+        ref_out, _ = REFERENCE.attention.forward(x, *weights, n_head)
+        assert_same(out, ref_out, np.float64)
 
 
 def test_dropout_and_kv_cache_fall_back_to_the_reference_attention(ops):

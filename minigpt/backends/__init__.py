@@ -53,7 +53,8 @@ def c_backend() -> Backend:
     try:
         from minigpt.backends.numba.attention import Attention
 
-        rest, attention = numba_backend(), Attention(linear)  # its projections through the C matmul too
+        # always the fused kernel, with its projections through the C matmul too
+        rest, attention = numba_backend(), Attention(linear, fused_min_scores=0)
     except ImportError:
         rest = numpy_backend()
         attention = rest.attention

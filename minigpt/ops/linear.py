@@ -22,7 +22,7 @@ def forward(x, w, b=None):
     B, T, C = x.shape
     check_shape("linear weight w", w, (C, None))
     OC = w.shape[1]
-    out = x @ w  # (B, T, OC)
+    out = (x.reshape(B * T, C) @ w).reshape(B, T, OC)  # (B, T, OC): one matmul over all B*T rows
     if b is not None:
         check_shape("linear bias b", b, (OC,))
         out += b  # (B, T, OC)
@@ -36,7 +36,7 @@ def backward(dout, cache):
     x, w = cache.x, cache.w
     B, T, C = x.shape
     OC = w.shape[1]
-    dx = dout @ w.T  # (B, T, C)
+    dx = (dout.reshape(B * T, OC) @ w.T).reshape(B, T, C)  # (B, T, C)
     if w.flags.c_contiguous:
         dw = x.reshape(B * T, C).T @ dout.reshape(B * T, OC)  # (C, OC): sum over every position of x^T dout
     else:  # w is a transposed view (the tied LM head's wte^T): give dw the same layout, so dw.T is contiguous

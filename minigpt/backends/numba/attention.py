@@ -20,6 +20,13 @@ from minigpt.ops import attention as reference
 from minigpt.validate import check_shape
 
 
+# The fused kernel holds no (B, nh, T, T) array, but on this machine it is slower than the reference's
+# batched BLAS matmuls and SIMD exp at every T measured (64 to 1024; docs/kernels.md). So it is used
+# where the memory matters: when the reference's score array of one layer would have this many entries
+# (16 MB in float32) or more; below, the op is the reference's.
+FUSED_MIN_SCORES = 1 << 22
+
+
 class AttentionCache(NamedTuple):
     qkv_cache: object  # the linear cache of the fused projection (holds x)
     qkv: np.ndarray  # (B, T, 3C)
@@ -140,17 +147,19 @@ def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h
 
 
 class Attention:
-    """The attention op with its projections done by `linear` (BLAS, or the C kernels). Falls back to
-    the reference for what the fused kernel does not do: dropout on the attention probabilities, and
-    decoding with a key/value cache."""
+    """The attention op with its projections done by `linear` (BLAS, or the C kernels). Uses the
+    reference for small score arrays (fewer than `fused_min_scores` entries, where it is faster) and for
+    what the fused kernel does not do: dropout on the attention probabilities, and decoding with a
+    key/value cache."""
 
-    def __init__(self, linear):
+    def __init__(self, linear, fused_min_scores=FUSED_MIN_SCORES):
         self.linear = linear
+        self.fused_min_scores = fused_min_scores
 
     def forward(self, x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, kv_cache=None):
-        if dropout_p > 0.0 or kv_cache is not None:
-            return reference.forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p, rng, kv_cache)
         B, T, C = x.shape
+        if dropout_p > 0.0 or kv_cache is not None or B * n_head * T * T < self.fused_min_scores:
+            return reference.forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p, rng, kv_cache)
         if C % n_head != 0:
             raise ValueError(f"channels C={C} must be divisible by n_head={n_head}")
         check_shape("attention w_attn", w_attn, (C, 3 * C))
