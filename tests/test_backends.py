@@ -10,7 +10,6 @@ backend may be off by up to SLACK times that (scaled by the ratio of machine eps
 The kernels sum in other orders than NumPy, and some accumulate in float64."""
 
 import copy
-import math
 import os
 import sys
 
@@ -244,15 +243,15 @@ def test_whole_model_logits_and_gradients(ops, dtype, seed, bias, data):
 
 def test_the_fused_attention_serves_large_score_arrays():
     pytest.importorskip("numba")
-    from minigpt.backends.numba.attention import FUSED_MIN_SCORES, AttentionCache
+    from minigpt.backends.numba.attention import FUSED_MIN_SCORES, Attention, AttentionCache
 
-    attention = backends.get("numba").attention
-    n_head, hs = 2, 4
+    assert backends.get("numba").attention.fused_min_scores == FUSED_MIN_SCORES
+    B, n_head, hs = 2, 3, 4
+    attention = Attention(REFERENCE.linear, fused_min_scores=B * n_head * 8 * 8)  # the kernel from T = 8
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=(n_head * hs, 3 * n_head * hs)), None, rng.normal(size=(n_head * hs, n_head * hs)), None]
-    T_fused = math.ceil(math.sqrt(FUSED_MIN_SCORES / n_head))  # B * n_head * T * T >= FUSED_MIN_SCORES
-    for T, fused in ((8, False), (T_fused - 1, False), (T_fused, True)):
-        x = rng.normal(size=(1, T, n_head * hs))
+    for T, fused in ((7, False), (8, True), (9, True)):
+        x = rng.normal(size=(B, T, n_head * hs))
         out, cache = attention.forward(x, *weights, n_head)
         assert isinstance(cache, AttentionCache) == fused, T
         ref_out, _ = REFERENCE.attention.forward(x, *weights, n_head)

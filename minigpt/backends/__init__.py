@@ -1,10 +1,11 @@
 """One switch for how the ops are computed: GPT(cfg, backend=...) and `--backend`.
 
     numpy   the reference: minigpt/ops, plain NumPy, the code the docs explain
-    numba   numba kernels for the memory-bound ops (layer norm, GELU, fused attention, cross-entropy,
-            the embedding's scatter-add, AdamW); matmuls with NumPy's BLAS
-    c       the C kernels of kernels/ for matmul, layer norm and GELU (OpenMP threads); the rest as numba
-            (or the reference where numba is missing)
+    numba   numba kernels for the memory-bound ops (layer norm, GELU, cross-entropy, the embedding's
+            scatter-add, AdamW, and attention when its (B, nh, T, T) scores would be large);
+            matmuls with NumPy's BLAS
+    c       the C kernels of kernels/ for matmul, layer norm and GELU (OpenMP threads), the fused
+            attention always; the rest as numba (or the reference where numba is missing)
     auto    the fastest that loads: numba, else numpy (benchmarks/bench.py measured the c backend slower
             than NumPy's BLAS on this machine's matmuls; docs/kernels.md)
 

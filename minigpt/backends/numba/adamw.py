@@ -3,7 +3,6 @@
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from minigpt.backends.common import check_arrays

@@ -20,11 +20,11 @@ from minigpt.ops import attention as reference
 from minigpt.validate import check_shape
 
 
-# The fused kernel holds no (B, nh, T, T) array, but on this machine it is slower than the reference's
-# batched BLAS matmuls and SIMD exp at every T measured (64 to 1024; docs/kernels.md). So it is used
-# where the memory matters: when the reference's score array of one layer would have this many entries
-# (16 MB in float32) or more; below, the op is the reference's.
-FUSED_MIN_SCORES = 1 << 22
+# The fused kernel holds no (B, nh, T, T) array, but on this machine it is no faster than the reference's
+# batched BLAS matmuls and SIMD exp, and up to 1.6 times slower at short contexts
+# (benchmarks/bench_attention.py, docs/kernels.md). So it is used where the memory matters: when the
+# reference's scores of one layer would have this many entries (64 MB in float32) or more.
+FUSED_MIN_SCORES = 1 << 24
 
 
 class AttentionCache(NamedTuple):
