@@ -69,10 +69,12 @@ def worker_train(impl: str, cfg, steps: int, threads: int) -> dict:
             opt.step()
     else:
         from minigpt import GPT, GPTConfig
+        from minigpt.memory import keep_freed_memory
         from minigpt.optim import AdamW
         from minigpt.threads import set_threads
 
         set_threads(threads)
+        keep_freed_memory()  # as minigpt train does
         model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=L, n_head=H, n_embd=C), backend=impl)
         assert model.ops.name == impl, f"the {impl} backend did not load"
         opt = AdamW(model.params, update=model.ops.adamw_update)

@@ -22,6 +22,7 @@ from minigpt.model import GPT
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import AdamW, clip_grad_norm, get_lr
 from minigpt.distributed import Distributed
+from minigpt.memory import keep_freed_memory
 from minigpt.threads import available_cores, set_threads
 
 # Settings that `--task NAME` puts in place of the Shakespeare recipe (flags and config files still win).
@@ -164,6 +165,7 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
     share = dist.share(cfg.gradient_accumulation_steps)  # this rank's micro-batches of each step
     # N ranks on one machine share its cores
     set_threads(cfg.threads if cfg.threads is not None else max(1, available_cores() // dist.size))
+    keep_freed_memory()  # every step allocates the same large arrays: no page faults after the first
     progress = progress and dist.is_main
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
 
