@@ -1,3 +1,4 @@
+import importlib
 import os
 from pathlib import Path
 
@@ -14,40 +15,33 @@ settings.register_profile("ci", parent=settings.get_profile("default"), derandom
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
 
 
-@pytest.fixture(scope="session")
-def torch():
-    """PyTorch, or a skip where it is not installed; never a skip under CI, which installs it."""
+def require(name: str, extra: str = "dev"):
+    """The module `name`, or a skip where it is not installed; never a skip under CI, which installs it."""
     try:
-        import torch
+        return importlib.import_module(name)
     except ImportError:
         if os.environ.get("CI") == "true":
             raise
-        pytest.skip("PyTorch is not installed: pip install -e '.[dev]'")
+        pytest.skip(f"{name} is not installed: pip install -e '.[{extra}]'")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    torch = require("torch")
     torch.manual_seed(0)
     return torch
 
 
 @pytest.fixture(scope="session")
 def transformers(torch):
-    try:
-        import transformers
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("transformers is not installed: pip install -e '.[dev]'")
+    transformers = require("transformers")
     transformers.logging.set_verbosity_error()
     return transformers
 
 
 @pytest.fixture(scope="session")
 def tiktoken():
-    try:
-        import tiktoken
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("tiktoken is not installed: pip install -e '.[dev]'")
-    return tiktoken
+    return require("tiktoken")
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from test_train import make_text
 
@@ -22,12 +23,7 @@ RTOL = {"float32": 1e-5, "float64": 1e-12}
 
 @pytest.fixture(scope="module")
 def mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("mpi4py is not installed: pip install -e '.[mpi]'")
+    require("mpi4py", extra="mpi")
     path = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     assert path, "mpi4py is installed but there is no mpiexec"
     return path
