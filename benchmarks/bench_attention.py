@@ -1,66 +1,70 @@
-"""The numba backend's fused attention kernel against the reference attention, inside the model:
+"""The attention kernels against the reference's, at the recipe's and GPT-2 small's shapes and at longer contexts:
 
-    python benchmarks/bench_attention.py          # about 4 minutes on 2 cores
+    python benchmarks/bench_attention.py
 
-For two widths (the recipe's C=128 with 4 heads, GPT-2 small's C=768 with 12 heads; 2 layers, V=65) and
-context lengths T from 64 to 1024 at 4096 tokens per batch (B = 4096 / T), the time of a forward and
-backward pass with each attention (the best of 3 alternating rounds), and the peak of NumPy's memory
-during one pass (tracemalloc). The rest of the model is the numba backend's in both. The numba backend
-uses the fused kernel from FUSED_MIN_SCORES entries in one layer's (B, nh, T, T) scores
-(minigpt/backends/numba/attention.py); docs/kernels.md shows the table.
+Times the attention kernels alone (from qkv to y and back, minigpt/backends), forward and backward, on one
+thread and with every core, after one matmul each time as in a training step (NumPy's OpenBLAS then keeps
+its threads busy-waiting for a while: the cores a kernel can really use), best of several rounds, and the
+peak memory NumPy allocates during one forward and backward (tracemalloc). Prints a Markdown table.
 """
 
+import argparse
 import time
 import tracemalloc
 
-import minigpt  # noqa: F401  before NumPy (minigpt/threads.py)
 import numpy as np
 
-from minigpt import GPT, GPTConfig
-from minigpt.backends.numba.attention import Attention
-from minigpt.threads import set_threads
+from minigpt import backends, runtime
 
-WIDTHS = ((128, 4), (768, 12))  # (C, nh)
-CONTEXTS = (64, 128, 256, 512, 1024)
-TOKENS = 4096
-ROUNDS = 3
+SHAPES = [  # (C, nh, T, B): the recipe, GPT-2 small as benchmarks/bench.py runs it, longer contexts
+    (128, 4, 64, 12), (768, 12, 64, 4), (128, 4, 256, 12), (768, 12, 256, 4), (768, 12, 1024, 4),
+]
 
 
-def model_with(attention: str, C: int, n_head: int, T: int) -> GPT:
-    model = GPT(GPTConfig(vocab_size=65, block_size=T, n_layer=2, n_head=n_head, n_embd=C), backend="numba")
-    fused_min_scores = 0 if attention == "fused" else np.inf  # always the kernel, or always the reference
-    model.ops = model.ops._replace(attention=Attention(model.ops.linear, fused_min_scores=fused_min_scores))
-    return model
+def measure(kernels, qkv, dy, n_head, a, w, rounds):
+    """Best time of a forward and of a backward, each after a matmul (a @ w), as in a training step."""
+    y, lse = kernels.attention_forward(qkv, n_head, 0, None)
+    kernels.attention_backward(dy, qkv, y, lse, n_head, None)
+    forward = backward = np.inf
+    for _ in range(rounds):
+        a @ w
+        t0 = time.perf_counter()
+        y, lse = kernels.attention_forward(qkv, n_head, 0, None)
+        forward = min(forward, time.perf_counter() - t0)
+        a @ w
+        t0 = time.perf_counter()
+        kernels.attention_backward(dy, qkv, y, lse, n_head, None)
+        backward = min(backward, time.perf_counter() - t0)
+    tracemalloc.start()
+    y, lse = kernels.attention_forward(qkv, n_head, 0, None)
+    kernels.attention_backward(dy, qkv, y, lse, n_head, None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return forward, backward, peak
 
 
 def main():
-    set_threads(2)
-    print("| C, nh | T | B | scores of one layer (MB) | fused (ms) | reference (ms) | fused peak (MB) | reference peak (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for C, n_head in WIDTHS:
-        for T in CONTEXTS:
-            B = TOKENS // T
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--backends", nargs="+", default=["numba"], choices=("numba", "c"))
+    args = parser.parse_args()
+    runtime.configure()
+    reference = backends.kernels("numpy")
+    print("| backend | C, nh | T | B | forward (ms) | reference | speedup | backward (ms) | reference | speedup | "
+          "peak (MB) | reference peak (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.backends:
+        kernels = backends.kernels(backends.resolve(name))
+        for C, n_head, T, B in SHAPES:
             rng = np.random.default_rng(0)
-            idx, targets = rng.integers(0, 65, size=(B, T)), rng.integers(0, 65, size=(B, T))
-            models = {name: model_with(name, C, n_head, T) for name in ("fused", "reference")}
-            seconds, peak = {name: [] for name in models}, {}
-            for name, model in models.items():  # compile, and measure memory outside the timings
-                model.forward(idx, targets)
-                model.backward()
-                tracemalloc.start()
-                model.forward(idx, targets)
-                model.backward()
-                peak[name] = tracemalloc.get_traced_memory()[1] / 1e6
-                tracemalloc.stop()
-            for _ in range(ROUNDS):
-                for name, model in models.items():
-                    t0 = time.perf_counter()
-                    model.forward(idx, targets)
-                    model.backward()
-                    seconds[name].append(time.perf_counter() - t0)
-            scores_mb = B * n_head * T * T * 4 / 1e6
-            print(f"| {C}, {n_head} | {T} | {B} | {scores_mb:.0f} | {min(seconds['fused']) * 1e3:.1f} | "
-                  f"{min(seconds['reference']) * 1e3:.1f} | {peak['fused']:.0f} | {peak['reference']:.0f} |", flush=True)
+            qkv = rng.normal(size=(B, T, 3 * C)).astype(np.float32)
+            dy = rng.normal(size=(B, T, C)).astype(np.float32)
+            a, w = rng.normal(size=(B * T, C)).astype(np.float32), rng.normal(size=(C, 3 * C)).astype(np.float32)
+            rounds = max(3, args.rounds * 64 // T)
+            f, b, peak = measure(kernels, qkv, dy, n_head, a, w, rounds)
+            rf, rb, rpeak = measure(reference, qkv, dy, n_head, a, w, max(3, rounds // 4))
+            print(f"| `{kernels.name}` | {C}, {n_head} | {T} | {B} | {f * 1e3:.2f} | {rf * 1e3:.2f} | {rf / f:.2f}x | "
+                  f"{b * 1e3:.2f} | {rb * 1e3:.2f} | {rb / b:.2f}x | {peak / 2**20:.0f} | {rpeak / 2**20:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,71 +1,58 @@
-"""Where a training step's time goes, op by op:
+"""Where a training step's time goes, kernel by kernel:
 
-    python benchmarks/profile_step.py                            # GPT-2 small, numba backend
-    python benchmarks/profile_step.py --config recipe --backend numpy
+    python benchmarks/profile_step.py                            # nanoGPT's recipe, the default backend
+    python benchmarks/profile_step.py --config gpt2 --backend numpy
 
-Times every forward and backward call of each op (wrapping the backend's ops), and the AdamW step,
-over a few training steps after a warm-up one; prints a Markdown table, largest first, with each op's
-share of the step and, for the matmul-bearing ops, its FLOP rate. The configurations are those of
-benchmarks/bench.py.
+Times every call of each of the backend's kernels (minigpt/backends: it wraps them), over a few training
+steps after a warm-up one; prints a Markdown table, largest first, with each kernel's share of the step
+and, for the matmul-bearing ones, its FLOP rate. What the kernels do not cover (the ops' checks, dropout,
+the residual additions, Python) is the last line. The configurations are those of benchmarks/bench.py.
 """
 
 import argparse
 import time
 from collections import defaultdict
-from types import SimpleNamespace
 
-import minigpt  # noqa: F401  before NumPy (minigpt/threads.py)
 import numpy as np
 
 from bench import CONFIGS, model_flops_per_step
-from minigpt import GPT, GPTConfig
-from minigpt.memory import keep_freed_memory
+from minigpt import GPT, GPTConfig, backends, runtime
 from minigpt.optim import AdamW
-from minigpt.threads import set_threads
-
-OPS = ("embedding", "layernorm", "linear", "attention", "gelu", "cross_entropy", "dropout")
 
 
-def timed(ops, seconds: dict):
-    """The backend `ops` with each op's forward and backward adding its time to seconds["op.fn"]."""
-    def wrap(f, key):
+def timed(kernels, seconds: dict):
+    """The kernels with each one adding its time to seconds[name]."""
+    def wrap(f, name):
         def g(*args, **kwargs):
             t0 = time.perf_counter()
             result = f(*args, **kwargs)
-            seconds[key] += time.perf_counter() - t0
+            seconds[name] += time.perf_counter() - t0
             return result
         return g
 
-    return ops._replace(**{
-        name: SimpleNamespace(**{fn: wrap(getattr(getattr(ops, name), fn), f"{name}.{fn}") for fn in ("forward", "backward")})
-        for name in OPS
-    })
+    return kernels._replace(**{name: wrap(getattr(kernels, name), name) for name in kernels._fields if name != "name"})
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="gpt2")
-    parser.add_argument("--backend", choices=("numpy", "numba", "c"), default="numba")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="recipe")
+    parser.add_argument("--backend", choices=backends.CHOICES, default="auto")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
-    set_threads(args.threads)
-    keep_freed_memory()  # as minigpt train does
+    runtime.configure(args.threads)
     V, block_size, L, H, C, B, T = cfg = CONFIGS[args.config]
     model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=L, n_head=H, n_embd=C), backend=args.backend)
     seconds = defaultdict(float)
-    model.ops = timed(model.ops, seconds)
-    optimizer = AdamW(model.params, update=model.ops.adamw_update)
+    backends._loaded[model.backend] = timed(backends.kernels(model.backend), seconds)
+    optimizer = AdamW(model.params, backend=model.backend)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, size=(B, T)), rng.integers(0, V, size=(B, T))
 
     def step():
         model.forward(x, y)
-        grads = model.backward()
-        t0 = time.perf_counter()
-        optimizer.step(grads, 1e-4)
-        seconds["adamw"] += time.perf_counter() - t0
+        optimizer.step(model.backward(), 1e-4)
 
     step()  # compile, first-touch allocations
     seconds.clear()
@@ -73,21 +60,21 @@ def main():
     for _ in range(args.steps):
         step()
     total = (time.perf_counter() - t0) / args.steps
-    # matmul FLOPs per step: the linear op's (the MLP and the LM head) and the attention op's (its two
-    # projections plus the scores and the weighted sum); the backward does twice the forward's
-    head, mlp = 2 * B * T * C * V, L * 2 * B * T * 8 * C * C
-    attention = L * (2 * B * T * 4 * C * C + 4 * B * T * T * C)
-    flops = {"linear.forward": head + mlp, "linear.backward": 2 * (head + mlp),
-             "attention.forward": attention, "attention.backward": 2 * attention}
-    print(f"{args.config}, {model.ops.name} backend: "
+    # matmul FLOPs per step: the linear kernels' (every projection and the LM head) and the attention kernels'
+    # (the scores and the weighted sum, causal: half of the (T, T) products); a backward does twice the forward's
+    linear = 2 * B * T * C * V + L * 2 * B * T * 12 * C * C
+    attention = L * 2 * B * T * T * C
+    flops = {"linear_forward": linear, "linear_backward": 2 * linear,
+             "attention_forward": attention, "attention_backward": 2 * attention}
+    print(f"{args.config}, {model.backend} backend: "
           f"{total * 1e3:.1f} ms a step, {model_flops_per_step(cfg) / total / 1e9:.0f} GFLOP/s of model FLOPs\n")
-    print("| op | ms a step | share | GFLOP/s |")
+    print("| kernel | ms a step | share | GFLOP/s |")
     print("|---|---|---|---|")
     for key, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
         rate = f"{flops[key] / (s / args.steps) / 1e9:.0f}" if key in flops else ""
-        print(f"| {key} | {s / args.steps * 1e3:.1f} | {s / args.steps / total:.0%} | {rate} |")
+        print(f"| {key} | {s / args.steps * 1e3:.2f} | {s / args.steps / total:.0%} | {rate} |")
     rest = total - sum(seconds.values()) / args.steps
-    print(f"| the rest (Python, the model's own code) | {rest * 1e3:.1f} | {rest / total:.0%} | |")
+    print(f"| the rest (the ops' checks, dropout, residuals, Python) | {rest * 1e3:.2f} | {rest / total:.0%} | |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from minigpt import runtime
 from minigpt.config import BACKENDS, TASKS, TrainConfig, field_kind
 
 if sys.version_info >= (3, 11):
@@ -116,9 +117,8 @@ def cmd_sample(args) -> int:
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
     from minigpt.generate import stream
-    from minigpt.threads import set_threads
 
-    set_threads(args.threads)
+    runtime.set_threads(args.threads)
     ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
     model, tokenizer = checkpoint.load_model(ckpt, backend=args.backend)
     prompt = args.prompt
@@ -263,6 +263,7 @@ def main(argv=None) -> int:
     from minigpt.train import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
+    runtime.configure()  # threads, memory: the settings that make minigpt fast (minigpt/runtime.py)
     rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     prefix = f"minigpt[rank {rank}]" if launched_ranks() > 1 else "minigpt"
     try:

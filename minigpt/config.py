@@ -3,6 +3,9 @@
 import types
 from dataclasses import Field, dataclass, fields
 
+from minigpt.backends import CHOICES as BACKENDS
+from minigpt.data.tasks import TASKS
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -62,10 +65,8 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-TASKS = ("sort", "add")
 TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
-BACKENDS = ("numpy", "numba", "c", "auto")  # minigpt/backends
 
 
 @dataclass(frozen=True)

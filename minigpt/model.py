@@ -19,7 +19,7 @@ import numpy as np
 
 from minigpt import backends, generate
 from minigpt.config import GPTConfig
-from minigpt.ops import attention
+from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
 
 # Buffers that Hugging Face's GPT-2 state dict may carry and that are not parameters (the causal mask).
 _HF_MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
@@ -105,13 +105,14 @@ class GPT:
     """
 
     def __init__(self, config: GPTConfig, seed: int = 0, dtype=np.float32, backend: str = "numpy"):
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if not isinstance(config, GPTConfig):
+            raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
+        if dtype not in ("float32", "float64", np.float32, np.float64, np.dtype("float32"), np.dtype("float64")):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.config = config
-        self.dtype = dtype
-        self.params = init_params(config, seed, dtype)
-        self.ops = backends.get(backend)  # the ops' implementation: minigpt/ops, or a fast backend
+        self.dtype = np.dtype(dtype)
+        self.params = init_params(config, seed, self.dtype)
+        self.backend = backends.resolve(backend)  # whose kernels compute the ops (minigpt/backends)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
         self._cache = None
@@ -130,15 +131,16 @@ class GPT:
     def new_kv_cache(self, B) -> list:
         """Empty key/value caches, one per layer, for incremental decoding of B sequences (minigpt/generate.py)."""
         cfg = self.config
-        return [attention.KVCache(B, cfg.n_head, cfg.block_size, cfg.head_size, self.dtype) for _ in range(cfg.n_layer)]
+        return [attention.KVCache(B, cfg.block_size, cfg.n_embd, self.dtype) for _ in range(cfg.n_layer)]
 
     # --8<-- [start:forward]
-    def forward(self, idx, targets=None, kv_cache=None):
+    def forward(self, idx, targets=None, kv_cache=None, keep_cache=True):
         """idx (B, T) int -> logits (B, T, V), loss (mean cross-entropy against targets, or None).
 
-        With kv_cache (from new_kv_cache), idx holds only new positions, which attend to the cached ones
-        as well; that is inference: there is no backward afterwards."""
-        cfg, p, ops = self.config, self.params, self.ops
+        keep_cache=False (evaluation) keeps nothing for a backward, so each layer's arrays are freed as soon
+        as the next layer has used them. With kv_cache (from new_kv_cache), idx holds only new positions,
+        which attend to the cached ones as well; that is inference: there is no backward afterwards."""
+        cfg, p, backend = self.config, self.params, self.backend
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
         if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
@@ -150,38 +152,40 @@ class GPT:
             raise ValueError("idx has no positions (T = 0); give at least one token")
         p_drop = cfg.dropout if self.training else 0.0
 
-        x, emb_cache = ops.embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P)  # (B, T, C)
-        x, embd_drop = ops.dropout.forward(x, p_drop, self.rng)  # (B, T, C)
+        keep_cache = keep_cache and kv_cache is None
+        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P, backend)  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop, self.rng)  # (B, T, C)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
-            block_caches.append(block_cache)
-        x, lnf_cache = ops.layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (B, T, C)
-        logits, head_cache = ops.linear.forward(x, p["transformer.wte.weight"].T)  # (B, T, V) tied: w = wte^T
+            if keep_cache:
+                block_caches.append(block_cache)
+        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"), backend=backend)  # (B, T, C)
+        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T, backend=backend)  # (B, T, V) tied: w = wte^T
 
         loss, loss_cache = None, None
         if targets is not None:
-            loss, loss_cache = ops.cross_entropy.forward(logits, targets)
+            loss, loss_cache = cross_entropy.forward(logits, targets, backend=backend)
             loss = float(loss)
-        self._cache = None if kv_cache is not None else ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache)
+        self._cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache) if keep_cache else None
         return logits, loss
 
     def _block_forward(self, x, l, p_drop, kv_cache=None):
         """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
-        p, h, ops = self.params, f"transformer.h.{l}.", self.ops
-        a, ln_1 = ops.layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"))  # (B, T, C)
-        a, attn = ops.attention.forward(
+        p, h, backend = self.params, f"transformer.h.{l}.", self.backend
+        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), backend=backend)  # (B, T, C)
+        a, attn = attention.forward(
             a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
             p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
-            self.config.n_head, p_drop, self.rng, kv_cache,
+            self.config.n_head, p_drop, self.rng, kv_cache, backend,
         )  # (B, T, C)
-        a, attn_drop = ops.dropout.forward(a, p_drop, self.rng)  # (B, T, C)
+        a, attn_drop = dropout.forward(a, p_drop, self.rng)  # (B, T, C)
         x = x + a  # (B, T, C) residual
-        m, ln_2 = ops.layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"))  # (B, T, C)
-        m, c_fc = ops.linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"))  # (B, T, 4C)
-        m, gelu_cache = ops.gelu.forward(m)  # (B, T, 4C)
-        m, c_proj = ops.linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"))  # (B, T, C)
-        m, mlp_drop = ops.dropout.forward(m, p_drop, self.rng)  # (B, T, C)
+        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), backend=backend)  # (B, T, C)
+        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), backend)  # (B, T, 4C)
+        m, gelu_cache = gelu.forward(m, backend)  # (B, T, 4C)
+        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), backend)  # (B, T, C)
+        m, mlp_drop = dropout.forward(m, p_drop, self.rng)  # (B, T, C)
         x = x + m  # (B, T, C) residual
         return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
     # --8<-- [end:forward]
@@ -193,36 +197,36 @@ class GPT:
         cache = self._cache
         if cache is None or cache.loss is None:
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
-        cfg, ops = self.config, self.ops
+        cfg, backend = self.config, self.backend
         grads = {}
 
-        dlogits = ops.cross_entropy.backward(1.0, cache.loss)  # (B, T, V)
-        dx, dwte_head, _ = ops.linear.backward(dlogits, cache.lm_head)  # (B, T, C), (C, V) a view of (V, C)
-        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = ops.layernorm.backward(dx, cache.ln_f)
+        dlogits = cross_entropy.backward(1.0, cache.loss, backend)  # (B, T, V)
+        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head, backend)  # (B, T, C), (C, V) a view of (V, C)
+        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f, backend)
         for l in reversed(range(cfg.n_layer)):
             dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
-        dx = ops.dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
+        dx = dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
         # wte is used twice, by the LM head and by the embedding: its gradient is the sum of both, so the
         # embedding's scatter-add goes straight into the head's part (both (V, C))
-        grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = ops.embedding.backward(
-            dx, cache.embedding, dwte=dwte_head.T)  # (V, C), (block_size, C)
+        grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = embedding.backward(
+            dx, cache.embedding, dwte_head.T, backend)  # (V, C), (block_size, C)
         return {name: grads[name] for name in self.params}  # the params' order; drops None biases
 
     def _block_backward(self, dx, l, c, grads):
         """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
-        h, ops = f"transformer.h.{l}.", self.ops
+        h, backend = f"transformer.h.{l}.", self.backend
         # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-        dm = ops.dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
-        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = ops.linear.backward(dm, c.c_proj)  # (B, T, 4C)
-        dm = ops.gelu.backward(dm, c.gelu)  # (B, T, 4C)
-        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = ops.linear.backward(dm, c.c_fc)  # (B, T, C)
-        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = ops.layernorm.backward(dm, c.ln_2)  # (B, T, C)
+        dm = dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
+        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj, backend)  # (B, T, 4C)
+        dm = gelu.backward(dm, c.gelu, backend)  # (B, T, 4C)
+        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc, backend)  # (B, T, C)
+        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, backend)  # (B, T, C)
         dx = dx + dm  # (B, T, C)
         # x = x + a: the same for the attention branch
-        da = ops.dropout.backward(dx, c.attn_dropout)  # (B, T, C)
+        da = dropout.backward(dx, c.attn_dropout)  # (B, T, C)
         (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
-         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = ops.attention.backward(da, c.attn)  # (B, T, C)
-        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = ops.layernorm.backward(da, c.ln_1)  # (B, T, C)
+         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn, backend)  # (B, T, C)
+        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, backend)  # (B, T, C)
         dx = dx + da  # (B, T, C)
         return dx
     # --8<-- [end:backward]

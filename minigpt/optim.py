@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from minigpt import backends
+
 
 def decays(name: str, p: np.ndarray) -> bool:
     """nanoGPT's split: every parameter of two or more dimensions decays (matmul weights and embeddings);
@@ -36,13 +38,13 @@ class AdamW:
         p = p - lr wd p                                 decay, only for parameters that decay()
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    `update` does one parameter's step: adamw_update above, or a backend's fused kernel.
+    Each parameter's step is a backend's `adamw_update` kernel: adamw_update above for "numpy".
     """
 
-    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, update=adamw_update):
+    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, backend: str = "numpy"):
         self.params = params
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
-        self.update = update
+        self.backend = backend
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self.t = 0  # steps taken: the bias corrections need it
@@ -52,9 +54,10 @@ class AdamW:
         self.t += 1
         bias_correction1 = 1.0 - self.beta1**self.t
         bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**self.t)
+        update = backends.kernels(self.backend).adamw_update
         for name, p in self.params.items():
             decay = self.weight_decay if decays(name, p) else 0.0
-            self.update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
+            update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
                         bias_correction1, bias_correction2_sqrt, self.eps, decay)
 
     def state_dict(self) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from minigpt import checkpoint, distributed
+from minigpt import checkpoint, distributed, runtime
 from minigpt.config import TOKENIZERS, TrainConfig
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset
@@ -22,8 +22,6 @@ from minigpt.model import GPT
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import AdamW, clip_grad_norm, get_lr
 from minigpt.distributed import Distributed
-from minigpt.memory import keep_freed_memory
-from minigpt.threads import available_cores, set_threads
 
 # Settings that `--task NAME` puts in place of the Shakespeare recipe (flags and config files still win).
 TASK_PRESETS = {
@@ -86,7 +84,7 @@ def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = N
     for i, split in enumerate(("train", "val")):
         rng = np.random.default_rng([cfg.seed, 2, i])
         batches = [dataset.get_batch(split, cfg.batch_size, T, rng) for _ in range(cfg.eval_iters)]
-        mine = sum(model.forward(x, y)[1] for x, y in batches[dist.rank::dist.size])
+        mine = sum(model.forward(x, y, keep_cache=False)[1] for x, y in batches[dist.rank::dist.size])
         result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
     if hasattr(dataset, "accuracy"):
         result["val_accuracy"] = dataset.accuracy(model, "val")
@@ -164,8 +162,7 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
     started = time.perf_counter()
     share = dist.share(cfg.gradient_accumulation_steps)  # this rank's micro-batches of each step
     # N ranks on one machine share its cores
-    set_threads(cfg.threads if cfg.threads is not None else max(1, available_cores() // dist.size))
-    keep_freed_memory()  # every step allocates the same large arrays: no page faults after the first
+    runtime.set_threads(cfg.threads if cfg.threads is not None else max(1, runtime.available_cores() // dist.size))
     progress = progress and dist.is_main
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
 
@@ -204,7 +201,7 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
     if T > cfg.block_size:
         raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
 
-    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, update=model.ops.adamw_update)
+    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, backend=model.backend)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
     it, best_val_loss = 0, math.inf
     if cfg.resume:

@@ -29,7 +29,31 @@ def check_token_ids(ids, vocab_size: int, what: str = "token id", ignore_index: 
 
 def check_shape(name: str, x: np.ndarray, shape: tuple) -> None:
     """Check an array's shape against `shape`, where None matches any size on that axis."""
-    if x.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape)):
-        dims = ["*" if s is None else str(s) for s in shape]
-        want = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
-        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {want}")
+    if x.ndim == len(shape):
+        for want, have in zip(shape, x.shape):
+            if want is not None and want != have:
+                break
+        else:
+            return
+    dims = ["*" if s is None else str(s) for s in shape]
+    want = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
+    raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {want}")
+
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_same_dtype(op: str, **arrays) -> np.dtype:
+    """Check that the arrays (None skipped) are all float32 or all float64; return that dtype. Every backend's
+    kernels compute in their inputs' precision, and NumPy would silently promote a mix to float64."""
+    first = dtype = None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if dtype is None:
+            first, dtype = name, a.dtype
+            if dtype not in FLOATS:
+                raise ValueError(f"{op}: {name} is {dtype}; minigpt computes in float32 or float64")
+        elif a.dtype != dtype:
+            raise ValueError(f"{op}: {name} is {a.dtype} but {first} is {dtype}; give every array the same dtype")
+    return dtype

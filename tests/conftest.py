@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# numba's compiled kernels outlive the session (they are keyed by source file and signature): keep them in
-# the user's cache, so that each test session and each CLI subprocess does not compile them again.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "minigpt" / "numba"))
+from minigpt import runtime
+from minigpt.data.text import cache_dir
+
+# the settings the `minigpt` command applies (threads, memory), through the same explicit call
+runtime.configure()
 
 # Under CI every run explores the same examples (derandomize), so a failure is reproducible from the log.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -44,10 +46,24 @@ def tiktoken():
     return require("tiktoken")
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """A cache directory private to the test session, for prepared datasets, except that the compiled kernels
+    (numba's and the C ones, keyed by their sources) are the user's: compiling them again each session is slow."""
+    user_cache = cache_dir()
+    session = tmp_path_factory.getbasetemp() / "minigpt-cache"
+    session.mkdir(exist_ok=True)
+    for compiled in ("numba", "kernels"):
+        (user_cache / compiled).mkdir(parents=True, exist_ok=True)
+        if not (session / compiled).exists():
+            (session / compiled).symlink_to(user_cache / compiled, target_is_directory=True)
+    return session
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
+def isolated_cache(session_cache, monkeypatch):
     """Prepared datasets go to a cache private to the test session, never to the user's."""
-    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path_factory.getbasetemp() / "minigpt-cache"))
+    monkeypatch.setenv("MINIGPT_CACHE", str(session_cache))
 
 
 @pytest.fixture(scope="session")

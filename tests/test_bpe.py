@@ -10,11 +10,7 @@ from hypothesis import strategies as st
 
 from minigpt import BPETokenizer
 from minigpt.data.bpe import BYTE_TO_CHAR, PATTERNS, bpe_merge
-
-CORPUS = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-    "It's 1234 o'clock, naïve café! Ünïcödé, 日本語のテキスト, emoji 🚀🚀 and tabs\tand  spaces   end.\n"
-) * 20
+from helpers import CORPUS
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=200) | st.sampled_from(
     ["", " ", "  \n\n  ", "a" * 300, "\r\n\t x", "don't I'LL it's", "1234567", "  hello  world  ", "🚀 x", "'s's's"])

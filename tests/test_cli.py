@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import require
 
 from minigpt.cli import main
-from test_train import TINY, make_text
+from helpers import TINY, make_text
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def test_greedy_sampling_is_deterministic(run, capsys):
 
 
 def test_plot_writes_a_png(run):
+    require("matplotlib", extra="plot")
     assert main(["plot", str(run)]) == 0
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

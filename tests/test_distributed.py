@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from test_train import make_text
+from helpers import make_text, read_log
+from tolerances import DISTRIBUTED_RTOL
 
 HERE = Path(__file__).resolve().parent
 TINY = ["--n-layer", "2", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
         "--eval-iters", "4", "--eval-interval", "10", "--warmup-iters", "2", "--max-iters", "20"]
-# float32: the ranks' partial gradients are summed in another order than one process sums them
-RTOL = {"float32": 1e-5, "float64": 1e-12}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +42,6 @@ def minigpt(*args):
     return [sys.executable, "-m", "minigpt.cli", *args]
 
 
-def read_log(out_dir):
-    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
-
-
 def assert_same_losses(one, two, rtol):
     assert [r["iter"] for r in one] == [r["iter"] for r in two]
     for a, b in zip(one, two):
@@ -65,7 +60,7 @@ def test_two_ranks_compute_what_one_process_computes(mpiexec, text, tmp_path, dt
     assert double.returncode == 0, double.stderr
     assert "data-parallel over 2 ranks" in double.stderr
     assert double.stdout.count("done:") == 1  # rank 0 alone reports, logs and checkpoints
-    assert_same_losses(read_log(tmp_path / "one"), read_log(tmp_path / "two"), RTOL[dtype])
+    assert_same_losses(read_log(tmp_path / "one"), read_log(tmp_path / "two"), DISTRIBUTED_RTOL[dtype])
 
 
 def test_parameters_stay_identical_on_every_rank(mpiexec, text, tmp_path):

@@ -11,6 +11,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -140,6 +141,7 @@ def test_code_references_resolve(page):
 def test_the_site_builds_strictly(tmp_path):
     """The docs site, as CI builds it: a missing snippet, a broken link between pages or a page left out
     of the navigation fails the build."""
+    require("mkdocs")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(DOCS / "mkdocs" / "mkdocs.yml"), "-d", str(tmp_path / "site")],
         capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.gradcheck import check_model, check_op, gradcheck
-from minigpt.ops import attention, embedding, layernorm, softmax
+from minigpt.ops import attention, embedding, layernorm, linear, softmax
 from strategies import arrays, batch, seq
 from tolerances import GRAD_RTOL, WRONG_GRAD_MIN_ERROR
 
@@ -26,7 +26,7 @@ def layernorm_backward_without_variance_term(dout, cache):
     """Forgets that the variance depends on x: term 3 of dx is missing."""
     dx, dw, db = layernorm.backward(dout, cache)
     dnorm = dout * cache.w
-    dx = cache.rstd * (dnorm - dnorm.mean(axis=-1, keepdims=True))
+    dx = cache.rstd[..., None] * (dnorm - dnorm.mean(axis=-1, keepdims=True))
     return dx, dw, db
 
 
@@ -34,15 +34,24 @@ def layernorm_backward_without_mean_term(dout, cache):
     """Forgets that the mean depends on x: term 2 of dx is missing."""
     dx, dw, db = layernorm.backward(dout, cache)
     dnorm = dout * cache.w
-    dx = cache.rstd * (dnorm - cache.norm * (dnorm * cache.norm).mean(axis=-1, keepdims=True))
+    norm = (cache.x - cache.mean[..., None]) * cache.rstd[..., None]
+    dx = cache.rstd[..., None] * (dnorm - norm * (dnorm * norm).mean(axis=-1, keepdims=True))
     return dx, dw, db
 
 
 def attention_backward_ignoring_mask(dout, cache):
     """Recomputes the attention probabilities from q and k for the backward pass but forgets the mask."""
-    att_unmasked, _ = softmax.forward((cache.q @ cache.k.swapaxes(-1, -2)) * cache.scale)
-    cache = cache._replace(softmax_cache=softmax.SoftmaxCache(att_unmasked), att_dropped=att_unmasked)
-    return attention.backward(dout, cache)
+    dy, dw_proj, db_proj = linear.backward(dout, cache.proj_cache)
+    q, k, v = (attention.split_heads(a, cache.n_head) for a in np.split(cache.qkv, 3, axis=2))
+    scale = 1.0 / np.sqrt(q.shape[3])
+    att, _ = softmax.forward((q @ k.swapaxes(-1, -2)) * scale)  # no causal mask: the bug
+    dy = attention.split_heads(dy, cache.n_head)
+    dv = att.swapaxes(-1, -2) @ dy
+    dpreatt = softmax.backward(dy @ v.swapaxes(-1, -2), softmax.SoftmaxCache(att)) * scale
+    dq, dk = dpreatt @ k, dpreatt.swapaxes(-1, -2) @ q
+    dqkv = np.concatenate([attention.merge_heads(dq), attention.merge_heads(dk), attention.merge_heads(dv)], axis=2)
+    dx, dw_attn, db_attn = linear.backward(dqkv, cache.qkv_cache)
+    return dx, dw_attn, db_attn, dw_proj, db_proj
 
 
 # --- negative controls ------------------------------------------------------------------------------
@@ -78,9 +87,11 @@ def test_catches_an_attention_backward_that_ignores_the_mask(seed, B, T, n_head,
     C = n_head * hs
     # small attention weights keep the scores of the future comparable to those of the past, so that
     # attending to the future (the bug) changes the gradient by a lot rather than by exp(-large)
+    # and an output projection near the identity keeps the attention's gradients the largest of the op's (the
+    # checker's errors are relative to the largest gradient entry: a tiny w_proj would hide the bug)
     inputs = {"x": rng.normal(size=(B, T, C)), "w_attn": 0.3 * rng.normal(size=(C, 3 * C)), "b_attn": 0.3 * rng.normal(size=3 * C),
-              "w_proj": rng.normal(size=(C, C)), "b_proj": rng.normal(size=C)}
-    forward = lambda **a: attention.forward(**a, n_head=n_head)  # noqa: E731
+              "w_proj": np.eye(C) + 0.3 * rng.normal(size=(C, C))}
+    forward = lambda **a: attention.forward(**a, b_proj=None, n_head=n_head)  # noqa: E731
     assert check_op(forward, attention.backward, inputs).max_rel_error < GRAD_RTOL
     assert check_op(forward, attention_backward_ignoring_mask, inputs).max_rel_error > WRONG_GRAD_MIN_ERROR
 

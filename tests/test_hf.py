@@ -7,8 +7,7 @@ import pytest
 
 from minigpt import GPT, BPETokenizer, GPTConfig, hf, llmc
 from minigpt.cli import main
-from test_bpe import CORPUS
-from test_train import TINY, make_text, read_log
+from helpers import CORPUS, TINY, make_text, read_log
 
 CFG = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=16)
 RTOL = 1e-4  # float32, two implementations

@@ -2,13 +2,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig
 from minigpt.gradcheck import check_model
 from strategies import gpt_configs
-from tolerances import GRAD_RTOL
+from tolerances import GRAD_RTOL, INIT_MEAN_SIGMAS, INIT_STD_RTOL, UNTRAINED_LOSS_RTOL
 
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=6)
 
@@ -56,8 +56,8 @@ def test_initialisation_follows_gpt2():
             assert np.all(a == 1.0), name
         else:
             want = residual_std if name.endswith("c_proj.weight") else 0.02
-            assert a.mean() == pytest.approx(0.0, abs=4 * want / math.sqrt(a.size)), name
-            assert a.std() == pytest.approx(want, rel=0.05), name
+            assert a.mean() == pytest.approx(0.0, abs=INIT_MEAN_SIGMAS * want / math.sqrt(a.size)), name
+            assert a.std() == pytest.approx(want, rel=INIT_STD_RTOL), name
 
 
 def test_same_seed_same_model_different_seed_different_model():
@@ -86,7 +86,7 @@ def test_untrained_loss_is_close_to_log_vocab_size():
     cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
     idx = np.random.default_rng(0).integers(0, 65, size=(4, 64))
     _, loss = GPT(cfg).forward(idx, targets=np.roll(idx, -1, axis=1))
-    assert loss == pytest.approx(math.log(65), rel=0.02)
+    assert loss == pytest.approx(math.log(65), rel=UNTRAINED_LOSS_RTOL)
 
 
 @given(gpt_configs(), st.integers(0, 2**16), st.data())
@@ -118,6 +118,10 @@ def random_model(cfg, seed, scale=0.3):
 @given(gpt_configs(), st.integers(0, 2**16), st.data())
 @settings(max_examples=40)
 def test_model_gradients_match_finite_differences(cfg, seed, data):
+    # A layer norm over two channels maps each row to about (+-1, -+1), except within sqrt(eps) of x1 = x2, where
+    # its third derivative is ~ eps^-1.5: a central difference with step 1e-6 is off by ~1e-5 there (seed 177
+    # found one). tests/ops/test_layernorm.py checks two channels on its own; the model check skips that width.
+    assume(cfg.n_embd != 2)
     model = random_model(cfg, seed)
     rng = np.random.default_rng(seed)
     B = data.draw(st.integers(1, 2))
@@ -126,7 +130,9 @@ def test_model_gradients_match_finite_differences(cfg, seed, data):
     targets = rng.integers(0, cfg.vocab_size, size=(B, T))
     targets[rng.random((B, T)) < 0.2] = -1  # some positions ignored
     targets[0, 0] = rng.integers(0, cfg.vocab_size)  # but never all of them
-    report = check_model(model, idx, targets)
+    # every entry by random directions, and a few entries of each tensor one by one (all of them, in the ops'
+    # own tests): a wrong gradient anywhere changes the derivative along a random direction
+    report = check_model(model, idx, targets, max_elements=4, n_directions=3)
     assert report.max_rel_error < GRAD_RTOL, report
 
 

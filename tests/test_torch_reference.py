@@ -176,7 +176,7 @@ def test_attention_matches_torch_scaled_dot_product_attention(torch):
 def test_a_training_checkpoint_loads_in_gpt2lmheadmodel(torch, transformers, tmp_path):
     from minigpt import checkpoint
     from minigpt.cli import main
-    from test_train import TINY, make_text
+    from helpers import TINY, make_text
 
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "10", *TINY]) == 0

@@ -10,13 +10,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt.validate import check_token_ids
+from minigpt import backends
+from minigpt.ops.softmax import logsumexp
+from minigpt.validate import check_same_dtype, check_token_ids
 
 IGNORE_INDEX = -1  # a target equal to this is left out of the loss (nanoGPT's and minGPT's convention)
 
 
 class CrossEntropyCache(NamedTuple):
-    probs: np.ndarray  # (B, T, V) softmax(logits)
+    logits: np.ndarray  # (B, T, V) the input, from which the backward recomputes the probabilities
+    lse: np.ndarray  # (B, T) log sum_v exp(logits[b, t, v]): softmax(logits) = exp(logits - lse)
     targets: np.ndarray  # (B, T) with ignored positions replaced by 0
     valid: np.ndarray  # (B, T) bool, False where the target was ignore_index
     n_valid: int  # N, the number of positions averaged over
@@ -36,35 +39,42 @@ def check_targets(logits, targets, ignore_index):
 
 
 # --8<-- [start:forward]
-def forward(logits, targets, ignore_index=IGNORE_INDEX):
+def forward(logits, targets, ignore_index=IGNORE_INDEX, backend="numpy"):
     """logits (B, T, V), targets (B, T) int -> loss (scalar, the mean over valid positions)."""
-    B, T, V = logits.shape
+    check_same_dtype("cross_entropy", logits=logits)
     targets, valid, n_valid = check_targets(logits, targets, ignore_index)
     safe_targets = np.where(valid, targets, 0)  # (B, T) any in-range id; its term is masked out below
-
-    # log softmax via log-sum-exp with the max subtracted: exp() never overflows, and the target's
-    # log-probability is computed directly instead of as log(p), which would underflow to log(0).
-    z = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V) the largest entry of each row is 0
-    sumexp = np.exp(z).sum(axis=-1, keepdims=True)  # (B, T, 1) in [1, V]
-    logprobs = z - np.log(sumexp)  # (B, T, V)
-    nll = -np.take_along_axis(logprobs, safe_targets[..., None], axis=-1)[..., 0]  # (B, T)
+    nll, lse = backends.kernels(backend).cross_entropy_forward(logits, safe_targets)  # (B, T) each
     loss = (nll * valid).sum() / n_valid  # scalar
-    probs = np.exp(logprobs)  # (B, T, V)
-    return loss, CrossEntropyCache(probs, safe_targets, valid, n_valid)
+    return loss, CrossEntropyCache(logits, lse, safe_targets, valid, n_valid)
+
+
+def forward_kernel(logits, targets):
+    """logits (B, T, V), targets (B, T) -> nll (B, T) = -log softmax(logits)[target], lse (B, T)."""
+    # log softmax = logits - lse, with the max subtracted inside logsumexp: exp() never overflows, and the
+    # target's log-probability is computed directly instead of as log(p), which would underflow to log(0)
+    lse = logsumexp(logits)[..., 0]  # (B, T)
+    nll = lse - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (B, T)
+    return nll, lse
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dloss, cache):
+def backward(dloss, cache, backend="numpy"):
     """dloss (scalar, 1.0 when the loss is the final output) -> dlogits (B, T, V).
 
     Softmax and cross-entropy together have the simple gradient p - y (y the one-hot target):
     docs/ops/cross_entropy.md eq. (CE-dlogits).
     """
-    probs, targets, valid = cache.probs, cache.targets, cache.valid
-    dlogits = probs.copy()  # (B, T, V) p
+    weight = (cache.valid * (dloss / cache.n_valid)).astype(cache.logits.dtype)  # (B, T) ignored positions get 0
+    return backends.kernels(backend).cross_entropy_backward(cache.logits, cache.lse, cache.targets, weight)
+
+
+def backward_kernel(logits, lse, targets, weight):
+    """-> dlogits (B, T, V) = weight[b, t] (softmax(logits[b, t]) - onehot(targets[b, t]))."""
+    dlogits = np.exp(logits - lse[..., None])  # (B, T, V) p, recomputed from the forward's log-sum-exp
     b, t = np.indices(targets.shape)  # (B, T) each
     dlogits[b, t, targets] -= 1.0  # (B, T, V) p - y
-    dlogits *= (dloss / cache.n_valid) * valid[..., None]  # (B, T, V) ignored positions get 0
+    dlogits *= weight[..., None]  # (B, T, V)
     return dlogits
 # --8<-- [end:backward]

@@ -14,15 +14,20 @@ class DropoutCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, p, rng):
-    """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity (no random draw)."""
+def make_mask(shape, p, rng, dtype):
+    """(...) 0 with probability p, else 1 / (1 - p); None for p == 0 (no random draw)."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if p == 0.0:
-        return x, DropoutCache(None)
-    keep = rng.random(x.shape, dtype=x.dtype) >= p  # (...) True with probability 1 - p
-    mask = keep.astype(x.dtype) / x.dtype.type(1.0 - p)  # (...)
-    out = x * mask  # (...)
+        return None
+    keep = rng.random(shape, dtype=dtype) >= p  # (...) True with probability 1 - p
+    return keep.astype(dtype) / dtype.type(1.0 - p)  # (...)
+
+
+def forward(x, p, rng):
+    """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity."""
+    mask = make_mask(x.shape, p, rng, x.dtype)  # (...)
+    out = x if mask is None else x * mask  # (...)
     return out, DropoutCache(mask)
 # --8<-- [end:forward]
 

@@ -1,4 +1,4 @@
-"""Token + position embedding: out[b, t] = wte[idx[b, t]] + wpe[t].
+"""Token + position embedding: out[b, t] = wte[idx[b, t]] + wpe[start + t].
 
 Math and derivation: docs/ops/embedding.md. Test: tests/ops/test_embedding.py.
 """
@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt.validate import check_token_ids
+from minigpt import backends
+from minigpt.validate import check_same_dtype, check_shape, check_token_ids
 
 
 class EmbeddingCache(NamedTuple):
@@ -18,30 +19,44 @@ class EmbeddingCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(idx, wte, wpe, start=0):
+def forward(idx, wte, wpe, start=0, backend="numpy"):
     """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C). The tokens sit at positions
     start..start+T-1 (start > 0 when earlier positions are in a KV cache)."""
     V, C = wte.shape
     idx = check_token_ids(idx, V)
     B, T = idx.shape
+    check_shape("embedding wpe", wpe, (None, C))
+    check_same_dtype("embedding", wte=wte, wpe=wpe)
     if start + T > wpe.shape[0]:
         raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
-    out = wte[idx] + wpe[start:start + T]  # (B, T, C)
+    out = backends.kernels(backend).embedding_forward(idx, wte, wpe, start)  # (B, T, C)
     return out, EmbeddingCache(idx, wte.shape, wpe.shape, start)
+
+
+def forward_kernel(idx, wte, wpe, start):
+    T = idx.shape[1]
+    return wte[idx] + wpe[start:start + T]  # (B, T, C)
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, dwte=None):
+def backward(dout, cache, dwte=None, backend="numpy"):
     """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C). If dwte is given (a gradient of wte from
     another use of it, such as the tied LM head), the embedding's gradient is added into it."""
-    B, T, C = dout.shape
     if dwte is None:
         dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
-    # scatter-add: a token that appears k times receives the sum of its k rows of dout.
-    # `dwte[idx] = dout` would keep only the last of them (the bug tests/test_gradcheck.py catches).
-    np.add.at(dwte, cache.idx, dout)  # (V, C)
+    check_shape("embedding dwte", dwte, cache.wte_shape)
+    check_same_dtype("embedding backward", dout=dout, dwte=dwte)
     dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    dwpe[cache.start:cache.start + T] = dout.sum(axis=0)  # (T, C): each position is used once per sequence
+    backends.kernels(backend).embedding_backward(dwte, dwpe, dout, cache.idx, cache.start)
     return dwte, dwpe
+
+
+def backward_kernel(dwte, dwpe, dout, idx, start):
+    """Adds the gradients into dwte (V, C) and dwpe (block_size, C)."""
+    T = idx.shape[1]
+    # scatter-add: a token that appears k times receives the sum of its k rows of dout.
+    # `dwte[idx] += dout` would keep only the last of them (the bug tests/test_gradcheck.py catches).
+    np.add.at(dwte, idx, dout)  # (V, C)
+    dwpe[start:start + T] += dout.sum(axis=0)  # (T, C): each position is used once per sequence
 # --8<-- [end:backward]

@@ -9,6 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt import backends
+from minigpt.validate import check_same_dtype, check_shape
+
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # sqrt(2/pi)
 GELU_CUBIC = 0.044715
 
@@ -18,22 +21,30 @@ class GeluCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x):
+def forward(x, backend="numpy"):
     """x (...) -> out (...), elementwise."""
+    check_same_dtype("gelu", x=x)
+    return backends.kernels(backend).gelu_forward(x), GeluCache(x)
+
+
+def forward_kernel(x):
     u = GELU_SCALE * (x + GELU_CUBIC * x * x * x)  # (...) x*x*x, not x**3: NumPy computes a float power ~200x slower
-    out = 0.5 * x * (1.0 + np.tanh(u))  # (...)
-    return out, GeluCache(x)
+    return 0.5 * x * (1.0 + np.tanh(u))  # (...)
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dout, cache):
+def backward(dout, cache, backend="numpy"):
     """dout (...) -> dx (...)."""
-    x = cache.x
-    u = GELU_SCALE * (x + GELU_CUBIC * x * x * x)  # (...) x*x*x, not x**3: NumPy computes a float power ~200x slower
+    check_shape("gelu dout", dout, cache.x.shape)
+    check_same_dtype("gelu backward", dout=dout, x=cache.x)
+    return backends.kernels(backend).gelu_backward(dout, cache.x)
+
+
+def backward_kernel(dout, x):
+    u = GELU_SCALE * (x + GELU_CUBIC * x * x * x)  # (...)
     th = np.tanh(u)  # (...)
     du_dx = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x)  # (...)
     # d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx   (docs/ops/gelu.md)
-    dx = dout * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du_dx)  # (...)
-    return dx
+    return dout * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du_dx)  # (...)
 # --8<-- [end:backward]

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt.validate import check_shape
+from minigpt import backends
+from minigpt.validate import check_same_dtype, check_shape
 
 
 class LinearCache(NamedTuple):
@@ -17,30 +18,47 @@ class LinearCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, b=None):
+def forward(x, w, b=None, backend="numpy"):
     """x (B, T, C), w (C, OC), b (OC,) or None -> out (B, T, OC)."""
     B, T, C = x.shape
     check_shape("linear weight w", w, (C, None))
     OC = w.shape[1]
-    out = (x.reshape(B * T, C) @ w).reshape(B, T, OC)  # (B, T, OC): one matmul over all B*T rows
     if b is not None:
         check_shape("linear bias b", b, (OC,))
-        out += b  # (B, T, OC)
-    return out, LinearCache(x, w, b is not None)
+    check_same_dtype("linear", x=x, w=w, b=b)
+    # the B*T positions are the rows of one (B*T, C) matrix: one matmul, not B of them
+    out = backends.kernels(backend).linear_forward(x.reshape(B * T, C), w, b)  # (B*T, OC)
+    return out.reshape(B, T, OC), LinearCache(x, w, b is not None)
+
+
+def forward_kernel(x, w, b):
+    """x (N, C), w (C, OC), b (OC,) or None -> out (N, OC)."""
+    out = x @ w  # (N, OC)
+    if b is not None:
+        out += b  # (N, OC)
+    return out
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dout, cache):
+def backward(dout, cache, backend="numpy"):
     """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None."""
     x, w = cache.x, cache.w
     B, T, C = x.shape
     OC = w.shape[1]
-    dx = (dout.reshape(B * T, OC) @ w.T).reshape(B, T, C)  # (B, T, C)
+    check_shape("linear dout", dout, (B, T, OC))
+    check_same_dtype("linear backward", dout=dout, x=x)
+    dx, dw, db = backends.kernels(backend).linear_backward(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)
+    return dx.reshape(B, T, C), dw, db
+
+
+def backward_kernel(dout, x, w, has_bias):
+    """dout (N, OC), x (N, C), w (C, OC) -> dx (N, C), dw (C, OC), db (OC,) or None."""
+    dx = dout @ w.T  # (N, C)
     if w.flags.c_contiguous:
-        dw = x.reshape(B * T, C).T @ dout.reshape(B * T, OC)  # (C, OC): sum over every position of x^T dout
+        dw = x.T @ dout  # (C, OC): sum over every position of x^T dout
     else:  # w is a transposed view (the tied LM head's wte^T): give dw the same layout, so dw.T is contiguous
-        dw = (dout.reshape(B * T, OC).T @ x.reshape(B * T, C)).T  # (C, OC), a view of an (OC, C) array
-    db = dout.sum(axis=(0, 1)) if cache.has_bias else None  # (OC,)
+        dw = (dout.T @ x).T  # (C, OC), a view of an (OC, C) array
+    db = dout.sum(axis=0) if has_bias else None  # (OC,)
     return dx, dw, db
 # --8<-- [end:backward]

@@ -1,4 +1,5 @@
-"""Softmax over the last axis: p_i = exp(x_i - max_j x_j) / sum_k exp(x_k - max_j x_j).
+"""Softmax over the last axis: p_i = exp(x_i - max_j x_j) / sum_k exp(x_k - max_j x_j), and its normaliser
+log-sum-exp, lse(x) = log sum_k exp(x_k), with which p_i = exp(x_i - lse(x)).
 
 Entries equal to -inf (the causal mask) get probability exactly 0. Every row needs at least one
 finite entry. Math and derivation: docs/ops/softmax.md. Test: tests/ops/test_softmax.py.
@@ -22,6 +23,12 @@ def forward(x):
     e = np.exp(z)  # (..., N)
     p = e / e.sum(axis=-1, keepdims=True)  # (..., N)
     return p, SoftmaxCache(p)
+
+
+def logsumexp(x):
+    """x (..., N) -> log sum_i exp(x_i) (..., 1), computed with the max subtracted, as forward does."""
+    m = x.max(axis=-1, keepdims=True)  # (..., 1)
+    return m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))  # (..., 1)
 # --8<-- [end:forward]
 
 

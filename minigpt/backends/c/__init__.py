@@ -80,6 +80,13 @@ def ptr(a):
     return ffi.NULL if a is None else ffi.cast(CTYPE[a.dtype], a.ctypes.data)
 
 
+def check_contiguous(op: str, **arrays) -> None:
+    """A kernel reads raw memory: each array must be C-contiguous (a wrapper raises rather than silently copying)."""
+    for name, a in arrays.items():
+        if a is not None and not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
+
+
 def kernel(name: str, dtype):
     """The C function `name` for this dtype: matmul_forward_f32, ..."""
     if np.dtype(dtype) not in SUFFIX:

@@ -2,22 +2,18 @@
 
 import numpy as np
 
-from minigpt.backends.c import kernel, ptr
-from minigpt.backends.common import check_arrays
-from minigpt.ops.gelu import GeluCache
+from minigpt.backends.c import check_contiguous, kernel, ptr
 
 
-def forward(x):
-    """x (...) -> out (...)."""
-    check_arrays("gelu", x.dtype, x=x)
+def forward_kernel(x):
+    check_contiguous("gelu", x=x)
     out = np.empty_like(x)  # (...)
     kernel("gelu_forward", x.dtype)(ptr(out), ptr(x), x.size)
-    return out, GeluCache(x)
+    return out
 
 
-def backward(dout, cache):
-    """dout (...) -> dx (...)."""
-    check_arrays("gelu backward", cache.x.dtype, dout=dout)
-    dx = np.empty_like(dout)  # (...)
-    kernel("gelu_backward", dout.dtype)(ptr(dx), ptr(cache.x), ptr(dout), dout.size)
+def backward_kernel(dout, x):
+    check_contiguous("gelu backward", dout=dout, x=x)
+    dx = np.empty_like(x)  # (...)
+    kernel("gelu_backward", x.dtype)(ptr(dx), ptr(x), ptr(dout), x.size)
     return dx

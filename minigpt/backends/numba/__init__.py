@@ -1,38 +1,199 @@
-"""numba kernels for the memory-bound ops: each makes one or two passes over memory where the NumPy
-reference makes several, and runs its outer loop in parallel. Matmuls stay with BLAS (NumPy's `@`).
-Every kernel writes into arrays its Python wrapper allocates, and uses the names of its reference op.
-docs/kernels.md explains each; tests/test_backends.py proves each equal to the reference."""
+"""numba kernels for every op but the matmuls (which stay with NumPy's BLAS): each makes one pass over
+memory, or two, where the NumPy reference makes several, and runs its outer loop in parallel when the work
+is large enough. Every kernel has the reference kernel's name and arguments (minigpt/backends/__init__.py),
+writes into arrays its Python wrapper allocates, and uses the names of docs/. docs/kernels.md explains each;
+tests/test_backends.py proves each equal to the reference.
 
-import os
-from contextlib import contextmanager
+This file holds what the kernels share: where numba caches them, when they run on one thread, and exp and
+tanh written so that the compiler can vectorise them.
+"""
 
-from minigpt import threads
+import hashlib
+import math
+import types as pytypes
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, types
+from numba.core import caching
+from numba.extending import overload
+
+from minigpt import runtime
 from minigpt.data.text import cache_dir
 
-# numba caches compiled kernels (cache=True) next to the source by default; keep them out of the tree.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+HERE = Path(__file__).resolve().parent
+# --- where numba caches the compiled kernels ---------------------------------------------------------------
 
-if threads.OPENMP_SPINS:  # OpenMP's threads would spin between our loops (minigpt/threads.py): use numba's own pool
-    import numba
+def sources_hash() -> str:
+    """numba checks only the file of the kernel it loads from its cache, not the helpers (exp, tanh) the kernel
+    inlined from another file: every cached kernel is keyed by all the sources of this backend instead."""
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(HERE.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
-    numba.config.THREADING_LAYER = "workqueue"
+
+class CacheLocator(caching._CacheLocator):
+    """Caches this backend's kernels (cache=True) in minigpt's cache directory, outside the source tree, without
+    touching numba's settings for anyone else's code."""
+
+    def __init__(self, py_func, py_file):
+        self._lineno = py_func.__code__.co_firstlineno
+        self._path = cache_dir() / "numba" / sources_hash()
+
+    def get_cache_path(self):
+        return str(self._path)
+
+    def get_source_stamp(self):
+        return self._path.name
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != HERE:
+            return None  # not one of ours: numba's own locators decide
+        locator = cls(py_func, py_file)
+        try:
+            locator.ensure_cache_path()
+        except OSError:
+            return None  # an unwritable cache: numba's default place, or none
+        return locator
 
 
-PARALLEL_MIN = 1 << 15  # elements: below this a kernel runs on one thread, as waking the others costs more
+if CacheLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, CacheLocator)
 
 
-@contextmanager
-def threads_for(size: int):
-    """Run the parallel loops launched inside on one thread when the work is small (decoding one token
-    at a time, say): each launch would otherwise wait tens of microseconds for sleeping threads."""
-    if size >= PARALLEL_MIN:
-        yield
-        return
-    import numba
+# --- threads -----------------------------------------------------------------------------------------------
+# A kernel runs on the calling thread unless its work is large. NumPy's OpenBLAS keeps its threads busy-waiting
+# for about 0.1 s after every matmul (in user space: they never yield), so during a training step every other
+# core is taken; a parallel loop there got half a core more at best, and was slower than the serial one after
+# a matmul on the machine of docs/kernels.md (1.9 vs 1.5 ms for an attention layer of the recipe). Large work
+# (AdamW over GPT-2 small's parameters, say) runs in parallel, once minigpt.runtime.configure() has made numba's
+# idle threads sleep instead of spin.
 
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(n)
+PARALLEL_MIN_WORK = 1 << 24  # multiply-adds (or the like): a few milliseconds on one core
+# cache=True: compiled once per machine (see CacheLocator). error_model="numpy": a float division by zero gives
+# inf or NaN as in NumPy; numba's default checks every division to raise ZeroDivisionError, and that branch
+# stops the compiler from vectorising the loop around it.
+OPTIONS = dict(cache=True, error_model="numpy")
+
+
+class Loops:
+    """A kernel's loops, compiled twice: as written, on the calling thread, and with the prange loop run in
+    parallel. `loops.threads(work)` says how many threads a call with this much work (multiply-adds or the like)
+    gets: 1 below PARALLEL_MIN_WORK or before minigpt.runtime.configure(); the kernel's wrapper sizes its
+    scratch by it and calls loops(threads, *args). Each kernel's prange loop runs over threads "slots", each
+    with its own scratch (a thread id would do, but numba's is unset in a kernel loaded from its cache)."""
+
+    def __init__(self, py_func):
+        self.serial = njit(**OPTIONS)(py_func)
+        parallel = types_function_copy(py_func, py_func.__name__ + "_parallel")  # its own cache entry
+        self.parallel = njit(parallel=True, **OPTIONS)(parallel)
+
+    @staticmethod
+    def threads(work: int) -> int:
+        return runtime.parallel_threads() if work >= PARALLEL_MIN_WORK else 1
+
+    def __call__(self, threads, *args):
+        return (self.parallel if threads > 1 else self.serial)(*args)
+
+
+def types_function_copy(f, name):
+    """A copy of the function f under another name: numba keys its cache by the function's name, not by how it
+    was compiled, so the parallel compilation of a function needs a name of its own."""
+    copy = pytypes.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    copy.__qualname__ = f.__qualname__.replace(f.__name__, name)
+    return copy
+
+
+def check_contiguous(op: str, **arrays) -> None:
+    """The kernels index raw rows: each array must be C-contiguous (a wrapper raises rather than silently copying)."""
+    for name, a in arrays.items():
+        if a is not None and not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
+
+
+# --- exp and tanh that vectorise -----------------------------------------------------------------------------
+# numba compiles math.exp and math.tanh to calls of the C library's scalar functions, one element at a time.
+# These are plain arithmetic, which the compiler turns into vector instructions: exp(x) = 2^n exp(r), with n the
+# integer nearest x / ln 2 and |r| <= ln 2 / 2, exp(r) a polynomial, and 2^n made by writing n into the
+# exponent bits of a float (2^n = 2^(n-1) * 2 for the largest n, whose bits would read as infinity). Results
+# below the smallest normal float are flushed to 0. Within 2 ulp of the exact value (tests/test_backends.py).
+
+def exp(x):
+    """exp(x) in x's precision, vectorisable (float32 or float64, inside a numba kernel)."""
+    return math.exp(x)
+
+
+@njit(inline="always")
+def exp_float32(x):
+    xc = min(max(x, np.float32(-87.33654)), np.float32(88.72283))  # ln of the smallest normal and largest float32
+    t = xc * np.float32(1.4426950408889634) + np.float32(12582912.0)  # adding 1.5 * 2^23 rounds x / ln 2 to n
+    n = t - np.float32(12582912.0)
+    r = (xc - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)  # x - n ln 2, ln 2 in two parts
+    p = np.float32(1.9875691500e-4)  # Cephes' expf polynomial for exp(r)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = (p * r) * r + r + np.float32(1.0)
+    n_int = np.float32(t).view(np.int32) - np.int32(0x4B400000)  # n, from the low bits of t
+    top = n_int > 127
+    two_n = np.int32((n_int - np.int32(top) + np.int32(127)) << np.int32(23)).view(np.float32)
+    result = p * two_n * (np.float32(2) if top else np.float32(1))
+    if x < np.float32(-87.33654):
+        return np.float32(0)
+    return np.float32(np.inf) if x > np.float32(88.72283) else result  # NaN stays NaN
+
+
+@njit(inline="always")
+def exp_float64(x):
+    xc = min(max(x, -708.3964185322641), 709.782712893384)  # ln of the smallest normal and largest float64
+    t = xc * 1.4426950408889634 + 6755399441055744.0  # adding 1.5 * 2^52 rounds x / ln 2 to n
+    n = t - 6755399441055744.0
+    r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0  # Taylor to r^13 / 13!: the next term is below 1e-17 for |r| <= ln 2 / 2
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = (p * r) * r + r + 1.0
+    n_int = np.float64(t).view(np.int64) - np.int64(0x4338000000000000)
+    top = n_int > 1023
+    two_n = np.int64((n_int - np.int64(top) + np.int64(1023)) << np.int64(52)).view(np.float64)
+    result = p * two_n * (2.0 if top else 1.0)
+    if x < -708.3964185322641:
+        return 0.0
+    return np.inf if x > 709.782712893384 else result  # NaN stays NaN
+
+
+@overload(exp, inline="always")
+def _exp(x):
+    if x == types.float32:
+        return lambda x: exp_float32(x)
+    if x == types.float64:
+        return lambda x: exp_float64(x)
+
+
+def tanh(x):
+    """tanh(x) = 1 - 2 / (exp(2x) + 1) in x's precision, vectorisable: an absolute error of an ulp or two."""
+    return math.tanh(x)
+
+
+@overload(tanh, inline="always")
+def _tanh(x):
+    real = np.float32 if x == types.float32 else np.float64
+    one, two = real(1), real(2)
+    return lambda x: one - two / (exp(two * x) + one)

@@ -1,29 +1,31 @@
 """The AdamW update, fused: one pass over each parameter reads p, g, m, v once and writes p, m, v once
-(NumPy's version makes about ten passes). Reference: AdamW.step in minigpt/optim.py."""
+(NumPy's version makes about ten passes), in the parameters' precision as NumPy computes it.
+Reference: adamw_update in minigpt/optim.py."""
 
 import math
 
-from numba import njit, prange
+import numba
 
-from minigpt.backends.common import check_arrays
-from minigpt.backends.numba import threads_for
+from minigpt.backends.numba import Loops, check_contiguous
 
 
-@njit(cache=True, parallel=True)
-def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
-    """Update p, m, v (all (n,)) in place, exactly as AdamW.step orders the arithmetic."""
-    for i in prange(p.shape[0]):
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
-        v[i] = beta2 * v[i] + (1.0 - beta2) * (g[i] * g[i])
-        if decay > 0.0:
-            p[i] *= 1.0 - lr * decay
-        p[i] -= (lr / bias_correction1) * m[i] / (math.sqrt(v[i]) / bias_correction2_sqrt + eps)
+@Loops
+def update_loops(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
+    """Update p, m, v (all (n,)) in place, in the order of adamw_update's arithmetic."""
+    real = p.dtype.type
+    beta1, beta2, eps = real(beta1), real(beta2), real(eps)
+    keep = real(1.0 - lr * decay)  # decoupled weight decay
+    step = real(lr / bias_correction1)
+    correction2 = real(bias_correction2_sqrt)
+    for i in numba.prange(p.shape[0]):
+        m[i] = beta1 * m[i] + (real(1) - beta1) * g[i]
+        v[i] = beta2 * v[i] + (real(1) - beta2) * (g[i] * g[i])
+        p[i] = p[i] * keep - step * m[i] / (math.sqrt(v[i]) / correction2 + eps)
 
 
 def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
-    check_arrays("adamw", p.dtype, p=p, g=g, m=m, v=v)
+    check_contiguous("adamw", p=p, g=g, m=m, v=v)
     if not p.shape == g.shape == m.shape == v.shape:
         raise ValueError(f"adamw: shapes differ: p {p.shape}, g {g.shape}, m {m.shape}, v {v.shape}")
-    with threads_for(p.size):
-        adamw_kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
-                     bias_correction1, bias_correction2_sqrt, eps, decay)
+    update_loops(update_loops.threads(8 * p.size), p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
+                 bias_correction1, bias_correction2_sqrt, eps, decay)

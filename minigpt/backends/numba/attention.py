@@ -1,194 +1,270 @@
-"""Causal self-attention, fused, after FlashAttention: for each (batch, head) and query position t, the
-scores q_t . k_s / sqrt(hs) are computed only for s <= t (the masked ones never exist), softmaxed and
-applied to the values in the same loop; the forward keeps only the log-sum-exp of each row, and the
-backward recomputes the probabilities from it. No (B, nh, T, T) array is ever made: each (batch, head)
-works on one row of T scores at a time, with its keys (and values) transposed into scratch so that every
-inner loop runs along contiguous memory and compiles to vector instructions (there is no fast-math to
-vectorise a dot product's sum). Heads are read from and written to the (B, T, 3C) and
-(B, T, C) layouts directly, so there is no split, transpose or merge either.
+"""Causal self-attention, fused: for each (batch, head), in parallel, the (T, T) tile of scores, its causal
+softmax and the products with the values, computed in one pass over memory that stays in the cache: the
+scores of the future (s > t) are never computed, and nothing (B, nh, T, T) is written. The forward keeps
+only the log-sum-exp of each row of scores; the backward recomputes the probabilities from it, as
+FlashAttention does. Heads are read from the (B, T, 3C) layout of qkv and written into the (B, T, C) layout
+of y (and (B, T, 3C) of dqkv) directly: no split, transpose or merge.
+
+How the loops are written, so that the compiler makes vector instructions of them without fast-math:
+- every inner loop is an "axpy", out[j] += a * x[j], along contiguous memory (the keys and values of a head
+  are copied transposed into scratch where that needs it), never a sum into one number;
+- each inner loop takes four rows of its input at once ("unroll and jam"): out[j] += (a0 x0[j] + a1 x1[j])
+  + (a2 x2[j] + a3 x3[j]), a quarter of the passes over out, each doing twice the arithmetic per load;
+- rows are taken as views (qkv[b, s, k0:k0 + hs]) and indexed by the loop variable: an index such as
+  qkv[b, s, k0 + d] makes numba check for a negative index at every step, which stops vectorisation;
+- a row's max and sum run in four independent partial results, so that one addition need not wait for the
+  previous one.
 Reference: minigpt/ops/attention.py; math: docs/ops/attention.md and docs/kernels.md."""
 
 import math
-from typing import NamedTuple
 
+import numba
 import numpy as np
-from numba import njit, prange
 
-from minigpt.backends.common import check_arrays
-from minigpt.backends.numba import threads_for
-from minigpt.ops import attention as reference
-from minigpt.validate import check_shape
+from minigpt.backends.numba import Loops, check_contiguous, exp
+
+VECTOR = 32  # the compiler's vector loops take 32 floats at a time (4 registers of 8); a rest would go one by one
 
 
-# The fused kernel holds no (B, nh, T, T) array, but on this machine it is no faster than the reference's
-# batched BLAS matmuls and SIMD exp, and up to 1.6 times slower at short contexts
-# (benchmarks/bench_attention.py, docs/kernels.md). So it is used where the memory matters: when the
-# reference's scores of one layer would have this many entries (64 MB in float32) or more.
-FUSED_MIN_SCORES = 1 << 24
+@numba.njit(inline="always")
+def axpy4(out, n, a, x, i):
+    """out[:n] += a[i] x[i] + ... + a[i+3] x[i+3], the rows x[i..i+3]: four axpys in one pass."""
+    a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+    x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+    for j in range(n):
+        out[j] += (a0 * x0[j] + a1 * x1[j]) + (a2 * x2[j] + a3 * x3[j])
 
 
-class AttentionCache(NamedTuple):
-    qkv_cache: object  # the linear cache of the fused projection (holds x)
-    qkv: np.ndarray  # (B, T, 3C)
-    lse: np.ndarray  # (B, nh, T) log-sum-exp of each row of scores: att = exp(score - lse)
-    proj_cache: object  # the linear cache of the output projection (holds y, (B, T, C))
-    n_head: int
+@numba.njit(inline="always")
+def axpy_rows(out, n, a, x, start, stop):
+    """out[:n] += sum over i in [start, stop) of a[i] x[i, :n], four rows a pass."""
+    i = start
+    while i + 4 <= stop:
+        axpy4(out, n, a, x, i)
+        i += 4
+    while i < stop:
+        ai, xi = a[i], x[i]
+        for j in range(n):
+            out[j] += ai * xi[j]
+        i += 1
 
 
-# --8<-- [start:forward_kernel]
-@njit(cache=True, parallel=True)
-def attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale):
-    """qkv (B, T, 3C) -> y (B, T, C), lse (B, nh, T). Per (b, h): kt_scratch[bh] (hs, T) holds the
-    head's keys transposed, row_scratch[bh] (2, max(T, hs)) one row of scores and one output row."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
+@numba.njit(inline="always")
+def axpy_rows_twice(out, out2, n, a, x, a2, x2, stop):
+    """out[:n] += sum_{i < stop} a[i] x[i, :n] and out2[:n] += sum_{i < stop} a2[i] x2[i, :n], in the same
+    passes: half the loops, each with twice the arithmetic."""
+    i = 0
+    while i + 4 <= stop:
+        a0, a1, a2_, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+        b0, b1, b2, b3 = a2[i], a2[i + 1], a2[i + 2], a2[i + 3]
+        x0, x1, x2_, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        y0, y1, y2, y3 = x2[i], x2[i + 1], x2[i + 2], x2[i + 3]
+        for j in range(n):
+            out[j] += (a0 * x0[j] + a1 * x1[j]) + (a2_ * x2_[j] + a3 * x3[j])
+            out2[j] += (b0 * y0[j] + b1 * y1[j]) + (b2 * y2[j] + b3 * y3[j])
+        i += 4
+    while i < stop:
+        ai, xi, bi, yi = a[i], x[i], a2[i], x2[i]
+        for j in range(n):
+            out[j] += ai * xi[j]
+            out2[j] += bi * yi[j]
+        i += 1
+
+
+@numba.njit(inline="always")
+def row_max(row, n):
+    m0 = m1 = m2 = m3 = row[0]
+    n4 = n - n % 4
+    for s in range(0, n4, 4):
+        m0, m1, m2, m3 = max(m0, row[s]), max(m1, row[s + 1]), max(m2, row[s + 2]), max(m3, row[s + 3])
+    for s in range(n4, n):
+        m0 = max(m0, row[s])
+    return max(max(m0, m1), max(m2, m3))
+
+
+@numba.njit(inline="always")
+def row_sum(row, n):
+    zero = row[0] * 0
+    s0 = s1 = s2 = s3 = zero
+    n4 = n - n % 4
+    for s in range(0, n4, 4):
+        s0, s1, s2, s3 = s0 + row[s], s1 + row[s + 1], s2 + row[s + 2], s3 + row[s + 3]
+    for s in range(n4, n):
+        s0 += row[s]
+    return (s0 + s1) + (s2 + s3)
+
+
+# --8<-- [start:forward_loops]
+@numba.njit(inline="always")
+def forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale):
+    """The forward of head h of sequence b. work (2 hs + 1, SP): the head's keys transposed (hs, SP), one row
+    of scores, and the head's values (P + T, hs), copied contiguous (numba vectorises loops over rows of known
+    stride only); SP is P + T rounded up to whole vector loops."""
+    S, C = qkv.shape[1], qkv.shape[2] // 3
     hs = C // n_head
-    zero = scale * 0  # a zero of the arrays' dtype: float32 sums stay float32, with no conversions
-    for bh in prange(B * n_head):
-        b, h = bh // n_head, bh % n_head
-        q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs  # where this head's q, k, v start in qkv
-        kt = kt_scratch[bh]  # (hs, T) k^T: the scores become sums of contiguous rows
-        row = row_scratch[bh, 0]  # (T,) preatt, then exp
-        yt = row_scratch[bh, 1]  # (hs,) y_t
-        for s in range(T):
-            for d in range(hs):
-                kt[d, s] = qkv[b, s, k0 + d]
-        for t in range(T):
-            # preatt[t, s] = q_t . k_s / sqrt(hs), only for s <= t: the masked scores are never computed
-            for s in range(t + 1):
-                row[s] = zero
-            for d in range(hs):
-                qd = qkv[b, t, q0 + d] * scale
-                for s in range(t + 1):
-                    row[s] += qd * kt[d, s]
-            maxval = row[0]  # softmax, with the max subtracted
-            for s in range(1, t + 1):
-                maxval = max(maxval, row[s])
-            total = zero
-            for s in range(t + 1):
-                row[s] = math.exp(row[s] - maxval)
-                total += row[s]
-            lse[b, h, t] = maxval + math.log(total)
-            inv_total = 1 / total
-            for s in range(t + 1):
-                row[s] *= inv_total  # att[t, s]
-            # y_t = sum_s att[t, s] v_s
-            for d in range(hs):
-                yt[d] = zero
-            for s in range(t + 1):
-                for d in range(hs):
-                    yt[d] += row[s] * qkv[b, s, v0 + d]
-            for d in range(hs):
-                y[b, t, q0 + d] = yt[d]
-# --8<-- [end:forward_kernel]
+    T = S - P
+    real = qkv.dtype.type
+    q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs  # where this head's q, k, v start in a row of qkv
+    SP = work.shape[1]
+    kt, row = work[:hs], work[hs]  # (hs, SP), (SP,)
+    v = work[hs + 1:].reshape(-1)[:S * hs].reshape(S, hs)  # (S, hs)
+    for s in range(S):
+        k_s, v_s = qkv[b, s, k0:k0 + hs], qkv[b, s, v0:v0 + hs]  # (hs,) each
+        for d in range(hs):
+            kt[d, s] = k_s[d]
+            v[s, d] = v_s[d]
+    for d in range(hs):
+        for s in range(S, SP):
+            kt[d, s] = real(0)
+    for t in range(T):
+        n = P + t + 1  # query t sees keys 0 .. P + t
+        nv = min((n + VECTOR - 1) // VECTOR * VECTOR, SP)  # whole vector loops, no scalar rest
+        q_t = qkv[b, P + t, q0:q0 + hs]  # (hs,)
+        # preatt[t, s] = q_t . k_s / sqrt(hs) for s < n (and a few s < nv, not used): row = sum_d q_t[d] kt[d]
+        for s in range(nv):
+            row[s] = real(0)
+        axpy_rows(row, nv, q_t, kt, 0, hs)
+        # softmax, with the max subtracted (docs/ops/softmax.md); the scale comes in here, once per score
+        maxval = row_max(row, n)
+        for s in range(n):
+            row[s] = exp((row[s] - maxval) * scale)
+        total = row_sum(row, n)
+        lse[b, h, t] = maxval * scale + math.log(total)
+        inv_total = real(1) / total
+        for s in range(n):
+            row[s] *= inv_total  # att[t, s]
+        if has_mask:
+            mask_t = mask[b, h, t]  # (S,)
+            for s in range(n):
+                row[s] *= mask_t[s]  # dropout
+        # y_t = sum_s att[t, s] v_s
+        y_t = y[b, t, q0:q0 + hs]  # (hs,)
+        for d in range(hs):
+            y_t[d] = real(0)
+        axpy_rows(y_t, hs, row, v, 0, n)
 
 
-# --8<-- [start:backward_kernel]
-@njit(cache=True, parallel=True)
-def attention_backward_kernel(dqkv, dy, qkv, y, lse, n_head, scale, t_scratch, h_scratch):
-    """dy (B, T, C) -> dqkv (B, T, 3C). Per (b, h): t_scratch[bh] (2 hs + 2, T) holds k^T, v^T and two
-    rows; h_scratch[bh] (2 T + 3, hs) the gradients of the head's keys and values and three rows.
-    Each (b, h) owns its own columns of dqkv, so the parallel loop needs no atomics."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
+@Loops
+def forward_loops(y, lse, scratch, qkv, n_head, P, mask, has_mask, scale):
+    """qkv (B, P + T, 3C) -> y (B, T, C), lse (B, nh, T), for the T queries after P cached positions."""
+    B, slots = qkv.shape[0], scratch.shape[0]
+    for slot in numba.prange(slots):  # one slot per thread, with its own scratch
+        for bh in range(slot, B * n_head, slots):
+            forward_head(y, lse, scratch[slot], qkv, bh // n_head, bh % n_head, n_head, P, mask, has_mask, scale)
+# --8<-- [end:forward_loops]
+
+
+# --8<-- [start:backward_loops]
+@numba.njit(inline="always")
+def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, work):
+    """The backward of head h of sequence b, into its own columns of dqkv. work (5 hs + 3 T, TP): k^T and v^T
+    of the head (hs, TP), the tiles att^T (with dropout), datt (then dpreatt) and dpreatt^T (T, TP), and the
+    head's q, k and dy (T, hs), copied contiguous; TP is T rounded up to whole vector loops."""
+    T, C = qkv.shape[1], qkv.shape[2] // 3
     hs = C // n_head
-    zero = scale * 0  # a zero of the arrays' dtype
-    for bh in prange(B * n_head):
-        b, h = bh // n_head, bh % n_head
-        q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
-        kt, vt = t_scratch[bh, :hs], t_scratch[bh, hs:2 * hs]  # (hs, T) each
-        att, datt = t_scratch[bh, 2 * hs], t_scratch[bh, 2 * hs + 1]  # (T,) one row of att, its gradient
-        dk, dv = h_scratch[bh, :T], h_scratch[bh, T:2 * T]  # (T, hs) each, accumulated over all t
-        qt, dyt, dqt = h_scratch[bh, 2 * T], h_scratch[bh, 2 * T + 1], h_scratch[bh, 2 * T + 2]  # (hs,) each
-        for s in range(T):
-            for d in range(hs):
-                kt[d, s] = qkv[b, s, k0 + d]
-                vt[d, s] = qkv[b, s, v0 + d]
-                dk[s, d] = zero
-                dv[s, d] = zero
-        for t in range(T):
-            for d in range(hs):
-                qt[d] = qkv[b, t, q0 + d]
-                dyt[d] = dy[b, t, q0 + d]
-            # recompute att[t, :] from the scores and the saved log-sum-exp, and datt[t, :] = dy_t . v_s
-            for s in range(t + 1):
-                att[s] = zero
-                datt[s] = zero
-            for d in range(hs):
-                qd = qt[d] * scale
-                dyd = dyt[d]
-                for s in range(t + 1):
-                    att[s] += qd * kt[d, s]
-                    datt[s] += dyd * vt[d, s]  # eq. (AT-datt)
-            for s in range(t + 1):
-                att[s] = math.exp(att[s] - lse[b, h, t])
-            # sum_s datt[t, s] att[t, s] = dy_t . y_t: the softmax backward's row sum, eq. (SM-dx)
-            D = zero
-            for d in range(hs):
-                D += dyt[d] * y[b, t, q0 + d]
-            for s in range(t + 1):
-                datt[s] = att[s] * (datt[s] - D) * scale  # softmax backward, times the scores' 1/sqrt(hs)
-            for d in range(hs):
-                dqt[d] = zero
-            for s in range(t + 1):
-                for d in range(hs):
-                    dqt[d] += datt[s] * qkv[b, s, k0 + d]  # eq. (AT-dq)
-                for d in range(hs):
-                    dk[s, d] += datt[s] * qt[d]  # eq. (AT-dk)
-                for d in range(hs):
-                    dv[s, d] += att[s] * dyt[d]  # eq. (AT-dv)
-            for d in range(hs):
-                dqkv[b, t, q0 + d] = dqt[d]
-        for s in range(T):
-            for d in range(hs):
-                dqkv[b, s, k0 + d] = dk[s, d]
-                dqkv[b, s, v0 + d] = dv[s, d]
-# --8<-- [end:backward_kernel]
+    real = qkv.dtype.type
+    q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
+    TP = work.shape[1]
+    kt, vt = work[:hs], work[hs:2 * hs]  # (hs, TP) each
+    att_t = work[2 * hs:2 * hs + T]  # (T, TP) att_dropped^T: att_t[s, t] = att[t, s] * mask[t, s]
+    datt = work[2 * hs + T:2 * hs + 2 * T]  # (T, TP) datt, then dpreatt, row t
+    dpre_t = work[2 * hs + 2 * T:2 * hs + 3 * T]  # (T, TP) dpreatt^T
+    heads = work[2 * hs + 3 * T:].reshape(-1)[:3 * T * hs].reshape(3, T, hs)
+    q, k, dyh = heads[0], heads[1], heads[2]  # (T, hs) each
+    for s in range(T):
+        q_s, k_s, v_s, dy_s = qkv[b, s, q0:q0 + hs], qkv[b, s, k0:k0 + hs], qkv[b, s, v0:v0 + hs], dy[b, s, q0:q0 + hs]
+        for d in range(hs):
+            kt[d, s] = k_s[d]
+            vt[d, s] = v_s[d]
+            q[s, d] = q_s[d]
+            k[s, d] = k_s[d]
+            dyh[s, d] = dy_s[d]
+    for d in range(hs):
+        for s in range(T, TP):
+            kt[d, s] = real(0)
+            vt[d, s] = real(0)
+    # rows of the tiles: recompute att[t, :] from the scores and the saved log-sum-exp, datt[t, s] = dy_t . v_s
+    for t in range(T):
+        n = t + 1
+        nv = min((n + VECTOR - 1) // VECTOR * VECTOR, TP)  # whole vector loops, no scalar rest
+        q_t, dy_t, y_t = q[t], dyh[t], y[b, t, q0:q0 + hs]  # (hs,) each
+        att, datt_t = dpre_t[t], datt[t]  # (TP,) each; this row of dpre_t serves as scratch until it is written
+        for s in range(nv):
+            att[s] = real(0)
+            datt_t[s] = real(0)
+        axpy_rows_twice(att, datt_t, nv, q_t, kt, dy_t, vt, hs)  # q_t . k_s and eq. (AT-datt)
+        lse_t = lse[b, h, t]
+        for s in range(nv):
+            att[s] = exp(att[s] * scale - lse_t)  # and a few s >= n, not used
+        # sum_s datt[t, s] att[t, s] = dy_t . y_t: the softmax backward's row sum, eq. (SM-dx)
+        rowsum = real(0)
+        for d in range(hs):
+            rowsum += dy_t[d] * y_t[d]
+        if has_mask:
+            mask_t = mask[b, h, t]  # (T,)
+            for s in range(n):
+                datt_t[s] *= mask_t[s]  # dropout's backward
+                att_t[s, t] = att[s] * mask_t[s]
+        else:
+            for s in range(n):
+                att_t[s, t] = att[s]
+        for s in range(n):
+            datt_t[s] = att[s] * (datt_t[s] - rowsum) * scale  # dpreatt, times the scores' 1/sqrt(hs)
+    for t in range(T):
+        for s in range(t + 1):
+            dpre_t[s, t] = datt[t, s]
+    # the three products, each output row in one pass: dq_t = sum_{s <= t} dpreatt[t, s] k_s (AT-dq),
+    # dk_s = sum_{t >= s} dpreatt[t, s] q_t (AT-dk), dv_s = sum_{t >= s} att_dropped[t, s] dy_t (AT-dv)
+    for t in range(T):
+        dq_t = dqkv[b, t, q0:q0 + hs]  # (hs,)
+        for d in range(hs):
+            dq_t[d] = real(0)
+        axpy_rows(dq_t, hs, datt[t], k, 0, t + 1)
+    for s in range(T):
+        dk_s, dv_s = dqkv[b, s, k0:k0 + hs], dqkv[b, s, v0:v0 + hs]  # (hs,) each
+        for d in range(hs):
+            dk_s[d] = real(0)
+            dv_s[d] = real(0)
+        axpy_rows(dk_s, hs, dpre_t[s], q, s, T)
+        axpy_rows(dv_s, hs, att_t[s], dyh, s, T)
 
 
-class Attention:
-    """The attention op with its projections done by `linear` (BLAS, or the C kernels). Uses the
-    reference for small score arrays (fewer than `fused_min_scores` entries, where it is faster) and for
-    what the fused kernel does not do: dropout on the attention probabilities, and decoding with a
-    key/value cache."""
+@Loops
+def backward_loops(dqkv, dy, qkv, y, lse, n_head, mask, has_mask, scale, scratch):
+    """dy (B, T, C) -> dqkv (B, T, 3C). Each (b, h) writes only its own columns of dqkv: no atomics."""
+    B, slots = qkv.shape[0], scratch.shape[0]
+    for slot in numba.prange(slots):  # one slot per thread, with its own scratch
+        for bh in range(slot, B * n_head, slots):
+            backward_head(dqkv, dy, qkv, y, lse, bh // n_head, bh % n_head, n_head, mask, has_mask, scale, scratch[slot])
+# --8<-- [end:backward_loops]
 
-    def __init__(self, linear, fused_min_scores=FUSED_MIN_SCORES):
-        self.linear = linear
-        self.fused_min_scores = fused_min_scores
 
-    def forward(self, x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, kv_cache=None):
-        B, T, C = x.shape
-        if dropout_p > 0.0 or kv_cache is not None or B * n_head * T * T < self.fused_min_scores:
-            return reference.forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p, rng, kv_cache)
-        if C % n_head != 0:
-            raise ValueError(f"channels C={C} must be divisible by n_head={n_head}")
-        check_shape("attention w_attn", w_attn, (C, 3 * C))
-        qkv, qkv_cache = self.linear.forward(x, w_attn, b_attn)  # (B, T, 3C)
-        check_arrays("attention", x.dtype, qkv=qkv)
-        y = np.empty((B, T, C), dtype=x.dtype)  # (B, T, C)
-        lse = np.empty((B, n_head, T), dtype=x.dtype)  # (B, nh, T)
-        hs = C // n_head
-        kt_scratch = np.empty((B * n_head, hs, T), dtype=x.dtype)  # (B * nh, hs, T)
-        row_scratch = np.empty((B * n_head, 2, max(T, hs)), dtype=x.dtype)  # (B * nh, 2, max(T, hs))
-        scale = x.dtype.type(1.0 / math.sqrt(hs))  # in the arrays' dtype, so float32 stays float32
-        with threads_for(qkv.size * T):
-            attention_forward_kernel(y, lse, kt_scratch, row_scratch, qkv, n_head, scale)
-        out, proj_cache = self.linear.forward(y, w_proj, b_proj)  # (B, T, C)
-        return out, AttentionCache(qkv_cache, qkv, lse, proj_cache, n_head)
+def with_flag(mask, dtype):
+    """(mask, True), or a placeholder and False without dropout: one compiled kernel serves both cases."""
+    return (mask, True) if mask is not None else (np.ones((1, 1, 1, 1), dtype=dtype), False)
 
-    def backward(self, dout, cache):
-        if not isinstance(cache, AttentionCache):  # the forward fell back to the reference
-            return reference.backward(dout, cache)
-        dy, dw_proj, db_proj = self.linear.backward(dout, cache.proj_cache)  # (B, T, C)
-        y = cache.proj_cache.x  # (B, T, C) the attention output, input of the projection
-        check_arrays("attention backward", y.dtype, dy=dy)
-        B, T, C = y.shape
-        hs = C // cache.n_head
-        dqkv = np.empty_like(cache.qkv)  # (B, T, 3C)
-        t_scratch = np.empty((B * cache.n_head, 2 * hs + 2, T), dtype=y.dtype)  # (B * nh, 2 hs + 2, T)
-        h_scratch = np.empty((B * cache.n_head, 2 * T + 3, hs), dtype=y.dtype)  # (B * nh, 2 T + 3, hs)
-        scale = y.dtype.type(1.0 / math.sqrt(hs))
-        with threads_for(dqkv.size * T):
-            attention_backward_kernel(dqkv, dy, cache.qkv, y, cache.lse, cache.n_head, scale, t_scratch, h_scratch)
-        dx, dw_attn, db_attn = self.linear.backward(dqkv, cache.qkv_cache)  # (B, T, C)
-        return dx, dw_attn, db_attn, dw_proj, db_proj
+
+def forward_kernel(qkv, n_head, P, mask):
+    B, S, C3 = qkv.shape
+    C, T = C3 // 3, S - P
+    hs = C // n_head
+    check_contiguous("attention", qkv=qkv, mask=mask)
+    y = np.empty((B, T, C), dtype=qkv.dtype)  # (B, T, C)
+    lse = np.empty((B, n_head, T), dtype=qkv.dtype)  # (B, nh, T)
+    threads = forward_loops.threads(2 * B * n_head * T * S * hs)
+    SP = (S + VECTOR - 1) // VECTOR * VECTOR  # P + T rounded up
+    scratch = np.empty((threads, 2 * hs + 1, SP), dtype=qkv.dtype)  # (threads, 2 hs + 1, SP)
+    forward_loops(threads, y, lse, scratch, qkv, n_head, P, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)))
+    return y, lse
+
+
+def backward_kernel(dy, qkv, y, lse, n_head, mask):
+    B, T, C3 = qkv.shape
+    hs = C3 // 3 // n_head
+    check_contiguous("attention backward", dy=dy, qkv=qkv, y=y, lse=lse, mask=mask)
+    dqkv = np.empty_like(qkv)  # (B, T, 3C)
+    threads = backward_loops.threads(5 * B * n_head * T * T * hs)
+    TP = (T + VECTOR - 1) // VECTOR * VECTOR  # T rounded up
+    scratch = np.empty((threads, 5 * hs + 3 * T, TP), dtype=qkv.dtype)  # (threads, 5 hs + 3 T, TP)
+    backward_loops(threads, dqkv, dy, qkv, y, lse, n_head, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)), scratch)
+    return dqkv

@@ -1,62 +1,45 @@
-"""Token + position embedding: the lookup and the scatter-add of its backward as plain loops.
+"""Token + position embedding: the lookup, and the scatter-add of its backward, as loops over rows.
 Reference: minigpt/ops/embedding.py; math: docs/ops/embedding.md."""
 
+import numba
 import numpy as np
-from numba import njit, prange
 
-from minigpt.backends.common import check_arrays
-from minigpt.backends.numba import threads_for
-from minigpt.ops.embedding import EmbeddingCache
-from minigpt.validate import check_shape, check_token_ids
+from minigpt.backends.numba import OPTIONS, check_contiguous
 
 
-@njit(cache=True, parallel=True)
-def embedding_forward_kernel(out, idx, wte, wpe, start):
+@numba.njit(**OPTIONS)
+def forward_loops(out, idx, wte, wpe, start):
     """idx (B, T) -> out (B, T, C) = wte[idx] + wpe[start:start+T]"""
     B, T = idx.shape
     C = wte.shape[1]
-    for bt in prange(B * T):
-        b, t = bt // T, bt % T
-        for i in range(C):
-            out[b, t, i] = wte[idx[b, t], i] + wpe[start + t, i]
+    for b in range(B):
+        for t in range(T):
+            out_bt, wte_row, wpe_row = out[b, t], wte[idx[b, t]], wpe[start + t]  # (C,) each
+            for i in range(C):
+                out_bt[i] = wte_row[i] + wpe_row[i]
 
 
-@njit(cache=True, parallel=True)
-def embedding_backward_kernel(dwte, dwpe, dout, idx, start):
-    """dout (B, T, C) -> dwte (V, C) and dwpe (block_size, C), accumulated into (they start at zero or
-    hold another gradient of the same parameter). Parallel over channels: every thread owns its own
-    columns, so the scatter-add of repeated tokens needs no atomics."""
+@numba.njit(**OPTIONS)
+def backward_loops(dwte, dwpe, dout, idx, start):
+    """dout (B, T, C) -> added into dwte (V, C) and dwpe (block_size, C): a token that appears k times
+    receives the sum of its k rows of dout."""
     B, T, C = dout.shape
-    for i in prange(C):
-        for b in range(B):
-            for t in range(T):
-                dwte[idx[b, t], i] += dout[b, t, i]  # a repeated token accumulates
-                dwpe[start + t, i] += dout[b, t, i]
+    for b in range(B):
+        for t in range(T):
+            dout_bt, dwte_row, dwpe_row = dout[b, t], dwte[idx[b, t]], dwpe[start + t]  # (C,) each
+            for i in range(C):
+                dwte_row[i] += dout_bt[i]
+                dwpe_row[i] += dout_bt[i]
 
 
-def forward(idx, wte, wpe, start=0):
-    """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C)."""
-    V, C = wte.shape
-    idx = check_token_ids(idx, V)
+def forward_kernel(idx, wte, wpe, start):
     B, T = idx.shape
-    if start + T > wpe.shape[0]:
-        raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
-    check_shape("embedding wpe", wpe, (None, C))
-    check_arrays("embedding", wte.dtype, wte=wte, wpe=wpe)
-    out = np.empty((B, T, C), dtype=wte.dtype)  # (B, T, C)
-    with threads_for(out.size):
-        embedding_forward_kernel(out, np.ascontiguousarray(idx, dtype=np.int64), wte, wpe, start)
-    return out, EmbeddingCache(idx, wte.shape, wpe.shape, start)
+    check_contiguous("embedding", wte=wte, wpe=wpe)
+    out = np.empty((B, T, wte.shape[1]), dtype=wte.dtype)  # (B, T, C)
+    forward_loops(out, idx.astype(np.int64), wte, wpe, start)
+    return out
 
 
-def backward(dout, cache, dwte=None):
-    """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C); added into dwte if it is given."""
-    check_arrays("embedding backward", dout.dtype, dout=dout, dwte=dwte)
-    if dwte is not None:
-        check_shape("embedding dwte", dwte, cache.wte_shape)
-    if dwte is None:
-        dwte = np.zeros(cache.wte_shape, dtype=dout.dtype)  # (V, C)
-    dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    with threads_for(dout.size):
-        embedding_backward_kernel(dwte, dwpe, dout, np.ascontiguousarray(cache.idx, dtype=np.int64), cache.start)
-    return dwte, dwpe
+def backward_kernel(dwte, dwpe, dout, idx, start):
+    check_contiguous("embedding backward", dwte=dwte, dwpe=dwpe, dout=dout)
+    backward_loops(dwte, dwpe, dout, idx.astype(np.int64), start)

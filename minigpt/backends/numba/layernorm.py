@@ -1,90 +1,103 @@
-"""Layer norm, fused: per row, one pass for the mean, one for the variance, one that writes the output
-(the reference makes about eight). Rows run in parallel. Like llm.c, the cache keeps x, mean and rstd,
-and the backward recomputes norm from them instead of storing a second (B, T, C) array.
-Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
+"""Layer norm: per row, one pass for the mean, one for the variance (both summed in float64, in four partial
+sums so that one addition need not wait for the previous one) and one to write the output; the backward
+recomputes norm from the two numbers per row the forward kept, and makes one pass for its two row sums and
+one to write dx. The parameter gradients, sums over all rows, are summed in a fixed
+number of chunks of rows, so that no two threads write to the same place and the result does not depend on
+the number of threads. Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
 
+import numba
 import numpy as np
-from numba import njit, prange
 
-from minigpt.backends.common import CHUNKS, LayerNormCache, check_arrays, layernorm_outputs
-from minigpt.backends.numba import threads_for
-from minigpt.ops.layernorm import EPS
+from minigpt.backends.numba import Loops, check_contiguous
+
+CHUNKS = 32  # row chunks of the parameter gradients' sums: fixed, so results do not depend on the thread count
+
+
+@numba.njit(inline="always")
+def mean_of(a, b, n, shift):
+    """mean over i < n of a[i] * b[i] (b None: of a[i] - shift), in float64, in four partial sums."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        if b is None:
+            s0, s1 = s0 + (a[i] - shift), s1 + (a[i + 1] - shift)
+            s2, s3 = s2 + (a[i + 2] - shift), s3 + (a[i + 3] - shift)
+        else:
+            s0, s1 = s0 + a[i] * b[i], s1 + a[i + 1] * b[i + 1]
+            s2, s3 = s2 + a[i + 2] * b[i + 2], s3 + a[i + 3] * b[i + 3]
+    for i in range(n4, n):
+        s0 += a[i] - shift if b is None else a[i] * b[i]
+    return ((s0 + s1) + (s2 + s3)) / n
 
 
 # --8<-- [start:kernels]
-@njit(cache=True, parallel=True)
-def layernorm_forward_kernel(out, mean, rstd, x, w, b, eps):
-    """x (N, C) -> out (N, C), mean (N,), rstd (N,). Statistics accumulate in float64."""
+@Loops
+def forward_loops(out, mean, rstd, x, w, b, eps):
+    """x (N, C) -> out (N, C), mean (N,), rstd (N,)"""
     N, C = x.shape
-    for n in prange(N):
-        m = 0.0
+    real = x.dtype.type
+    for n in numba.prange(N):
+        x_n, out_n = x[n], out[n]  # (C,) each
+        m = mean_of(x_n, None, C, 0.0)  # float64: a sum of C terms keeps its digits
         for i in range(C):
-            m += x[n, i]
-        m /= C
-        var = 0.0
+            out_n[i] = x_n[i] - m  # xc, for the variance
+        v = mean_of(out_n, out_n, C, 0.0)  # biased: divide by C, not C - 1
+        mean[n], rstd[n] = real(m), real(1.0 / np.sqrt(v + eps))
+        m_n, s_n = mean[n], rstd[n]
         for i in range(C):
-            xc = x[n, i] - m
-            var += xc * xc
-        var /= C  # biased, as GPT-2
-        s = 1.0 / np.sqrt(var + eps)
-        for i in range(C):
-            norm = (x[n, i] - m) * s
-            if b is not None:  # numba compiles this branch away when there is no bias
-                out[n, i] = norm * w[i] + b[i]
-            else:
-                out[n, i] = norm * w[i]
-        mean[n] = m
-        rstd[n] = s
+            out_n[i] = (x_n[i] - m_n) * s_n * w[i]
+        if b is not None:
+            for i in range(C):
+                out_n[i] += b[i]
 
 
-@njit(cache=True, parallel=True)
-def layernorm_backward_kernel(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
-    """dout (N, C) -> dx (N, C); per chunk of rows, partial sums of dw and db (CHUNKS, C), in float64."""
+@Loops
+def backward_loops(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
+    """dout (N, C) -> dx (N, C); dw_parts, db_parts (K, C): the sums of dout * norm and of dout over K chunks
+    of rows, in float64"""
     N, C = x.shape
     K = dw_parts.shape[0]
-    for k in prange(K):
+    real = x.dtype.type
+    for k in numba.prange(K):
+        dw_k, db_k = dw_parts[k], db_parts[k]  # (C,) each
         for n in range(k * N // K, (k + 1) * N // K):
-            # the two reductions of eq. (LN-dx): term 2 mean(dnorm), term 3 mean(dnorm * norm)
-            dnorm_mean = 0.0
-            dnorm_norm_mean = 0.0
+            x_n, dout_n, dx_n = x[n], dout[n], dx[n]  # (C,) each
+            m_n, s_n = mean[n], rstd[n]
             for i in range(C):
-                norm = (x[n, i] - mean[n]) * rstd[n]
-                dnorm = dout[n, i] * w[i]
-                dnorm_mean += dnorm
-                dnorm_norm_mean += dnorm * norm
-            dnorm_mean /= C
-            dnorm_norm_mean /= C
+                dx_n[i] = (x_n[i] - m_n) * s_n  # norm, for now
             for i in range(C):
-                norm = (x[n, i] - mean[n]) * rstd[n]
-                dnorm = dout[n, i] * w[i]
-                dx[n, i] = rstd[n] * (dnorm - dnorm_mean - norm * dnorm_norm_mean)
-                dw_parts[k, i] += dout[n, i] * norm
-                if db_parts is not None:
-                    db_parts[k, i] += dout[n, i]
+                dw_k[i] += dout_n[i] * dx_n[i]
+                db_k[i] += dout_n[i]
+            for i in range(C):
+                dx_n[i] *= dout_n[i] * w[i]  # dnorm * norm, for now
+            term3 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm * norm), term 3 of eq. (LN-dx)
+            for i in range(C):
+                dx_n[i] = dout_n[i] * w[i]  # dnorm, for now
+            term2 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm), term 2
+            for i in range(C):
+                dx_n[i] = s_n * (dx_n[i] - term2 - (x_n[i] - m_n) * s_n * term3)
 # --8<-- [end:kernels]
 
 
-def forward(x, w, b=None, eps=EPS):
-    """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
+def forward_kernel(x, w, b, eps):
     B, T, C = x.shape
-    out, mean, rstd = layernorm_outputs(x, w, b)  # (B, T, C), (B, T), (B, T)
-    with threads_for(x.size):
-        layernorm_forward_kernel(out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
-    return out, LayerNormCache(x, mean, rstd, w, b is not None)
+    check_contiguous("layernorm", x=x, w=w, b=b)
+    out = np.empty_like(x)  # (B, T, C)
+    mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
+    forward_loops(forward_loops.threads(4 * x.size), out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
+    return out, mean, rstd
 
 
-def backward(dout, cache):
-    """dout (B, T, C) -> dx (B, T, C), dw (C,), db (C,) or None."""
-    x = cache.x
+def backward_kernel(dout, x, mean, rstd, w, has_bias):
     B, T, C = x.shape
-    check_arrays("layernorm backward", x.dtype, dout=dout)
+    check_contiguous("layernorm backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (B, T, C)
     K = min(CHUNKS, B * T)
-    dw_parts = np.zeros((K, C))  # (K, C) float64: sums over many rows keep their digits
-    db_parts = np.zeros((K, C)) if cache.has_bias else None  # (K, C)
-    with threads_for(x.size):
-        layernorm_backward_kernel(dx.reshape(B * T, C), dw_parts, db_parts, dout.reshape(B * T, C),
-                                  x.reshape(B * T, C), cache.mean.reshape(-1), cache.rstd.reshape(-1), cache.w)
+    dw_parts = np.zeros((K, C))  # (K, C) float64
+    db_parts = np.zeros((K, C))  # (K, C) float64
+    backward_loops(backward_loops.threads(6 * x.size), dx.reshape(B * T, C), dw_parts, db_parts, dout.reshape(B * T, C), x.reshape(B * T, C),
+                   mean.reshape(-1), rstd.reshape(-1), w)
     dw = dw_parts.sum(axis=0).astype(x.dtype)  # (C,)
-    db = None if db_parts is None else db_parts.sum(axis=0).astype(x.dtype)  # (C,)
+    db = db_parts.sum(axis=0).astype(x.dtype) if has_bias else None  # (C,)
     return dx, dw, db

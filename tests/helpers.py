@@ -1,0 +1,41 @@
+"""What several test modules share: a made-up text, a tiny training recipe, reading a run's log."""
+
+import json
+
+import numpy as np
+
+from minigpt.cli import main
+
+# flags of a tiny model that trains in a fraction of a second per step
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-iters", "2", "--eval-interval", "10", "--warmup-iters", "2"]
+
+# text with multi-byte characters, numbers, whitespace runs: what a byte-level tokenizer must get right
+CORPUS = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "It's 1234 o'clock, naïve café! Ünïcödé, 日本語のテキスト, emoji 🚀🚀 and tabs\tand  spaces   end.\n"
+) * 20
+
+
+def make_text(path, seed, n_words=6000):
+    """A deterministic made-up text: the same vocabulary of characters for every seed."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "king", "queen", "of", "and", "to", "my", "lord", "thou", "art", "good", "night", "sweet",
+             "prince", "what", "is", "love", "fair", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz,.;:!?'"]
+    weights = rng.dirichlet(np.ones(len(words)) * 0.5)
+    text = " ".join(rng.choice(words, size=n_words, p=weights))
+    path.write_text("\n".join(text[i:i + 60] for i in range(0, len(text), 60)) + "\n")
+    return path
+
+
+def train(*args):
+    """`minigpt train ARGS`, in this process; it must succeed."""
+    assert main(["train", *args]) == 0
+
+
+def read_log(out_dir):
+    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in records]
