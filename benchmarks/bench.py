@@ -242,9 +242,9 @@ def find_data() -> Path:
 # --- the sections ------------------------------------------------------------------------------------
 
 def section_step(args, peak):
-    impls = [*BACKENDS, "nanogpt", "torch"]
+    impls = args.impls
     labels = {"nanogpt": "nanoGPT (PyTorch eager)", "torch": "minigpt's architecture in PyTorch eager"}
-    for name in ("recipe", "gpt2"):
+    for name in args.configs:
         cfg = CONFIGS[name]
         steps = 20 if name == "recipe" else 3
         medians = {impl: [] for impl in impls}
@@ -261,7 +261,8 @@ def section_step(args, peak):
         print("|---|---|---|---|---|---|")
         for impl in impls:
             step = statistics.median(medians[impl])
-            ratio = {peer: statistics.median(a / b for a, b in zip(medians[impl], medians[peer])) for peer in ("nanogpt", "torch")}
+            ratio = {peer: statistics.median(a / b for a, b in zip(medians[impl], medians[peer])) if peer in medians else float("nan")
+                     for peer in ("nanogpt", "torch")}
             label = labels.get(impl, f"minigpt `{impl}`")
             print(f"| {label} | {step * 1e3:.1f} | {ratio['nanogpt']:.2f}x | {ratio['torch']:.2f}x | "
                   f"{flops / step / (peak * 1e9):.1%} | {memory[impl]:.0f} |", flush=True)
@@ -356,6 +357,9 @@ def machine() -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="for the step section")
+    parser.add_argument("--impls", nargs="+", choices=[*BACKENDS, "nanogpt", "torch"], default=[*BACKENDS, "nanogpt", "torch"],
+                        help="for the step section")
     parser.add_argument("--rounds", type=int, default=4, help="alternating measurements per implementation")
     parser.add_argument("--run-rounds", type=int, default=1, help="whole runs of each (section run)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())

@@ -1,74 +1,70 @@
-/* Layer norm over the C channels of each of the BT rows; eps inside the square root, biased variance.
- * The reference is minigpt/ops/layernorm.py; the math, with the backward's three terms, is
- * docs/ops/layernorm.md. Included twice by minigpt.c (real = float, double).
- * Like llm.c, the forward saves mean and rstd per row, and the backward recomputes norm from them. */
+/* Layer norm over the C channels of each of the N rows: out = (x - mean) / sqrt(var + eps) * w + b, biased
+ * variance. The forward keeps mean and rstd, two numbers per row; the backward recomputes norm from them, as llm.c
+ * does. Reference: minigpt/ops/layernorm.py; the math, with the backward's three terms, docs/ops/layernorm.md.
+ * Included twice by minigpt.c (real = float, double). Row statistics and the parameters' gradients are summed in
+ * double; `omp simd reduction` lets the compiler keep several partial sums of one row in a vector register. */
 
-void FN(layernorm_forward)(real* out, real* mean, real* rstd, const real* inp, const real* weight,
-                           const real* bias, int BT, int C, double eps) {
-    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
-    for (int r = 0; r < BT; r++) {
-        const real* x = inp + (long)r * C;
-        double m = 0;  /* the row's statistics accumulate in double, as the numba kernel's do */
+void FN(layernorm_forward)(real* out, real* mean, real* rstd, const real* x, const real* w, const real* b,
+                           int N, int C, double eps) {
+    #pragma omp parallel for schedule(static) if ((long)N * C >= PARALLEL_MIN_WORK)
+    for (int n = 0; n < N; n++) {
+        const real* x_n = x + (long)n * C;
+        real* out_n = out + (long)n * C;
+        double m = 0, v = 0;
+        #pragma omp simd reduction(+:m)
         for (int i = 0; i < C; i++)
-            m += x[i];
+            m += x_n[i];
         m /= C;
-        double var = 0;
+        #pragma omp simd reduction(+:v)
         for (int i = 0; i < C; i++)
-            var += (x[i] - m) * (x[i] - m);
-        var /= C;
-        double s = 1.0 / sqrt(var + eps);
-        real* y = out + (long)r * C;
-        for (int i = 0; i < C; i++) {
-            real norm = (real)((x[i] - m) * s);
-            y[i] = norm * weight[i] + (bias != NULL ? bias[i] : 0);
-        }
-        mean[r] = (real)m;
-        rstd[r] = (real)s;
+            v += (x_n[i] - m) * (x_n[i] - m);
+        v /= C;  /* biased: divide by C, not C - 1 */
+        mean[n] = (real)m;
+        rstd[n] = (real)(1.0 / sqrt(v + eps));  /* eps inside the root keeps a constant row finite */
+        real m_n = mean[n], s_n = rstd[n];
+        for (int i = 0; i < C; i++)
+            out_n[i] = (x_n[i] - m_n) * s_n * w[i] + (b != NULL ? b[i] : 0);
     }
 }
 
-/* dinp = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * weight   eq. (LN-dx)
- * dweight = sum over rows of dout * norm, dbias = sum over rows of dout (dbias may be NULL).
- * Two loops: rows in parallel for dinp; then blocks of channels in parallel for dweight and dbias, each
- * thread summing its own channels over all rows in row order, so no two threads write to the same
- * place and the result does not depend on the number of threads. dweight, dbias are overwritten. */
-void FN(layernorm_backward)(real* dinp, real* dweight, real* dbias, const real* dout, const real* inp,
-                            const real* weight, const real* mean, const real* rstd, int BT, int C) {
-    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
-    for (int r = 0; r < BT; r++) {
-        const real* x = inp + (long)r * C;
-        const real* dy = dout + (long)r * C;
+/* dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * w   eq. (LN-dx)
+ * dw = sum over rows of dout * norm, db = sum over rows of dout (db may be NULL).
+ * Two loops: rows in parallel for dx; then blocks of channels in parallel for dw and db, each thread summing its
+ * own channels over all rows in row order, so that no two threads write to the same place and the result does
+ * not depend on the number of threads. dw and db are overwritten. */
+void FN(layernorm_backward)(real* dx, real* dw, real* db, const real* dout, const real* x, const real* w,
+                            const real* mean, const real* rstd, int N, int C) {
+    #pragma omp parallel for schedule(static) if ((long)N * C >= PARALLEL_MIN_WORK)
+    for (int n = 0; n < N; n++) {
+        const real *x_n = x + (long)n * C, *dout_n = dout + (long)n * C;
+        real* dx_n = dx + (long)n * C;
+        real m_n = mean[n], s_n = rstd[n];
         double dnorm_mean = 0, dnorm_norm_mean = 0;  /* terms 2 and 3 */
+        #pragma omp simd reduction(+:dnorm_mean, dnorm_norm_mean)
         for (int i = 0; i < C; i++) {
-            real norm = (x[i] - mean[r]) * rstd[r];
-            real dnorm = dy[i] * weight[i];
+            real dnorm = dout_n[i] * w[i];
             dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * norm;
+            dnorm_norm_mean += dnorm * ((x_n[i] - m_n) * s_n);
         }
-        dnorm_mean /= C;
-        dnorm_norm_mean /= C;
-        real* dx = dinp + (long)r * C;
-        for (int i = 0; i < C; i++) {
-            real norm = (x[i] - mean[r]) * rstd[r];
-            real dnorm = dy[i] * weight[i];
-            dx[i] = (real)(rstd[r] * (dnorm - dnorm_mean - norm * dnorm_norm_mean));
-        }
+        real term2 = (real)(dnorm_mean / C), term3 = (real)(dnorm_norm_mean / C);
+        for (int i = 0; i < C; i++)
+            dx_n[i] = s_n * (dout_n[i] * w[i] - term2 - (x_n[i] - m_n) * s_n * term3);
     }
-    #pragma omp parallel for schedule(static) if ((long)BT * C >= PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if ((long)N * C >= PARALLEL_MIN_WORK)
     for (int i0 = 0; i0 < C; i0 += CHANNEL_BLOCK) {
         int ni = C - i0 < CHANNEL_BLOCK ? C - i0 : CHANNEL_BLOCK;
-        double dw[CHANNEL_BLOCK] = {0}, db[CHANNEL_BLOCK] = {0};  /* sums over many rows keep their digits */
-        for (int r = 0; r < BT; r++) {
+        double dw_sum[CHANNEL_BLOCK] = {0}, db_sum[CHANNEL_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const real *x_n = x + (long)n * C + i0, *dout_n = dout + (long)n * C + i0;
             for (int i = 0; i < ni; i++) {
-                real norm = (inp[(long)r * C + i0 + i] - mean[r]) * rstd[r];
-                dw[i] += dout[(long)r * C + i0 + i] * norm;
-                db[i] += dout[(long)r * C + i0 + i];
+                dw_sum[i] += dout_n[i] * ((x_n[i] - mean[n]) * rstd[n]);
+                db_sum[i] += dout_n[i];
             }
         }
         for (int i = 0; i < ni; i++) {
-            dweight[i0 + i] = (real)dw[i];
-            if (dbias != NULL)
-                dbias[i0 + i] = (real)db[i];
+            dw[i0 + i] = (real)dw_sum[i];
+            if (db != NULL)
+                db[i0 + i] = (real)db_sum[i];
         }
     }
 }

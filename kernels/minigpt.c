@@ -1,43 +1,109 @@
-/* The one translation unit the build compiles: every kernel, once for float and once for double.
- * Built by minigpt/backends/c/__init__.py (gcc -O3 -march=native -fopenmp -ffp-contract=off, no fast-math) into a
- * shared library cached outside the source tree. */
+/* The one translation unit the build compiles: every kernel, once for float and once for double (each file is
+ * included twice, with `real` and FN(name) -> name_f32, name_f64). Built by minigpt/backends/c/__init__.py, on
+ * first use, into a shared library cached outside the source tree: cc -O3 -march=native -fopenmp
+ * -ffp-contract=off -fno-math-errno -fno-trapping-math, no fast-math, so every operation rounds as NumPy's do
+ * except where a kernel asks for a fused multiply-add (the matmul's micro-kernels, as BLAS). The matmul's micro-kernel is chosen at run time from the
+ * CPU's features (minigpt_init), each compiled for its own instruction set: the library would run on any x86-64
+ * CPU, and the tests run every kernel the machine has. */
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <omp.h>
+#include <stdint.h>
 
 #include "minigpt.h"
+#include "vecmath.h"
 
-#define PARALLEL_MIN 32768  /* elements: smaller work runs on one thread (waking the others costs more) */
-#define TILE_R 4     /* matmul forward: rows of out per tile */
-#define TILE_O 64    /* matmul: columns of out per tile (a few vector registers wide) */
-#define CHANNEL_BLOCK 16  /* layer norm backward: channels per thread's block for dweight, dbias */
+/* Work below which a kernel runs on the calling thread: the other threads' share would cost less than
+ * handing it to them (a few microseconds while they wait spinning). Multiply-adds, or elements. */
+#define PARALLEL_MIN_WORK 65536
+
+/* The matmul's blocks (gemm.c), from the caches of the CPUs it runs on (32 KB L1 data cache, 512 KB to 2 MB L2
+ * per core, several MB of L3): a sliver of packed B, KC x NR = 256 x 16 floats (16 KB, or 32 KB for AVX-512's
+ * 32 columns), and one of packed A, KC x MR = 256 x 6 floats (6 KB), stay in L1 while a tile is computed; the
+ * packed block of A, MC x KC = 144 x 256 floats (144 KB), stays in L2 while it is swept by every sliver of B; the
+ * packed panel of B, KC x NC = 256 x 2048 floats (2 MB), in L3. MC is a multiple of 6 and 12 and 4, NC of 16
+ * and 32 and 8: every micro-kernel tiles them whole. Doubles take twice the bytes, still within each cache. */
+#define KC 256
+#define MC 144
+#define NC 2048
+#define PACK_A_MIN_STEP 2048  /* bytes: half a 4 KB page (gemm.c, pack_a) */
+
+typedef void (*MicroFn_f32)(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);
+typedef void (*MicroFn_f64)(int, const double*, long, long, const double*, double*, long, int, int, const double*, int);
+typedef struct { int mr, nr; MicroFn_f32 fn; const char* name; } Microkernel_f32;
+typedef struct { int mr, nr; MicroFn_f64 fn; const char* name; } Microkernel_f64;
+
+#include "microkernels.c"
+
+#define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns */
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715
 
 #define real float
 #define FN(name) name##_f32
-#define TANH tanhf
-#define FMA fmaf
-#include "matmul.c"
+#define EXP exp_f32
+#define TANH tanh_f32
+#define LOG logf
+#define SQRT sqrtf
+static void micro_portable_f32(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);
+static Microkernel_f32 microkernel_f32 = {4, 8, micro_portable_f32, "portable"};
+#include "gemm.c"
+#include "embedding.c"
+#include "linear.c"
 #include "layernorm.c"
+#include "attention.c"
 #include "gelu.c"
+#include "cross_entropy.c"
+#include "dropout.c"
+#include "adamw.c"
 #undef real
 #undef FN
+#undef EXP
 #undef TANH
-#undef FMA
+#undef LOG
+#undef SQRT
 
 #define real double
 #define FN(name) name##_f64
-#define TANH tanh
-#define FMA fma
-#include "matmul.c"
+#define EXP exp_f64
+#define TANH tanh_f64
+#define LOG log
+#define SQRT sqrt
+static void micro_portable_f64(int, const double*, long, long, const double*, double*, long, int, int, const double*, int);
+static Microkernel_f64 microkernel_f64 = {4, 8, micro_portable_f64, "portable"};
+#include "gemm.c"
+#include "embedding.c"
+#include "linear.c"
 #include "layernorm.c"
+#include "attention.c"
 #include "gelu.c"
+#include "cross_entropy.c"
+#include "dropout.c"
+#include "adamw.c"
 #undef real
 #undef FN
+#undef EXP
 #undef TANH
-#undef FMA
+#undef LOG
+#undef SQRT
+
+/* Choose the float32 micro-kernel from the CPU's features, or the one named (the tests try each that runs). */
+const char* minigpt_init(const char* name) {
+#ifdef HAVE_X86
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if ((name == NULL && avx512) || (name != NULL && strcmp(name, "avx512") == 0 && avx512))
+        microkernel_f32 = (Microkernel_f32){12, 32, micro_avx512_f32, "avx512"};
+    else if ((name == NULL && avx2) || (name != NULL && strcmp(name, "avx2") == 0 && avx2))
+        microkernel_f32 = (Microkernel_f32){6, 16, micro_avx2_f32, "avx2"};
+    else
+#endif
+        microkernel_f32 = (Microkernel_f32){4, 8, micro_portable_f32, "portable"};
+    return microkernel_f32.name;
+}
 
 void minigpt_set_threads(int n) { omp_set_num_threads(n); }
 int minigpt_get_threads(void) { return omp_get_max_threads(); }

@@ -1,29 +1,33 @@
 /* minigpt's C kernels: the declarations that minigpt/backends/c/__init__.py gives to cffi.
  *
- * Sizes use the names of docs/notation.md: B batch, T sequence length, C channels, OC output channels;
- * BT = B * T rows (positions). Arrays are row-major and contiguous, and every kernel writes into
- * buffers its caller allocated. Each kernel exists twice, for float (_f32) and double (_f64).
- */
+ * Sizes use the names of docs/notation.md: B batch, T sequence length, C channels, OC output channels, V
+ * vocabulary, nh heads; N = B * T rows (positions). Arrays are row-major and contiguous (a weight w is read
+ * through its strides), token ids are int64, and every kernel writes into arrays its caller allocated. Each
+ * kernel exists twice: for float (_f32) and for double (_f64, the same with double for float). */
 
-void matmul_forward_f32(float* out, const float* inp, const float* weight, const float* bias, int BT, int C, int OC);
-void matmul_backward_f32(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                         const float* weight, int BT, int C, int OC);
-void layernorm_forward_f32(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                           const float* bias, int BT, int C, double eps);
-void layernorm_backward_f32(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                            const float* weight, const float* mean, const float* rstd, int BT, int C);
-void gelu_forward_f32(float* out, const float* inp, long n);
-void gelu_backward_f32(float* dinp, const float* inp, const float* dout, long n);
+void gemm_f32(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+              float* C, long ldc, const float* bias, int accumulate, int parallel);
+void embedding_forward_f32(float* out, const int64_t* idx, const float* wte, const float* wpe, int B, int T, int C, int start);
+void embedding_backward_f32(float* dwte, float* dwpe, const float* dout, const int64_t* idx, int B, int T, int C, int start);
+void linear_forward_f32(float* out, const float* x, const float* w, long w_rs, long w_cs, const float* b, int N, int C, int OC);
+void linear_backward_f32(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w, long w_rs,
+                         long w_cs, int N, int C, int OC);
+void layernorm_forward_f32(float* out, float* mean, float* rstd, const float* x, const float* w, const float* b,
+                           int N, int C, double eps);
+void layernorm_backward_f32(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                            const float* mean, const float* rstd, int N, int C);
+void attention_forward_f32(float* y, float* lse, const float* qkv, const float* mask, int B, int S, int C, int n_head, int P);
+void attention_backward_f32(float* dqkv, const float* dy, const float* qkv, const float* y, const float* lse,
+                            const float* mask, int B, int T, int C, int n_head);
+void gelu_forward_f32(float* out, const float* x, long n);
+void gelu_backward_f32(float* dx, const float* dout, const float* x, long n);
+void cross_entropy_forward_f32(float* nll, float* lse, const float* logits, const int64_t* targets, int N, int V);
+void cross_entropy_backward_f32(float* dlogits, const float* logits, const float* lse, const int64_t* targets,
+                                const float* weight, int N, int V);
+void dropout_f32(float* out, const float* x, const float* mask, long n);
+void adamw_update_f32(float* p, const float* g, float* m, float* v, long n, double lr, double beta1, double beta2,
+                      double bias_correction1, double bias_correction2_sqrt, double eps, double decay);
 
-void matmul_forward_f64(double* out, const double* inp, const double* weight, const double* bias, int BT, int C, int OC);
-void matmul_backward_f64(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
-                         const double* weight, int BT, int C, int OC);
-void layernorm_forward_f64(double* out, double* mean, double* rstd, const double* inp, const double* weight,
-                           const double* bias, int BT, int C, double eps);
-void layernorm_backward_f64(double* dinp, double* dweight, double* dbias, const double* dout, const double* inp,
-                            const double* weight, const double* mean, const double* rstd, int BT, int C);
-void gelu_forward_f64(double* out, const double* inp, long n);
-void gelu_backward_f64(double* dinp, const double* inp, const double* dout, long n);
-
+const char* minigpt_init(const char* microkernel);
 void minigpt_set_threads(int n);
 int minigpt_get_threads(void);

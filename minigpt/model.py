@@ -154,7 +154,7 @@ class GPT:
 
         keep_cache = keep_cache and kv_cache is None
         x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P, backend)  # (B, T, C)
-        x, embd_drop = dropout.forward(x, p_drop, self.rng)  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop, self.rng, backend)  # (B, T, C)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
@@ -179,13 +179,13 @@ class GPT:
             p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
             self.config.n_head, p_drop, self.rng, kv_cache, backend,
         )  # (B, T, C)
-        a, attn_drop = dropout.forward(a, p_drop, self.rng)  # (B, T, C)
+        a, attn_drop = dropout.forward(a, p_drop, self.rng, backend)  # (B, T, C)
         x = x + a  # (B, T, C) residual
         m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), backend=backend)  # (B, T, C)
         m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), backend)  # (B, T, 4C)
         m, gelu_cache = gelu.forward(m, backend)  # (B, T, 4C)
         m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), backend)  # (B, T, C)
-        m, mlp_drop = dropout.forward(m, p_drop, self.rng)  # (B, T, C)
+        m, mlp_drop = dropout.forward(m, p_drop, self.rng, backend)  # (B, T, C)
         x = x + m  # (B, T, C) residual
         return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
     # --8<-- [end:forward]
@@ -205,7 +205,7 @@ class GPT:
         dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f, backend)
         for l in reversed(range(cfg.n_layer)):
             dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
-        dx = dropout.backward(dx, cache.embd_dropout)  # (B, T, C)
+        dx = dropout.backward(dx, cache.embd_dropout, backend)  # (B, T, C)
         # wte is used twice, by the LM head and by the embedding: its gradient is the sum of both, so the
         # embedding's scatter-add goes straight into the head's part (both (V, C))
         grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = embedding.backward(
@@ -216,14 +216,14 @@ class GPT:
         """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
         h, backend = f"transformer.h.{l}.", self.backend
         # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-        dm = dropout.backward(dx, c.mlp_dropout)  # (B, T, C)
+        dm = dropout.backward(dx, c.mlp_dropout, backend)  # (B, T, C)
         dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj, backend)  # (B, T, 4C)
         dm = gelu.backward(dm, c.gelu, backend)  # (B, T, 4C)
         dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc, backend)  # (B, T, C)
         dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, backend)  # (B, T, C)
         dx = dx + dm  # (B, T, C)
         # x = x + a: the same for the attention branch
-        da = dropout.backward(dx, c.attn_dropout)  # (B, T, C)
+        da = dropout.backward(dx, c.attn_dropout, backend)  # (B, T, C)
         (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
          grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn, backend)  # (B, T, C)
         da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, backend)  # (B, T, C)

@@ -96,7 +96,7 @@ def get_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, deca
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """Scale all gradients together so that their global L2 norm is at most max_norm (0: no clipping),
     as torch.nn.utils.clip_grad_norm_ does. Returns the norm before clipping."""
-    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    total = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads.values()))  # sums of squares
     if max_norm > 0:
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:

@@ -5,23 +5,22 @@
 
 Importing minigpt changes nothing in the process; this call changes, for the whole process:
 
-- threads: one count N (default: every core this process may use) for every pool minigpt uses, BLAS (NumPy's
-  matmuls), numba's parallel loops and the C kernels' OpenMP. The ops run one after another, so each pool may
-  use all N cores in turn; more threads than cores only make the pools fight.
-- idle threads: OpenMP runtimes loaded after this call (numba's and the C kernels') put idle threads to sleep
-  at once (OMP_WAIT_POLICY=PASSIVE, unless set) instead of spinning for a while after every parallel loop,
-  which on 2 cores takes the core the next matmul needs. If an OpenMP runtime was loaded before (PyTorch
-  loads one), numba uses its own thread pool (workqueue) instead, whose threads sleep. Until this call,
-  minigpt's kernels run on the calling thread only (minigpt/backends/numba).
-- memory: glibc's malloc takes every allocation of 128 KB or more straight from the kernel (mmap) and gives
-  it back when freed (munmap). A training step allocates the same large arrays every time, so every step the
-  kernel would map fresh pages and zero them before NumPy could write a byte (twice the time of a recipe
-  matmul on the machine of docs/kernels.md). malloc is told to keep freed memory for the next step: after
-  the first step the process's memory stays at its peak and no page is faulted in again. Nothing happens
-  where the C library is not glibc.
+- threads: one count N (default: every core this process may use) for every pool minigpt uses: BLAS (NumPy's
+  matmuls, the numpy and numba backends), numba's parallel loops and the C kernels' OpenMP threads. The ops run one
+  after another, so each pool may use all N cores in turn; more threads than cores only make the pools fight.
+  numba runs its parallel loops on its own thread pool (workqueue), whose threads sleep when idle: they would
+  otherwise take the cores that OpenBLAS's threads, busy-waiting between matmuls, are using. Until this call the
+  numba kernels run on the calling thread only (minigpt/backends/numba). The C kernels' OpenMP threads keep
+  OpenMP's own default: they wait busy for a few milliseconds after a parallel loop, so that the next one starts at
+  once, and then sleep.
+- memory: glibc's malloc takes every allocation of 128 KB or more straight from the kernel (mmap) and gives it back
+  when freed (munmap). A training step allocates the same large arrays every time, so every step the kernel would
+  map fresh pages and zero them before NumPy could write a byte (twice the time of a recipe matmul on the machine
+  of docs/kernels.md). malloc is told to keep freed memory for the next step: after the first step the process's
+  memory stays at its peak and no page is faulted in again. Nothing happens where the C library is not glibc.
 
-The call can come at any time, after NumPy was imported or not: it only uses settings that can be changed
-at run time, so the speed does not depend on import order (benchmarks/bench.py measures both orders).
+The call can come at any time, after NumPy was imported or not: it only uses settings that can be changed at run
+time, so the speed does not depend on import order (benchmarks/bench.py measures both orders).
 """
 
 import ctypes
@@ -49,13 +48,8 @@ def available_cores() -> int:
 def configure(threads: int | None = None) -> int:
     """Apply minigpt's process-wide settings (above); return the thread count."""
     global _configured
-    if not _openmp_loaded():  # the OpenMP runtime reads its wait policy once, when it loads
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        layer = "omp"
-    else:  # loaded already, spinning (by PyTorch, say): numba's own thread pool, which sleeps, instead
-        layer = "workqueue"
-    os.environ.setdefault("NUMBA_THREADING_LAYER", layer)  # read by numba when it loads
-    if "numba" in sys.modules and not _numba_parallel_started():  # numba loaded already, its threads not yet
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # read by numba when it loads
+    if sys.modules.get("numba") is not None and not _numba_parallel_started():  # loaded already, its threads not yet
         sys.modules["numba"].config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
     keep_freed_memory()
     _configured = True
@@ -83,20 +77,12 @@ def apply_threads() -> None:
     """Give the pools loaded since set_threads() (numba, the C kernels) its thread count; the backends call this."""
     if _threads is None:
         return
-    if "numba" in sys.modules:
+    if sys.modules.get("numba") is not None:
         import numba
 
         numba.set_num_threads(min(_threads, numba.config.NUMBA_NUM_THREADS))
-    if "minigpt.backends.c" in sys.modules:
-        sys.modules["minigpt.backends.c"].lib.minigpt_set_threads(_threads)
-
-
-def _openmp_loaded() -> bool:
-    try:
-        ctypes.CDLL("libgomp.so.1", mode=getattr(os, "RTLD_NOLOAD", 4))  # raises if it is not loaded
-        return True
-    except OSError:
-        return False
+    if "minigpt.backends.c" in sys.modules and sys.modules["minigpt.backends.c"]._lib is not None:
+        sys.modules["minigpt.backends.c"]._lib.minigpt_set_threads(_threads)
 
 
 def _numba_parallel_started() -> bool:

@@ -107,8 +107,8 @@ def accumulate_gradients(model: GPT, batches: list, share=None) -> tuple[float, 
         micro_grads = model.backward()
         w = n / total
         loss += w * micro_loss
-        if grads is None:
-            grads = {name: w * g for name, g in micro_grads.items()}
+        if grads is None:  # (one micro-batch: w = 1, and the gradients are used as they are, not copied)
+            grads = micro_grads if w == 1.0 else {name: w * g for name, g in micro_grads.items()}
         else:
             for name, g in micro_grads.items():
                 grads[name] += w * g

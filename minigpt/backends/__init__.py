@@ -21,7 +21,7 @@ from minigpt import runtime
 
 NAMES = ("numpy", "numba", "c")
 CHOICES = (*NAMES, "auto")
-AUTO_ORDER = ("numba", "numpy")  # fastest first, as benchmarks/bench.py measured it (docs/kernels.md)
+AUTO_ORDER = ("c", "numba", "numpy")  # fastest first, as benchmarks/bench.py measured it (docs/kernels.md)
 
 
 class Kernels(NamedTuple):
@@ -42,11 +42,12 @@ class Kernels(NamedTuple):
     gelu_backward: Callable  # minigpt.ops.gelu.backward_kernel(dout, x) -> dx
     cross_entropy_forward: Callable  # minigpt.ops.cross_entropy.forward_kernel(logits, targets) -> nll, lse
     cross_entropy_backward: Callable  # minigpt.ops.cross_entropy.backward_kernel(logits, lse, targets, weight) -> dlogits
+    dropout: Callable  # minigpt.ops.dropout.apply(x, mask) -> x * mask, forward and backward
     adamw_update: Callable  # minigpt.optim.adamw_update(p, g, m, v, lr, ...), in place
 
 
 def numpy_kernels() -> Kernels:
-    from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear
+    from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
     from minigpt.optim import adamw_update
 
     return Kernels(
@@ -57,12 +58,13 @@ def numpy_kernels() -> Kernels:
         attention.forward_kernel, attention.backward_kernel,
         gelu.forward_kernel, gelu.backward_kernel,
         cross_entropy.forward_kernel, cross_entropy.backward_kernel,
+        dropout.apply,
         adamw_update,
     )
 
 
 def numba_kernels() -> Kernels:
-    from minigpt.backends.numba import adamw, attention, cross_entropy, embedding, gelu, layernorm
+    from minigpt.backends.numba import adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm
     from minigpt.ops import linear
 
     return Kernels(
@@ -73,18 +75,26 @@ def numba_kernels() -> Kernels:
         attention.forward_kernel, attention.backward_kernel,
         gelu.forward_kernel, gelu.backward_kernel,
         cross_entropy.forward_kernel, cross_entropy.backward_kernel,
+        dropout.apply,
         adamw.adamw_update,
     )
 
 
 def c_kernels() -> Kernels:
-    from minigpt.backends.c import gelu, layernorm, linear
+    from minigpt.backends import c
+    from minigpt.backends.c import adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
 
-    return numpy_kernels()._replace(
-        name="c",
-        linear_forward=linear.forward_kernel, linear_backward=linear.backward_kernel,
-        layernorm_forward=layernorm.forward_kernel, layernorm_backward=layernorm.backward_kernel,
-        gelu_forward=gelu.forward_kernel, gelu_backward=gelu.backward_kernel,
+    c.lib()  # compiled now, if need be, and loaded: a failure here means "unavailable"
+    return Kernels(
+        "c",
+        embedding.forward_kernel, embedding.backward_kernel,
+        linear.forward_kernel, linear.backward_kernel,
+        layernorm.forward_kernel, layernorm.backward_kernel,
+        attention.forward_kernel, attention.backward_kernel,
+        gelu.forward_kernel, gelu.backward_kernel,
+        cross_entropy.forward_kernel, cross_entropy.backward_kernel,
+        dropout.apply,
+        adamw.adamw_update,
     )
 
 

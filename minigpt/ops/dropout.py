@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt import backends
+
 
 class DropoutCache(NamedTuple):
     mask: np.ndarray | None  # (...) 0 or 1 / (1 - p) per element; None when nothing was dropped
@@ -24,18 +26,23 @@ def make_mask(shape, p, rng, dtype):
     return keep.astype(dtype) / dtype.type(1.0 - p)  # (...)
 
 
-def forward(x, p, rng):
+def forward(x, p, rng, backend="numpy"):
     """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity."""
     mask = make_mask(x.shape, p, rng, x.dtype)  # (...)
-    out = x if mask is None else x * mask  # (...)
+    out = x if mask is None else backends.kernels(backend).dropout(x, mask)  # (...)
     return out, DropoutCache(mask)
+
+
+def apply(x, mask):
+    """The kernel, forward and backward: x (...) * mask (...)."""
+    return x * mask  # (...)
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dout, cache):
+def backward(dout, cache, backend="numpy"):
     """dout (...) -> dx (...): the same mask, since out = x * mask is linear in x."""
     if cache.mask is None:
         return dout
-    return dout * cache.mask  # (...)
+    return backends.kernels(backend).dropout(dout, cache.mask)  # (...)
 # --8<-- [end:backward]

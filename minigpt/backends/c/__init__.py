@@ -1,7 +1,11 @@
-"""The C kernels of kernels/ (matmul with fused bias, layer norm, GELU), compiled once per machine and
-source version into the cache directory, and loaded with cffi (ABI mode: a plain shared library, no
-Python headers needed). A machine without a C compiler raises OSError here, and the backend registry
-falls back to the reference.
+"""The C backend: the kernels of kernels/ (shipped inside the package as minigpt.kernels), compiled on first use
+into the cache directory and loaded with cffi in ABI mode (a plain shared library: no Python headers needed).
+
+The library is built once per machine and source version (cc -O3 -march=native -fopenmp, no fast-math), with a
+one-line message; later processes load it in milliseconds. A machine without a C compiler raises OSError when the
+backend loads, and the registry (minigpt/backends) reports the backend unavailable in one line and uses another.
+Each op's wrapper (minigpt/backends/c/<op>.py) checks that its arrays are laid out as the kernel reads them, and
+raises rather than copying. Nothing here imports numba.
 """
 
 import hashlib
@@ -9,6 +13,8 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
+from importlib import resources
 from pathlib import Path
 
 import cffi
@@ -16,13 +22,23 @@ import numpy as np
 
 from minigpt.data.text import cache_dir
 
-KERNELS = Path(__file__).resolve().parents[3] / "kernels"  # the source tree's kernels/ (pip install -e .)
-# -O3 and the machine's vector instructions, OpenMP for threads; deliberately no -ffast-math, and no
-# implicit fused multiply-adds either (-ffp-contract=off), so that every operation rounds as NumPy's do
-# and identities such as x - mean(x) == 0 for one channel hold exactly; kernels that want an FMA ask.
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared", "-std=gnu11"]
+# -O3 and the machine's vector instructions, OpenMP for threads; deliberately no -ffast-math, and no implicit fused
+# multiply-adds either (-ffp-contract=off), so that every operation rounds as NumPy's do and identities such as
+# x - mean(x) == 0 for one channel hold exactly; the matmul's micro-kernels ask for their fused multiply-adds.
+# -fno-math-errno (sqrt need not set errno) and -fno-trapping-math (no floating-point traps, which Python never
+# enables) change no result; without them GCC will not vectorise a loop with a square root or a conditional.
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC",
+         "-shared", "-std=gnu11"]
+CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]", np.dtype(np.int64): "int64_t[]"}
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
+
+ffi = cffi.FFI()
+_lib = None
+
+
+def sources() -> Path:
+    """The directory of the C sources: kernels/ of the repository, installed as the package minigpt.kernels."""
+    return Path(str(resources.files("minigpt.kernels")))
 
 
 def machine_id() -> str:
@@ -36,22 +52,23 @@ def machine_id() -> str:
 
 
 def build() -> Path:
-    """Compile kernels/minigpt.c unless this exact build is cached; return the shared library's path."""
-    sources = sorted(KERNELS.glob("*.[ch]"))
-    if not sources:
-        raise OSError(f"the C kernel sources are not in {KERNELS}; the C backend needs the source tree (pip install -e .)")
+    """The shared library of these sources for this machine and compiler, compiled unless it is cached."""
+    files = sorted(sources().glob("*.[ch]"))
+    if not files:
+        raise OSError(f"the C kernel sources are missing from {sources()}; reinstall minigpt")
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler) is None:
         raise OSError(f"no C compiler ({compiler}) on this machine")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256()
-    for part in [*(s.read_bytes() for s in sources), " ".join(FLAGS).encode(), version.encode(), machine_id().encode()]:
+    for part in [*(f.read_bytes() for f in files), " ".join(FLAGS).encode(), version.encode(), machine_id().encode()]:
         key.update(part)
     library = cache_dir() / "kernels" / f"libminigpt-{key.hexdigest()[:16]}.so"
     if not library.is_file():
+        print(f"minigpt: compiling the C kernels (once, into {library.parent})", file=sys.stderr)
         library.parent.mkdir(parents=True, exist_ok=True)
         tmp = library.with_name(library.name + f".tmp-{os.getpid()}")
-        result = subprocess.run([compiler, *FLAGS, str(KERNELS / "minigpt.c"), "-o", str(tmp), "-lm"],
+        result = subprocess.run([compiler, *FLAGS, str(sources() / "minigpt.c"), "-o", str(tmp), "-lm"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)
@@ -62,22 +79,50 @@ def build() -> Path:
 
 
 def declarations() -> str:
-    """minigpt.h without its comments, for cffi."""
-    text = (KERNELS / "minigpt.h").read_text()
+    """minigpt.h without its comments, and each float declaration once more for double."""
+    text = (sources() / "minigpt.h").read_text()
     while "/*" in text:
         start = text.index("/*")
         text = text[:start] + text[text.index("*/", start) + 2:]
-    return text
+    float_ones = [d for d in text.split(";") if "_f32(" in d]
+    return text + ";".join(d.replace("float", "double").replace("_f32(", "_f64(") for d in float_ones) + ";"
 
 
-ffi = cffi.FFI()
-ffi.cdef(declarations())
-lib = ffi.dlopen(str(build()))
+def lib():
+    """The loaded library (built first if need be), its float32 micro-kernel chosen from the CPU's features."""
+    global _lib
+    if _lib is None:
+        path = build()
+        ffi.cdef(declarations())
+        # never unloaded: it brings the OpenMP runtime, whose threads live on until the process exits
+        _lib = ffi.dlopen(str(path), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
+        _lib.minigpt_init(ffi.NULL)
+    return _lib
+
+
+def use_microkernel(name: str | None = None) -> str:
+    """Use the named float32 micro-kernel ("avx512", "avx2", "portable") if this CPU runs it, else the best one
+    it runs (None: the best); return the one in use. For tests and benchmarks."""
+    return ffi.string(lib().minigpt_init(ffi.NULL if name is None else name.encode())).decode()
 
 
 def ptr(a):
-    """A C pointer to the data of a float32/float64 array, or NULL for None."""
-    return ffi.NULL if a is None else ffi.cast(CTYPE[a.dtype], a.ctypes.data)
+    """A C pointer to the data of an array (C-contiguous, or the transpose of one), or NULL for None.
+    (ffi.from_buffer: a tenth of the time of casting a.ctypes.data, which counts when decoding a token at a time.)"""
+    if a is None:
+        return ffi.NULL
+    return ffi.from_buffer(CTYPE[a.dtype], a if a.flags.c_contiguous else a.T)
+
+
+_kernels = {}
+
+
+def kernel(name: str, dtype):
+    """The C function `name` for this dtype: linear_forward_f32, ..."""
+    key = (name, dtype)
+    if key not in _kernels:
+        _kernels[key] = getattr(lib(), f"{name}_{SUFFIX[np.dtype(dtype)]}")
+    return _kernels[key]
 
 
 def check_contiguous(op: str, **arrays) -> None:
@@ -85,10 +130,3 @@ def check_contiguous(op: str, **arrays) -> None:
     for name, a in arrays.items():
         if a is not None and not a.flags.c_contiguous:
             raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
-
-
-def kernel(name: str, dtype):
-    """The C function `name` for this dtype: matmul_forward_f32, ..."""
-    if np.dtype(dtype) not in SUFFIX:
-        raise ValueError(f"the C kernels take float32 or float64, not {np.dtype(dtype)}")
-    return getattr(lib, f"{name}_{SUFFIX[np.dtype(dtype)]}")

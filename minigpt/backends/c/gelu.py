@@ -15,5 +15,5 @@ def forward_kernel(x):
 def backward_kernel(dout, x):
     check_contiguous("gelu backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (...)
-    kernel("gelu_backward", x.dtype)(ptr(dx), ptr(x), ptr(dout), x.size)
+    kernel("gelu_backward", x.dtype)(ptr(dx), ptr(dout), ptr(x), x.size)
     return dx

@@ -17,10 +17,10 @@ def forward_kernel(x, w, b, eps):
 
 def backward_kernel(dout, x, mean, rstd, w, has_bias):
     B, T, C = x.shape
-    check_contiguous("layernorm backward", dout=dout, x=x)
+    check_contiguous("layernorm backward", dout=dout, x=x, w=w, mean=mean, rstd=rstd)
     dx = np.empty_like(x)  # (B, T, C)
     dw = np.empty(C, dtype=x.dtype)  # (C,)
     db = np.empty(C, dtype=x.dtype) if has_bias else None  # (C,)
-    kernel("layernorm_backward", x.dtype)(ptr(dx), ptr(dw), ptr(db), ptr(dout), ptr(x), ptr(w), ptr(mean),
-                                          ptr(rstd), B * T, C)
+    kernel("layernorm_backward", x.dtype)(ptr(dx), ptr(dw), ptr(db), ptr(dout), ptr(x), ptr(w), ptr(mean), ptr(rstd),
+                                          B * T, C)
     return dx, dw, db

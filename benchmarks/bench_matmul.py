@@ -1,0 +1,167 @@
+"""The C backend's matmul (kernels/gemm.c) against OpenBLAS's sgemm (NumPy's `@`), in the same run:
+
+    python benchmarks/bench_matmul.py                      # about 3 minutes on 2 cores
+    python benchmarks/bench_matmul.py --figure docs/figures/roofline.png
+
+The three products of a linear layer, out = x @ w, dx = dout @ w^T and dw = x^T @ dout, at the shapes of GPT-2 small
+(B * T = 256 rows, B=4, T=64) and of nanoGPT's recipe (768 rows), float32, with every core. Each implementation is
+measured in its own process (so that neither's waiting threads take the other's cores), in alternating rounds; a
+product's figure is the best of its round, and a ratio the median of adjacent rounds' ratios. Also measured: the
+micro-kernel on data that stays in its caches (a block of A in L2, slivers of B in L1: the roof of the roofline, the
+most the matmul can reach here),
+and NumPy's sgemm on a 2048-cube product. With --figure, draws the roofline (needs matplotlib).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {  # (rows N, in C, out OC) of the linear layers
+    "gpt2": [(256, 768, 2304), (256, 768, 768), (256, 768, 3072), (256, 3072, 768)],
+    "recipe": [(768, 128, 384), (768, 128, 128), (768, 128, 512), (768, 512, 128)],
+}
+PRODUCTS = ("x @ w", "dout @ w^T", "x^T @ dout")
+
+
+def operands(N, C, OC, product, rng):
+    """A and B of the product, laid out as the linear layer holds them (the transposes are views)."""
+    import numpy as np
+
+    x, w, dout = (rng.normal(size=shape).astype(np.float32) for shape in ((N, C), (C, OC), (N, OC)))
+    return {"x @ w": (x, w), "dout @ w^T": (dout, w.T), "x^T @ dout": (x.T, dout)}[product]
+
+
+def best_time(f, seconds=0.3):
+    f()
+    n = 1
+    while True:  # enough repeats for about `seconds`, the best of five such runs
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        if time.perf_counter() - t0 > seconds / 5:
+            break
+        n *= 2
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def worker(impl: str, threads: int) -> dict:
+    import numpy as np
+
+    from minigpt import runtime
+
+    runtime.configure(threads)
+    rng = np.random.default_rng(0)
+    results = {}
+    if impl == "c":
+        from minigpt.backends import c
+
+        lib = c.lib()
+
+        def matmul(A, B):
+            M, K = A.shape
+            out = np.empty((M, B.shape[1]), dtype=np.float32)
+            s = A.itemsize
+            lib.gemm_f32(M, B.shape[1], K, c.ptr(A), A.strides[0] // s, A.strides[1] // s, c.ptr(B), B.strides[0] // s,
+                         B.strides[1] // s, c.ptr(out), out.shape[1], c.ffi.NULL, 0, 1)
+            return out
+        results["microkernel"] = c.use_microkernel()
+        # the roof: the blocking's steady state, a block of A in L2 and slivers of B in L1 (120 x 128 @ 128 x 32),
+        # on one thread
+        lib.minigpt_set_threads(1)
+        A, B = rng.normal(size=(120, 128)).astype(np.float32), rng.normal(size=(128, 32)).astype(np.float32)
+        results["roof_one_core"] = 2 * 120 * 128 * 32 / best_time(lambda: matmul(A, B))
+        lib.minigpt_set_threads(threads)
+    else:
+        def matmul(A, B):
+            return A @ B
+        A = B = np.ones((2048, 2048), np.float32)
+        results["peak_2048"] = 2 * 2048**3 / best_time(lambda: matmul(A, B))
+    for config, shapes in SHAPES.items():
+        for N, C, OC in shapes:
+            for product in PRODUCTS:
+                A, B = operands(N, C, OC, product, rng)
+                results[f"{config} {N}x{C}x{OC} {product}"] = 2 * N * C * OC / best_time(lambda: matmul(A, B))
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--figure", help="draw the roofline into this PNG")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.threads)))
+        return
+    runs = {"c": [], "numpy": []}
+    for _ in range(args.rounds):
+        for impl in runs:
+            out = subprocess.run([sys.executable, __file__, "--worker", impl, "--threads", str(args.threads)],
+                                 capture_output=True, text=True, check=True)
+            runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ours, blas = runs["c"], runs["numpy"]
+    roof = statistics.median(r["roof_one_core"] for r in ours) * args.threads
+    print(f"micro-kernel {ours[0]['microkernel']}: {roof / 1e9:.0f} GFLOP/s on cache-resident data with {args.threads} "
+          f"threads ({roof / args.threads / 1e9:.0f} a core); NumPy's sgemm on 2048^3: "
+          f"{statistics.median(r['peak_2048'] for r in blas) / 1e9:.0f} GFLOP/s\n")
+    print("| shape (N, C, OC) | product | C matmul (GFLOP/s) | OpenBLAS (GFLOP/s) | C / OpenBLAS |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for key in [k for k in ours[0] if k.count(" ") >= 2]:
+        config, shape, product = key.split(" ", 2)
+        a, b = statistics.median(r[key] for r in ours), statistics.median(r[key] for r in blas)
+        ratio = statistics.median(x[key] / y[key] for x, y in zip(ours, blas))
+        rows.append((config, shape, product, a, b, ratio))
+        print(f"| {config} {shape} | `{product}` | {a / 1e9:.0f} | {b / 1e9:.0f} | {ratio:.2f} |")
+    for config in SHAPES:
+        ratios = [r[5] for r in rows if r[0] == config]
+        print(f"\n{config}: C / OpenBLAS, median {statistics.median(ratios):.2f}, lowest {min(ratios):.2f}")
+    if args.figure:
+        draw_roofline(args.figure, rows, roof)
+
+
+def draw_roofline(path, rows, roof):
+    """GFLOP/s against arithmetic intensity (FLOPs per byte of A, B and C moved once), with the compute roof."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for config, marker in (("gpt2", "o"), ("recipe", "s")):
+        for impl, index, color in (("C matmul", 3, "tab:blue"), ("OpenBLAS", 4, "tab:orange")):
+            points = []
+            for c, shape, _, *rates in ((r[0], r[1], r[2], r[3], r[4]) for r in rows):
+                if c != config:
+                    continue
+                N, C, OC = (int(v) for v in shape.split("x"))
+                intensity = 2 * N * C * OC / (4 * (N * C + C * OC + N * OC))
+                points.append((intensity, rates[index - 3] / 1e9))
+            ax.scatter(*zip(*points), marker=marker, color=color, label=f"{impl}, {config} shapes", alpha=0.8)
+    ax.axhline(roof / 1e9, color="black", lw=1, ls="--", label="micro-kernel on cache-resident data (compute roof)")
+    ax.set_xscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte of A, B and C)")
+    ax.set_ylabel("GFLOP/s (float32, every core)")
+    ax.set_title("The three products of a linear layer: C matmul and OpenBLAS")
+    ax.set_ylim(0, roof / 1e9 * 1.15)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

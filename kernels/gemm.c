@@ -1,0 +1,146 @@
+/* The matmul of every linear layer: C (M, N) = A (M, K) @ B (K, N), built the way fast BLAS libraries build theirs
+ * (Goto and van de Geijn's algorithm, as in BLIS and OpenBLAS). docs/kernels.md walks through it with measurements.
+ *
+ * A and B are read through strides, A[i, k] = A[i * rsa + k * csa], so that the three products of a linear,
+ * x @ w, dout @ w^T and x^T @ dout, and the tied head's transposed weight, are all the same call: the packing
+ * below reads either layout, and nothing is transposed into a copy first. C is row-major, row stride ldc.
+ * Included twice by minigpt.c (real = float, double); the float32 micro-kernels are in microkernels.c.
+ *
+ * The loops, from the outside in:
+ *   jc: NC columns of B and C at a time          (a panel of B that stays in the L3 cache)
+ *   pc: KC rows of B (and columns of A)           (the panel of B is packed: KC x NC, in slivers of NR columns)
+ *   ic: MC rows of A and C                        (a block of A, MC x KC, in L2; packed if A is transposed)
+ *   jr: NR columns: one sliver of packed B         (a sliver of B stays in L1)
+ *   ir: MR rows: one sliver of packed A            (the (jr, ir) tiles are shared out among the threads)
+ *       micro-kernel: the MR x NR tile of C, accumulated over KC in registers
+ * Packing copies each sliver into consecutive memory in exactly the order the micro-kernel reads it, so its
+ * loads are contiguous whatever the layout of A and B, and the zero padding of a last, partial sliver lets it
+ * always run whole tiles.
+ */
+
+/* The portable micro-kernel (any C compiler; the float64 one too): 4 x 8, multiply and add rounded separately. */
+static void FN(micro_portable)(int kc, const real* a, long rsa, long csa, const real* b, real* c, long ldc, int mr,
+                               int nr, const real* bias, int beta) {
+    real acc[4][8] = {{0}};
+    long row[4];
+    for (int i = 0; i < 4; i++)
+        row[i] = (i < mr ? i : mr - 1) * rsa;
+    for (long k = 0, o = 0; k < kc; k++, o += csa, b += 8)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 8; j++)
+                acc[i][j] += a[row[i] + o] * b[j];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            real v = acc[i][j];
+            if (beta)
+                v += c[(long)i * ldc + j];
+            else if (bias != NULL)
+                v += bias[j];
+            c[(long)i * ldc + j] = v;
+        }
+}
+
+/* --8<-- [start:driver] */
+/* A block of a transposed A (rsa == 1: A = x^T or dout^T, whose columns are rows in memory) into slivers of MR
+ * rows: sliver s holds, for each k, its MR entries, which lie side by side in A (rows past the block's end: zeros).
+ * A is packed when one step along k is more than PACK_A_MIN_STEP bytes: read in place, such a sliver goes to
+ * another page of memory at every step or two, once for every sliver of B (dout^T of the tied head: 50257 floats
+ * apart); packed, once. Measured (docs/kernels.md): packing made x^T @ dout of GPT-2 small (steps of 768 and 3072
+ * floats) 18 to 26% faster, and of the recipe (128 and 512 floats) 3 to 11% slower. A row-major A (x, dout) is read
+ * in place: its rows are consecutive already, and copying them cost as much as the multiply-adds at 768 x 128. */
+static void FN(pack_a)(real* dst, const real* A, long csa, int i0, int mc, int p0, int kc, int mr_) {
+    #pragma omp for schedule(static)
+    for (int s = 0; s < (mc + mr_ - 1) / mr_; s++) {
+        real* d = dst + (long)s * mr_ * kc;
+        int rows = mc - s * mr_ < mr_ ? mc - s * mr_ : mr_;
+        const real* a = A + i0 + s * mr_ + (long)p0 * csa;  /* the sliver's first entry */
+        for (int k = 0; k < kc; k++) {
+            for (int i = 0; i < rows; i++)
+                d[(long)k * mr_ + i] = a[(long)k * csa + i];
+            for (int i = rows; i < mr_; i++)
+                d[(long)k * mr_ + i] = 0;
+        }
+    }
+}
+
+/* A panel of B (rows p0.., columns j0..) into slivers of NR columns: sliver s holds, for each k, its NR entries
+ * (columns past the panel's end are zeros). Row-major B (csb == 1: w, dout) copies NR contiguous numbers per
+ * row; B = w^T (rsb == 1) reads each of the sliver's columns along its contiguous length. */
+static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int kc, int j0, int nc, int nr_) {
+    #pragma omp for schedule(static)
+    for (int s = 0; s < (nc + nr_ - 1) / nr_; s++) {
+        real* d = dst + (long)s * nr_ * kc;
+        int cols = nc - s * nr_ < nr_ ? nc - s * nr_ : nr_;
+        const real* b = B + (long)p0 * rsb + (long)(j0 + s * nr_) * csb;  /* the sliver's first entry */
+        if (csb == 1 && cols == nr_) {
+            for (int k = 0; k < kc; k++)
+                memcpy(d + (long)k * nr_, b + (long)k * rsb, sizeof(real) * nr_);
+        } else {
+            for (int j = 0; j < nr_; j++) {
+                if (j >= cols) {
+                    for (int k = 0; k < kc; k++)
+                        d[(long)k * nr_ + j] = 0;
+                } else if (rsb == 1) {
+                    for (int k = 0; k < kc; k++)
+                        d[(long)k * nr_ + j] = b[(long)j * csb + k];
+                } else {
+                    for (int k = 0; k < kc; k++)
+                        d[(long)k * nr_ + j] = b[(long)j * csb + (long)k * rsb];
+                }
+            }
+        }
+    }
+}
+
+/* C = A @ B (+ bias, broadcast over the rows; bias may be NULL), or C += A @ B if accumulate. Called by every
+ * thread of an OpenMP team (the caller's parallel region), with buffers for the packed panels. */
+static void FN(gemm_team)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
+                          real* C, long ldc, const real* bias, int accumulate, real* packed_a, real* packed_b) {
+    const FN(Microkernel)* uk = &FN(microkernel);
+    int mr_ = uk->mr, nr_ = uk->nr;
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K || pc == 0; pc += KC) {  /* K = 0: one pass that writes the bias (or zeros) */
+            int kc = K - pc < KC ? K - pc : KC;
+            FN(pack_b)(packed_b, B, rsb, csb, pc, kc, jc, nc, nr_);  /* ends with a barrier: all of B is packed */
+            int first = pc == 0 && !accumulate;  /* the first panel writes C; the others add to it */
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                int pack = csa * (long)sizeof(real) > PACK_A_MIN_STEP;  /* see pack_a */
+                if (pack)
+                    FN(pack_a)(packed_a, A, csa, ic, mc, pc, kc, mr_);  /* ends with a barrier */
+                /* the tiles, shared out among the threads in order: each thread keeps a sliver of B in L1
+                 * while it sweeps slivers of A (a narrow C, with few slivers of B, still splits evenly) */
+                int slivers_a = (mc + mr_ - 1) / mr_, slivers_b = (nc + nr_ - 1) / nr_;
+                #pragma omp for schedule(static)
+                for (int tile = 0; tile < slivers_a * slivers_b; tile++) {
+                    int jr = tile / slivers_a * nr_, ir = tile % slivers_a * mr_;
+                    int mr = mc - ir < mr_ ? mc - ir : mr_, nr = nc - jr < nr_ ? nc - jr : nr_;
+                    const real* a = pack ? packed_a + (long)ir * kc : A + (ic + ir) * rsa + pc * csa;
+                    uk->fn(kc, a, pack ? 1 : rsa, pack ? mr_ : csa, packed_b + (long)jr * kc,
+                           C + (long)(ic + ir) * ldc + jc + jr, ldc, mr, nr, first && bias != NULL ? bias + jc + jr : NULL, !first);
+                }
+            }
+        }
+    }
+}
+
+/* The whole product on the kernels' threads (minigpt_set_threads), or on the calling thread alone for small work
+ * or when `parallel` is 0 (attention calls it from each of its own threads). */
+void FN(gemm)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
+              real* C, long ldc, const real* bias, int accumulate, int parallel) {
+    const FN(Microkernel)* uk = &FN(microkernel);
+    /* the packing buffers of this calling thread, kept from call to call (a fresh one would fault in its pages) */
+    static __thread real* packed = NULL;
+    static __thread long capacity = 0;
+    long a_size = (long)(MC + uk->mr) * KC, b_size = (long)((N < NC ? N : NC) + uk->nr) * KC;
+    if (a_size + b_size > capacity) {
+        free(packed);
+        capacity = a_size + b_size;
+        packed = aligned_alloc(64, sizeof(real) * capacity);  /* 64: a whole cache line, and AVX-512's alignment */
+    }
+    real* buffer = packed;  /* a local: inside the parallel region `packed` would be each thread's own */
+    #pragma omp parallel if (parallel && (long)M * N * K >= PARALLEL_MIN_WORK)
+    FN(gemm_team)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, bias, accumulate, buffer, buffer + a_size);
+}
+/* --8<-- [end:driver] */

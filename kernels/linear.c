@@ -1,0 +1,33 @@
+/* Linear layer: out = x @ w + b, with w (C, OC) as in GPT-2's checkpoint, and its backward, all three products on
+ * the matmul of gemm.c. w is read through its strides (w[c, o] = w[c * w_rs + o * w_cs]): the tied LM head's
+ * weight is wte^T, a transposed view, and is read as it lies. Reference: minigpt/ops/linear.py; the math is
+ * docs/ops/linear.md. Included twice by minigpt.c (real = float, double). */
+
+/* --8<-- [start:linear] */
+void FN(linear_forward)(real* out, const real* x, const real* w, long w_rs, long w_cs, const real* b, int N, int C, int OC) {
+    FN(gemm)(N, OC, C, x, C, 1, w, w_rs, w_cs, out, OC, b, 0, 1);  /* (N, OC) = (N, C) @ (C, OC), + b */
+}
+
+/* dx = dout @ w^T (N, C); dw = x^T @ dout (C, OC), written in w's layout (transposed for the tied head, where it is
+ * dout^T @ x (OC, C)); db = dout summed over the rows (OC), or db NULL. All overwritten. */
+void FN(linear_backward)(real* dx, real* dw, real* db, const real* dout, const real* x, const real* w, long w_rs,
+                         long w_cs, int N, int C, int OC) {
+    FN(gemm)(N, C, OC, dout, OC, 1, w, w_cs, w_rs, dx, C, NULL, 0, 1);  /* w^T[o, c] = w[c, o] */
+    if (w_cs == 1)
+        FN(gemm)(C, OC, N, x, 1, C, dout, OC, 1, dw, OC, NULL, 0, 1);  /* x^T[c, n] = x[n, c] */
+    else
+        FN(gemm)(OC, C, N, dout, 1, OC, x, C, 1, dw, C, NULL, 0, 1);  /* dw^T = dout^T @ x */
+    if (db == NULL)
+        return;
+    #pragma omp parallel for schedule(static) if ((long)N * OC >= PARALLEL_MIN_WORK)
+    for (int o0 = 0; o0 < OC; o0 += CHANNEL_BLOCK) {  /* each thread owns a block of columns */
+        int no = OC - o0 < CHANNEL_BLOCK ? OC - o0 : CHANNEL_BLOCK;
+        double sum[CHANNEL_BLOCK] = {0};
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < no; o++)
+                sum[o] += dout[(long)n * OC + o0 + o];
+        for (int o = 0; o < no; o++)
+            db[o0 + o] = (real)sum[o];
+    }
+}
+/* --8<-- [end:linear] */

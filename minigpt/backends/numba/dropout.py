@@ -1,0 +1,19 @@
+"""Dropout: out = x * mask in one loop. Reference: minigpt/ops/dropout.py; math: docs/ops/dropout.md."""
+
+import numpy as np
+
+from minigpt.backends.numba import Loops, check_contiguous
+
+
+@Loops
+def apply_loops(out, x, mask):
+    """x (n,), mask (n,) -> out (n,) = x * mask"""
+    for i in range(x.shape[0]):
+        out[i] = x[i] * mask[i]
+
+
+def apply(x, mask):
+    check_contiguous("dropout", x=x, mask=mask)
+    out = np.empty_like(x)  # (...)
+    apply_loops(apply_loops.threads(x.size), out.reshape(-1), x.reshape(-1), mask.reshape(-1))
+    return out

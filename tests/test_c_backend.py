@@ -1,0 +1,115 @@
+"""The C backend beyond what every backend shares (tests/test_backends.py): its matmul on every layout, on shapes
+that cross its blocks and tiles, with each micro-kernel this CPU runs; that it needs no numba; that a process using
+it exits cleanly; and that an installed (not editable) copy compiles the C sources it ships."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minigpt import backends
+
+pytestmark = pytest.mark.skipif(backends.resolve("c") != "c" and os.environ.get("CI") != "true",
+                                reason="the c backend is not available here (no C compiler)")
+MICROKERNELS = ["avx512", "avx2", "portable"]
+
+
+@pytest.fixture(scope="module", params=MICROKERNELS)
+def microkernel(request):
+    from minigpt.backends import c
+
+    if c.use_microkernel(request.param) != request.param:
+        c.use_microkernel()
+        pytest.skip(f"this CPU does not run the {request.param} micro-kernel")
+    yield request.param
+    c.use_microkernel()  # the best one again
+
+
+def gemm(A, B, bias=None, accumulate_into=None):
+    """C = A @ B (+ bias) through the C matmul, A and B read through their strides as they lie."""
+    from minigpt.backends import c
+
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.empty((M, N), dtype=A.dtype) if accumulate_into is None else accumulate_into
+    s = A.itemsize
+    c.kernel("gemm", A.dtype)(M, N, K, c.ptr(A), A.strides[0] // s, A.strides[1] // s, c.ptr(B), B.strides[0] // s,
+                              B.strides[1] // s, c.ptr(C), N, c.ptr(bias), int(accumulate_into is not None), 1)
+    return C
+
+
+# shapes up to 300: across the matmul's blocks (MC = 144 rows, KC = 256) and its tiles (6 x 16, 12 x 32, 4 x 8); and
+# more than 512 rows, where a transposed A takes steps of more than 2 KB and is packed (kernels/gemm.c, pack_a)
+size = st.integers(1, 300)
+rows = size | st.integers(513, 700)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(st.integers(0, 2**32 - 1), rows, size, size, st.booleans(), st.booleans(), st.sampled_from(["none", "bias", "accumulate"]))
+@settings(max_examples=12)
+def test_matmul_of_every_layout_within_the_rounding_bound(microkernel, dtype, seed, M, N, K, a_transposed, b_transposed, extra):
+    rng = np.random.default_rng(seed)
+    A, B = rng.normal(size=(M, K)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    bias = rng.normal(size=N).astype(dtype) if extra == "bias" else None
+    start = rng.normal(size=(M, N)).astype(dtype) if extra == "accumulate" else None
+    a = np.ascontiguousarray(A.T).T if a_transposed else A  # the same matrix, stored transposed
+    b = np.ascontiguousarray(B.T).T if b_transposed else B
+    C = gemm(a, b, bias, None if start is None else start.copy())
+    exact = A.astype(np.float64) @ B.astype(np.float64) + (0 if bias is None else bias) + (0 if start is None else start)
+    # a sum of K products in any order is within K u (|A| |B| + |bias| + |start|) of the exact one (u: unit roundoff)
+    bound = (K + 2) * np.finfo(dtype).eps * (np.abs(A) @ np.abs(B) + np.abs(0 if bias is None else bias) + np.abs(0 if start is None else start))
+    assert C.dtype == dtype
+    assert np.all(np.abs(C - exact) <= bound)
+
+
+def python(code: str, env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+TRAIN_A_STEP = """
+import numpy as np
+from minigpt import GPT, GPTConfig, runtime
+from minigpt.optim import AdamW
+runtime.configure(2)
+model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=128), backend="c")
+idx = np.random.default_rng(0).integers(0, 65, size=(8, 64))
+_, loss = model.forward(idx, idx)
+AdamW(model.params, backend=model.backend).step(model.backward(), 1e-3)
+print(model.backend, round(loss, 2))
+"""
+
+
+def test_the_c_backend_needs_no_numba():
+    blocked = "import sys; sys.modules['numba'] = None  # any import of numba now fails\n"
+    result = python(blocked + TRAIN_A_STEP + "print(sys.modules['numba'])")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "c 3.16\nNone\n"  # the loss every backend gives (tests/test_backends.py)
+
+
+def test_a_process_using_the_c_backend_exits_cleanly():
+    """The library brings the OpenMP runtime; unloading it at exit under its live threads crashed the process."""
+    for _ in range(3):
+        result = python(TRAIN_A_STEP)
+        assert result.returncode == 0, (result.returncode, result.stderr)
+
+
+def test_an_installed_copy_compiles_the_sources_it_ships(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(tmp_path / "site"), root], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    code = ("import minigpt.backends.c as c; print(c.sources().relative_to(sys.argv[1])); "
+            "from minigpt import GPT, GPTConfig; import numpy as np; "
+            "m = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), backend='c'); "
+            "print(m.backend, m.forward(np.array([[1, 2]]))[0].shape)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "MINIGPT_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", "import sys; " + code, str(tmp_path / "site")], capture_output=True,
+                            text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "minigpt/kernels\nc (1, 2, 5)\n"
+    assert result.stderr.startswith("minigpt: compiling the C kernels (once, into ")  # from the copy's own sources
