@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 SHAPES = {  # (rows N, in C, out OC) of the linear layers
     "gpt2": [(256, 768, 2304), (256, 768, 768), (256, 768, 3072), (256, 3072, 768)],
