@@ -1,25 +1,23 @@
-"""The `minigpt` command: `minigpt train`, `minigpt sample`, `minigpt plot`.
+"""The `minigpt` command: `minigpt train`, `sample`, `export`, `tokenizer`, `plot`.
 
-Every TrainConfig field is a `train` flag spelled with dashes. Settings are applied in this order, each
-overriding the one before: TrainConfig's defaults (nanoGPT's Shakespeare CPU recipe), the task's preset
-(--task), the config file (--config FILE.toml), the flags. A resumed run starts from its saved settings.
-Errors end the command with status 1 and one line on stderr.
+Every TrainConfig field is a `train` flag spelled with dashes; where a run's settings come from, and in which order
+they override each other, is minigpt/settings.py. Every error ends the command with one line on stderr
+(`minigpt: error: ...`) and the exit status below, never a traceback. Only the standard library is imported before
+`main` runs, so that even a Ctrl-C during start-up ends in one line.
 """
 
 import argparse
-import codecs
 import os
+import signal
 import sys
-from dataclasses import fields
-from pathlib import Path
+import threading
+import warnings
 
-from minigpt import runtime
-from minigpt.config import BACKENDS, TASKS, TrainConfig, field_kind
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+EXIT_CODES = """exit status:
+  0    done
+  1    error: one line on stderr, "minigpt: error: ..." says what is wrong and what to do
+  2    usage: an unknown flag or a flag's value of the wrong kind
+  130  interrupted (Ctrl-C); `train` first saves a checkpoint to --resume from"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,8 +30,18 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"minigpt: error: {message} (see `{self.prog} --help`)\n")
 
+    def _get_values(self, action, arg_strings):
+        # argparse (3.11) drops a "--" given as a flag's value (--seed=--) and hands the flag an empty list
+        if arg_strings == ["--"] and action.nargs is None:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, got '--'")
+        return super()._get_values(action, arg_strings)
+
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from minigpt.config import BACKENDS, TASKS, TrainConfig, field_kind
+
     parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of TrainConfig keys")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
@@ -57,54 +65,29 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         else:
             metavar = {int: "N", float: "X"}.get(kind, {"out_dir": "DIR", "init_from": "DIR", "data": "PATH"}.get(f.name, "VALUE"))
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="with --resume: go on with a text file other than the one the run was trained on")
 
 
-def read_toml(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+def train_config(args: argparse.Namespace):
+    from dataclasses import fields
 
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    from minigpt.train import TASK_PRESETS, resume_config
+    from minigpt.config import TrainConfig
+    from minigpt.settings import resolve
 
     names = {f.name for f in fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    from_file = read_toml(args.config) if args.config else {}
-    TrainConfig.check_keys(from_file, source=f"{args.config}")
-    resume = given.pop("resume", from_file.pop("resume", False))
-    if resume:
-        out_dir = resume if isinstance(resume, str) else given.get("out_dir", from_file.get("out_dir", TrainConfig.out_dir))
-        given["out_dir"] = out_dir
-        return resume_config(out_dir, {**from_file, **given})
-    task = given.get("task", from_file.get("task"))
-    init_from = given.get("init_from", from_file.get("init_from"))
-    shape = pretrained_shape(init_from) if init_from else {}  # fine-tuning: the checkpoint's, unless given
-    return TrainConfig.from_dict({**TASK_PRESETS.get(task, {}), **shape, **from_file, **given})
-
-
-def pretrained_shape(init_from: str) -> dict:
-    from minigpt import checkpoint
-    from minigpt.hf import config_from_hf
-    from minigpt.train import MODEL_KEYS
-
-    path = checkpoint.resolve(init_from, "best") / "config.json"
-    config = config_from_hf(checkpoint.read_json(path), str(path))
-    return {key: getattr(config, key) for key in MODEL_KEYS}
+    return resolve({k: v for k, v in vars(args).items() if k in names}, args.config)
 
 
 def cmd_train(args) -> int:
     from minigpt.train import train
 
     cfg = train_config(args)
-    result = train(cfg)
+    result = train(cfg, allow_data_change=args.allow_data_change)
     if result["rank"] != 0:  # under mpiexec, rank 0 reports for all
         return 0
-    summary = f"done: {result['iter']} iters in {result['seconds']:.0f} s, best val loss {result['best_val_loss']:.4f}"
+    best = "none" if result["best_val_loss"] is None else f"{result['best_val_loss']:.4f}"
+    summary = f"done: {result['iter']} iters in {result['seconds']:.0f} s, best val loss {best}"
     if "val_accuracy" in result:
         summary += f", held-out accuracy {result['val_accuracy']:.1%}"
     print(summary)
@@ -112,12 +95,38 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_sample_flags(args) -> None:
+    """The flags of `sample`, checked by name before anything is loaded."""
+    import math
+
+    from minigpt.config import MAX_THREADS
+
+    def require(ok, flag, value, what):
+        if not ok:
+            raise ValueError(f"{flag} must be {what}, got {value!r}")
+
+    require(args.max_new_tokens >= 0, "--max-new-tokens", args.max_new_tokens, "zero or positive")
+    require(args.num_samples >= 1, "--num-samples", args.num_samples, "at least 1")
+    require(args.seed >= 0, "--seed", args.seed, "zero or positive")
+    require(args.threads is None or 1 <= args.threads <= MAX_THREADS, "--threads", args.threads, f"in [1, {MAX_THREADS}]")
+    require(args.top_k is None or args.top_k >= 1, "--top-k", args.top_k, "at least 1")
+    require(args.top_p is None or 0.0 < args.top_p <= 1.0, "--top-p", args.top_p, "in (0, 1]")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ValueError(f"--temperature must be a positive number, got {args.temperature!r}; to always take the most "
+                         f"likely token, use --greedy")
+    if args.prompt is not None and "\0" in args.prompt:
+        raise ValueError("--prompt contains a NUL character")
+
+
 def cmd_sample(args) -> int:
-    from minigpt import checkpoint
+    import codecs
+
+    from minigpt import checkpoint, runtime
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
     from minigpt.generate import stream
 
+    check_sample_flags(args)
     runtime.set_threads(args.threads)
     ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
     model, tokenizer = checkpoint.load_model(ckpt, backend=args.backend)
@@ -127,8 +136,6 @@ def cmd_sample(args) -> int:
         if isinstance(tokenizer, CharTokenizer) and "\n" not in tokenizer.chars:
             raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
     idx = encode_text(tokenizer, prompt)[None, :]  # (1, T)
-    if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
     steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     # tokens are decoded to bytes and the bytes to text incrementally: a BPE token can end inside a character
@@ -160,24 +167,62 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def check_export_target(path, force: bool, directory: bool) -> None:
+    """An export never writes inside a run directory, and never replaces a file or fills a non-empty directory
+    unless --force says so."""
+    from pathlib import Path
+
+    from minigpt import checkpoint
+
+    path = Path(path).expanduser().resolve()
+    for parent in (path, *path.parents):
+        if parent.is_dir() and (checkpoint.read_pointer(parent) is not None or checkpoint.is_checkpoint(parent)):
+            raise ValueError(f"{path} is inside the run directory {parent}; export somewhere else (e.g. {parent}-export)")
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; --hf needs a directory")
+        if path.is_dir() and any(path.iterdir()) and not force:
+            raise ValueError(f"{path} is not empty; choose a new directory, or give --force to write into it")
+    else:
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; --llmc needs a file name")
+        if path.exists() and not force:
+            raise ValueError(f"{path} exists; choose another name, or give --force to replace it")
+
+
 def cmd_export(args) -> int:
-    from minigpt import checkpoint, llmc
+    import numpy as np
+
+    from minigpt import checkpoint, hf, llmc
 
     if (args.hf is None) == (args.llmc is None):
         raise ValueError("give --hf DIR (a Hugging Face GPT-2 directory) or --llmc FILE (llm.c's model file)")
+    check_export_target(args.hf or args.llmc, args.force, directory=args.hf is not None)
     ckpt = checkpoint.resolve(args.out_dir, args.checkpoint)
     model, tokenizer = checkpoint.load_model(ckpt)
     if args.hf is not None:
         model.save_pretrained(args.hf, tokenizer)
-        print(f"wrote {args.hf}: GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read it")
+        config, back, back_tokenizer = hf.read(args.hf)  # it reads back as what was written
+        same = config == model.config and back_tokenizer == tokenizer
     else:
         llmc.save(model, args.llmc)
+        back = llmc.load(args.llmc).params
+        same = True
+    same = same and all(np.array_equal(back[name], p.astype(np.float32)) for name, p in model.params.items())
+    if not same:
+        raise RuntimeError(f"{args.hf or args.llmc} does not read back as the checkpoint it was written from")
+    if args.hf is not None:
+        print(f"wrote {args.hf}: GPT2LMHeadModel.from_pretrained, GPT2TokenizerFast.from_pretrained and "
+              f"minigpt sample --init-from read it")
+    else:
         print(f"wrote {args.llmc} (llm.c model file, version {llmc.VERSION})")
     return 0
 
 
 def cmd_tokenizer(args) -> int:
-    from minigpt.data import tokenizer_from_json
+    from pathlib import Path
+
+    from minigpt.data import load_tokenizer
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.text import find_text
 
@@ -191,10 +236,10 @@ def cmd_tokenizer(args) -> int:
         tokenizer.save_tiktoken(out / "tokenizer.tiktoken")
         print(f"wrote {out}: tokenizer.json (minigpt), vocab.json + merges.txt (GPT-2), tokenizer.tiktoken (tiktoken)")
     else:
-        path = Path(args.tokenizer)
-        if not (path / "tokenizer.json").is_file():
-            raise FileNotFoundError(f"{path / 'tokenizer.json'} does not exist; make one with minigpt tokenizer train")
-        tokenizer = tokenizer_from_json((path / "tokenizer.json").read_text(encoding="utf-8"))
+        tokenizer = load_tokenizer(args.tokenizer)
+        if tokenizer is None:
+            raise FileNotFoundError(f"{args.tokenizer} holds no tokenizer (tokenizer.json, or vocab.json and "
+                                    f"merges.txt); make one with minigpt tokenizer train")
         print(" ".join(str(i) for i in tokenizer.encode(args.text)))
     return 0
 
@@ -207,7 +252,10 @@ def cmd_plot(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.")
+    from minigpt.config import BACKENDS
+
+    parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.",
+                    epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a model (default: nanoGPT's Tiny Shakespeare CPU recipe)",
@@ -237,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     p.add_argument("--hf", metavar="DIR", help="write config.json, model.safetensors and the tokenizer's files here")
     p.add_argument("--llmc", metavar="FILE", help="write llm.c's model file (version 3, float32) here")
+    p.add_argument("--force", action="store_true", help="replace an existing file, or write into a non-empty directory")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer, or encode text with one")
@@ -258,32 +307,94 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    from minigpt.distributed import abort_job, launched_ranks
-    from minigpt.train import TrainingInterrupted
+_interrupted = False  # a Ctrl-C arrived (numpy turns one that lands in its import into an ImportError)
 
-    args = build_parser().parse_args(argv)
-    runtime.configure()  # threads, memory: the settings that make minigpt fast (minigpt/runtime.py)
+
+def on_ctrl_c(signum, frame):
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    global _interrupted
+    _interrupted = False
     rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
-    prefix = f"minigpt[rank {rank}]" if launched_ranks() > 1 else "minigpt"
+    prefix = "minigpt"
+    Diverged = TrainingInterrupted = ()  # (until they are imported, nothing is caught as them)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
     try:
+        from minigpt import runtime
+        from minigpt.distributed import launched_ranks
+        from minigpt.train import Diverged, TrainingInterrupted
+
+        prefix = f"minigpt[rank {rank}]" if launched_ranks() > 1 else "minigpt"
+        # a diverging run overflows; the loop checks its numbers and stops it in one line (minigpt/train.py)
+        warnings.filterwarnings("ignore", message="(overflow|invalid value) encountered", category=RuntimeWarning)
+
+        args = build_parser().parse_args(argv)
+        runtime.configure()  # threads, memory: the settings that make minigpt fast (minigpt/runtime.py)
         return args.func(args)
     except TrainingInterrupted as e:  # every rank stops at the same step; rank 0 says so
         if rank == "0":
-            print(f"minigpt: {e}", file=sys.stderr)
+            report(f"minigpt: {e}")
         return 130
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        abort_job(130)
-        return 130
+        return interrupted(prefix)
     except BrokenPipeError:  # e.g. `minigpt sample | head`
         return 0
-    except (ValueError, OSError, FloatingPointError, ImportError, RuntimeError) as e:
-        message = " ".join(str(e).split()) or e.__class__.__name__
-        print(f"{prefix}: error: {message}", file=sys.stderr)
-        abort_job(1)
+    except (ValueError, OSError, FloatingPointError, ImportError, RuntimeError, MemoryError) as e:
+        if _interrupted:
+            return interrupted(prefix)
+        if isinstance(e, Diverged) and rank != "0":  # every rank finds it; rank 0 says so
+            return 1
+        report(f"{prefix}: error: {' '.join(str(e).split()) or e.__class__.__name__}")
+        abort(1)
         return 1
+    except Exception as e:  # anything else is a bug of minigpt's: still one line, and it says so
+        if _interrupted:
+            return interrupted(prefix)
+        report(f"{prefix}: error: internal error, a bug in minigpt (please report it with the command that led to it): "
+               f"{e.__class__.__name__}: {' '.join(str(e).split())}")
+        abort(1)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def report(line: str) -> None:
+    """One line on stderr; a file name's undecodable bytes (surrogates) are shown escaped, whatever stderr's encoding."""
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+
+
+def interrupted(prefix: str) -> int:
+    report(f"{prefix}: interrupted")
+    abort(130)
+    return 130
+
+
+def entry() -> None:
+    """The `minigpt` command: main(), then exit with its status. A Ctrl-C that lands while CPython runs code on behalf
+    of a C extension's import can leave CPython set to kill itself with SIGINT at exit, which reports -2 rather than
+    130: after a Ctrl-C the process ends at once, its output flushed."""
+    code = main()
+    if code == 130:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass
+        os._exit(130)
+    sys.exit(code)
+
+
+def abort(code: int) -> None:
+    """Under mpiexec, end the other ranks too (minigpt/distributed.py); nothing otherwise."""
+    if "minigpt.distributed" in sys.modules:
+        sys.modules["minigpt.distributed"].abort_job(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,5 +1,6 @@
-"""Model configuration: a frozen dataclass validated on construction."""
+"""Model and training configuration: frozen dataclasses validated on construction."""
 
+import math
 import types
 from dataclasses import Field, dataclass, fields
 
@@ -116,45 +117,18 @@ class TrainConfig:
 
     def __post_init__(self):
         for f in fields(self):
-            value, (kind, optional) = getattr(self, f.name), field_kind(f)
-            if value is None and optional:
-                continue
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)  # a TOML or JSON 1 for 1.0
-                object.__setattr__(self, f.name, value)
-            # bool is a subclass of int in Python: True must not pass for an integer
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
-                raise ValueError(f"{f.name} must be {words}, got {value!r}")
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps",
-                    "max_iters", "eval_interval", "eval_iters", "log_interval", "learning_rate")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("warmup_iters", "min_lr", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
+            try:
+                object.__setattr__(self, f.name, check_setting(f.name, getattr(self, f.name)))
+            except ValueError as e:
+                raise ValueError(f"{f.name} {e}") from None
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
             raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be larger than warmup_iters ({self.warmup_iters})")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.task is not None and self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.task is not None and self.data is not None:
             raise ValueError("give either data (a text file) or task, not both")
         if self.tokenizer != "char" and self.task is not None:
             raise ValueError(f"the {self.task} task has its own vocabulary of digits; drop --tokenizer")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ValueError("vocab_size is the size of a BPE vocabulary: give it with --tokenizer bpe")
-        if self.vocab_size is not None and self.vocab_size < 257:
-            raise ValueError(f"vocab_size must be at least 257 (the 256 bytes and <|endoftext|>), got {self.vocab_size}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.resume and self.init_from is not None:
             raise ValueError("resume continues a run and init_from starts a new one from saved weights: give one of them")
         self.model_config(vocab_size=1)  # n_embd % n_head, dropout range: checked where GPTConfig checks them
@@ -185,3 +159,45 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# What each TrainConfig value may be beyond its type; checked whatever its source (default, task preset, file, flag,
+# a saved run), so that a NaN learning rate or a negative seed never reaches the loop.
+POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
+            "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters")
+NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed")
+FRACTIONS = ("dropout", "beta1", "beta2")  # in [0, 1)
+CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES}
+MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
+WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_setting(name: str, value):
+    """A TrainConfig value checked against its field (type, finite, range); returns it, a float field's integer
+    as a float. The error says what the value must be and leaves the naming to the caller, which knows whether
+    it came from a flag (--learning-rate) or from a key of a file."""
+    kind, optional = field_kind(TrainConfig.__dataclass_fields__[name])
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # a TOML or JSON 1 for 1.0
+    # bool is a subclass of int in Python: True must not pass for an integer
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"must be {WORDS[kind]}{' or left out' if optional else ''}, got {value!r:.60}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    if name == "threads" and value > MAX_THREADS:
+        raise ValueError(f"must be at most {MAX_THREADS}, got {value}")
+    if name in POSITIVE and value <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    if name in NON_NEGATIVE and value < 0:
+        raise ValueError(f"must be zero or positive, got {value!r}")
+    if name in FRACTIONS and not 0.0 <= value < 1.0:
+        raise ValueError(f"must be in [0, 1), got {value!r}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ValueError(f"must be one of {', '.join(CHOICES[name])}, got {value!r:.60}")
+    if name == "vocab_size" and value < 257:
+        raise ValueError(f"must be at least 257 (the 256 bytes and <|endoftext|>), got {value}")
+    if kind is str and ("\0" in value or not value):
+        raise ValueError(f"must be a non-empty string without NUL characters, got {value!r:.60}")
+    return value

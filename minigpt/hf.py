@@ -1,22 +1,38 @@
 """Hugging Face GPT-2 directories, safetensors only: `config.json` + `model.safetensors` (or shards listed in
-`model.safetensors.index.json`), with `vocab.json` + `merges.txt` when there is a tokenizer.
+`model.safetensors.index.json`), with a tokenizer when there is one (`vocab.json` + `merges.txt`).
 
-minigpt's parameters already have the names and (in, out) layouts of Hugging Face's GPT-2, so loading and
-saving only check the configuration and move arrays. A pickled `pytorch_model.bin` is never opened.
+minigpt's parameters already have the names and (in, out) layouts of Hugging Face's GPT-2, so reading and writing
+check the configuration and move arrays; the few ways a Hugging Face state dict differs (a `transformer.` prefix
+missing, the causal-mask buffers, the tied `lm_head.weight`) are handled here, in `to_minigpt`, and nowhere else. A
+pickled `pytorch_model.bin` is never opened. `GPT.from_pretrained` and `GPT.save_pretrained` call `read` and `write`.
 Docs: docs/gpt2.md. Tests: tests/test_hf.py.
 """
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
 
+from minigpt import weights as safetensors
 from minigpt.config import GPTConfig
+from minigpt.data import load_tokenizer
 from minigpt.ops.layernorm import EPS
+from minigpt.validate import check_object, read_json
 
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both names mean GPT-2's tanh approximation
+MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # the causal mask, which minigpt builds on the fly
+INDEX = "model.safetensors.index.json"
+
+# the keys of a GPT2Config that minigpt reads, and what each must hold (None: may be missing or null)
+CONFIG_FIELDS = {
+    "vocab_size": int, "n_positions": int, "n_layer": int, "n_head": int, "n_embd": int,
+    "model_type": (str, None), "activation_function": (str, None), "layer_norm_epsilon": (float, None),
+    "n_inner": (int, None), "resid_pdrop": (float, None), "bias": (bool, None), "tie_word_embeddings": (bool, None),
+    "add_cross_attention": (bool, None), "scale_attn_weights": (bool, None),
+    "scale_attn_by_inverse_layer_idx": (bool, None),
+}
 
 
 def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
@@ -44,130 +60,149 @@ def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
     return d
 
 
-def config_from_hf(d: dict, where: str = "config.json") -> GPTConfig:
-    """A GPTConfig from a Hugging Face GPT2Config, or a ValueError naming what minigpt cannot represent."""
-    refuse = lambda what: ValueError(f"{where}: {what}; minigpt implements GPT-2 exactly and cannot represent it")  # noqa: E731
-    if d.get("model_type", "gpt2") != "gpt2":
+def read_config(path) -> GPTConfig:
+    """The GPTConfig of a config.json, or a ValueError naming the file and what minigpt cannot represent."""
+    d = check_object(read_json(path), path, CONFIG_FIELDS)
+    get = lambda key, default: default if d.get(key) is None else d[key]  # noqa: E731  (null: the default)
+    refuse = lambda what: ValueError(f"{path}: {what}; minigpt implements GPT-2 exactly and cannot represent it")  # noqa: E731
+    if get("model_type", "gpt2") != "gpt2":
         raise refuse(f"model_type {d['model_type']!r} is not gpt2")
-    if d.get("activation_function", "gelu_new") not in TANH_GELUS:
+    if get("activation_function", "gelu_new") not in TANH_GELUS:
         raise refuse(f"activation_function {d['activation_function']!r} is not GPT-2's tanh GELU (gelu_new)")
-    if d.get("add_cross_attention", False):
+    if get("add_cross_attention", False):
         raise refuse("the model has cross-attention (an encoder-decoder); GPT-2 is decoder-only")
-    if abs(d.get("layer_norm_epsilon", EPS) - EPS) > 1e-12:
+    if abs(get("layer_norm_epsilon", EPS) - EPS) > 1e-12:
         raise refuse(f"layer_norm_epsilon {d['layer_norm_epsilon']} is not GPT-2's {EPS}")
-    if d.get("n_inner") not in (None, 4 * d.get("n_embd", 0)):
+    if get("n_inner", 4 * d["n_embd"]) != 4 * d["n_embd"]:
         raise refuse(f"n_inner {d['n_inner']} is not 4 * n_embd")
-    if not d.get("scale_attn_weights", True) or d.get("scale_attn_by_inverse_layer_idx", False):
+    if not get("scale_attn_weights", True) or get("scale_attn_by_inverse_layer_idx", False):
         raise refuse("its attention scores are not scaled by 1 / sqrt(head size) alone")
-    if not d.get("tie_word_embeddings", True):
+    if not get("tie_word_embeddings", True):
         raise refuse("its LM head is not tied to the token embedding")
     try:
         return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"],
-                         n_head=d["n_head"], n_embd=d["n_embd"], dropout=d.get("resid_pdrop", 0.0),
-                         bias=d.get("bias", True))
-    except KeyError as e:
-        raise ValueError(f"{where} is not a GPT-2 config: {e.args[0]} is missing") from None
-
-
-def read_safetensors(path: Path) -> dict:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise ValueError(f"{path} is corrupt or truncated ({reason}); the weights cannot be read") from None
-
-
-def load_weights(directory: Path, dtype=None) -> dict:
-    """The weights of a Hugging Face GPT-2 directory, named as minigpt (and GPT2LMHeadModel) names them, in
-    `dtype` (None: float32 and float64 as they are, half precision widened to float32)."""
-    directory = Path(directory)
-    index = directory / "model.safetensors.index.json"
-    if (directory / "model.safetensors").is_file():
-        weights = read_safetensors(directory / "model.safetensors")
-    elif index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        weights = {}
-        for name in files:
-            weights.update(read_safetensors(directory / name))
-    elif list(directory.glob("*.bin")) or list(directory.glob("*.pt")):
-        raise ValueError(f"{directory} has only PyTorch pickle weights ({next(iter(directory.glob('*.bin')), 'a .pt file')}); "
-                         f"minigpt never unpickles files: convert them to model.safetensors first "
-                         f"(transformers: model.save_pretrained(dir, safe_serialization=True))")
-    else:
-        raise FileNotFoundError(f"{directory} has no model.safetensors")
-    if "wte.weight" in weights:  # a GPT2Model checkpoint (the released "gpt2" one is): no "transformer." prefix
-        weights = {(k if k.startswith("lm_head.") else f"transformer.{k}"): v for k, v in weights.items()}
-    if dtype is None:
-        dtype = weights["transformer.wte.weight"].dtype if "transformer.wte.weight" in weights else np.float32
-        dtype = dtype if dtype in (np.float32, np.float64) else np.float32
-    return {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in weights.items()}
-
-
-def load(directory, dtype=None, backend: str = "numpy"):
-    """The model and the tokenizer (None if there is none) of a Hugging Face GPT-2 directory, or of a
-    minigpt checkpoint directory, which is one too with minigpt's own tokenizer.json."""
-    from minigpt.data import BPETokenizer, tokenizer_from_json
-    from minigpt.model import GPT
-
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory} has no config.json; it is not a model directory")
-    try:
-        config = config_from_hf(json.loads((directory / "config.json").read_text()), str(directory / "config.json"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{directory / 'config.json'} is corrupt (not JSON); the model cannot be read") from None
-    weights = load_weights(directory, dtype)
-    model = GPT(config, dtype=weights["transformer.wte.weight"].dtype if "transformer.wte.weight" in weights else np.float32,
-                backend=backend)
-    try:
-        model.load_state_dict(weights)
+                         n_head=d["n_head"], n_embd=d["n_embd"], dropout=get("resid_pdrop", 0.0), bias=get("bias", True))
     except ValueError as e:
-        raise ValueError(f"{directory}: {e}") from None
-    tokenizer = None
-    if (directory / "tokenizer.json").is_file():
-        try:
-            tokenizer = tokenizer_from_json((directory / "tokenizer.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, ValueError, KeyError) as e:
-            raise ValueError(f"{directory / 'tokenizer.json'} is corrupt ({e})") from None
-    elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-        tokenizer = BPETokenizer.from_gpt2_files(directory / "vocab.json", directory / "merges.txt")
+        raise ValueError(f"{path}: {e}") from None
+
+
+def read_weights(directory: Path) -> dict:
+    """The arrays of a directory's model.safetensors, or of the shards its index lists, as the files name them."""
+    index = directory / INDEX
+    if (directory / "model.safetensors").is_file():
+        return safetensors.read(directory / "model.safetensors")
+    if index.is_file():
+        weight_map = check_object(read_json(index), index, {"weight_map": dict})["weight_map"]
+        shards = sorted(set(weight_map.values()), key=str)
+        if not all(isinstance(s, str) and s == Path(s).name and s.endswith(".safetensors") for s in shards):
+            raise ValueError(f"{index}: every shard must be a .safetensors file in {directory}; the file is damaged")
+        arrays = {}
+        for shard in shards:
+            arrays.update(safetensors.read(directory / shard))
+        if set(arrays) != set(weight_map):
+            missing = sorted(set(weight_map) - set(arrays)) or sorted(set(arrays) - set(weight_map))
+            raise ValueError(f"{index} and its shards disagree about {missing[0]!r}; the directory is incomplete")
+        return arrays
+    pickles = sorted(directory.glob("*.bin")) + sorted(directory.glob("*.pt"))
+    if pickles:
+        raise ValueError(f"{directory} has only PyTorch pickle weights ({pickles[0].name}); minigpt never unpickles "
+                         f"files: convert them to model.safetensors first (transformers: "
+                         f"model.save_pretrained(dir, safe_serialization=True))")
+    raise FileNotFoundError(f"{directory} has no model.safetensors (nor {INDEX}); it is not a model directory")
+
+
+def to_minigpt(state_dict: dict) -> dict:
+    """A Hugging Face GPT-2 state dict (NumPy arrays or CPU torch tensors) as minigpt's parameters: the prefix
+    `transformer.` added where a GPT2Model left it out, the causal-mask buffers dropped, and `lm_head.weight`
+    dropped after checking that it is the token embedding (minigpt's LM head is tied to it)."""
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"a state dict must be a dict of name -> array, got {type(state_dict).__name__}")
+    arrays = {name: np.asarray(value) for name, value in state_dict.items() if not name.endswith(MASK_BUFFERS)}
+    if "wte.weight" in arrays:  # a GPT2Model (the released "gpt2" checkpoint is one): no "transformer." prefix
+        arrays = {(k if k.startswith("lm_head.") else f"transformer.{k}"): v for k, v in arrays.items()}
+    head = arrays.pop("lm_head.weight", None)
+    wte = arrays.get("transformer.wte.weight")
+    if head is not None and not (wte is not None and head.shape == wte.shape and np.array_equal(head, wte)):
+        raise ValueError("lm_head.weight differs from transformer.wte.weight; minigpt's LM head is tied to wte")
+    return arrays
+
+
+def check_matches(config: GPTConfig, arrays: dict, where) -> None:
+    """The embeddings and the number of blocks agree with the config, checked before a model of the config's
+    size is built (a config.json that claims a billion layers is caught here, not by running out of memory)."""
+    C = config.n_embd
+    for name, want in (("transformer.wte.weight", (config.vocab_size, C)), ("transformer.wpe.weight", (config.block_size, C))):
+        if name not in arrays:
+            raise ValueError(f"{where}: the weights have no {name!r}")
+        if arrays[name].shape != want:
+            raise ValueError(f"{where}: {name!r} has shape {arrays[name].shape} but config.json describes {want}")
+    layers = {name.split(".")[2] for name in arrays if name.startswith("transformer.h.")}
+    if layers != {str(l) for l in range(len(layers))} or len(layers) != config.n_layer:
+        raise ValueError(f"{where}: config.json says n_layer {config.n_layer} but the weights hold {len(layers)} blocks")
+
+
+def read(directory, dtype=None) -> tuple:
+    """(config, weights, tokenizer) of a Hugging Face GPT-2 directory: the GPTConfig, the parameters named as
+    minigpt names them in `dtype` (None: float32 or float64 as stored, half precision widened to float32), and
+    the tokenizer (None if the directory has none)."""
+    directory = Path(directory)
+    config = read_config(directory / "config.json")
+    arrays = to_minigpt(read_weights(directory))
+    check_matches(config, arrays, directory)
+    stored = arrays["transformer.wte.weight"].dtype
+    dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
+    arrays = {name: a.astype(dtype, copy=False) for name, a in arrays.items()}
+    tokenizer = load_tokenizer(directory)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
-    return model, tokenizer
+    return config, arrays, tokenizer
 
 
-def save(model, directory, tokenizer=None) -> None:
-    """Write a directory that GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read."""
+def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
+    """Write a directory that GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read. The files
+    are written into a temporary directory beside it and moved in when all are complete, so that a failure (a full
+    disk) leaves no half-written file."""
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.chars import CharTokenizer
 
-    if not model.config.bias:
+    if not config.bias:
         raise ValueError("a model without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    eot = tokenizer.eot_token if isinstance(tokenizer, BPETokenizer) else None
-    (directory / "config.json").write_text(json.dumps(hf_config(model.config, eot), indent=1))
-    weights = {name: np.ascontiguousarray(p, dtype=np.float32) for name, p in model.params.items()}
-    save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    if isinstance(tokenizer, BPETokenizer):
-        tokenizer.save_gpt2_files(directory)
-        special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"} if eot is not None else {}
-        tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": model.config.block_size,
-                            "add_prefix_space": False, **special}
-        (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
-    elif isinstance(tokenizer, CharTokenizer):
-        write_char_vocab(tokenizer, directory, model.config.block_size)
+    tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        eot = tokenizer.eot_token if isinstance(tokenizer, BPETokenizer) else None
+        (tmp / "config.json").write_text(json.dumps(hf_config(config, eot), indent=1))
+        safetensors.write(tmp / "model.safetensors", {name: p.astype(np.float32) for name, p in params.items()},
+                          metadata={"format": "pt"})
+        if isinstance(tokenizer, BPETokenizer):
+            tokenizer.save_gpt2_files(tmp)
+            special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"} if eot is not None else {}
+            tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": config.block_size,
+                                "add_prefix_space": False, **special}
+            (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+        elif isinstance(tokenizer, CharTokenizer):
+            write_char_vocab(tokenizer, tmp, config.block_size)
+        if not directory.exists():
+            os.rename(tmp, directory)
+        else:  # as transformers does, other files in the directory stay; each of ours is replaced whole
+            for f in tmp.iterdir():
+                os.replace(f, directory / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_char_vocab(tokenizer, directory: Path, block_size: int) -> None:
     """A character vocabulary of single-byte characters as a byte-level BPE vocabulary without merges:
-    GPT2TokenizerFast then encodes text made of those characters as minigpt does."""
+    GPT2TokenizerFast then encodes text made of those characters as minigpt does, and
+    minigpt.data.load_tokenizer reads it back as the character vocabulary."""
     from minigpt.data.bpe import BYTE_TO_CHAR
 
     multibyte = [c for c in tokenizer.chars if len(c.encode("utf-8")) != 1]
     if multibyte:
         raise ValueError(f"character {multibyte[0]!r} is more than one byte in UTF-8: this character vocabulary "
-                         f"has no byte-level (GPT-2) equivalent; export the weights without --tokenizer")
+                         f"has no byte-level (GPT-2) equivalent, so it cannot be exported with --hf")
     vocab = {BYTE_TO_CHAR[c.encode("utf-8")[0]]: i for i, c in enumerate(tokenizer.chars)}
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")

@@ -17,12 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends, generate
+from minigpt import backends, generate, hf, runtime
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
-
-# Buffers that Hugging Face's GPT-2 state dict may carry and that are not parameters (the causal mask).
-_HF_MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward
@@ -70,6 +67,14 @@ def param_shapes(config: GPTConfig) -> dict:
     return shapes
 
 
+def num_params(config: GPTConfig) -> int:
+    """The number of parameters of param_shapes(config), counted without listing them."""
+    V, C, L = config.vocab_size, config.n_embd, config.n_layer
+    per_block = 2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * 4 * C + 4 * C + 4 * C * C + C
+    biases = L * (C + 3 * C + C + C + 4 * C + C) + C  # ln_1, c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj; ln_f
+    return V * C + config.block_size * C + L * per_block + 2 * C - (0 if config.bias else biases)
+
+
 def init_params(config: GPTConfig, seed: int = 0, dtype=np.float32) -> dict:
     """GPT-2's initialisation: weights N(0, 0.02), the two residual projections of each block
     N(0, 0.02 / sqrt(2 L)) so the residual stream's variance does not grow with depth,
@@ -111,6 +116,8 @@ class GPT:
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.config = config
         self.dtype = np.dtype(dtype)
+        runtime.check_memory(num_params(config) * self.dtype.itemsize, f"a model of {num_params(config):,} parameters",
+                             "make it smaller (n_layer, n_embd, block_size, vocab_size)")
         self.params = init_params(config, seed, self.dtype)
         self.backend = backends.resolve(backend)  # whose kernels compute the ops (minigpt/backends)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
@@ -239,42 +246,37 @@ class GPT:
 
     @classmethod
     def from_pretrained(cls, directory, dtype=None, backend: str = "numpy") -> "GPT":
-        """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors) or a minigpt
-        checkpoint, in evaluation mode (no dropout) as transformers returns it; see minigpt/hf.py.
-        Its tokenizer: minigpt.hf.load(directory)."""
-        from minigpt import hf
-
-        return hf.load(directory, dtype, backend)[0].eval()
+        """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors, or its shards) or a
+        minigpt checkpoint, in evaluation mode (no dropout) as transformers returns it. Its tokenizer:
+        minigpt.data.load_tokenizer(directory). The format: minigpt/hf.py."""
+        config, weights, _ = hf.read(directory, dtype)
+        model = cls(config, dtype=weights["transformer.wte.weight"].dtype, backend=backend)
+        model.load_state_dict(weights)
+        return model.eval()
 
     def save_pretrained(self, directory, tokenizer=None) -> None:
         """Write a directory that transformers' GPT2LMHeadModel.from_pretrained (and, with a tokenizer,
-        GPT2TokenizerFast.from_pretrained) reads; see minigpt/hf.py."""
-        from minigpt import hf
-
-        hf.save(self, directory, tokenizer)
+        GPT2TokenizerFast.from_pretrained) reads, as float32; see minigpt/hf.py."""
+        hf.write(directory, self.config, self.params, tokenizer)
 
     def state_dict(self) -> dict:
         """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""
         return {name: p.copy() for name, p in self.params.items()}
 
     def load_state_dict(self, state_dict) -> None:
-        """Replace every parameter with the arrays of `state_dict`, after checking all of them.
-
-        Names, shapes and dtypes must match `params` exactly (nothing is cast or reshaped). Accepted
-        and skipped: Hugging Face's causal-mask buffers (`*.attn.bias`, `*.attn.masked_bias`) and
-        `lm_head.weight` when it equals `transformer.wte.weight` (the tied head). Any error leaves
-        the model unchanged.
-        """
-        arrays = {}
-        for name, value in state_dict.items():
-            if name.endswith(_HF_MASK_BUFFERS):
-                continue  # the causal mask, which minigpt builds on the fly
-            arrays[name] = np.asarray(value)  # also takes CPU torch tensors
-        head = arrays.pop("lm_head.weight", None)
+        """Replace every parameter with the arrays of `state_dict`, after checking all of them: names, shapes
+        and dtypes must match `params` exactly (nothing is cast or reshaped) and every value must be finite. Any
+        error leaves the model unchanged. A Hugging Face state dict (with `lm_head.weight` and the causal-mask
+        buffers) goes through minigpt.hf.to_minigpt first."""
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"state_dict must be a dict of parameter name -> array, got {type(state_dict).__name__}")
+        arrays = {name: np.asarray(value) for name, value in state_dict.items()}  # also takes CPU torch tensors
         missing = [name for name in self.params if name not in arrays]
         unexpected = [name for name in arrays if name not in self.params]
         if unexpected:
-            hint = " (this model has bias=False)" if unexpected[0].endswith(".bias") and not self.config.bias else ""
+            hint = (" (this model has bias=False)" if unexpected[0].endswith(".bias") and not self.config.bias else
+                    "; a Hugging Face state dict: convert it with minigpt.hf.to_minigpt" if unexpected[0] == "lm_head.weight"
+                    or unexpected[0].endswith(hf.MASK_BUFFERS) else "")
             raise ValueError(f"unexpected parameter {unexpected[0]!r} in the state dict{hint}")
         if missing:
             raise ValueError(f"parameter {missing[0]!r} is missing from the state dict")
@@ -289,7 +291,5 @@ class GPT:
                 )
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"parameter {name!r} contains NaN or infinite values")
-        if head is not None and not np.array_equal(head, arrays["transformer.wte.weight"]):
-            raise ValueError("lm_head.weight differs from transformer.wte.weight; minigpt's LM head is tied to wte")
         for name, a in arrays.items():
             np.copyto(self.params[name], a)

@@ -92,11 +92,21 @@ def get_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, deca
 # --8<-- [end:get_lr]
 
 
+def sum_of_squares(g: np.ndarray) -> float:
+    """sum(g**2), a BLAS dot product; again in float64 where float32 overflowed (entries past 1.8e19), so that a
+    huge gradient is clipped like any other rather than becoming an infinite norm."""
+    flat = g.reshape(-1)
+    s = float(np.dot(flat, flat))
+    if math.isinf(s) and g.dtype == np.float32 and np.isfinite(g).all():
+        s = float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+    return s
+
+
 # --8<-- [start:clip]
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """Scale all gradients together so that their global L2 norm is at most max_norm (0: no clipping),
     as torch.nn.utils.clip_grad_norm_ does. Returns the norm before clipping."""
-    total = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads.values()))  # sums of squares
+    total = math.sqrt(sum(sum_of_squares(g) for g in grads.values()))
     if max_norm > 0:
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:

@@ -1,22 +1,20 @@
 """`minigpt plot RUN_DIR`: the training and validation loss curves of a run, from its log.jsonl."""
 
-import json
 from pathlib import Path
 
 
 def read_log(run_dir) -> list:
-    path = Path(run_dir) / "log.jsonl"
+    """The records of a run's log.jsonl (a line being written by a running run is left out)."""
+    from minigpt.checkpoint import LOG, parse_log
+
+    path = Path(run_dir) / LOG
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; give the --out-dir of a training run")
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"{path} line {n} is not JSON") from None
+    records = [record for _, record in parse_log(path)[0]]
     if not records:
         raise ValueError(f"{path} is empty: the run has not logged a step yet")
+    if not all(isinstance(r.get("loss"), (int, float)) for r in records):
+        raise ValueError(f"{path} has records without a 'loss'; it is not a minigpt training log")
     return records
 
 

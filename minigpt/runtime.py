@@ -5,14 +5,12 @@
 
 Importing minigpt changes nothing in the process; this call changes, for the whole process:
 
-- threads: one count N (default: every core this process may use) for every pool minigpt uses: BLAS (NumPy's
-  matmuls, the numpy and numba backends), numba's parallel loops and the C kernels' OpenMP threads. The ops run one
-  after another, so each pool may use all N cores in turn; more threads than cores only make the pools fight.
-  numba runs its parallel loops on its own thread pool (workqueue), whose threads sleep when idle: they would
-  otherwise take the cores that OpenBLAS's threads, busy-waiting between matmuls, are using. Until this call the
-  numba kernels run on the calling thread only (minigpt/backends/numba). The C kernels' OpenMP threads keep
-  OpenMP's own default: they wait busy for a few milliseconds after a parallel loop, so that the next one starts at
-  once, and then sleep.
+- threads: one count N (default: $MINIGPT_THREADS, else every core this process may use) for both pools minigpt
+  uses: BLAS (NumPy's matmuls, the numpy and numba backends) and the C kernels' OpenMP threads. The ops run one after
+  another, so each pool may use all N cores in turn; more threads than cores only make the pools fight. The C
+  kernels' OpenMP threads keep OpenMP's own default: they wait busy for a few milliseconds after a parallel loop, so
+  that the next one starts at once, and then sleep. (numba's kernels run on the calling thread:
+  minigpt/backends/numba.)
 - memory: glibc's malloc takes every allocation of 128 KB or more straight from the kernel (mmap) and gives it back
   when freed (munmap). A training step allocates the same large arrays every time, so every step the kernel would
   map fresh pages and zero them before NumPy could write a byte (twice the time of a recipe matmul on the machine
@@ -31,7 +29,6 @@ import sys
 from threadpoolctl import threadpool_limits
 
 _threads = None  # the count set_threads() set, applied to a pool that loads later (minigpt.backends)
-_configured = False  # configure() was called: idle threads sleep, so kernels may run in parallel
 
 M_TRIM_THRESHOLD = -1  # mallopt's parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
@@ -45,26 +42,27 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads() -> int:
+    """The thread count when none is given: $MINIGPT_THREADS if set (e.g. 1 per process when several share the
+    machine), else every core this process may use."""
+    value = os.environ.get("MINIGPT_THREADS", "")
+    if not value:
+        return available_cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MINIGPT_THREADS={value!r} must be a positive integer")
+    return int(value)
+
+
 def configure(threads: int | None = None) -> int:
     """Apply minigpt's process-wide settings (above); return the thread count."""
-    global _configured
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # read by numba when it loads
-    if sys.modules.get("numba") is not None and not _numba_parallel_started():  # loaded already, its threads not yet
-        sys.modules["numba"].config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
     keep_freed_memory()
-    _configured = True
     return set_threads(threads)
 
 
-def parallel_threads() -> int:
-    """The threads a kernel may run its loops on: 1 until configure() has made idle threads sleep."""
-    return _threads if _configured and _threads is not None else 1
-
-
 def set_threads(n: int | None = None) -> int:
-    """Use n threads (default: every core this process may run on) in BLAS, numba and the C kernels' OpenMP."""
+    """Use n threads (default: default_threads()) in BLAS and the C kernels' OpenMP."""
     global _threads
-    n = available_cores() if n is None else n
+    n = default_threads() if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     _threads = n
@@ -73,23 +71,17 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def threads() -> int | None:
+    """The count set_threads() set, or None before it was called."""
+    return _threads
+
+
 def apply_threads() -> None:
-    """Give the pools loaded since set_threads() (numba, the C kernels) its thread count; the backends call this."""
+    """Give the pool loaded since set_threads() (the C kernels') its thread count; the backends call this."""
     if _threads is None:
         return
-    if sys.modules.get("numba") is not None:
-        import numba
-
-        numba.set_num_threads(min(_threads, numba.config.NUMBA_NUM_THREADS))
     if "minigpt.backends.c" in sys.modules and sys.modules["minigpt.backends.c"]._lib is not None:
         sys.modules["minigpt.backends.c"]._lib.minigpt_set_threads(_threads)
-
-
-def _numba_parallel_started() -> bool:
-    """Whether numba has started its thread pool (its threading layer can no longer change)."""
-    from numba.np.ufunc import parallel
-
-    return parallel._is_initialized
 
 
 def keep_freed_memory() -> bool:
@@ -101,3 +93,36 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still hand out without swapping (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(need: int, what: str, fix: str) -> None:
+    """Refuse, before allocating anything, `what` that needs `need` bytes when the machine has fewer available:
+    one line that says how much it would take, how much there is, and `fix`. (Otherwise the allocation fails
+    with a MemoryError deep inside NumPy, or the machine swaps until it stops.)"""
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"{what} would need about {format_bytes(need)} of memory and this machine has "
+                          f"{format_bytes(have)} available; {fix}")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} EB"  # pragma: no cover

@@ -1,5 +1,7 @@
 """Input checks shared by the ops and the model. Each raises a ValueError that says what is wrong and where."""
 
+import json
+
 import numpy as np
 
 
@@ -57,3 +59,44 @@ def check_same_dtype(op: str, **arrays) -> np.dtype:
         elif a.dtype != dtype:
             raise ValueError(f"{op}: {name} is {a.dtype} but {first} is {dtype}; give every array the same dtype")
     return dtype
+
+
+# --- files: parsed and checked where they enter, with one line that names the file -------------------------
+
+def read_json(path) -> object:
+    """The JSON in the file at path, or an error that names the file: missing, not UTF-8, not JSON."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); the file is damaged") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); the file is damaged") from None
+
+
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+
+
+def check_object(value, where, fields: dict) -> dict:
+    """value must be a JSON object (dict) whose keys in `fields` hold the given kind: a type, or a tuple of types
+    (a float field takes an integer too); None in the tuple lets the key be missing or null. Returns value."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must hold a JSON object, not {type(value).__name__}; the file is damaged")
+    for key, kinds in fields.items():
+        kinds = tuple(type(None) if k is None else k for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+        if key not in value:
+            if type(None) in kinds:
+                continue
+            raise ValueError(f"{where} has no {key!r}; the file is damaged or not minigpt's")
+        v = value[key]
+        ok = any(v is None if k is type(None) else
+                 isinstance(v, k) and not (isinstance(v, bool) and k in (int, float)) or (k is float and type(v) is int)
+                 for k in kinds)
+        if not ok:
+            words = " or ".join("null" if k is type(None) else KINDS.get(k, k.__name__) for k in kinds)
+            raise ValueError(f"{where}: {key!r} must be {words}, got {v!r:.60}; the file is damaged")
+    return value

@@ -8,6 +8,10 @@ from hypothesis import HealthCheck, settings
 from minigpt import runtime
 from minigpt.data.text import cache_dir
 
+# Under pytest-xdist (the default: -n 2 in pyproject.toml) the workers share the cores: one thread each, also in the
+# processes they start. Tests of threading ask for their threads explicitly.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("MINIGPT_THREADS", "1")
 # the settings the `minigpt` command applies (threads, memory), through the same explicit call
 runtime.configure()
 

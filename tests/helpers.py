@@ -1,6 +1,10 @@
-"""What several test modules share: a made-up text, a tiny training recipe, reading a run's log."""
+"""What several test modules share: a made-up text, a tiny training recipe, reading a run's log, running the
+command (in this process or in a new one) and reading its one-line errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -39,3 +43,38 @@ def read_log(out_dir):
 
 def without_timing(records):
     return [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in records]
+
+
+def minigpt(*args, fault=None, env=None, wait=True, cwd=None):
+    """`minigpt ARGS` in a new process, as a user runs it; with fault, killed at that step of the checkpoint protocol
+    (minigpt/checkpoint.py). wait=False: the Popen, its output piped."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    env.pop("MINIGPT_FAULT", None)
+    if fault is not None:
+        env["MINIGPT_FAULT"] = fault
+    command = [sys.executable, "-m", "minigpt.cli", *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def cli(capsys, *args):
+    """`minigpt ARGS` in this process: its exit status and what it wrote to stderr."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's usage errors (2) and --help (0)
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def error_line(stderr: str, *fragments) -> str:
+    """The one error line of a failed command's stderr (notices, which do not start with "minigpt", may come
+    before it): never a traceback, never an internal error, and holding each of fragments."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("minigpt")]
+    assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), stderr
+    assert "internal error" not in lines[0], lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt.data import AddTask, CharTokenizer, SortTask, TextDataset
+from minigpt.data import AddTask, CharTokenizer, SortTask, TextDataset, tokenizer_from_dict
 from minigpt.data import text as text_module
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
@@ -42,9 +43,9 @@ def test_decode_rejects_ids_outside_the_vocabulary():
 
 def test_json_round_trip():
     tok = CharTokenizer.from_text("To be, or not to be\n")
-    assert CharTokenizer.from_json(tok.to_json()) == tok
-    with pytest.raises(ValueError, match="not a character tokenizer"):
-        CharTokenizer.from_json('{"type": "bpe"}')
+    assert tokenizer_from_dict(json.loads(tok.to_json())) == tok
+    with pytest.raises(ValueError, match="tokenizer.json has no 'chars'"):
+        CharTokenizer.from_dict({"type": "char"})
 
 
 # --- finding the text -------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ def test_sharded_weights_load(transformers, tmp_path):
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
     assert GPT.from_pretrained(tmp_path).config.n_layer == 2
+    from minigpt import checkpoint  # what `minigpt sample --init-from` and `train --init-from` read
+
+    assert checkpoint.read(checkpoint.resolve(tmp_path)).config.n_layer == 2
 
 
 @pytest.mark.parametrize(
@@ -176,14 +179,106 @@ def test_the_command_line_exports_llmc_files(tmp_path):
     assert llmc.load(tmp_path / "m.bin").config.n_embd == 16
 
 
-def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike(tmp_path, transformers):
+def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_and_minigpt_reads_back(
+        tmp_path, transformers, capsys):
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
     assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
     from minigpt import checkpoint
+    from minigpt.data import CharTokenizer, load_tokenizer
 
-    _, tokenizer = checkpoint.load_model(checkpoint.resolve(tmp_path / "run"))
+    model, tokenizer = checkpoint.load_model(checkpoint.resolve(tmp_path / "run"))
     hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
     sample = "the king and the queen"
     assert hf_tok.encode(sample) == tokenizer.encode(sample).tolist()
-    assert hf.config_from_hf(json.loads((tmp_path / "hf" / "config.json").read_text())).n_embd == 16
+    assert hf.read_config(tmp_path / "hf" / "config.json").n_embd == 16
+    # and minigpt reads its own export: the same characters, the same weights, everything that takes a directory
+    assert isinstance(load_tokenizer(tmp_path / "hf"), CharTokenizer) and load_tokenizer(tmp_path / "hf") == tokenizer
+    back = GPT.from_pretrained(tmp_path / "hf")
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(back.params[name], p)
+    capsys.readouterr()
+    assert main(["sample", "--init-from", str(tmp_path / "hf"), "--max-new-tokens", "20", "--seed", "3"]) == 0
+    from_export = capsys.readouterr().out
+    assert main(["sample", "--out-dir", str(tmp_path / "run"), "--max-new-tokens", "20", "--seed", "3"]) == 0
+    assert from_export == capsys.readouterr().out and len(from_export) == 22
+    assert main(["train", "--data", str(text), "--init-from", str(tmp_path / "hf"), "--out-dir", str(tmp_path / "ft"),
+                 "--max-iters", "2", "--batch-size", "4", "--eval-iters", "1"]) == 0
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16"])
+def test_half_precision_weights_are_widened_to_float32(model, tmp_path, dtype):
+    """Hugging Face directories often ship BF16 or F16 weights; NumPy computes in float32."""
+    model.save_pretrained(tmp_path)
+    weights = {name: p.astype(np.float32) for name, p in model.params.items()}
+    if dtype == "F16":
+        half = {name: w.astype(np.float16) for name, w in weights.items()}
+        expected = {name: h.astype(np.float32) for name, h in half.items()}
+    else:  # bfloat16: the high 16 bits of a float32 (truncated here; the reader must put them back in place)
+        half = {name: (w.view(np.uint32) >> 16).astype(np.uint16) for name, w in weights.items()}
+        expected = {name: (h.astype(np.uint32) << 16).view(np.float32) for name, h in half.items()}
+    write_with_dtype(tmp_path / "model.safetensors", half, dtype)
+    loaded = GPT.from_pretrained(tmp_path)
+    assert loaded.dtype == np.float32
+    for name, e in expected.items():
+        np.testing.assert_array_equal(loaded.params[name], e)
+        assert np.abs(loaded.params[name] - weights[name]).max() <= np.abs(weights[name]).max() * 2**-7
+
+
+def write_with_dtype(path, arrays, dtype):
+    """A safetensors file whose arrays are stored as `dtype` (the library writes BF16 only from torch)."""
+    header, offset, body = {}, 0, b""
+    for name, a in arrays.items():
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        body += a.tobytes()
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + body)
+
+
+@pytest.mark.parametrize("config, message", [
+    ("null", "config.json must hold a JSON object, not NoneType"),
+    ("[1, 2]", "config.json must hold a JSON object, not list"),
+    ('{"n_layer": 2}', "config.json has no 'vocab_size'"),
+    ("CONFIG+layer_norm_epsilon", "'layer_norm_epsilon' must be a number or null, got '1e-5'"),
+    ("CONFIG+n_layer", "config.json says n_layer 1000000000 but the weights hold 2 blocks"),
+    ("{", "config.json is not valid JSON"),
+])
+def test_a_damaged_config_json_is_named_in_one_line(model, tmp_path, config, message):
+    model.save_pretrained(tmp_path / "hf")
+    good = json.loads((tmp_path / "hf" / "config.json").read_text())
+    if config == "CONFIG+layer_norm_epsilon":
+        config = json.dumps({**good, "layer_norm_epsilon": "1e-5"})
+    elif config == "CONFIG+n_layer":
+        config = json.dumps({**good, "n_layer": 10**9})
+    (tmp_path / "hf" / "config.json").write_text(config)
+    with pytest.raises(ValueError) as e:
+        GPT.from_pretrained(tmp_path / "hf")
+    assert message in str(e.value) and str(tmp_path / "hf") in str(e.value)
+
+
+def test_exports_never_overwrite_and_never_write_into_a_run(tmp_path, capsys):
+    text = make_text(tmp_path / "t.txt", seed=0)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(text), "--out-dir", str(run), "--max-iters", "3", "--dtype", "float64", *TINY]) == 0
+    ckpt = run / json.loads((run / "checkpoints.json").read_text())["latest"]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for target in ([ "--hf", str(run)], ["--hf", str(ckpt)], ["--hf", str(run / "hf")], ["--llmc", str(ckpt / "m.bin")]):
+        assert main(["export", "--out-dir", str(run), *target, "--force"]) == 1
+        assert "is inside the run directory" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # the float64 run still resumes
+    (tmp_path / "m.bin").write_bytes(b"mine")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    assert main(["export", "--out-dir", str(run), "--llmc", str(tmp_path / "m.bin")]) == 1
+    assert "exists; choose another name, or give --force" in capsys.readouterr().err
+    assert main(["export", "--out-dir", str(run), "--hf", str(tmp_path / "full")]) == 1
+    assert "is not empty; choose a new directory, or give --force" in capsys.readouterr().err
+    assert (tmp_path / "m.bin").read_bytes() == b"mine" and sorted(p.name for p in (tmp_path / "full").iterdir()) == ["notes.txt"]
+    assert main(["export", "--out-dir", str(run), "--llmc", str(tmp_path / "m.bin"), "--force"]) == 0
+    assert main(["export", "--out-dir", str(run), "--hf", str(tmp_path / "full"), "--force"]) == 0
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"  # --force writes its files, and leaves the others
+    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16 and GPT.from_pretrained(tmp_path / "full").config.n_embd == 16
+    train_again = ["train", "--resume", "--out-dir", str(run), "--max-iters", "4"]
+    assert main(train_again) == 0

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minigpt import GPT, GPTConfig
+from minigpt import GPT, GPTConfig, hf
 from minigpt.gradcheck import check_model
 from strategies import gpt_configs
 from tolerances import GRAD_RTOL, INIT_MEAN_SIGMAS, INIT_STD_RTOL, UNTRAINED_LOSS_RTOL
@@ -244,12 +244,22 @@ class TestLoadStateDict:
         sd["transformer.wte.weight"][:] = 0.0
         assert np.any(model.params["transformer.wte.weight"] != 0.0)
 
-    def test_tied_head_and_mask_buffers_are_accepted(self):
+    def test_a_hugging_face_state_dict_loads_through_to_minigpt(self):
         model = GPT(TINY)
-        sd = model.state_dict()
-        sd["lm_head.weight"] = sd["transformer.wte.weight"].copy()
+        sd = GPT(TINY, seed=5).state_dict()
+        sd["lm_head.weight"] = sd["transformer.wte.weight"].copy()  # the tied head, and the causal mask
         sd["transformer.h.0.attn.bias"] = np.tril(np.ones((1, 1, 8, 8), dtype=bool))
-        model.load_state_dict(sd)
+        with pytest.raises(ValueError, match="unexpected parameter .* convert it with minigpt.hf.to_minigpt"):
+            model.load_state_dict(sd)
+        model.load_state_dict(hf.to_minigpt(sd))
+        np.testing.assert_array_equal(model.params["transformer.wte.weight"], sd["transformer.wte.weight"])
+        sd["lm_head.weight"] = np.zeros((11, 6), np.float32)
+        with pytest.raises(ValueError, match="lm_head.weight differs from transformer.wte.weight"):
+            hf.to_minigpt(sd)
+
+    def test_a_state_dict_must_be_a_dict(self):
+        with pytest.raises(ValueError, match="state_dict must be a dict of parameter name -> array, got NoneType"):
+            GPT(TINY).load_state_dict(None)
 
     @pytest.mark.parametrize(
         "edit, message",
@@ -263,8 +273,6 @@ class TestLoadStateDict:
              "parameter 'transformer.ln_f.weight' has dtype float64, expected float32"),
             (lambda sd: sd.update({"transformer.ln_f.bias": np.full(6, np.nan, np.float32)}),
              "parameter 'transformer.ln_f.bias' contains NaN or infinite values"),
-            (lambda sd: sd.update({"lm_head.weight": np.zeros((11, 6), np.float32)}),
-             "lm_head.weight differs from transformer.wte.weight"),
         ],
     )
     def test_bad_state_dict_names_the_offender_and_changes_nothing(self, edit, message):

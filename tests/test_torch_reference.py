@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig
+from minigpt.hf import to_minigpt
 from minigpt.ops import attention, cross_entropy, gelu, layernorm
 from tolerances import TORCH_RTOL_FLOAT32, TORCH_RTOL_FLOAT64
 
@@ -104,7 +105,7 @@ def test_a_gpt2lmheadmodel_state_dict_loads_and_gives_the_same_logits(torch, tra
     cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=8)
     hf = hf_model(transformers, torch, cfg, np.float32)  # Hugging Face's own initialisation
     ours = GPT(cfg, seed=0)
-    ours.load_state_dict(hf.state_dict())  # with lm_head.weight, the tied copy of wte
+    ours.load_state_dict(to_minigpt(hf.state_dict()))  # with lm_head.weight, the tied copy of wte
     idx = np.random.default_rng(0).integers(0, 50, size=(2, 16))
     with torch.no_grad():
         hf_logits = hf(torch.from_numpy(idx)).logits.numpy()

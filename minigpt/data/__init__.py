@@ -1,21 +1,58 @@
-"""Data: the tokenizers (characters, byte-level BPE), text datasets (Tiny Shakespeare by default) and
-synthetic tasks."""
+"""Data: the tokenizers (characters, byte-level BPE) and how they are saved, text datasets (Tiny Shakespeare by
+default) and synthetic tasks."""
 
-import json
+from pathlib import Path
 
-from minigpt.data.bpe import BPETokenizer
+from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, BPETokenizer, check_vocab, read_text
 from minigpt.data.chars import CharTokenizer
 from minigpt.data.tasks import AddTask, SortTask
 from minigpt.data.text import TextDataset
+from minigpt.validate import check_object, read_json
 
-__all__ = ["AddTask", "BPETokenizer", "CharTokenizer", "SortTask", "TextDataset", "tokenizer_from_json"]
+__all__ = ["AddTask", "BPETokenizer", "CharTokenizer", "SortTask", "TextDataset", "load_tokenizer", "tokenizer_from_dict"]
 
 
-def tokenizer_from_json(text: str):
-    """A tokenizer saved with to_json (a checkpoint's tokenizer.json): characters or byte-level BPE."""
-    kind = json.loads(text).get("type")
-    if kind == "char":
-        return CharTokenizer.from_json(text)
-    if kind == "bpe":
-        return BPETokenizer.from_json(text)
-    raise ValueError(f"unknown tokenizer type {kind!r}; expected \"char\" or \"bpe\"")
+def tokenizer_from_dict(d, where: str = "tokenizer.json"):
+    """A tokenizer from to_json's object (a checkpoint's tokenizer.json): characters or byte-level BPE."""
+    check_object(d, where, {"type": str})
+    if d["type"] == "char":
+        return CharTokenizer.from_dict(d, where)
+    if d["type"] == "bpe":
+        return BPETokenizer.from_dict(d, where)
+    raise ValueError(f"{where}: unknown tokenizer type {d['type']!r} (minigpt writes \"char\" or \"bpe\")")
+
+
+def load_tokenizer(directory):
+    """The tokenizer saved in a directory, or None if there is none: minigpt's tokenizer.json (a checkpoint, or
+    `minigpt tokenizer train`), or GPT-2's vocab.json and merges.txt (a Hugging Face directory). A vocab.json of
+    single bytes without merges is a character vocabulary, as `minigpt export --hf` writes a character model's."""
+    directory = Path(directory)
+    own = directory / "tokenizer.json"
+    if own.is_file():
+        d = read_json(own)
+        if not (isinstance(d, dict) and "model" in d and "type" not in d):  # else Hugging Face's fast-tokenizer file
+            return tokenizer_from_dict(d, str(own))
+    vocab_json, merges_txt = directory / "vocab.json", directory / "merges.txt"
+    if not (vocab_json.is_file() and merges_txt.is_file()):
+        return None
+    merges = [line for line in read_text(merges_txt).splitlines() if line.strip() and not line.startswith("#version")]
+    vocab = check_vocab(read_json(vocab_json), vocab_json)
+    if not merges and len(vocab) < 256:
+        return char_vocabulary(vocab, vocab_json)
+    return BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
+
+
+def char_vocabulary(vocab: dict, where) -> CharTokenizer:
+    """The character tokenizer of a vocab.json of single bytes, ids 0..n-1 in the characters' order (the reverse of
+    minigpt.hf.write_char_vocab)."""
+    order = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in order] != list(range(len(order))) or not all(len(t) == 1 and t in CHAR_TO_BYTE for t in order):
+        raise ValueError(f"{where} is neither a byte-level BPE vocabulary (it has no merges and not all 256 bytes) "
+                         f"nor a character vocabulary minigpt reads (single bytes, ids 0..n-1 in order)")
+    try:
+        return CharTokenizer("".join(chr(CHAR_TO_BYTE[t]) for t in order))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+assert all(BYTE_TO_CHAR[CHAR_TO_BYTE[c]] == c for c in CHAR_TO_BYTE)  # the two maps are each other's inverse

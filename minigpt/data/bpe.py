@@ -23,6 +23,8 @@ from pathlib import Path
 
 import regex
 
+from minigpt.validate import check_object, read_json
+
 # GPT-2's pre-split, as tiktoken writes it for r50k_base, and the one of cl100k_base (GPT-3.5/4)
 PATTERNS = {
     "r50k": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
@@ -47,6 +49,22 @@ def bytes_to_unicode() -> dict:
 
 BYTE_TO_CHAR = bytes_to_unicode()
 CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
+
+
+def check_vocab(vocab, where) -> dict:
+    """A vocab.json's object: token (GPT-2's printable form of its bytes) -> id, every id distinct."""
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in vocab.values()):
+        raise ValueError(f"{where} must map each token to a non-negative integer id; the file is damaged")
+    if len(set(vocab.values())) != len(vocab):
+        raise ValueError(f"{where} gives two tokens the same id; the file is damaged")
+    return vocab
+
+
+def read_text(path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); the file is damaged") from None
 
 
 # --8<-- [start:merge]
@@ -276,10 +294,10 @@ class BPETokenizer:
         """Hugging Face / OpenAI GPT-2 files. A vocab.json entry that is neither a byte nor made by a merge of
         merges.txt (such as <|endoftext|>) is a special token. Merge order must agree with the ids: a token
         made by a later merge has a larger id, as in GPT-2's own files."""
-        vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+        vocab = check_vocab(read_json(vocab_json), vocab_json)
         to_bytes = lambda s: bytes(CHAR_TO_BYTE[c] for c in s)  # noqa: E731
         made = {"".join(BYTE_TO_CHAR[b]) for b in range(256)}
-        for n, line in enumerate(Path(merges_txt).read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(read_text(merges_txt).splitlines(), start=1):
             if line.startswith("#version") or not line.strip():
                 continue
             parts = line.split(" ")
@@ -292,7 +310,10 @@ class BPETokenizer:
                 ranks[to_bytes(token)] = i
             else:
                 special[token] = i
-        return cls(ranks, "r50k", special)
+        try:
+            return cls(ranks, "r50k", special)
+        except ValueError as e:
+            raise ValueError(f"{vocab_json}: {e}") from None
 
     # --- identity ---------------------------------------------------------------------------------
 
@@ -310,12 +331,18 @@ class BPETokenizer:
                            "special_tokens": self.special_tokens})
 
     @classmethod
-    def from_json(cls, text: str) -> "BPETokenizer":
-        d = json.loads(text)
-        if d.get("type") != "bpe":
-            raise ValueError("not a BPE tokenizer: expected {\"type\": \"bpe\", ...}")
-        ranks = {base64.b64decode(t): i for t, i in zip(d["ranks"], d["ids"])}
-        return cls(ranks, d["pattern"], d["special_tokens"])
+    def from_dict(cls, d: dict, where: str = "tokenizer.json") -> "BPETokenizer":
+        """From to_json's object, checked (minigpt.data.load_tokenizer reads it from a file)."""
+        check_object(d, where, {"type": str, "pattern": str, "ranks": list, "ids": list, "special_tokens": dict})
+        if len(d["ranks"]) != len(d["ids"]) or not all(isinstance(t, str) for t in d["ranks"]) \
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in d["ids"]) \
+                or not all(isinstance(s, str) and isinstance(i, int) and i >= 0 for s, i in d["special_tokens"].items()):
+            raise ValueError(f"{where}: its ranks, ids and special tokens do not match up; the file is damaged")
+        try:
+            ranks = {base64.b64decode(t, validate=True): i for t, i in zip(d["ranks"], d["ids"])}
+            return cls(ranks, d["pattern"], d["special_tokens"])
+        except (ValueError, regex.error) as e:  # (binascii.Error is a ValueError)
+            raise ValueError(f"{where}: {e}") from None
 
     def __eq__(self, other):
         return isinstance(other, BPETokenizer) and other.fingerprint() == self.fingerprint()

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from minigpt.validate import check_object
+
 
 class CharTokenizer:
     """
@@ -64,11 +66,13 @@ class CharTokenizer:
         return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "CharTokenizer":
-        d = json.loads(text)
-        if d.get("type") != "char" or not isinstance(d.get("chars"), str):
-            raise ValueError("not a character tokenizer: expected {\"type\": \"char\", \"chars\": \"...\"}")
-        return cls(d["chars"])
+    def from_dict(cls, d: dict, where: str = "tokenizer.json") -> "CharTokenizer":
+        """From to_json's object, checked (minigpt.data.load_tokenizer reads it from a file)."""
+        check_object(d, where, {"type": str, "chars": str})
+        try:
+            return cls(d["chars"])
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def __eq__(self, other):
         return isinstance(other, CharTokenizer) and other.chars == self.chars

@@ -18,6 +18,7 @@ import numpy as np
 
 from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
+from minigpt.validate import read_json
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -81,7 +82,7 @@ def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> B
     reused for the same text and size."""
     path = cache_dir() / "bpe" / f"{hashlib.sha256(raw).hexdigest()[:16]}-{vocab_size}.json"
     if path.is_file():
-        return BPETokenizer.from_json(path.read_text())
+        return BPETokenizer.from_dict(read_json(path), path)
     tokenizer = BPETokenizer.train(text, vocab_size, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
@@ -95,8 +96,9 @@ class TextDataset:
     for vocabularies past 65,536), stored once in the cache directory next to tokenizer.json and
     reused on the next run."""
 
-    def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer, source: Path):
+    def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer, source: Path, identity: dict | None = None):
         self.train, self.val, self.tokenizer, self.source = train, val, tokenizer, source
+        self.identity = identity  # the text file's size and SHA-256, saved with a run that trains on it
 
     @property
     def vocab_size(self) -> int:
@@ -116,16 +118,18 @@ class TextDataset:
             raise ValueError(f"data file {source} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
         if tokenizer is None:
             tokenizer = bpe_for(text, raw, vocab_size, progress) if kind == "bpe" else CharTokenizer.from_text(text)
-        text_hash = hashlib.sha256(raw).hexdigest()[:16]
+        identity = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        text_hash = identity["sha256"][:16]
         vocab_hash = tokenizer.fingerprint()[:8]
         prepared = cache_dir() / "data" / f"{source.stem}-{text_hash}-{vocab_hash}"
-        if not (prepared / "meta.json").is_file():
+        meta = read_prepared(prepared)
+        if meta is None:  # not there yet, or damaged (it is only a cache): made again
+            shutil.rmtree(prepared, ignore_errors=True)
             prepare(text, tokenizer, prepared)
-        meta = json.loads((prepared / "meta.json").read_text())
-        dtype = np.dtype(meta["dtype"])
-        train = np.memmap(prepared / "train.bin", dtype=dtype, mode="r")
-        val = np.memmap(prepared / "val.bin", dtype=dtype, mode="r")
-        return cls(train, val, tokenizer, source)
+            meta = read_prepared(prepared)
+        tokens = lambda split: np.memmap(prepared / f"{split}.bin", dtype=meta["dtype"], mode="r") \
+            if meta[f"{split}_tokens"] else np.zeros(0, meta["dtype"])  # noqa: E731  (mmap refuses an empty file)
+        return cls(tokens("train"), tokens("val"), tokenizer, source, identity)
 
     def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
         """B random windows of T + 1 consecutive tokens: x (B, T) the inputs, y (B, T) the next tokens."""
@@ -139,6 +143,18 @@ class TextDataset:
         x = np.stack([data[i:i + block_size] for i in ix]).astype(np.int64)  # (B, T)
         y = np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64)  # (B, T)
         return x, y
+
+
+def read_prepared(prepared: Path) -> dict | None:
+    """meta.json of a tokenized text in the cache, if it is there and agrees with its token files; else None."""
+    try:
+        meta = json.loads((prepared / "meta.json").read_text())
+        itemsize = {"uint16": 2, "uint32": 4}[meta["dtype"]]
+        if all((prepared / f"{split}.bin").stat().st_size == itemsize * meta[f"{split}_tokens"] for split in ("train", "val")):
+            return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def encode_text(tokenizer, text: str) -> np.ndarray:

@@ -1,16 +1,20 @@
 """numba kernels for every op but the matmuls (which stay with NumPy's BLAS): each makes one pass over
-memory, or two, where the NumPy reference makes several, and runs its outer loop in parallel when the work
-is large enough. Every kernel has the reference kernel's name and arguments (minigpt/backends/__init__.py),
-writes into arrays its Python wrapper allocates, and uses the names of docs/. docs/kernels.md explains each;
-tests/test_backends.py proves each equal to the reference.
+memory, or two, where the NumPy reference makes several. Every kernel has the reference kernel's name and
+arguments (minigpt/backends/__init__.py), writes into arrays its Python wrapper allocates, and uses the names of
+docs/. docs/kernels.md explains each; tests/test_backends.py proves each equal to the reference.
 
-This file holds what the kernels share: where numba caches them, when they run on one thread, and exp and
-tanh written so that the compiler can vectorise them.
+The kernels run on the calling thread. During a training step NumPy's OpenBLAS keeps its threads busy-waiting
+for about 0.1 s after every matmul (in user space: they never yield), so every other core is taken; a numba
+parallel loop costs about 200 microseconds to start even on one thread, and on GPT-2 small (B=4, T=64) the
+parallel versions of these kernels made no measurable difference to a step (docs/kernels.md). The C backend's
+kernels are the ones threaded, with OpenMP.
+
+This file holds what the kernels share: where numba caches them, and exp and tanh written so that the compiler
+can vectorise them.
 """
 
 import hashlib
 import math
-import types as pytypes
 from pathlib import Path
 
 import numba
@@ -19,7 +23,6 @@ from numba import njit, types
 from numba.core import caching
 from numba.extending import overload
 
-from minigpt import runtime
 from minigpt.data.text import cache_dir
 
 HERE = Path(__file__).resolve().parent
@@ -67,47 +70,10 @@ if CacheLocator not in caching.CacheImpl._locator_classes:
     caching.CacheImpl._locator_classes.insert(0, CacheLocator)
 
 
-# --- threads -----------------------------------------------------------------------------------------------
-# A kernel runs on the calling thread unless its work is large. NumPy's OpenBLAS keeps its threads busy-waiting
-# for about 0.1 s after every matmul (in user space: they never yield), so during a training step every other
-# core is taken; a parallel loop there got half a core more at best, and was slower than the serial one after
-# a matmul on the machine of docs/kernels.md (1.9 vs 1.5 ms for an attention layer of the recipe). Large work
-# (AdamW over GPT-2 small's parameters, say) runs in parallel, once minigpt.runtime.configure() has made numba's
-# idle threads sleep instead of spin.
-
-PARALLEL_MIN_WORK = 1 << 24  # multiply-adds (or the like): a few milliseconds on one core
 # cache=True: compiled once per machine (see CacheLocator). error_model="numpy": a float division by zero gives
 # inf or NaN as in NumPy; numba's default checks every division to raise ZeroDivisionError, and that branch
 # stops the compiler from vectorising the loop around it.
 OPTIONS = dict(cache=True, error_model="numpy")
-
-
-class Loops:
-    """A kernel's loops, compiled twice: as written, on the calling thread, and with the prange loop run in
-    parallel. `loops.threads(work)` says how many threads a call with this much work (multiply-adds or the like)
-    gets: 1 below PARALLEL_MIN_WORK or before minigpt.runtime.configure(); the kernel's wrapper sizes its
-    scratch by it and calls loops(threads, *args). Each kernel's prange loop runs over threads "slots", each
-    with its own scratch (a thread id would do, but numba's is unset in a kernel loaded from its cache)."""
-
-    def __init__(self, py_func):
-        self.serial = njit(**OPTIONS)(py_func)
-        parallel = types_function_copy(py_func, py_func.__name__ + "_parallel")  # its own cache entry
-        self.parallel = njit(parallel=True, **OPTIONS)(parallel)
-
-    @staticmethod
-    def threads(work: int) -> int:
-        return runtime.parallel_threads() if work >= PARALLEL_MIN_WORK else 1
-
-    def __call__(self, threads, *args):
-        return (self.parallel if threads > 1 else self.serial)(*args)
-
-
-def types_function_copy(f, name):
-    """A copy of the function f under another name: numba keys its cache by the function's name, not by how it
-    was compiled, so the parallel compilation of a function needs a name of its own."""
-    copy = pytypes.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
-    copy.__qualname__ = f.__qualname__.replace(f.__name__, name)
-    return copy
 
 
 def check_contiguous(op: str, **arrays) -> None:
@@ -123,13 +89,16 @@ def check_contiguous(op: str, **arrays) -> None:
 # integer nearest x / ln 2 and |r| <= ln 2 / 2, exp(r) a polynomial, and 2^n made by writing n into the
 # exponent bits of a float (2^n = 2^(n-1) * 2 for the largest n, whose bits would read as infinity). Results
 # below the smallest normal float are flushed to 0. Within 2 ulp of the exact value (tests/test_backends.py).
+# They are functions of their own, which LLVM inlines into each kernel's loop before vectorising it: inlined by numba
+# instead (inline="always"), their body was typed again at every use, seconds of compile time per kernel, for the
+# same machine code (benchmarks/profile_step.py).
 
 def exp(x):
     """exp(x) in x's precision, vectorisable (float32 or float64, inside a numba kernel)."""
     return math.exp(x)
 
 
-@njit(inline="always")
+@njit(error_model="numpy")
 def exp_float32(x):
     xc = min(max(x, np.float32(-87.33654)), np.float32(88.72283))  # ln of the smallest normal and largest float32
     t = xc * np.float32(1.4426950408889634) + np.float32(12582912.0)  # adding 1.5 * 2^23 rounds x / ln 2 to n
@@ -151,7 +120,7 @@ def exp_float32(x):
     return np.float32(np.inf) if x > np.float32(88.72283) else result  # NaN stays NaN
 
 
-@njit(inline="always")
+@njit(error_model="numpy")
 def exp_float64(x):
     xc = min(max(x, -708.3964185322641), 709.782712893384)  # ln of the smallest normal and largest float64
     t = xc * 1.4426950408889634 + 6755399441055744.0  # adding 1.5 * 2^52 rounds x / ln 2 to n
@@ -179,7 +148,7 @@ def exp_float64(x):
     return np.inf if x > 709.782712893384 else result  # NaN stays NaN
 
 
-@overload(exp, inline="always")
+@overload(exp)
 def _exp(x):
     if x == types.float32:
         return lambda x: exp_float32(x)
@@ -192,7 +161,7 @@ def tanh(x):
     return math.tanh(x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh(x):
     real = np.float32 if x == types.float32 else np.float64
     one, two = real(1), real(2)

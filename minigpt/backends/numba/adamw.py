@@ -6,10 +6,10 @@ import math
 
 import numba
 
-from minigpt.backends.numba import Loops, check_contiguous
+from minigpt.backends.numba import OPTIONS, check_contiguous
 
 
-@Loops
+@numba.njit(**OPTIONS)
 def update_loops(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     """Update p, m, v (all (n,)) in place, in the order of adamw_update's arithmetic."""
     real = p.dtype.type
@@ -17,7 +17,7 @@ def update_loops(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction
     keep = real(1.0 - lr * decay)  # decoupled weight decay
     step = real(lr / bias_correction1)
     correction2 = real(bias_correction2_sqrt)
-    for i in numba.prange(p.shape[0]):
+    for i in range(p.shape[0]):
         m[i] = beta1 * m[i] + (real(1) - beta1) * g[i]
         v[i] = beta2 * v[i] + (real(1) - beta2) * (g[i] * g[i])
         p[i] = p[i] * keep - step * m[i] / (math.sqrt(v[i]) / correction2 + eps)
@@ -27,5 +27,5 @@ def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction
     check_contiguous("adamw", p=p, g=g, m=m, v=v)
     if not p.shape == g.shape == m.shape == v.shape:
         raise ValueError(f"adamw: shapes differ: p {p.shape}, g {g.shape}, m {m.shape}, v {v.shape}")
-    update_loops(update_loops.threads(8 * p.size), p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
+    update_loops(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2,
                  bias_correction1, bias_correction2_sqrt, eps, decay)

@@ -1,4 +1,4 @@
-"""Causal self-attention, fused: for each (batch, head), in parallel, the (T, T) tile of scores, its causal
+"""Causal self-attention, fused: for each (batch, head), the (T, T) tile of scores, its causal
 softmax and the products with the values, computed in one pass over memory that stays in the cache: the
 scores of the future (s > t) are never computed, and nothing (B, nh, T, T) is written. The forward keeps
 only the log-sum-exp of each row of scores; the backward recomputes the probabilities from it, as
@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from minigpt.backends.numba import Loops, check_contiguous, exp
+from minigpt.backends.numba import OPTIONS, check_contiguous, exp
 
 VECTOR = 32  # the compiler's vector loops take 32 floats at a time (4 registers of 8); a rest would go one by one
 
@@ -144,13 +144,12 @@ def forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale):
         axpy_rows(y_t, hs, row, v, 0, n)
 
 
-@Loops
-def forward_loops(y, lse, scratch, qkv, n_head, P, mask, has_mask, scale):
+@numba.njit(**OPTIONS)
+def forward_loops(y, lse, work, qkv, n_head, P, mask, has_mask, scale):
     """qkv (B, P + T, 3C) -> y (B, T, C), lse (B, nh, T), for the T queries after P cached positions."""
-    B, slots = qkv.shape[0], scratch.shape[0]
-    for slot in numba.prange(slots):  # one slot per thread, with its own scratch
-        for bh in range(slot, B * n_head, slots):
-            forward_head(y, lse, scratch[slot], qkv, bh // n_head, bh % n_head, n_head, P, mask, has_mask, scale)
+    for b in range(qkv.shape[0]):
+        for h in range(n_head):
+            forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale)
 # --8<-- [end:forward_loops]
 
 
@@ -229,13 +228,12 @@ def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, wo
         axpy_rows(dv_s, hs, att_t[s], dyh, s, T)
 
 
-@Loops
-def backward_loops(dqkv, dy, qkv, y, lse, n_head, mask, has_mask, scale, scratch):
-    """dy (B, T, C) -> dqkv (B, T, 3C). Each (b, h) writes only its own columns of dqkv: no atomics."""
-    B, slots = qkv.shape[0], scratch.shape[0]
-    for slot in numba.prange(slots):  # one slot per thread, with its own scratch
-        for bh in range(slot, B * n_head, slots):
-            backward_head(dqkv, dy, qkv, y, lse, bh // n_head, bh % n_head, n_head, mask, has_mask, scale, scratch[slot])
+@numba.njit(**OPTIONS)
+def backward_loops(dqkv, dy, qkv, y, lse, n_head, mask, has_mask, scale, work):
+    """dy (B, T, C) -> dqkv (B, T, 3C). Each (b, h) writes only its own columns of dqkv."""
+    for b in range(qkv.shape[0]):
+        for h in range(n_head):
+            backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, work)
 # --8<-- [end:backward_loops]
 
 
@@ -251,10 +249,9 @@ def forward_kernel(qkv, n_head, P, mask):
     check_contiguous("attention", qkv=qkv, mask=mask)
     y = np.empty((B, T, C), dtype=qkv.dtype)  # (B, T, C)
     lse = np.empty((B, n_head, T), dtype=qkv.dtype)  # (B, nh, T)
-    threads = forward_loops.threads(2 * B * n_head * T * S * hs)
     SP = (S + VECTOR - 1) // VECTOR * VECTOR  # P + T rounded up
-    scratch = np.empty((threads, 2 * hs + 1, SP), dtype=qkv.dtype)  # (threads, 2 hs + 1, SP)
-    forward_loops(threads, y, lse, scratch, qkv, n_head, P, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)))
+    work = np.empty((2 * hs + 1, SP), dtype=qkv.dtype)  # (2 hs + 1, SP)
+    forward_loops(y, lse, work, qkv, n_head, P, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)))
     return y, lse
 
 
@@ -263,8 +260,7 @@ def backward_kernel(dy, qkv, y, lse, n_head, mask):
     hs = C3 // 3 // n_head
     check_contiguous("attention backward", dy=dy, qkv=qkv, y=y, lse=lse, mask=mask)
     dqkv = np.empty_like(qkv)  # (B, T, 3C)
-    threads = backward_loops.threads(5 * B * n_head * T * T * hs)
     TP = (T + VECTOR - 1) // VECTOR * VECTOR  # T rounded up
-    scratch = np.empty((threads, 5 * hs + 3 * T, TP), dtype=qkv.dtype)  # (threads, 5 hs + 3 T, TP)
-    backward_loops(threads, dqkv, dy, qkv, y, lse, n_head, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)), scratch)
+    work = np.empty((5 * hs + 3 * T, TP), dtype=qkv.dtype)  # (5 hs + 3 T, TP)
+    backward_loops(dqkv, dy, qkv, y, lse, n_head, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)), work)
     return dqkv

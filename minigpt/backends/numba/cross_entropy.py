@@ -8,35 +8,32 @@ import math
 import numba
 import numpy as np
 
-from minigpt.backends.numba import Loops, check_contiguous, exp
+from minigpt.backends.numba import OPTIONS, check_contiguous, exp
 from minigpt.backends.numba.attention import row_max
 
 
-@Loops
-def forward_loops(nll, lse, logits, targets, scratch):
-    """logits (N, V), targets (N,) -> nll (N,), lse (N,); scratch[slot] (V,), one slot per thread"""
+@numba.njit(**OPTIONS)
+def forward_loops(nll, lse, logits, targets, e):
+    """logits (N, V), targets (N,) -> nll (N,), lse (N,); e (V,) scratch for a row's exponentials"""
     N, V = logits.shape
     real = logits.dtype.type
-    slots = scratch.shape[0]
-    for slot in numba.prange(slots):
-        e = scratch[slot]  # (V,)
-        for n in range(slot, N, slots):
-            logits_n = logits[n]  # (V,)
-            maxval = row_max(logits_n, V)
-            for v in range(V):
-                e[v] = exp(logits_n[v] - maxval)
-            total = 0.0  # float64: a sum of V terms
-            for v in range(V):
-                total += e[v]
-            lse[n] = real(maxval + math.log(total))
-            nll[n] = lse[n] - logits_n[targets[n]]
+    for n in range(N):
+        logits_n = logits[n]  # (V,)
+        maxval = row_max(logits_n, V)
+        for v in range(V):
+            e[v] = exp(logits_n[v] - maxval)
+        total = 0.0  # float64: a sum of V terms
+        for v in range(V):
+            total += e[v]
+        lse[n] = real(maxval + math.log(total))
+        nll[n] = lse[n] - logits_n[targets[n]]
 
 
-@Loops
+@numba.njit(**OPTIONS)
 def backward_loops(dlogits, logits, lse, targets, weight):
     """dlogits (N, V) = weight (softmax(logits) - onehot(targets)), eq. (CE-dlogits)"""
     N, V = logits.shape
-    for n in numba.prange(N):
+    for n in range(N):
         logits_n, dlogits_n = logits[n], dlogits[n]  # (V,) each
         lse_n, weight_n = lse[n], weight[n]
         for v in range(V):
@@ -49,10 +46,9 @@ def forward_kernel(logits, targets):
     check_contiguous("cross_entropy", logits=logits)
     nll = np.empty((B, T), dtype=logits.dtype)  # (B, T)
     lse = np.empty((B, T), dtype=logits.dtype)  # (B, T)
-    threads = forward_loops.threads(16 * logits.size)
-    scratch = np.empty((threads, V), dtype=logits.dtype)  # (threads, V)
-    forward_loops(threads, nll.reshape(-1), lse.reshape(-1), logits.reshape(B * T, V),
-                  targets.reshape(-1).astype(np.int64), scratch)
+    e = np.empty(V, dtype=logits.dtype)  # (V,)
+    forward_loops(nll.reshape(-1), lse.reshape(-1), logits.reshape(B * T, V),
+                  targets.reshape(-1).astype(np.int64), e)
     return nll, lse
 
 
@@ -60,6 +56,6 @@ def backward_kernel(logits, lse, targets, weight):
     B, T, V = logits.shape
     check_contiguous("cross_entropy backward", logits=logits)
     dlogits = np.empty_like(logits)  # (B, T, V)
-    backward_loops(backward_loops.threads(16 * logits.size), dlogits.reshape(B * T, V), logits.reshape(B * T, V), lse.reshape(-1),
+    backward_loops(dlogits.reshape(B * T, V), logits.reshape(B * T, V), lse.reshape(-1),
                    targets.reshape(-1).astype(np.int64), weight.reshape(-1))
     return dlogits

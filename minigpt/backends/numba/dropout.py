@@ -1,11 +1,12 @@
 """Dropout: out = x * mask in one loop. Reference: minigpt/ops/dropout.py; math: docs/ops/dropout.md."""
 
+import numba
 import numpy as np
 
-from minigpt.backends.numba import Loops, check_contiguous
+from minigpt.backends.numba import OPTIONS, check_contiguous
 
 
-@Loops
+@numba.njit(**OPTIONS)
 def apply_loops(out, x, mask):
     """x (n,), mask (n,) -> out (n,) = x * mask"""
     for i in range(x.shape[0]):
@@ -15,5 +16,5 @@ def apply_loops(out, x, mask):
 def apply(x, mask):
     check_contiguous("dropout", x=x, mask=mask)
     out = np.empty_like(x)  # (...)
-    apply_loops(apply_loops.threads(x.size), out.reshape(-1), x.reshape(-1), mask.reshape(-1))
+    apply_loops(out.reshape(-1), x.reshape(-1), mask.reshape(-1))
     return out

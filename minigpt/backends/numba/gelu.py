@@ -5,27 +5,24 @@ Reference: minigpt/ops/gelu.py; math: docs/ops/gelu.md."""
 import numba
 import numpy as np
 
-from minigpt.backends.numba import Loops, check_contiguous, tanh
+from minigpt.backends.numba import OPTIONS, check_contiguous, tanh
 from minigpt.ops.gelu import GELU_CUBIC, GELU_SCALE
 
-WORK = 24  # multiply-adds (or the like) per element, tanh included
-
-
-@Loops
+@numba.njit(**OPTIONS)
 def forward_loops(out, x):
     """x (n,) -> out (n,) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
     real = x.dtype.type
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         xi = x[i]
         u = real(GELU_SCALE) * (xi + real(GELU_CUBIC) * xi * xi * xi)
         out[i] = real(0.5) * xi * (real(1) + tanh(u))
 
 
-@Loops
+@numba.njit(**OPTIONS)
 def backward_loops(dx, dout, x):
     """dout (n,) -> dx (n,), eq. (GELU-dx)"""
     real = x.dtype.type
-    for i in numba.prange(x.shape[0]):
+    for i in range(x.shape[0]):
         xi = x[i]
         u = real(GELU_SCALE) * (xi + real(GELU_CUBIC) * xi * xi * xi)
         th = tanh(u)
@@ -36,12 +33,12 @@ def backward_loops(dx, dout, x):
 def forward_kernel(x):
     check_contiguous("gelu", x=x)
     out = np.empty_like(x)  # (...)
-    forward_loops(forward_loops.threads(WORK * x.size), out.reshape(-1), x.reshape(-1))
+    forward_loops(out.reshape(-1), x.reshape(-1))
     return out
 
 
 def backward_kernel(dout, x):
     check_contiguous("gelu backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (...)
-    backward_loops(backward_loops.threads(WORK * x.size), dx.reshape(-1), dout.reshape(-1), x.reshape(-1))
+    backward_loops(dx.reshape(-1), dout.reshape(-1), x.reshape(-1))
     return dx

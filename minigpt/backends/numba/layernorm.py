@@ -1,17 +1,13 @@
 """Layer norm: per row, one pass for the mean, one for the variance (both summed in float64, in four partial
 sums so that one addition need not wait for the previous one) and one to write the output; the backward
 recomputes norm from the two numbers per row the forward kept, and makes one pass for its two row sums and
-one to write dx. The parameter gradients, sums over all rows, are summed in a fixed
-number of chunks of rows, so that no two threads write to the same place and the result does not depend on
-the number of threads. Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
+one to write dx. The parameter gradients, sums over all rows, are summed in float64.
+Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
 
 import numba
 import numpy as np
 
-from minigpt.backends.numba import Loops, check_contiguous
-
-CHUNKS = 32  # row chunks of the parameter gradients' sums: fixed, so results do not depend on the thread count
-
+from minigpt.backends.numba import OPTIONS, check_contiguous
 
 @numba.njit(inline="always")
 def mean_of(a, b, n, shift):
@@ -31,12 +27,12 @@ def mean_of(a, b, n, shift):
 
 
 # --8<-- [start:kernels]
-@Loops
+@numba.njit(**OPTIONS)
 def forward_loops(out, mean, rstd, x, w, b, eps):
     """x (N, C) -> out (N, C), mean (N,), rstd (N,)"""
     N, C = x.shape
     real = x.dtype.type
-    for n in numba.prange(N):
+    for n in range(N):
         x_n, out_n = x[n], out[n]  # (C,) each
         m = mean_of(x_n, None, C, 0.0)  # float64: a sum of C terms keeps its digits
         for i in range(C):
@@ -51,31 +47,27 @@ def forward_loops(out, mean, rstd, x, w, b, eps):
                 out_n[i] += b[i]
 
 
-@Loops
-def backward_loops(dx, dw_parts, db_parts, dout, x, mean, rstd, w):
-    """dout (N, C) -> dx (N, C); dw_parts, db_parts (K, C): the sums of dout * norm and of dout over K chunks
-    of rows, in float64"""
+@numba.njit(**OPTIONS)
+def backward_loops(dx, dw, db, dout, x, mean, rstd, w):
+    """dout (N, C) -> dx (N, C); dw, db (C,): the sums over rows of dout * norm and of dout, in float64"""
     N, C = x.shape
-    K = dw_parts.shape[0]
     real = x.dtype.type
-    for k in numba.prange(K):
-        dw_k, db_k = dw_parts[k], db_parts[k]  # (C,) each
-        for n in range(k * N // K, (k + 1) * N // K):
-            x_n, dout_n, dx_n = x[n], dout[n], dx[n]  # (C,) each
-            m_n, s_n = mean[n], rstd[n]
-            for i in range(C):
-                dx_n[i] = (x_n[i] - m_n) * s_n  # norm, for now
-            for i in range(C):
-                dw_k[i] += dout_n[i] * dx_n[i]
-                db_k[i] += dout_n[i]
-            for i in range(C):
-                dx_n[i] *= dout_n[i] * w[i]  # dnorm * norm, for now
-            term3 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm * norm), term 3 of eq. (LN-dx)
-            for i in range(C):
-                dx_n[i] = dout_n[i] * w[i]  # dnorm, for now
-            term2 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm), term 2
-            for i in range(C):
-                dx_n[i] = s_n * (dx_n[i] - term2 - (x_n[i] - m_n) * s_n * term3)
+    for n in range(N):
+        x_n, dout_n, dx_n = x[n], dout[n], dx[n]  # (C,) each
+        m_n, s_n = mean[n], rstd[n]
+        for i in range(C):
+            dx_n[i] = (x_n[i] - m_n) * s_n  # norm, for now
+        for i in range(C):
+            dw[i] += dout_n[i] * dx_n[i]
+            db[i] += dout_n[i]
+        for i in range(C):
+            dx_n[i] *= dout_n[i] * w[i]  # dnorm * norm, for now
+        term3 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm * norm), term 3 of eq. (LN-dx)
+        for i in range(C):
+            dx_n[i] = dout_n[i] * w[i]  # dnorm, for now
+        term2 = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm), term 2
+        for i in range(C):
+            dx_n[i] = s_n * (dx_n[i] - term2 - (x_n[i] - m_n) * s_n * term3)
 # --8<-- [end:kernels]
 
 
@@ -85,7 +77,7 @@ def forward_kernel(x, w, b, eps):
     out = np.empty_like(x)  # (B, T, C)
     mean = np.empty((B, T), dtype=x.dtype)  # (B, T)
     rstd = np.empty((B, T), dtype=x.dtype)  # (B, T)
-    forward_loops(forward_loops.threads(4 * x.size), out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
+    forward_loops(out.reshape(B * T, C), mean.reshape(-1), rstd.reshape(-1), x.reshape(B * T, C), w, b, eps)
     return out, mean, rstd
 
 
@@ -93,11 +85,10 @@ def backward_kernel(dout, x, mean, rstd, w, has_bias):
     B, T, C = x.shape
     check_contiguous("layernorm backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (B, T, C)
-    K = min(CHUNKS, B * T)
-    dw_parts = np.zeros((K, C))  # (K, C) float64
-    db_parts = np.zeros((K, C))  # (K, C) float64
-    backward_loops(backward_loops.threads(6 * x.size), dx.reshape(B * T, C), dw_parts, db_parts, dout.reshape(B * T, C), x.reshape(B * T, C),
-                   mean.reshape(-1), rstd.reshape(-1), w)
-    dw = dw_parts.sum(axis=0).astype(x.dtype)  # (C,)
-    db = db_parts.sum(axis=0).astype(x.dtype) if has_bias else None  # (C,)
+    dw = np.zeros(C)  # (C,) float64
+    db = np.zeros(C)  # (C,) float64
+    backward_loops(dx.reshape(B * T, C), dw, db, dout.reshape(B * T, C), x.reshape(B * T, C), mean.reshape(-1),
+                   rstd.reshape(-1), w)
+    dw = dw.astype(x.dtype)  # (C,)
+    db = db.astype(x.dtype) if has_bias else None  # (C,)
     return dx, dw, db

@@ -1,0 +1,155 @@
+"""Crash safety, proven by faults: a run killed at each step of the checkpoint protocol, or by kill -9 at random
+instants, then resumed, ends exactly (bit for bit) as an uninterrupted run; a full disk costs nothing but the step
+being saved; two runs on one directory cannot both train. The protocol: minigpt/checkpoint.py, docs/runs.md."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigpt import checkpoint
+from minigpt.cli import main
+from helpers import TINY, error_line, make_text, minigpt
+
+# a tiny run with dropout (its generator must survive too), a checkpoint every 5 steps, one thread: deterministic
+RUN = [*TINY, "--eval-interval", "5", "--dropout", "0.1", "--backend", "numpy", "--threads", "1"]
+POINTS = ("save.begin", "save.files", "save.manifest", "save.renamed", "save.pointer", "save.committed", "log.written")
+
+
+def finish(out, command):
+    """Resume a run until it completes, as a user would after a crash: --resume once there is a checkpoint."""
+    resumed = minigpt("train", "--resume", "--out-dir", str(out)) if (out / "checkpoints.json").exists() \
+        else minigpt(*command)
+    assert resumed.returncode == 0, resumed.stderr
+    return resumed
+
+
+def snapshot(out):
+    """Everything a run leaves, as bytes, except the timings in its log."""
+    pointer = json.loads((out / "checkpoints.json").read_text())
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "log.jsonl"}
+    log = [{k: v for k, v in json.loads(line).items() if k != "tokens_per_sec"}
+           for line in (out / "log.jsonl").read_text().splitlines()]
+    return pointer, files, log
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every faulty one must end up equal to."""
+    tmp = tmp_path_factory.mktemp("faults")
+    text = make_text(tmp / "text.txt", seed=0)
+    command = ["train", "--data", str(text), "--max-iters", "20", *RUN]
+    result = minigpt(*command, "--out-dir", str(tmp / "reference"))
+    assert result.returncode == 0, result.stderr
+    return command, snapshot(tmp / "reference")
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_kill_at_each_step_of_the_protocol_then_resume_equals_the_uninterrupted_run(reference, tmp_path, point):
+    command, expected = reference
+    out = tmp_path / "run"
+    # the third checkpoint's save (iter 15), or the 13th log line
+    killed = minigpt(*command, "--out-dir", str(out), fault=f"{point}@{13 if point == 'log.written' else 3}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    finish(out, [*command, "--out-dir", str(out)])
+    assert snapshot(out) == expected
+    assert not list(out.glob("*.tmp-*"))
+
+
+def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_path):
+    text = make_text(tmp_path / "text.txt", seed=1)
+    command = ["train", "--data", str(text), "--max-iters", "500", *RUN, "--eval-interval", "10"]
+    ref = minigpt(*command, "--out-dir", str(tmp_path / "reference"))
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(8):  # bounded: eight kills at most, at instants drawn from a seeded generator
+        resume = (out / "checkpoints.json").exists()
+        process = minigpt(*(["train", "--resume", "--out-dir", str(out)] if resume else [*command, "--out-dir", str(out)]),
+                          wait=False)
+        time.sleep(rng.uniform(0.2, 1.2))  # start-up takes about 0.5 s, the whole run about 2.5 s
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        if process.returncode == 0:  # it finished first
+            break
+        kills += 1
+    finish(out, [*command, "--out-dir", str(out)])
+    assert kills >= 3
+    assert snapshot(out) == snapshot(tmp_path / "reference")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A directory on a 1.5 MB tmpfs where the test may mount one (as root), else None."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(disk)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp_path, small_disk, monkeypatch, capsys):
+    text = make_text(tmp_path / "text.txt", seed=0)
+    out = (small_disk or tmp_path) / "run"
+    assert main(["train", "--data", str(text), "--out-dir", str(out), "--max-iters", "5", *RUN]) == 0
+    ckpt = out / "ckpt-000005"
+    if small_disk is not None:  # fill the disk: what is left cannot hold another checkpoint
+        filler = small_disk / "filler"
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(b"\0" * (free - 20_000))
+    else:  # no tmpfs here: the weights' write fails as a full disk makes it fail, halfway through the file
+        from minigpt import weights
+
+        def full_disk(path, arrays, metadata=None, fsync=False):
+            Path(path).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(weights, "write", full_disk)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out-dir", str(out), "--max-iters", "10"]) == 1
+    error_line(capsys.readouterr().err, "could not write", "No space left on device",
+               "free some space and continue with --resume")
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000005"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints.json", "ckpt-000005", "log.jsonl"]  # no temporaries
+    checkpoint.read(ckpt)  # the previous checkpoint is intact: it verifies against its manifest
+    if small_disk is not None:
+        filler.unlink()
+    else:
+        monkeypatch.undo()
+    assert main(["train", "--resume", "--out-dir", str(out), "--max-iters", "10"]) == 0
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000010"
+
+
+def test_two_runs_on_one_directory_cannot_both_train(tmp_path):
+    text = make_text(tmp_path / "text.txt", seed=0)
+    out = tmp_path / "run"
+    command = ["train", "--data", str(text), "--out-dir", str(out), "--max-iters", "400", *RUN]
+    # started together: exactly one trains, the other stops at once
+    first, second = minigpt(*command, wait=False), minigpt(*command, wait=False)
+    results = [(p.wait(), p.communicate()[1]) for p in (first, second)]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    loser = error_line(next(err for code, err in results if code == 1))
+    assert "another minigpt train is running in" in loser or "already holds a run" in loser
+    assert [json.loads(line)["iter"] for line in (out / "log.jsonl").read_text().splitlines()] == list(range(1, 401))
+    # one started while the other trains: the lock, not the order, stops it (also with --resume)
+    busy = minigpt("train", "--resume", "--out-dir", str(out), "--max-iters", "2000", wait=False)
+    while not (out / "checkpoints.json").exists() or json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000400":
+        assert busy.poll() is None, busy.communicate()
+        time.sleep(0.02)
+    late = minigpt("train", "--resume", "--out-dir", str(out), "--max-iters", "2000")
+    busy.send_signal(signal.SIGINT)
+    assert busy.wait() == 130
+    assert late.returncode == 1
+    assert error_line(late.stderr) == (f"minigpt: error: another minigpt train is running in {out}; wait for it to "
+                                       f"finish, or give this run another --out-dir")
