@@ -46,7 +46,7 @@ def measure(kernels, qkv, dy, n_head, a, w, rounds):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--backends", nargs="+", default=["numba"], choices=("numba", "c"))
+    parser.add_argument("--backends", nargs="+", default=["numba", "c"], choices=("numba", "c"))
     args = parser.parse_args()
     runtime.configure()
     reference = backends.kernels("numpy")

@@ -7,9 +7,10 @@ The three products of a linear layer, out = x @ w, dx = dout @ w^T and dw = x^T 
 (B * T = 256 rows, B=4, T=64) and of nanoGPT's recipe (768 rows), float32, with every core. Each implementation is
 measured in its own process (so that neither's waiting threads take the other's cores), in alternating rounds; a
 product's figure is the best of its round, and a ratio the median of adjacent rounds' ratios. Also measured: the
-micro-kernel on data that stays in its caches (a block of A in L2, slivers of B in L1: the roof of the roofline, the
-most the matmul can reach here),
-and NumPy's sgemm on a 2048-cube product. With --figure, draws the roofline (needs matplotlib).
+micro-kernel alone on data in its L1 cache (the roof of the roofline: the most the matmul can reach here), with the
+theoretical rate of two FMA units at the clock the kernel reports; what packing a transposed A (x^T @ dout) buys,
+always packed against never; and NumPy's sgemm on a 2048-cube product. With --figure, draws the roofline (needs
+matplotlib).
 """
 
 import argparse
@@ -25,6 +26,8 @@ SHAPES = {  # (rows N, in C, out OC) of the linear layers
     "recipe": [(768, 128, 384), (768, 128, 128), (768, 128, 512), (768, 512, 128)],
 }
 PRODUCTS = ("x @ w", "dout @ w^T", "x^T @ dout")
+MICROKERNEL_TILE = {"avx512": 12 * 32, "avx2": 6 * 16, "portable": 4 * 8}  # MR x NR (kernels/microkernels.c)
+KC = 256  # kernels/minigpt.c
 
 
 def operands(N, C, OC, product, rng):
@@ -75,12 +78,18 @@ def worker(impl: str, threads: int) -> dict:
                          B.strides[1] // s, c.ptr(out), out.shape[1], c.ffi.NULL, 0, 1)
             return out
         results["microkernel"] = c.use_microkernel()
-        # the roof: the blocking's steady state, a block of A in L2 and slivers of B in L1 (120 x 128 @ 128 x 32),
-        # on one thread
-        lib.minigpt_set_threads(1)
-        A, B = rng.normal(size=(120, 128)).astype(np.float32), rng.normal(size=(128, 32)).astype(np.float32)
-        results["roof_one_core"] = 2 * 120 * 128 * 32 / best_time(lambda: matmul(A, B))
-        lib.minigpt_set_threads(threads)
+        # the roof: the micro-kernel alone on data in L1 (kernels/minigpt.c), one thread; FLOPs of one call
+        flops = 2 * MICROKERNEL_TILE[results["microkernel"]] * KC
+        repeats = 200_000
+        results["roof_one_core"] = flops * repeats / min(lib.minigpt_microkernel_seconds(repeats) for _ in range(5))
+        # what packing a transposed A buys: x^T @ dout with it always packed, and never
+        for config, shapes in SHAPES.items():
+            for N, C, OC in shapes:
+                A, B = operands(N, C, OC, "x^T @ dout", rng)
+                for how, step in (("packed", 0), ("in place", 1 << 62)):
+                    lib.minigpt_set_pack_a_min_step(step)
+                    results[f"pack {config} {N}x{C}x{OC} {how}"] = 2 * N * C * OC / best_time(lambda: matmul(A, B))
+                lib.minigpt_set_pack_a_min_step(-1)
     else:
         def matmul(A, B):
             return A @ B
@@ -112,13 +121,26 @@ def main():
             runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
     ours, blas = runs["c"], runs["numpy"]
     roof = statistics.median(r["roof_one_core"] for r in ours) * args.threads
-    print(f"micro-kernel {ours[0]['microkernel']}: {roof / 1e9:.0f} GFLOP/s on cache-resident data with {args.threads} "
-          f"threads ({roof / args.threads / 1e9:.0f} a core); NumPy's sgemm on 2048^3: "
+    ghz = clock_ghz()
+    lanes = {"avx512": 16, "avx2": 8, "portable": 8}[ours[0]["microkernel"]]
+    theory = f"; theory at {ghz:.2f} GHz, two FMA units of {lanes} floats: {2 * 2 * lanes * ghz:.0f} a core" if ghz else ""
+    print(f"micro-kernel {ours[0]['microkernel']} alone, data in L1: {roof / args.threads / 1e9:.0f} GFLOP/s a core, "
+          f"{roof / 1e9:.0f} with {args.threads} threads{theory}; NumPy's sgemm on 2048^3: "
           f"{statistics.median(r['peak_2048'] for r in blas) / 1e9:.0f} GFLOP/s\n")
+    print("What packing a transposed A buys (x^T @ dout, GFLOP/s):\n")
+    print("| shape (N, C, OC) | step of A along k (bytes) | packed | in place | packed / in place |")
+    print("|---|---|---|---|---|")
+    for key in [k for k in ours[0] if k.startswith("pack ") and k.endswith(" packed")]:
+        _, config, shape, _ = key.split(" ")
+        packed = statistics.median(r[key] for r in ours)
+        in_place = statistics.median(r[key.replace(" packed", " in place")] for r in ours)
+        print(f"| {config} {shape} | {4 * int(shape.split('x')[0])} | {packed / 1e9:.0f} | {in_place / 1e9:.0f} | "
+              f"{packed / in_place:.2f} |")
+    print()
     print("| shape (N, C, OC) | product | C matmul (GFLOP/s) | OpenBLAS (GFLOP/s) | C / OpenBLAS |")
     print("|---|---|---|---|---|")
     rows = []
-    for key in [k for k in ours[0] if k.count(" ") >= 2]:
+    for key in [k for k in ours[0] if k.count(" ") >= 2 and not k.startswith("pack ")]:
         config, shape, product = key.split(" ", 2)
         a, b = statistics.median(r[key] for r in ours), statistics.median(r[key] for r in blas)
         ratio = statistics.median(x[key] / y[key] for x, y in zip(ours, blas))
@@ -129,6 +151,16 @@ def main():
         print(f"\n{config}: C / OpenBLAS, median {statistics.median(ratios):.2f}, lowest {min(ratios):.2f}")
     if args.figure:
         draw_roofline(args.figure, rows, roof)
+
+
+def clock_ghz() -> float | None:
+    """The CPU's clock as the kernel reports it (Linux), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        return max(mhz) / 1000 if mhz else None
+    except OSError:
+        return None
 
 
 def draw_roofline(path, rows, roof):
@@ -149,7 +181,7 @@ def draw_roofline(path, rows, roof):
                 intensity = 2 * N * C * OC / (4 * (N * C + C * OC + N * OC))
                 points.append((intensity, rates[index - 3] / 1e9))
             ax.scatter(*zip(*points), marker=marker, color=color, label=f"{impl}, {config} shapes", alpha=0.8)
-    ax.axhline(roof / 1e9, color="black", lw=1, ls="--", label="micro-kernel on cache-resident data (compute roof)")
+    ax.axhline(roof / 1e9, color="black", lw=1, ls="--", label="the micro-kernel alone, data in L1 (compute roof)")
     ax.set_xscale("log")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte of A, B and C)")
     ax.set_ylabel("GFLOP/s (float32, every core)")

@@ -30,6 +30,8 @@
 #define MC 144
 #define NC 2048
 #define PACK_A_MIN_STEP 2048  /* bytes: half a 4 KB page (gemm.c, pack_a) */
+static long pack_a_min_step = PACK_A_MIN_STEP;  /* what gemm.c uses: minigpt_set_pack_a_min_step changes it */
+#define FEW_ROWS 4  /* a product of at most this many rows skips the packing (gemm.c, gemm_few_rows) */
 
 typedef void (*MicroFn_f32)(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);
 typedef void (*MicroFn_f64)(int, const double*, long, long, const double*, double*, long, int, int, const double*, int);
@@ -107,3 +109,35 @@ const char* minigpt_init(const char* name) {
 
 void minigpt_set_threads(int n) { omp_set_num_threads(n); }
 int minigpt_get_threads(void) { return omp_get_max_threads(); }
+
+/* For benchmarks/bench_matmul.py, which measures what packing a transposed A buys: pack it from this step along k
+ * (bytes; 0: always, a huge value: never; negative: back to PACK_A_MIN_STEP). Returns the previous value. */
+long minigpt_set_pack_a_min_step(long bytes) {
+    long previous = pack_a_min_step;
+    pack_a_min_step = bytes < 0 ? PACK_A_MIN_STEP : bytes;
+    return previous;
+}
+
+/* For benchmarks/bench_matmul.py: the float32 micro-kernel alone, `repeats` times over one MR x NR tile of C with
+ * kc = KC, its slivers of A and B packed and in the L1 cache, on the calling thread. The roof of the roofline: what
+ * the FMA units reach when nothing has to come from farther away. Returns the seconds. */
+double minigpt_microkernel_seconds(long repeats) {
+    const Microkernel_f32* uk = &microkernel_f32;
+    float* a = aligned_alloc(64, sizeof(float) * uk->mr * KC);  /* packed: a[k * mr + i] */
+    float* b = aligned_alloc(64, sizeof(float) * uk->nr * KC);
+    float* c = aligned_alloc(64, sizeof(float) * uk->mr * uk->nr);
+    for (long i = 0; i < (long)uk->mr * KC; i++)
+        a[i] = 1e-3f * (float)(i % 7);
+    for (long i = 0; i < (long)uk->nr * KC; i++)
+        b[i] = 1e-3f * (float)(i % 5);
+    for (int i = 0; i < uk->mr * uk->nr; i++)
+        c[i] = 0;
+    double t0 = omp_get_wtime();
+    for (long r = 0; r < repeats; r++)
+        uk->fn(KC, a, 1, uk->mr, b, c, uk->nr, uk->mr, uk->nr, NULL, 1);  /* C += A B: every result is used */
+    double seconds = omp_get_wtime() - t0;
+    free(a);
+    free(b);
+    free(c);
+    return seconds;
+}

@@ -31,3 +31,5 @@ void adamw_update_f32(float* p, const float* g, float* m, float* v, long n, doub
 const char* minigpt_init(const char* microkernel);
 void minigpt_set_threads(int n);
 int minigpt_get_threads(void);
+long minigpt_set_pack_a_min_step(long bytes);
+double minigpt_microkernel_seconds(long repeats);
