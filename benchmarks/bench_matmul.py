@@ -8,7 +8,7 @@ The three products of a linear layer, out = x @ w, dx = dout @ w^T and dw = x^T 
 measured in its own process (so that neither's waiting threads take the other's cores), in alternating rounds; a
 product's figure is the best of its round, and a ratio the median of adjacent rounds' ratios. Also measured: the
 micro-kernel alone on data in its L1 cache (the roof of the roofline: the most the matmul can reach here), with the
-theoretical rate of two FMA units at the clock the kernel reports; what packing a transposed A (x^T @ dout) buys,
+FLOPs a cycle of two FMA units and the clock that implies; what packing a transposed A (x^T @ dout) buys,
 always packed against never; and NumPy's sgemm on a 2048-cube product. With --figure, draws the roofline (needs
 matplotlib).
 """
@@ -123,7 +123,11 @@ def main():
     roof = statistics.median(r["roof_one_core"] for r in ours) * args.threads
     ghz = clock_ghz()
     lanes = {"avx512": 16, "avx2": 8, "portable": 8}[ours[0]["microkernel"]]
-    theory = f"; theory at {ghz:.2f} GHz, two FMA units of {lanes} floats: {2 * 2 * lanes * ghz:.0f} a core" if ghz else ""
+    # two FMA units, each a multiply and an add on `lanes` floats: 4 * lanes FLOPs a cycle; the clock under load is not
+    # what /proc/cpuinfo reports (the nominal one) when the core boosts, so the rate gives the clock it ran at
+    per_cycle = 2 * 2 * lanes
+    theory = (f"; two FMA units of {lanes} floats make {per_cycle} FLOPs a cycle, so the kernel ran at least at "
+              f"{roof / args.threads / per_cycle / 1e9:.2f} GHz" + (f" (/proc/cpuinfo: {ghz:.2f} GHz)" if ghz else ""))
     print(f"micro-kernel {ours[0]['microkernel']} alone, data in L1: {roof / args.threads / 1e9:.0f} GFLOP/s a core, "
           f"{roof / 1e9:.0f} with {args.threads} threads{theory}; NumPy's sgemm on 2048^3: "
           f"{statistics.median(r['peak_2048'] for r in blas) / 1e9:.0f} GFLOP/s\n")
@@ -134,7 +138,7 @@ def main():
         _, config, shape, _ = key.split(" ")
         packed = statistics.median(r[key] for r in ours)
         in_place = statistics.median(r[key.replace(" packed", " in place")] for r in ours)
-        print(f"| {config} {shape} | {4 * int(shape.split('x')[0])} | {packed / 1e9:.0f} | {in_place / 1e9:.0f} | "
+        print(f"| {config} {shape} | {4 * int(shape.split('x')[1])} | {packed / 1e9:.0f} | {in_place / 1e9:.0f} | "
               f"{packed / in_place:.2f} |")
     print()
     print("| shape (N, C, OC) | product | C matmul (GFLOP/s) | OpenBLAS (GFLOP/s) | C / OpenBLAS |")

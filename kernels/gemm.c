@@ -126,18 +126,63 @@ static void FN(gemm_team)(int M, int N, int K, const real* A, long rsa, long csa
 }
 
 /* A few rows of A (decoding: one row per sequence): packing B would cost as much as the product, since each number of
- * B is used only M times, so each row of C is made straight from B as it lies, four rows (or columns) of B a pass.
- * Row-major B (csb == 1: w): a row of C is a sum of B's rows, c += a_k0 B[k0, :] + ... + a_k3 B[k3, :], along
- * contiguous memory. B = w^T (rsb == 1: the tied head's wte^T): four entries of C at a time are dot products along
- * four contiguous rows of w, summed in vector registers (omp simd reduction: the one reordering of a sum the
- * kernels allow). Threads split the columns of C. */
+ * B is used only M times, so C is made straight from B as it lies, and the product is bound by how fast B streams
+ * in from memory. Small products run on the calling thread: waking the others costs more than B takes to read.
+ * Row-major B (csb == 1: w (K, N)): a row of C is a sum of B's rows, c += a_k0 B[k0, :] + ... + a_k3 B[k3, :], along
+ * contiguous memory. The threads split K: each reads one contiguous block of B's rows, a single stream that the
+ * hardware prefetcher follows, into its own partial rows of C (in L1), which are added up at the end.
+ * B = w^T (rsb == 1: the tied head's wte^T): entries of C are dot products along contiguous rows of w, four at a
+ * time, summed in vector registers (omp simd reduction: the one reordering of a sum the kernels allow besides the
+ * split of K). The threads split the columns of C. */
 static void FN(gemm_few_rows)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
                               real* C, long ldc, const real* bias, int accumulate, int parallel) {
-    /* one block of columns per thread: each reads its part of B's rows as one stream per row (short pieces, one
-     * page apart, would stop the hardware prefetcher at every page) */
-    int threads = parallel && (long)M * N * K >= PARALLEL_MIN_WORK ? omp_get_max_threads() : 1;
+    int threads = parallel && (long)N * K >= FEW_ROWS_PARALLEL_MIN ? omp_get_max_threads() : 1;
+    if (csb == 1) {
+        real* partial = malloc(sizeof(real) * threads * M * N);  /* (threads, M, N) */
+        #pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int k0 = (int)((long)K * id / nt), k1 = (int)((long)K * (id + 1) / nt);  /* this thread's rows of B */
+            for (int i = 0; i < M; i++) {
+                real* restrict c = partial + ((long)id * M + i) * N;  /* (N,) */
+                const real* a = A + (long)i * rsa;  /* a[k * csa] */
+                for (int j = 0; j < N; j++)
+                    c[j] = 0;
+                int k = k0;
+                for (; k + 4 <= k1; k += 4) {
+                    real a0 = a[k * csa], a1 = a[(k + 1) * csa], a2 = a[(k + 2) * csa], a3 = a[(k + 3) * csa];
+                    const real* restrict b0 = B + (long)k * rsb;  /* (N,) each */
+                    const real* restrict b1 = b0 + rsb;
+                    const real* restrict b2 = b1 + rsb;
+                    const real* restrict b3 = b2 + rsb;
+                    #pragma omp simd
+                    for (int j = 0; j < N; j++)
+                        c[j] += (a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j]);
+                }
+                for (; k < k1; k++) {
+                    real a0 = a[k * csa];
+                    const real* restrict b0 = B + (long)k * rsb;
+                    #pragma omp simd
+                    for (int j = 0; j < N; j++)
+                        c[j] += a0 * b0[j];
+                }
+            }
+        }
+        for (int i = 0; i < M; i++) {  /* C = (C or bias or 0) + the partial rows, in thread order */
+            real* c = C + (long)i * ldc;
+            for (int j = 0; j < N; j++) {
+                real v = accumulate ? c[j] : bias != NULL ? bias[j] : 0;
+                for (int t = 0; t < threads; t++)
+                    v += partial[((long)t * M + i) * N + j];
+                c[j] = v;
+            }
+        }
+        free(partial);
+        return;
+    }
+    /* one block of columns per thread, a multiple of 16 wide */
     int width = ((N + threads - 1) / threads + 15) / 16 * 16, blocks = (N + width - 1) / width;
-    #pragma omp parallel for schedule(static) if (threads > 1)
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int blk = 0; blk < blocks; blk++) {
         int j0 = blk * width, nj = N - j0 < width ? N - j0 : width;
         for (int i = 0; i < M; i++) {
@@ -146,50 +191,29 @@ static void FN(gemm_few_rows)(int M, int N, int K, const real* A, long rsa, long
             if (!accumulate)
                 for (int j = 0; j < nj; j++)
                     c[j] = bias != NULL ? bias[j0 + j] : 0;
-            if (csb == 1) {
-                int k = 0;
-                for (; k + 4 <= K; k += 4) {
-                    real a0 = a[k * csa], a1 = a[(k + 1) * csa], a2 = a[(k + 2) * csa], a3 = a[(k + 3) * csa];
-                    const real* restrict b0 = B + (long)k * rsb + j0;  /* (nj,) each */
-                    const real* restrict b1 = b0 + rsb;
-                    const real* restrict b2 = b1 + rsb;
-                    const real* restrict b3 = b2 + rsb;
-                    #pragma omp simd
-                    for (int j = 0; j < nj; j++)
-                        c[j] += (a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j]);
+            int j = 0;
+            for (; csa == 1 && rsb == 1 && j + 4 <= nj; j += 4) {  /* (unit strides, which the compiler vectorises) */
+                const real* b0 = B + (long)(j0 + j) * csb;  /* columns j..j+3 of B: b0[k * rsb], ... */
+                const real *b1 = b0 + csb, *b2 = b1 + csb, *b3 = b2 + csb;
+                real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                #pragma omp simd reduction(+:s0, s1, s2, s3)
+                for (int k = 0; k < K; k++) {
+                    s0 += a[k] * b0[k];
+                    s1 += a[k] * b1[k];
+                    s2 += a[k] * b2[k];
+                    s3 += a[k] * b3[k];
                 }
-                for (; k < K; k++) {
-                    real a0 = a[k * csa];
-                    const real* restrict b0 = B + (long)k * rsb + j0;
-                    #pragma omp simd
-                    for (int j = 0; j < nj; j++)
-                        c[j] += a0 * b0[j];
-                }
-            } else {
-                int j = 0;
-                for (; csa == 1 && rsb == 1 && j + 4 <= nj; j += 4) {  /* (unit strides, which the compiler vectorises) */
-                    const real* b0 = B + (long)(j0 + j) * csb;  /* columns j..j+3 of B: b0[k * rsb], ... */
-                    const real *b1 = b0 + csb, *b2 = b1 + csb, *b3 = b2 + csb;
-                    real s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                    #pragma omp simd reduction(+:s0, s1, s2, s3)
-                    for (int k = 0; k < K; k++) {
-                        s0 += a[k] * b0[k];
-                        s1 += a[k] * b1[k];
-                        s2 += a[k] * b2[k];
-                        s3 += a[k] * b3[k];
-                    }
-                    c[j] += s0;
-                    c[j + 1] += s1;
-                    c[j + 2] += s2;
-                    c[j + 3] += s3;
-                }
-                for (; j < nj; j++) {  /* the last columns, or any strides */
-                    const real* b0 = B + (long)(j0 + j) * csb;
-                    real s0 = 0;
-                    for (int k = 0; k < K; k++)
-                        s0 += a[k * csa] * b0[k * rsb];
-                    c[j] += s0;
-                }
+                c[j] += s0;
+                c[j + 1] += s1;
+                c[j + 2] += s2;
+                c[j + 3] += s3;
+            }
+            for (; j < nj; j++) {  /* the last columns, or any strides */
+                const real* b0 = B + (long)(j0 + j) * csb;
+                real s0 = 0;
+                for (int k = 0; k < K; k++)
+                    s0 += a[k * csa] * b0[k * rsb];
+                c[j] += s0;
             }
         }
     }
