@@ -5,9 +5,11 @@
 
 - loss.png: the training and validation loss curves of the run (minigpt.plot.plot_run);
 - attention.png: the attention probabilities of every head of the run's best model on a line of Shakespeare;
+- inspect_*.png: panels of `minigpt inspect`'s page for the run on the same line, in headless Chromium
+  (docs/inspect.md; the run should be trained with --log-stats);
 - gradcheck.png: the relative errors minigpt.gradcheck reports for every op's backward on random inputs,
   and for the deliberately wrong backwards of tests/test_gradcheck.py.
-Needs matplotlib (the dev or plot extra); the training needs Tiny Shakespeare (see minigpt train --help).
+Needs matplotlib and playwright (the dev extra) and Chromium; the training needs Tiny Shakespeare (see minigpt train --help).
 """
 
 import argparse
@@ -27,18 +29,17 @@ def attention_figure(run_dir: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     from minigpt import checkpoint
+    from minigpt.inspect import analyse
 
     model, tokenizer = checkpoint.load_model(checkpoint.resolve(run_dir, "best"))  # the reference ops
-    idx = tokenizer.encode(PROMPT)[None, :]  # (1, T)
-    model.eval().forward(idx)
-    L, nh = model.config.n_layer, model.config.n_head
-    fig, axes = plt.subplots(L, nh, figsize=(2.6 * nh, 2.6 * L))
-    labels = [repr(c)[1:-1] for c in PROMPT]
-    for l, block in enumerate(model._cache.blocks):
-        att = block.attn.softmax_cache.p[0]  # (nh, T, T)
+    a = analyse(model, tokenizer, PROMPT)
+    att, labels = a["attention"], a["tokens"]  # (L, nh, T, T)
+    L, nh = att.shape[:2]
+    fig, axes = plt.subplots(L, nh, figsize=(2.6 * nh + 1, 2.6 * L))
+    for l in range(L):
         for h in range(nh):
             ax = axes[l, h]
-            ax.imshow(att[h], cmap="viridis", vmin=0.0, vmax=1.0)
+            image = ax.imshow(att[l, h], cmap="viridis", vmin=0.0, vmax=1.0)
             ax.set_title(f"layer {l}, head {h}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -46,11 +47,34 @@ def attention_figure(run_dir: Path, out: Path) -> None:
         ax.set_ylabel("query position t", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("key position s", fontsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     fig.suptitle(f"attention probabilities on {PROMPT!r} ({len(labels)} characters); row t sums to 1 over s <= t",
                  fontsize=9)
-    fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def inspect_figures(run_dir: Path) -> None:
+    """`minigpt inspect` of the run on PROMPT, and screenshots of its panels (inspect_*.png) in headless Chromium."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    page_path = run_dir / "inspect.html"
+    subprocess.run([sys.executable, "-m", "minigpt.cli", "inspect", "--out-dir", str(run_dir), "--prompt", PROMPT,
+                    "--html", str(page_path)], check=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+        for section, index, name in (("attention", 0, "heads"), ("logit-lens", 0, "lens"), ("logit-lens", 1, "rank"),
+                                     ("activations", 2, "entropy"), ("gradients", 0, "grad_ratio"),
+                                     ("gradients", 2, "update_ratio")):
+            figure = page.query_selector_all(f"#{section} .js-plotly-plot")[index]
+            figure.scroll_into_view_if_needed()
+            figure.screenshot(path=str(FIGURES / f"inspect_{name}.png"))
+        browser.close()
 
 
 def gradcheck_errors(seeds: int = 30) -> dict:
@@ -127,9 +151,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else Path(tmp) / "run"
         if not args.run_dir:
-            subprocess.run([sys.executable, "-m", "minigpt.cli", "train", "--out-dir", str(run_dir)], check=True)
+            subprocess.run([sys.executable, "-m", "minigpt.cli", "train", "--out-dir", str(run_dir), "--log-stats"],
+                           check=True)
         plot_run(run_dir, FIGURES / "loss.png")
         attention_figure(run_dir, FIGURES / "attention.png")
+        inspect_figures(run_dir)
     gradcheck_figure(FIGURES / "gradcheck.png")
     print(f"wrote {', '.join(sorted(p.name for p in FIGURES.glob('*.png')))} to {FIGURES}")
 

@@ -107,6 +107,7 @@ class TrainConfig:
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation
     log_interval: int = 1  # write a line to log.jsonl every this many steps
+    log_stats: bool = False  # at each evaluation, log each parameter's update-to-weight and gradient-to-weight ratios
     # the run
     seed: int = 1337
     dtype: str = "float32"

@@ -24,7 +24,7 @@ else:  # pragma: no cover
 
 # Settings that `--task NAME` puts in place of the Shakespeare recipe (files and flags still win).
 TASK_PRESETS = {
-    "sort": dict(n_layer=3, n_head=3, n_embd=48, block_size=11, batch_size=64, max_iters=1000, learning_rate=5e-3,
+    "sort": dict(n_layer=3, n_head=3, n_embd=48, block_size=11, batch_size=64, max_iters=1500, learning_rate=5e-3,
                  min_lr=5e-4, warmup_iters=50, eval_interval=250, eval_iters=10, weight_decay=0.1, beta2=0.99),
     "add": dict(n_layer=3, n_head=3, n_embd=48, block_size=6, batch_size=64, max_iters=2000, learning_rate=5e-3,
                 min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10, weight_decay=0.1, beta2=0.99),

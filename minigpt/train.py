@@ -317,6 +317,19 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
             checkpoint.unlock(run.lock)
 
 
+def parameter_stats(params: dict, before: dict, grads: dict) -> dict:
+    """Per parameter, the size of this step's update and of its (clipped) gradient relative to the weight's:
+    ||p - p_before|| / ||p_before|| and ||g|| / ||p_before||. An update ratio far above 1e-3 a step means a
+    learning rate too high for that layer; far below, one too low (docs/inspect.md)."""
+    stats = {"update_ratio": {}, "grad_ratio": {}}
+    for name, p in params.items():
+        old = before[name].astype(np.float64)
+        norm = float(np.sqrt(np.sum(old * old))) or 1.0  # a weight of zeros (a bias at the start): absolute sizes
+        stats["update_ratio"][name] = float(np.sqrt(np.sum((p.astype(np.float64) - old) ** 2))) / norm
+        stats["grad_ratio"][name] = float(np.sqrt(np.sum(grads[name].astype(np.float64) ** 2))) / norm
+    return stats
+
+
 def loop(run: Run, progress: bool, started: float) -> dict:
     cfg, dist, model, optimizer = run.cfg, run.dist, run.model, run.optimizer
     T = sequence_length(cfg, run.dataset)
@@ -342,15 +355,18 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             for what, value in (("the training loss", loss), ("the gradient norm", grad_norm)):
                 if not math.isfinite(value):
                     raise diverged(run, run.it + 1, what, value)
+            evaluating = (run.it + 1) % cfg.eval_interval == 0 or run.it + 1 == cfg.max_iters
+            before = {name: p.copy() for name, p in model.params.items()} if cfg.log_stats and evaluating else None
             optimizer.step(grads, lr)
             run.it += 1
             step_time = time.perf_counter() - t0
             record = {"iter": run.it, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                       "tokens_per_sec": tokens_per_step / step_time}
+            if before is not None:  # --log-stats (minigpt inspect shows them over the run)
+                record["stats"] = parameter_stats(model.params, before, grads)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / step_time:,.0f}", refresh=False)
 
-            evaluating = run.it % cfg.eval_interval == 0 or run.it == cfg.max_iters
             is_best = False
             if evaluating:
                 dist.check_same_params(model.params, run.it)

@@ -1,0 +1,240 @@
+"""minigpt inspect: the arrays behind each panel against the model's own computations, --log-stats, bad input in
+one line, and the page itself in a real browser (headless Chromium, network off)."""
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require
+from helpers import TINY, cli, error_line, make_text, read_log, train
+from tolerances import FLOAT64_RTOL
+
+from minigpt import GPT, GPTConfig, inspect
+from minigpt.data.chars import CharTokenizer
+from minigpt.model import param_shapes
+from minigpt.train import parameter_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"  # screenshots for a person to look at (not in git)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    tokenizer = CharTokenizer("".join(sorted("abcdefgh \n")))
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=8)
+    model = GPT(cfg, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    for p in model.params.values():  # away from the initialisation: heads that attend to something
+        p += rng.normal(0, 0.3, size=p.shape)
+    return model, tokenizer
+
+
+PROMPT = "abc defg\nhab"
+
+
+def test_attention_rows_are_causal_probabilities_of_the_model_s_own_queries_and_keys(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    att = a["attention"]  # (L, nh, T, T)
+    T = len(PROMPT)
+    assert att.shape == (2, 2, T, T)
+    np.testing.assert_allclose(att.sum(axis=-1), 1.0, rtol=FLOAT64_RTOL)
+    assert np.all(att[..., np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
+    # independently: softmax of the masked scores, from the layer's input through c_attn
+    model.eval()
+    model.forward(tokenizer.encode(PROMPT)[None])
+    cache = model._cache
+    model.train()
+    p, C, hs = model.params, 8, 4
+    for l in range(2):
+        x = cache.blocks[l].attn.qkv_cache.x[0]  # (T, C) ln_1's output
+        qkv = x @ p[f"transformer.h.{l}.attn.c_attn.weight"] + p[f"transformer.h.{l}.attn.c_attn.bias"]  # (T, 3C)
+        for h in range(2):
+            q, k = qkv[:, h * hs:(h + 1) * hs], qkv[:, C + h * hs:C + (h + 1) * hs]
+            scores = np.where(np.tril(np.ones((T, T), bool)), q @ k.T / math.sqrt(hs), -np.inf)
+            expected = np.exp(scores - scores.max(-1, keepdims=True))
+            np.testing.assert_allclose(att[l, h], expected / expected.sum(-1, keepdims=True), rtol=FLOAT64_RTOL,
+                                       atol=1e-15)
+
+
+def test_the_logit_lens_of_the_last_layer_is_the_model_s_logits(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    np.testing.assert_allclose(a["lens_logits_last"], a["logits"], rtol=FLOAT64_RTOL, atol=1e-14)
+    assert a["lens_top_ids"].shape == (3, len(PROMPT))  # the embedding, then after each of the 2 blocks
+    assert np.all(a["lens_rank"][-1] == 0)  # the last layer's guess is the model's choice
+    assert a["lens_top_tokens"][-1] == a["chosen_tokens"]
+
+
+def test_predictions_and_the_loss_are_the_model_s(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    ids = tokenizer.encode(PROMPT)
+    a = inspect.analyse(model, tokenizer, PROMPT, top_k=3)
+    model.eval()
+    logits, loss = model.forward(ids[None, :-1], ids[None, 1:])
+    model.train()
+    assert a["loss"] == pytest.approx(loss, rel=FLOAT64_RTOL)
+    assert a["position_loss"].mean() == pytest.approx(loss, rel=FLOAT64_RTOL)
+    probs = np.exp(logits[0] - logits[0].max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    np.testing.assert_array_equal(a["top_ids"][:-1], np.argsort(-probs, axis=-1)[:, :3])
+    np.testing.assert_allclose(a["top_probs"][:-1], np.sort(probs, axis=-1)[:, ::-1][:, :3], rtol=1e-9)
+
+
+def test_gradient_norms_are_those_of_model_backward(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    ids = tokenizer.encode(PROMPT)
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    model.eval()
+    model.forward(ids[None, :-1], ids[None, 1:])
+    grads = model.backward()
+    model.train()
+    assert a["parameter_names"] == list(grads)
+    for name, norm, ratio in zip(a["parameter_names"], a["grad_norms"], a["grad_to_weight"]):
+        assert norm == pytest.approx(np.linalg.norm(grads[name]), rel=FLOAT64_RTOL)
+        assert ratio == pytest.approx(norm / np.linalg.norm(model.params[name]), rel=FLOAT64_RTOL)
+
+
+def test_activation_statistics_count_what_they_say(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    T, L = len(PROMPT), 2
+    assert len(a["residual_histograms"]) == L + 1
+    assert all(h["counts"].sum() == T * 8 for h in a["residual_histograms"])
+    assert all(h["counts"].sum() == T * 32 for h in a["gelu_histograms"])
+    entropy = a["attention_entropy"]
+    assert entropy.shape == (L, 2) and np.all(entropy >= 0) and np.all(entropy <= math.log(T))
+    # a unit pushed far below GELU's flat edge at every position is reported dead
+    model.params["transformer.h.1.mlp.c_fc.bias"][5] -= 1e3
+    try:
+        dead = inspect.analyse(model, tokenizer, PROMPT)["gelu_dead_units"]
+    finally:
+        model.params["transformer.h.1.mlp.c_fc.bias"][5] += 1e3
+    assert dead[1] == a["gelu_dead_units"][1] + 1
+
+
+def test_the_data_flow_lists_every_op_with_its_shapes(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    rows = inspect.analyse(model, tokenizer, PROMPT)["data_flow"]
+    T = len(PROMPT)
+    assert [r[0] for r in rows][:3] == ["embedding", "h.0.ln_1", "h.0.attn"]
+    assert len(rows) == 1 + 2 * 6 + 2
+    shapes = {name: out for name, _, out, _, _ in rows}
+    assert shapes["h.1.mlp.c_fc"] == (1, T, 32) and shapes["lm_head (wte^T)"] == (1, T, 10)
+    assert all(r[3] > 0 for r in rows)
+    assert all((ROOT / "docs" / r[4]).is_file() for r in rows)
+
+
+def test_a_long_prompt_is_cropped_to_the_context_with_a_notice(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    a = inspect.analyse(model, tokenizer, "abcdefgh" * 3)
+    assert len(a["ids"]) == 16 and a["prompt"] == ("abcdefgh" * 3)[-16:]
+    assert a["notices"] == ["the prompt has 24 tokens and the model's context is 16: inspecting its last 16"]
+
+
+def test_parameter_stats_are_the_update_and_gradient_relative_to_the_weight():
+    before = {"w": np.array([3.0, 4.0]), "b": np.zeros(2)}
+    after = {"w": np.array([3.0, 4.5]), "b": np.array([0.0, 0.25])}
+    grads = {"w": np.array([0.0, 1.0]), "b": np.array([2.0, 0.0])}
+    stats = parameter_stats(after, before, grads)
+    assert stats["update_ratio"] == {"w": pytest.approx(0.1), "b": pytest.approx(0.25)}  # b: 0 weight, absolute
+    assert stats["grad_ratio"] == {"w": pytest.approx(0.2), "b": pytest.approx(2.0)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny character model trained with --log-stats."""
+    tmp = tmp_path_factory.mktemp("inspect")
+    out = tmp / "run"
+    train("--data", str(make_text(tmp / "text.txt", seed=0)), "--out-dir", str(out), "--max-iters", "20",
+          "--log-stats", *TINY)
+    return out
+
+
+def test_log_stats_records_each_parameter_at_each_evaluation(run):
+    records = read_log(run)
+    with_stats = [r for r in records if "stats" in r]
+    assert [r["iter"] for r in with_stats] == [r["iter"] for r in records if "val_loss" in r] == [10, 20]
+    names = set(param_shapes(GPTConfig(vocab_size=10, block_size=16, n_layer=1, n_head=2, n_embd=16)))
+    for r in with_stats:
+        assert set(r["stats"]["update_ratio"]) == set(r["stats"]["grad_ratio"]) == names
+        assert all(0 < v < 1 for v in r["stats"]["update_ratio"].values())
+
+
+def test_the_command_writes_the_page_and_refuses_bad_input_in_one_line(run, capsys, tmp_path):
+    require("plotly")
+    code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "the king")
+    assert code == 0, err
+    page = (run / "inspect.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "update-to-weight ratio of each weight (--log-stats)" in page
+    code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "the king" * 3, "--html", str(tmp_path / "p.html"))
+    assert code == 0 and "the prompt has 24 tokens and the model's context is 16" in err
+    code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "the kïng")
+    assert code == 1
+    error_line(err, "'ï'", "not in the vocabulary")
+    code, err = cli(capsys, "inspect", "--out-dir", str(tmp_path / "missing"))
+    assert code == 1
+    error_line(err, "missing does not exist")
+    code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "k")
+    assert code == 1
+    error_line(err, "give at least 2")
+
+
+def test_the_page_in_a_real_browser_offline(tmp_path):
+    """The sort task's page in headless Chromium with the network off: no console error, no request leaves the
+    file, every panel drawn, hover values reachable; a screenshot for a person to look at."""
+    require("plotly")
+    playwright = require("playwright.sync_api")
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("CI installs Debian's chromium (.ci/run); it is missing")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    out = tmp_path / "sort"
+    train("--task", "sort", "--out-dir", str(out), "--max-iters", "60", "--eval-interval", "30", "--eval-iters", "2",
+          "--log-stats", "--n-layer", "2", "--n-head", "2", "--n-embd", "16")
+    page_path = out / "inspect.html"
+    assert cli_ok("inspect", "--out-dir", str(out))
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            errors, requests = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_path.as_uri())
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+            for section in ("attention", "predictions", "logit-lens", "activations", "gradients", "data-flow"):
+                assert page.locator(f"#{section}").count() == 1, section
+            # each figure drew its traces: heat maps as images, lines, bars and boxes as trace groups
+            drawn = {s: page.eval_on_selector_all(f"#{s} .js-plotly-plot", "els => els.map(e => "
+                                                  "e.querySelectorAll('g.trace, .heatmaplayer image').length)")
+                     for s in ("attention", "predictions", "logit-lens", "activations", "gradients")}
+            assert all(counts and min(counts) > 0 for counts in drawn.values()), drawn
+            assert page.locator("#data-flow tr").count() == 1 + 1 + 2 * 6 + 2
+            big = page.query_selector_all("#attention .js-plotly-plot")[1]  # the enlarged head
+            big.scroll_into_view_if_needed()
+            box = big.query_selector(".nsewdrag").bounding_box()
+            page.mouse.move(box["x"] + 5, box["y"] + 5)
+            page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.95, steps=5)
+            page.wait_for_function("document.querySelectorAll('.hoverlayer .hovertext').length > 0")
+            hover = page.eval_on_selector_all(".hoverlayer .hovertext", "els => els.map(e => e.textContent)")
+            assert any("→ key 0" in h for h in hover), hover
+            OUTPUT.mkdir(exist_ok=True)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(OUTPUT / "inspect.png"), full_page=True)
+            assert errors == []
+            assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
+        finally:
+            browser.close()
+
+
+def cli_ok(*args) -> bool:
+    from minigpt.cli import main
+
+    return main(list(args)) == 0
