@@ -30,6 +30,7 @@ import numpy as np
 from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear
 
 TOP_K = 5
+MAX_TOKENS = 128  # the page shows at most this many positions: every head's (T, T) map goes into it
 GELU_FLAT = -3.0  # below this GELU's output (> -0.004) and slope (< 0.012) are nearly 0: the unit passes nothing on
 HISTOGRAM_BINS = 60
 DOCS = Path(__file__).resolve().parent.parent / "docs"  # the docs of a source checkout, for the data flow's links
@@ -53,16 +54,17 @@ def token_labels(tokenizer, ids) -> list:
 
 
 def prompt_ids(model, tokenizer, prompt: str):
-    """The prompt's token ids, cropped to the model's context (with a notice), and the notices."""
+    """The prompt's token ids, cropped to the model's context and to MAX_TOKENS (with a notice), and the notices."""
     from minigpt.data.text import encode_text
 
     ids = encode_text(tokenizer, prompt)  # a character outside the vocabulary raises, naming it
     notices = []
     block_size = model.config.block_size
-    if len(ids) > block_size:
-        notices.append(f"the prompt has {len(ids)} tokens and the model's context is {block_size}: "
-                       f"inspecting its last {block_size}")
-        ids = ids[-block_size:]
+    keep = min(block_size, MAX_TOKENS)
+    if len(ids) > keep:
+        why = f"the model's context is {block_size}" if keep == block_size else f"the page shows at most {keep}"
+        notices.append(f"the prompt has {len(ids)} tokens and {why}: inspecting its last {keep}")
+        ids = ids[-keep:]
     if len(ids) < 2:
         raise ValueError(f"the prompt has {len(ids)} token(s); give at least 2, so that one predicts the next")
     return ids, notices
@@ -71,7 +73,7 @@ def prompt_ids(model, tokenizer, prompt: str):
 def default_prompt(model, tokenizer, task: str | None = None) -> str:
     """A prompt the model knows: for a model trained on a task, its first held-out problem with the answer (as long
     as the context holds: the last answer token is only ever a target);
-    otherwise the model's own greedy continuation of a newline (or of its first token), half a context long."""
+    otherwise the model's own greedy continuation of a newline (or of its first token), half as long as the page shows."""
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.tasks import TASKS
     from minigpt.data.text import encode_text
@@ -83,7 +85,8 @@ def default_prompt(model, tokenizer, task: str | None = None) -> str:
         return tokenizer.decode(sequence[:model.config.block_size].tolist())
     start = "\n" if not isinstance(tokenizer, CharTokenizer) or "\n" in tokenizer.chars else tokenizer.decode([0])
     idx = encode_text(tokenizer, start)[None, :]  # (1, T)
-    return tokenizer.decode(model.generate(idx, model.config.block_size // 2, do_sample=False)[0].tolist())
+    n = min(model.config.block_size, MAX_TOKENS) // 2
+    return tokenizer.decode(model.generate(idx, n, do_sample=False)[0].tolist())
 
 
 def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> dict:
@@ -308,17 +311,18 @@ def attention_figures(go, make_subplots, a) -> list:
     hover = [[f"query {t} {tokens[t]!r} → key {s} {tokens[s]!r}" for s in range(T)] for t in range(T)]
     grid = make_subplots(rows=L, cols=nh, subplot_titles=[f"layer {l} head {h}" for l in range(L) for h in range(nh)],
                          horizontal_spacing=0.02, vertical_spacing=0.06 / max(1, L - 1) if L > 1 else 0.0)
-    for l in range(L):
+    for l in range(L):  # (the tokens go into the enlarged head's hover only: T x T labels per head would swell the page)
         for h in range(nh):
-            grid.add_trace(go.Heatmap(z=att[l, h], text=hover, hovertemplate="%{text}: %{z:.4f}<extra></extra>",
-                                      coloraxis="coloraxis"), row=l + 1, col=h + 1)
+            grid.add_trace(go.Heatmap(z=att[l, h].astype(np.float32), coloraxis="coloraxis",
+                                      hovertemplate=f"layer {l} head {h}: query %{{y}} → key %{{x}}: %{{z:.4f}}"
+                                                    "<extra></extra>"), row=l + 1, col=h + 1)
     grid.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="weight")),
                        height=max(250, 230 * L), margin=dict(t=40, l=10, r=10, b=10))
     grid.update_yaxes(autorange="reversed", showticklabels=False)
     grid.update_xaxes(showticklabels=False)
     big = go.Figure(go.Heatmap(z=att[0, 0], text=hover, hovertemplate="%{text}: %{z:.4f}<extra></extra>",
                                colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="weight")))
-    buttons = [dict(label=f"layer {l} head {h}", method="restyle", args=[{"z": [att[l, h]]}])
+    buttons = [dict(label=f"layer {l} head {h}", method="restyle", args=[{"z": [att[l, h].astype(np.float32)]}])
                for l in range(L) for h in range(nh)]
     big.update_layout(title="one head, enlarged", height=620, width=700,
                       updatemenus=[dict(buttons=buttons, direction="down", x=1.0, y=1.15)],

@@ -135,6 +135,15 @@ def test_a_long_prompt_is_cropped_to_the_context_with_a_notice(model_and_tokeniz
     assert a["notices"] == ["the prompt has 24 tokens and the model's context is 16: inspecting its last 16"]
 
 
+def test_a_prompt_is_cropped_to_what_the_page_shows():
+    tokenizer = CharTokenizer("ab")
+    model = GPT(GPTConfig(vocab_size=2, block_size=inspect.MAX_TOKENS + 50, n_layer=1, n_head=1, n_embd=4))
+    a = inspect.analyse(model, tokenizer, "ab" * inspect.MAX_TOKENS)
+    assert len(a["ids"]) == inspect.MAX_TOKENS
+    assert a["notices"] == [f"the prompt has {2 * inspect.MAX_TOKENS} tokens and the page shows at most "
+                            f"{inspect.MAX_TOKENS}: inspecting its last {inspect.MAX_TOKENS}"]
+
+
 def test_parameter_stats_are_the_update_and_gradient_relative_to_the_weight():
     before = {"w": np.array([3.0, 4.0]), "b": np.zeros(2)}
     after = {"w": np.array([3.0, 4.5]), "b": np.array([0.0, 0.25])}
