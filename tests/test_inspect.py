@@ -1,6 +1,7 @@
 """minigpt inspect: the arrays behind each panel against the model's own computations, --log-stats, bad input in
 one line, and the page itself in a real browser (headless Chromium, network off)."""
 
+import json
 import math
 import os
 import shutil
@@ -181,6 +182,14 @@ def test_the_command_writes_the_page_and_refuses_bad_input_in_one_line(run, caps
     assert page.startswith("<!DOCTYPE html>") and "update-to-weight ratio of each weight (--log-stats)" in page
     code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "the king" * 3, "--html", str(tmp_path / "p.html"))
     assert code == 0 and "the prompt has 24 tokens and the model's context is 16" in err
+    # a checkpoint directory and a Hugging Face directory, as well as a run
+    latest = run / json.loads((run / "checkpoints.json").read_text())["latest"]
+    assert cli(capsys, "inspect", "--out-dir", str(latest), "--html", str(tmp_path / "c.html"))[0] == 0
+    assert cli(capsys, "export", "--out-dir", str(run), "--hf", str(tmp_path / "hf"))[0] == 0
+    code, err = cli(capsys, "inspect", "--out-dir", str(tmp_path / "hf"), "--prompt", "the king", "--html",
+                    str(tmp_path / "hf.html"))
+    assert code == 0, err
+    assert "Logit lens" in (tmp_path / "hf.html").read_text() and "Logit lens" in (tmp_path / "c.html").read_text()
     code, err = cli(capsys, "inspect", "--out-dir", str(run), "--prompt", "the kïng")
     assert code == 1
     error_line(err, "'ï'", "not in the vocabulary")
