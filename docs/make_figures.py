@@ -153,7 +153,7 @@ def main():
         if not args.run_dir:
             subprocess.run([sys.executable, "-m", "minigpt.cli", "train", "--out-dir", str(run_dir), "--log-stats"],
                            check=True)
-        plot_run(run_dir, FIGURES / "loss.png")
+        plot_run(run_dir, FIGURES / "loss.png", title="the default run: minigpt train (nanoGPT's Shakespeare recipe)")
         attention_figure(run_dir, FIGURES / "attention.png")
         inspect_figures(run_dir)
     gradcheck_figure(FIGURES / "gradcheck.png")

@@ -18,8 +18,9 @@ def read_log(run_dir) -> list:
     return records
 
 
-def plot_run(run_dir, output=None) -> Path:
-    """Write the loss curves of the run in run_dir to a PNG; return its path."""
+def plot_run(run_dir, output=None, title=None) -> Path:
+    """Write the loss curves of the run in run_dir to a PNG (titled title, or after the run's directory); return its
+    path."""
     try:
         import matplotlib
     except ImportError:
@@ -37,7 +38,7 @@ def plot_run(run_dir, output=None) -> Path:
         ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "s-", label="validation loss")
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy loss (nats per token)")
-    ax.set_title(f"minigpt: {Path(run_dir).resolve().name}")
+    ax.set_title(title or f"minigpt: {Path(run_dir).resolve().name}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -4,6 +4,7 @@ index, and every Python example runs."""
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -148,6 +149,35 @@ def test_the_site_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "ops" / "layernorm" / "index.html").is_file()
     assert (tmp_path / "site" / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
+    # the root page's link to the source climbs no higher than the site's root
+    assert 'href="minigpt/model.py"' in (tmp_path / "site" / "index.html").read_text()
+
+
+def build_damaged_copy(tmp_path, damage) -> subprocess.CompletedProcess:
+    """mkdocs build --strict of a copy of the docs (the sources beside it, linked), after damage(docs_copy)."""
+    copy = tmp_path / "repo"
+    shutil.copytree(DOCS, copy / "docs", ignore=shutil.ignore_patterns("figures"))
+    (copy / "docs" / "figures").symlink_to(DOCS / "figures")
+    for top in ("minigpt", "tests", "kernels", "benchmarks"):
+        (copy / top).symlink_to(ROOT / top)
+    damage(copy / "docs")
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(copy / "docs" / "mkdocs" / "mkdocs.yml"),
+         "-d", str(tmp_path / "site")], capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda docs: (docs / "training.md").write_text((docs / "training.md").read_text() + "\n[gone](nowhere.md)\n"),
+     "the link nowhere.md points to nothing"),
+    (lambda docs: (docs / "training.md").write_text((docs / "training.md").read_text() + "\n[gone](../minigpt/gone.py)\n"),
+     "the link ../minigpt/gone.py points to nothing"),
+    (lambda docs: (docs / "orphan.md").write_text("# An orphan\n"), "orphan.md"),
+], ids=["page", "source", "not in the navigation"])
+def test_the_strict_build_fails_on_a_broken_link_or_a_page_out_of_the_navigation(tmp_path, damage, message):
+    require("mkdocs")
+    result = build_damaged_copy(tmp_path, damage)
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 def test_every_op_has_a_page_and_every_page_names_its_code_and_test():
