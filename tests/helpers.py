@@ -3,8 +3,11 @@ command (in this process or in a new one) and reading its one-line errors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -78,3 +81,27 @@ def error_line(stderr: str, *fragments) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots for a person to look at (not in git)
+
+
+@contextmanager
+def chromium():
+    """A headless Chromium (Debian's package, driven by playwright, which downloads no browser of its own), or a
+    skip where there is none; never a skip under CI, whose .ci/run installs it."""
+    import pytest
+    from conftest import require
+
+    playwright = require("playwright.sync_api")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("CI installs Debian's chromium (.ci/run); it is missing")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -1,18 +1,22 @@
 """The docs stay true to the code: snippets resolve, links resolve, every page is reachable from the
 index, and every Python example runs."""
 
+import functools
+import http.server
 import importlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from conftest import require
+from helpers import OUTPUT, chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -139,18 +143,15 @@ def test_code_references_resolve(page):
                 assert (DOCS / span).exists(), f"{page.name}: `{span}` does not exist"
 
 
-def test_the_site_builds_strictly(tmp_path):
-    """The docs site, as CI builds it: a missing snippet, a broken link between pages or a page left out
-    of the navigation fails the build."""
-    require("mkdocs")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(DOCS / "mkdocs" / "mkdocs.yml"), "-d", str(tmp_path / "site")],
-        capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "site" / "ops" / "layernorm" / "index.html").is_file()
-    assert (tmp_path / "site" / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
+def test_the_site_builds_strictly(site):
+    """The docs site, as CI builds it (the `site` fixture builds it with --strict): a missing snippet, a broken link
+    or a page left out of the navigation fails the build (test_the_strict_build_fails_...)."""
+    root, _ = site
+    assert (root / "ops" / "layernorm" / "index.html").is_file()
+    assert (root / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
+    assert (root / "mathjax" / "tex-svg.js").is_file()  # MathJax, served by the site itself
     # the root page's link to the source climbs no higher than the site's root
-    assert 'href="minigpt/model.py"' in (tmp_path / "site" / "index.html").read_text()
+    assert 'href="minigpt/model.py"' in (root / "index.html").read_text()
 
 
 def build_damaged_copy(tmp_path, damage) -> subprocess.CompletedProcess:
@@ -166,18 +167,21 @@ def build_damaged_copy(tmp_path, damage) -> subprocess.CompletedProcess:
          "-d", str(tmp_path / "site")], capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda docs: (docs / "training.md").write_text((docs / "training.md").read_text() + "\n[gone](nowhere.md)\n"),
-     "the link nowhere.md points to nothing"),
-    (lambda docs: (docs / "training.md").write_text((docs / "training.md").read_text() + "\n[gone](../minigpt/gone.py)\n"),
-     "the link ../minigpt/gone.py points to nothing"),
-    (lambda docs: (docs / "orphan.md").write_text("# An orphan\n"), "orphan.md"),
-], ids=["page", "source", "not in the navigation"])
-def test_the_strict_build_fails_on_a_broken_link_or_a_page_out_of_the_navigation(tmp_path, damage, message):
+def test_the_strict_build_fails_on_a_broken_link_or_a_page_out_of_the_navigation(tmp_path):
+    """One damaged copy (one build: strict mode reports every warning before it aborts), three damages, each of
+    which must be reported: a link to a missing page, a link to a missing source file, a page not in the nav."""
     require("mkdocs")
+
+    def damage(docs):
+        training = docs / "training.md"
+        training.write_text(training.read_text() + "\n[gone](nowhere.md) [gone too](../minigpt/gone.py)\n")
+        (docs / "orphan.md").write_text("# An orphan\n")
+
     result = build_damaged_copy(tmp_path, damage)
     assert result.returncode != 0
-    assert message in result.stderr
+    for message in ("the link nowhere.md points to nothing", "the link ../minigpt/gone.py points to nothing",
+                    "orphan.md"):
+        assert message in result.stderr, message
 
 
 def test_every_op_has_a_page_and_every_page_names_its_code_and_test():
@@ -188,3 +192,73 @@ def test_every_op_has_a_page_and_every_page_names_its_code_and_test():
         text = page.read_text()
         assert f"minigpt/ops/{op}.py" in text and f"tests/ops/test_{op}.py" in text
         assert (ROOT / "tests" / "ops" / f"test_{op}.py").exists()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The built site, served over HTTP on this machine's loopback only, as `mkdocs serve` would: (root, base URL)."""
+    require("mkdocs")
+    root = tmp_path_factory.mktemp("docs") / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(DOCS / "mkdocs" / "mkdocs.yml"), "-d", str(root)],
+        capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+# JavaScript run in each page: what a reader would see wrong
+UNRENDERED = """() => { const a = document.querySelector('article').cloneNode(true);
+    a.querySelectorAll('pre, code, script, mjx-container').forEach(e => e.remove());
+    const text = a.textContent; return ['\\\\(', '\\\\[', '$$', '\\\\frac', '\\\\partial'].filter(s => text.includes(s)); }"""
+OVERFLOWING = """() => [...document.querySelectorAll('article div.arithmatex, article table, article img')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right >
+                 document.querySelector('article').getBoundingClientRect().right + 1)
+    .map(e => e.tagName + ': ' + e.textContent.slice(0, 60))"""
+
+
+def test_every_page_renders_in_a_real_browser_offline(site):
+    """Every page of the site in headless Chromium at a laptop's size, with every request outside the site refused:
+    all math typeset by MathJax (served by the site), no math error, no TeX left raw, every internal link and image
+    found, nothing wider than the text column, no console error; screenshots of three pages in test-output/."""
+    root, base = site
+    pages = sorted(str(p.relative_to(root).parent) for p in root.rglob("index.html")
+                   if not {"mathjax", "minigpt", "tests", "kernels", "benchmarks"} & set(p.relative_to(root).parts))
+    assert len(pages) >= 20
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        outside = []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+                      else (outside.append(route.request.url), route.abort()))
+        page = context.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        for name in pages:
+            page.goto(base + ("" if name == "." else name + "/"))
+            page.evaluate("MathJax.startup.promise")
+            math = page.eval_on_selector_all(".arithmatex", "els => els.length")
+            typeset = page.eval_on_selector_all(".arithmatex mjx-container", "els => els.length")
+            assert typeset == math, f"{name}: {typeset} of {math} formulas typeset"
+            assert page.eval_on_selector_all("[data-mml-node=merror], mjx-merror", "els => els.length") == 0, name
+            assert page.evaluate(UNRENDERED) == [], name
+            assert page.evaluate(OVERFLOWING) == [], name
+            assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), name
+            images = page.eval_on_selector_all("article img", "els => els.map(e => [e.src, e.complete && e.naturalWidth > 0])")
+            assert all(ok for _, ok in images), (name, images)
+            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+                if href.startswith(base):
+                    target = root / href[len(base):].split("#")[0].split("?")[0]
+                    assert target.is_file() or (target / "index.html").is_file(), (name, href)
+            if name in (".", "ops/attention", "inspect"):
+                OUTPUT.mkdir(exist_ok=True)
+                page.screenshot(path=str(OUTPUT / f"docs-{'index' if name == '.' else name.replace('/', '-')}.png"))
+        assert outside == [] and errors == []

@@ -3,14 +3,12 @@ one line, and the page itself in a real browser (headless Chromium, network off)
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import require
-from helpers import TINY, cli, error_line, make_text, read_log, train
+from helpers import OUTPUT, TINY, chromium, cli, error_line, make_text, read_log, train
 from tolerances import FLOAT64_RTOL
 
 from minigpt import GPT, GPTConfig, inspect
@@ -19,7 +17,6 @@ from minigpt.model import param_shapes
 from minigpt.train import parameter_stats
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "test-output"  # screenshots for a person to look at (not in git)
 
 
 @pytest.fixture(scope="module")
@@ -205,51 +202,41 @@ def test_the_page_in_a_real_browser_offline(tmp_path):
     """The sort task's page in headless Chromium with the network off: no console error, no request leaves the
     file, every panel drawn, hover values reachable; a screenshot for a person to look at."""
     require("plotly")
-    playwright = require("playwright.sync_api")
-    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser_path is None:
-        if os.environ.get("CI") == "true":
-            raise AssertionError("CI installs Debian's chromium (.ci/run); it is missing")
-        pytest.skip("no chromium on this machine: apt-get install chromium")
     out = tmp_path / "sort"
     train("--task", "sort", "--out-dir", str(out), "--max-iters", "60", "--eval-interval", "30", "--eval-iters", "2",
           "--log-stats", "--n-layer", "2", "--n-head", "2", "--n-embd", "16")
     page_path = out / "inspect.html"
     assert cli_ok("inspect", "--out-dir", str(out))
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
-            page = context.new_page()
-            errors, requests = [], []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_path.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
-            for section in ("attention", "predictions", "logit-lens", "activations", "gradients", "data-flow"):
-                assert page.locator(f"#{section}").count() == 1, section
-            # each figure drew its traces: heat maps as images, lines, bars and boxes as trace groups
-            drawn = {s: page.eval_on_selector_all(f"#{s} .js-plotly-plot", "els => els.map(e => "
-                                                  "e.querySelectorAll('g.trace, .heatmaplayer image').length)")
-                     for s in ("attention", "predictions", "logit-lens", "activations", "gradients")}
-            assert all(counts and min(counts) > 0 for counts in drawn.values()), drawn
-            assert page.locator("#data-flow tr").count() == 1 + 1 + 2 * 6 + 2
-            big = page.query_selector_all("#attention .js-plotly-plot")[1]  # the enlarged head
-            big.scroll_into_view_if_needed()
-            box = big.query_selector(".nsewdrag").bounding_box()
-            page.mouse.move(box["x"] + 5, box["y"] + 5)
-            page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.95, steps=5)
-            page.wait_for_function("document.querySelectorAll('.hoverlayer .hovertext').length > 0")
-            hover = page.eval_on_selector_all(".hoverlayer .hovertext", "els => els.map(e => e.textContent)")
-            assert any("→ key 0" in h for h in hover), hover
-            OUTPUT.mkdir(exist_ok=True)
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(OUTPUT / "inspect.png"), full_page=True)
-            assert errors == []
-            assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+        for section in ("attention", "predictions", "logit-lens", "activations", "gradients", "data-flow"):
+            assert page.locator(f"#{section}").count() == 1, section
+        # each figure drew its traces: heat maps as images, lines, bars and boxes as trace groups
+        drawn = {s: page.eval_on_selector_all(f"#{s} .js-plotly-plot", "els => els.map(e => "
+                                              "e.querySelectorAll('g.trace, .heatmaplayer image').length)")
+                 for s in ("attention", "predictions", "logit-lens", "activations", "gradients")}
+        assert all(counts and min(counts) > 0 for counts in drawn.values()), drawn
+        assert page.locator("#data-flow tr").count() == 1 + 1 + 2 * 6 + 2
+        big = page.query_selector_all("#attention .js-plotly-plot")[1]  # the enlarged head
+        big.scroll_into_view_if_needed()
+        box = big.query_selector(".nsewdrag").bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.95, steps=5)
+        page.wait_for_function("document.querySelectorAll('.hoverlayer .hovertext').length > 0")
+        hover = page.eval_on_selector_all(".hoverlayer .hovertext", "els => els.map(e => e.textContent)")
+        assert any("→ key 0" in h for h in hover), hover
+        OUTPUT.mkdir(exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(OUTPUT / "inspect.png"), full_page=True)
+        assert errors == []
+        assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
 
 
 def cli_ok(*args) -> bool:

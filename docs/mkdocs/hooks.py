@@ -1,9 +1,12 @@
-"""mkdocs hooks: the pages link to the source they explain (../minigpt/ops/layernorm.py, ...), outside docs/.
+"""mkdocs hooks: MathJax copied into the site (no CDN: the math renders offline), and the pages' source links.
+
+The pages link to the source they explain (../minigpt/ops/layernorm.py, ...), outside docs/.
 The site gets a copy of those files at the same place relative to its root as in the repository, and each such
 link is rewritten relative to the page's own URL (a page's URL is not its file's path: index.md is the site's
 root, training.md is training/), so that the links work on the site, under any sub-path, as in the repository."""
 
 import logging
+from importlib import metadata
 import posixpath
 import re
 import shutil
@@ -40,6 +43,12 @@ def on_page_markdown(markdown, page, **kwargs):
 
 def on_post_build(config, **kwargs):
     site = Path(config["site_dir"])
+    # MathJax, served from the site rather than a CDN, so that the pages render their math offline
+    try:
+        script = next(f for f in metadata.files("sphinx-mathjax-offline") if f.name == "tex-svg.js")
+    except (metadata.PackageNotFoundError, StopIteration, TypeError):
+        raise SystemExit("the docs need MathJax from the sphinx-mathjax-offline package: pip install -e '.[dev]'")
+    shutil.copytree(Path(script.locate()).parent, site / "mathjax", dirs_exist_ok=True)
     for top in SOURCES:
         for f in (ROOT / top).rglob("*"):
             if f.suffix in (".py", ".c", ".h") and "__pycache__" not in f.parts:
