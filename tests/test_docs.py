@@ -215,13 +215,23 @@ def site(tmp_path_factory):
 
 
 # JavaScript run in each page: what a reader would see wrong
-UNRENDERED = """() => { const a = document.querySelector('article').cloneNode(true);
-    a.querySelectorAll('pre, code, script, mjx-container').forEach(e => e.remove());
-    const text = a.textContent; return ['\\\\(', '\\\\[', '$$', '\\\\frac', '\\\\partial'].filter(s => text.includes(s)); }"""
-OVERFLOWING = """() => [...document.querySelectorAll('article div.arithmatex, article table, article img')]
-    .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right >
-                 document.querySelector('article').getBoundingClientRect().right + 1)
-    .map(e => e.tagName + ': ' + e.textContent.slice(0, 60))"""
+CHECKS = """() => {
+    const article = document.querySelector('article'), right = article.getBoundingClientRect().right;
+    const text = document.body.cloneNode(true);  // the navigation and contents too, without code and typeset math
+    text.querySelectorAll('pre, code, script, mjx-container').forEach(e => e.remove());
+    return {
+        math: document.querySelectorAll('.arithmatex').length,
+        typeset: document.querySelectorAll('.arithmatex mjx-container').length,
+        errors: document.querySelectorAll('[data-mml-node=merror], mjx-merror').length,
+        unrendered: ['\\\\(', '\\\\[', '$$', '\\\\frac', '\\\\partial'].filter(s => text.textContent.includes(s)),
+        overflowing: [...article.querySelectorAll('div.arithmatex, table, img')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > right + 1)
+            .map(e => e.tagName + ': ' + e.textContent.slice(0, 60)),
+        page_fits: document.documentElement.scrollWidth <= document.documentElement.clientWidth,
+        images: [...article.querySelectorAll('img')].map(e => [e.src, e.complete && e.naturalWidth > 0]),
+        links: [...document.querySelectorAll('a[href]')].map(e => e.href),
+    };
+}"""
 
 
 def test_every_page_renders_in_a_real_browser_offline(site):
@@ -245,16 +255,13 @@ def test_every_page_renders_in_a_real_browser_offline(site):
         for name in pages:
             page.goto(base + ("" if name == "." else name + "/"))
             page.evaluate("MathJax.startup.promise")
-            math = page.eval_on_selector_all(".arithmatex", "els => els.length")
-            typeset = page.eval_on_selector_all(".arithmatex mjx-container", "els => els.length")
-            assert typeset == math, f"{name}: {typeset} of {math} formulas typeset"
-            assert page.eval_on_selector_all("[data-mml-node=merror], mjx-merror", "els => els.length") == 0, name
-            assert page.evaluate(UNRENDERED) == [], name
-            assert page.evaluate(OVERFLOWING) == [], name
-            assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), name
-            images = page.eval_on_selector_all("article img", "els => els.map(e => [e.src, e.complete && e.naturalWidth > 0])")
-            assert all(ok for _, ok in images), (name, images)
-            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            found = page.evaluate(CHECKS)  # every check of the page in one call
+            assert found["typeset"] == found["math"], f"{name}: {found['typeset']} of {found['math']} formulas typeset"
+            assert found["errors"] == 0, name
+            assert found["unrendered"] == [], name
+            assert found["overflowing"] == [] and found["page_fits"], (name, found["overflowing"])
+            assert all(ok for _, ok in found["images"]), (name, found["images"])
+            for href in found["links"]:
                 if href.startswith(base):
                     target = root / href[len(base):].split("#")[0].split("?")[0]
                     assert target.is_file() or (target / "index.html").is_file(), (name, href)
