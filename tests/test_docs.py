@@ -143,17 +143,6 @@ def test_code_references_resolve(page):
                 assert (DOCS / span).exists(), f"{page.name}: `{span}` does not exist"
 
 
-def test_the_site_builds_strictly(site):
-    """The docs site, as CI builds it (the `site` fixture builds it with --strict): a missing snippet, a broken link
-    or a page left out of the navigation fails the build (test_the_strict_build_fails_...)."""
-    root, _ = site
-    assert (root / "ops" / "layernorm" / "index.html").is_file()
-    assert (root / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
-    assert (root / "mathjax" / "tex-svg.js").is_file()  # MathJax, served by the site itself
-    # the root page's link to the source climbs no higher than the site's root
-    assert 'href="minigpt/model.py"' in (root / "index.html").read_text()
-
-
 def build_damaged_copy(tmp_path, damage) -> subprocess.CompletedProcess:
     """mkdocs build --strict of a copy of the docs (the sources beside it, linked), after damage(docs_copy)."""
     copy = tmp_path / "repo"
@@ -234,11 +223,14 @@ CHECKS = """() => {
 }"""
 
 
-def test_every_page_renders_in_a_real_browser_offline(site):
-    """Every page of the site in headless Chromium at a laptop's size, with every request outside the site refused:
+def test_the_site_builds_strictly_and_every_page_renders_in_a_real_browser_offline(site):
+    """The site as CI builds it (mkdocs build --strict), then every page of it in headless Chromium at a laptop's size, with every request outside the site refused:
     all math typeset by MathJax (served by the site), no math error, no TeX left raw, every internal link and image
     found, nothing wider than the text column, no console error; screenshots of three pages in test-output/."""
-    root, base = site
+    root, base = site  # built with --strict: a missing snippet, a broken link or a page out of the navigation fails
+    assert (root / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
+    assert (root / "mathjax" / "tex-svg.js").is_file()  # MathJax, served by the site itself
+    assert 'href="minigpt/model.py"' in (root / "index.html").read_text()  # climbs no higher than the site's root
     pages = sorted(str(p.relative_to(root).parent) for p in root.rglob("index.html")
                    if not {"mathjax", "minigpt", "tests", "kernels", "benchmarks"} & set(p.relative_to(root).parts))
     assert len(pages) >= 20

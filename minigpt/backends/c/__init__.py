@@ -8,6 +8,7 @@ Each op's wrapper (minigpt/backends/c/<op>.py) checks that its arrays are laid o
 raises rather than copying. Nothing here imports numba.
 """
 
+import fcntl
 import hashlib
 import os
 import platform
@@ -64,17 +65,22 @@ def build() -> Path:
     for part in [*(f.read_bytes() for f in files), " ".join(FLAGS).encode(), version.encode(), machine_id().encode()]:
         key.update(part)
     library = cache_dir() / "kernels" / f"libminigpt-{key.hexdigest()[:16]}.so"
-    if not library.is_file():
-        print(f"minigpt: compiling the C kernels (once, into {library.parent})", file=sys.stderr)
-        library.parent.mkdir(parents=True, exist_ok=True)
-        tmp = library.with_name(library.name + f".tmp-{os.getpid()}")
-        result = subprocess.run([compiler, *FLAGS, str(sources() / "minigpt.c"), "-o", str(tmp), "-lm"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
-            raise OSError(f"compiling the C kernels failed: {first}")
-        os.replace(tmp, library)  # atomic: another process sees the whole library or none
+    if library.is_file():
+        return library
+    library.parent.mkdir(parents=True, exist_ok=True)
+    # one process compiles; others starting at the same time (test workers, MPI ranks) wait for it, then load
+    with open(library.with_name(library.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not library.is_file():
+            print(f"minigpt: compiling the C kernels (once, into {library.parent})", file=sys.stderr)
+            tmp = library.with_name(library.name + f".tmp-{os.getpid()}")
+            result = subprocess.run([compiler, *FLAGS, str(sources() / "minigpt.c"), "-o", str(tmp), "-lm"],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
+                raise OSError(f"compiling the C kernels failed: {first}")
+            os.replace(tmp, library)  # atomic: a process that does not take the lock sees the whole library or none
     return library
 
 
