@@ -83,7 +83,7 @@ def cmd_train(args) -> int:
     from minigpt.train import train
 
     cfg = train_config(args)
-    result = train(cfg, allow_data_change=args.allow_data_change)
+    result = train(cfg, allow_data_change=args.allow_data_change, interrupted_earlier=lambda: _interrupted)
     if result["rank"] != 0:  # under mpiexec, rank 0 reports for all
         return 0
     best = "none" if result["best_val_loss"] is None else f"{result['best_val_loss']:.4f}"
@@ -376,6 +376,8 @@ def main(argv=None) -> int:
 
         args = build_parser().parse_args(argv)
         runtime.configure()  # threads, memory: the settings that make minigpt fast (minigpt/runtime.py)
+        if _interrupted:  # a Ctrl-C whose KeyboardInterrupt an import swallowed
+            raise KeyboardInterrupt
         return args.func(args)
     except TrainingInterrupted as e:  # every rank stops at the same step; rank 0 says so
         if rank == "0":

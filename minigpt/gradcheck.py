@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 EPS = 1e-6  # step: balances O(eps^2) truncation against O(1e-16 / eps) rounding error in float64
+RESOLVED = 1e-6  # the relative error the check can resolve: G's floor (below) is set from it
 
 
 class TensorError(NamedTuple):
@@ -40,7 +41,7 @@ class TensorError(NamedTuple):
 
 class GradcheckReport(NamedTuple):
     tensors: list  # one TensorError per checked tensor
-    scale: float  # G, the largest analytic gradient entry: relative errors are relative to it
+    scale: float  # G, the largest analytic gradient entry (or the floor the differences can resolve): errors are relative to it
 
     @property
     def max_rel_error(self) -> float:
@@ -55,7 +56,8 @@ class GradcheckReport(NamedTuple):
         for t in self.tensors:
             checked = f"{t.n_checked}+{t.n_directions}d"
             lines.append(f"{t.name:<40} {str(t.shape):<16} {checked:>8} {t.max_abs_error:>12.3e} {t.max_rel_error:>12.3e}")
-        lines.append(f"relative to G = {self.scale:.3e}, the largest analytic gradient entry")
+        lines.append(f"relative to G = {self.scale:.3e}, the largest analytic gradient entry or, if larger, the "
+                     f"smallest gradient the differences resolve")
         return "\n".join(lines)
 
     __repr__ = __str__  # so that a failing `assert report.max_rel_error < tol, report` prints the table
@@ -90,10 +92,12 @@ def gradcheck(
             raise ValueError(f"gradient of {name!r} has shape {g.shape}, but the array has shape {x.shape}")
     checked = {name: g for name, g in grads.items() if g is not None and name in params}
     f0 = float(f())
-    # G, the gradient's scale. Rounding in f is about u |f| per evaluation, so a difference quotient
-    # cannot resolve derivatives below ~u |f| / eps; G is never smaller (the 64 allows for the rounding
-    # accumulated inside f), so an all-zero gradient is not flagged for rounding noise.
-    resolution = 64 * np.finfo(np.float64).eps * max(abs(f0), 1.0) / eps
+    # G, the gradient's scale. Rounding in f is about u max(|f|, 1) per evaluation (the 1: terms of order one inside
+    # f round too, as the log of a sum near 1 does in a small cross-entropy), so a difference quotient carries an
+    # absolute error of up to about u max(|f|, 1) / eps. G is never smaller than that error over RESOLVED: a gradient
+    # too small for the differences to check to RESOLVED relative error is measured against the smallest one they
+    # can, so that rounding noise is never reported as a wrong gradient (and a wrong gradient still is).
+    resolution = np.finfo(np.float64).eps * max(abs(f0), 1.0) / eps / RESOLVED
     G = max([resolution] + [float(np.abs(g).max(initial=0.0)) for g in checked.values()])
 
     def derivative_along(x, d):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear
+from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, softmax
 
 TOP_K = 5
 MAX_TOKENS = 128  # the page shows at most this many positions: every head's (T, T) map goes into it
@@ -121,13 +121,13 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     # the residual stream: the embedding's output, then after each block (the input of the next one's ln_1, or ln_f's)
     residual = [b.ln_1.x[0] for b in cache.blocks] + [cache.ln_f.x[0]]  # L + 1 of (T, C)
     wte = p["transformer.wte.weight"]
-    probs = softmax(logits[0].astype(f64))  # (T, V)
+    probs, _ = softmax.forward(logits[0].astype(f64))  # (T, V)
     chosen = np.argmax(probs, axis=-1)  # (T,) the model's own next-token choice
     lens_top, lens_prob, lens_rank = [], [], []
     for r in residual:
         x, _ = layernorm.forward(r[None], p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (1, T, C)
         lens_logits = (x[0] @ wte.T).astype(f64)  # (T, V)
-        lens_p = softmax(lens_logits)  # (T, V)
+        lens_p, _ = softmax.forward(lens_logits)  # (T, V)
         lens_top.append(np.argmax(lens_p, axis=-1))
         lens_prob.append(lens_p.max(axis=-1))
         chosen_logit = lens_logits[np.arange(T), chosen]  # (T,)
@@ -166,11 +166,6 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     if records is not None:
         out["training"] = training_curves(records)
     return out
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def histogram(values, bins: int = HISTOGRAM_BINS) -> dict:

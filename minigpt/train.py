@@ -273,16 +273,22 @@ def save(run: Run, best: bool) -> None:
 
 
 class Interrupt:
-    """Turns the first Ctrl-C (SIGINT) into a flag that the loop checks after each step."""
+    """Turns the first Ctrl-C (SIGINT) into a flag that the loop checks after each step. `earlier` says whether a
+    Ctrl-C came before the loop began: the KeyboardInterrupt it raised may have been swallowed by a library's
+    import (a bare `except:`), and the run must stop all the same."""
 
-    def __init__(self):
+    def __init__(self, earlier: Callable[[], bool] | None = None):
         self.requested = False
+        self.earlier = earlier
 
     def __enter__(self):
         try:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: no handler
             self.previous = None
+        if self.earlier is not None and self.earlier():
+            self.__exit__()
+            raise KeyboardInterrupt
         return self
 
     def _handle(self, signum, frame):
@@ -295,10 +301,11 @@ class Interrupt:
 
 
 def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = None,
-          allow_data_change: bool = False) -> dict:
+          allow_data_change: bool = False, interrupted_earlier: Callable[[], bool] | None = None) -> dict:
     """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are). Under mpiexec, every rank
     runs this and rank 0 alone writes (minigpt/distributed.py). allow_data_change lets a resumed run go on with a
-    text other than the one it was trained on."""
+    text other than the one it was trained on. interrupted_earlier: whether a Ctrl-C came during the start-up (the
+    command's handler knows; see Interrupt)."""
     dist = distributed.init() if dist is None else dist
     if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
         cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
@@ -309,7 +316,7 @@ def train(cfg: TrainConfig, progress: bool = True, dist: Distributed | None = No
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
     run = start(cfg, dist, say, allow_data_change, progress)
     try:
-        return loop(run, progress, started)
+        return loop(run, progress, started, interrupted_earlier)
     finally:
         if run.log is not None:
             run.log.close()
@@ -330,7 +337,7 @@ def parameter_stats(params: dict, before: dict, grads: dict) -> dict:
     return stats
 
 
-def loop(run: Run, progress: bool, started: float) -> dict:
+def loop(run: Run, progress: bool, started: float, interrupted_earlier: Callable[[], bool] | None = None) -> dict:
     cfg, dist, model, optimizer = run.cfg, run.dist, run.model, run.optimizer
     T = sequence_length(cfg, run.dataset)
     share = dist.share(cfg.gradient_accumulation_steps)  # this rank's micro-batches of each step
@@ -342,7 +349,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
     last_eval = {}
     bar = tqdm(total=cfg.max_iters, initial=run.it, desc="train", unit="it", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)
-    with Interrupt() as interrupt, bar:
+    with Interrupt(interrupted_earlier) as interrupt, bar:
         while run.it < cfg.max_iters:
             t0 = time.perf_counter()
             lr = get_lr(run.it, cfg.learning_rate, min_lr, cfg.warmup_iters, cfg.decay_iters)

@@ -1,5 +1,6 @@
 import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,12 @@ from hypothesis import HealthCheck, settings
 
 from minigpt import runtime
 from minigpt.data.text import cache_dir
+
+# The tests start about a hundred `minigpt` processes: with Python's bytecode cache off (PYTHONDONTWRITEBYTECODE, set
+# on some machines), each would compile minigpt's modules again, 15 s of a run on 2 cores. Cache it (in __pycache__/,
+# which git ignores), here and in every process the tests start.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 # Under pytest-xdist (the default: -n 2 in pyproject.toml) the workers share the cores: one thread each, also in the
 # processes they start. Tests of threading ask for their threads explicitly.

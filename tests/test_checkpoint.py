@@ -275,6 +275,20 @@ def test_ctrl_c_during_start_up_ends_in_one_line(text, tmp_path):
         assert "Traceback" not in stderr
 
 
+def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
+    # a KeyboardInterrupt raised inside a library's import can be caught by its bare `except:`; the command's
+    # handler has seen the Ctrl-C all the same, and the loop must not start
+    from minigpt.train import train
+
+    cfg = resolve({"data": str(text), "out_dir": str(tmp_path / "run"), "max_iters": 5, "n_layer": 1, "n_head": 2,
+                   "n_embd": 16, "block_size": 16, "batch_size": 4, "eval_iters": 2}, None)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, interrupted_earlier=lambda: True)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not (tmp_path / "run" / "checkpoints.json").exists()
+
+
 def test_the_python_api_names_bad_arguments():
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got 'bogus'"):
         GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4), dtype="bogus")
