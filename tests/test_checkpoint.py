@@ -88,8 +88,12 @@ def test_a_damaged_safetensors_file_is_named_or_read_in_full(tmp_path_factory, c
         back = weights.read(path)
     except ValueError as e:
         assert str(path) in str(e) and "damaged or truncated" in str(e)
-    else:  # a flip in the data itself (or harmless in the header): the file is whole, its values are what they are
-        assert {name: a.shape for name, a in back.items()} == {name: a.shape for name, a in original.items()}
+    else:
+        # a flip in the data, or one that leaves the header well-formed (a name 'w' -> 'v', a dtype F32 -> I32): the
+        # format cannot tell, and the file is read whole, every tensor exactly filling its bytes. (A checkpoint's
+        # manifest of SHA-256s catches such flips: test_every_file_of_a_checkpoint_is_checked_against_its_manifest.)
+        assert len(back) == len(original)
+        assert sorted(a.nbytes for a in back.values()) == sorted(a.nbytes for a in original.values())
 
 
 # --- the directory ----------------------------------------------------------------------------------------------
