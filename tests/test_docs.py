@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 from contextlib import redirect_stdout
 from io import StringIO
@@ -24,7 +25,8 @@ PAGES = sorted(DOCS.rglob("*.md"))
 SNIPPET = re.compile(r'^--8<-- "([^":]+):([\w-]+)"$', re.MULTILINE)
 LINK = re.compile(r"\]\(([^)#\s]+)(#[\w-]+)?\)")
 # a Python example, optionally followed by the output it prints, in an ```output block
-PYTHON_BLOCK = re.compile(r"```python\n(.*?)```(?:\n+```output\n(.*?)```)?", re.DOTALL)
+# (indented, inside a collapsed block such as an exercise's solution, or not)
+PYTHON_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```(?:\n+\1```output\n(.*?)^\1```)?", re.DOTALL | re.MULTILINE)
 INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 
 
@@ -71,7 +73,8 @@ def test_every_page_is_reachable_from_the_index():
 @pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_examples_run_and_print_what_is_shown(page):
     namespace = {}  # the blocks of a page run in order in one namespace, as a reader would type them
-    for block, shown in PYTHON_BLOCK.findall(page.read_text()):
+    for indent, block, shown in PYTHON_BLOCK.findall(page.read_text()):
+        block, shown = textwrap.dedent(block), textwrap.dedent(shown)
         if SNIPPET.search(block):
             continue  # code included from the source, which the other tests run
         printed = StringIO()
