@@ -1,5 +1,5 @@
-/* The one translation unit the build compiles: every kernel, once for float and once for double (each file is
- * included twice, with `real` and FN(name) -> name_f32, name_f64). Built by minigpt/backends/c/__init__.py, on
+/* The one translation unit the build compiles: every kernel, once for float and once for double (ops.h, which
+ * includes each op's file, is included twice, with `real` and FN(name) -> name_f32, name_f64). Built by minigpt/backends/c/__init__.py, on
  * first use, into a shared library cached outside the source tree: cc -O3 -march=native -fopenmp
  * -ffp-contract=off -fno-math-errno -fno-trapping-math, no fast-math, so every operation rounds as NumPy's do
  * except where a kernel asks for a fused multiply-add (the matmul's micro-kernels, as BLAS). The matmul's micro-kernel is chosen at run time from the
@@ -53,21 +53,7 @@ typedef struct { int mr, nr; MicroFn_f64 fn; const char* name; } Microkernel_f64
 #define SQRT sqrtf
 static void micro_portable_f32(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);
 static Microkernel_f32 microkernel_f32 = {4, 8, micro_portable_f32, "portable"};
-#include "gemm.c"
-#include "embedding.c"
-#include "linear.c"
-#include "layernorm.c"
-#include "attention.c"
-#include "gelu.c"
-#include "cross_entropy.c"
-#include "dropout.c"
-#include "adamw.c"
-#undef real
-#undef FN
-#undef EXP
-#undef TANH
-#undef LOG
-#undef SQRT
+#include "ops.h"
 
 #define real double
 #define FN(name) name##_f64
@@ -77,21 +63,7 @@ static Microkernel_f32 microkernel_f32 = {4, 8, micro_portable_f32, "portable"};
 #define SQRT sqrt
 static void micro_portable_f64(int, const double*, long, long, const double*, double*, long, int, int, const double*, int);
 static Microkernel_f64 microkernel_f64 = {4, 8, micro_portable_f64, "portable"};
-#include "gemm.c"
-#include "embedding.c"
-#include "linear.c"
-#include "layernorm.c"
-#include "attention.c"
-#include "gelu.c"
-#include "cross_entropy.c"
-#include "dropout.c"
-#include "adamw.c"
-#undef real
-#undef FN
-#undef EXP
-#undef TANH
-#undef LOG
-#undef SQRT
+#include "ops.h"
 
 /* Choose the float32 micro-kernel from the CPU's features, or the one named (the tests try each that runs). */
 const char* minigpt_init(const char* name) {

@@ -6,18 +6,39 @@
 
 #include <stdint.h>
 
-static inline float exp_f32(float x) {
-    float xc = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : x);  /* ln of the smallest normal, largest float */
-    float t = xc * 1.4426950408889634f + 12582912.0f;  /* adding 1.5 * 2^23 rounds x / ln 2 to n */
-    float n = t - 12582912.0f;
-    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  /* x - n ln 2, ln 2 in two parts */
-    float p = 1.9875691500e-4f;  /* Cephes' expf polynomial for exp(r) */
+/* exp(r) for the reduced argument, |r| <= ln 2 / 2, as a polynomial: the part exp and tanh below share. */
+static inline float exp_reduced_f32(float r) {
+    float p = 1.9875691500e-4f;  /* Cephes' expf polynomial */
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
+    return (p * r) * r + r + 1.0f;
+}
+
+static inline double exp_reduced_f64(double r) {
+    double p = 1.0 / 6227020800.0;  /* Taylor to r^13 / 13!: the next term is below 1e-17 for |r| <= ln 2 / 2 */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    return (p * r) * r + r + 1.0;
+}
+
+static inline float exp_f32(float x) {
+    float xc = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : x);  /* ln of the smallest normal, largest float */
+    float t = xc * 1.4426950408889634f + 12582912.0f;  /* adding 1.5 * 2^23 rounds x / ln 2 to n */
+    float n = t - 12582912.0f;
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  /* x - n ln 2, ln 2 in two parts */
+    float p = exp_reduced_f32(r);
     int32_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
     int32_t n_int = t_bits - 0x4B400000;  /* n, from the low bits of t */
@@ -34,19 +55,7 @@ static inline double exp_f64(double x) {
     double t = xc * 1.4426950408889634 + 6755399441055744.0;  /* adding 1.5 * 2^52 rounds x / ln 2 to n */
     double n = t - 6755399441055744.0;
     double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;  /* Taylor to r^13 / 13!: the next term is below 1e-17 for |r| <= ln 2 / 2 */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = (p * r) * r + r + 1.0;
+    double p = exp_reduced_f64(r);
     int64_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
     int64_t n_int = t_bits - 0x4338000000000000LL;
@@ -67,13 +76,7 @@ static inline float tanh_f32(float x) {
     float t = (2.0f * xc) * 1.4426950408889634f + 12582912.0f;
     float n = t - 12582912.0f;
     float r = ((2.0f * xc) - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * r) * r + r + 1.0f;
+    float p = exp_reduced_f32(r);
     int32_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
     int32_t bits = (t_bits - 0x4B400000 + 127) << 23;  /* 2^n, n within [-29, 29] */
@@ -87,19 +90,7 @@ static inline double tanh_f64(double x) {
     double t = (2.0 * xc) * 1.4426950408889634 + 6755399441055744.0;
     double n = t - 6755399441055744.0;
     double r = ((2.0 * xc) - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = (p * r) * r + r + 1.0;
+    double p = exp_reduced_f64(r);
     int64_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
     int64_t bits = (t_bits - 0x4338000000000000LL + 1023) << 52;  /* 2^n, n within [-58, 58] */

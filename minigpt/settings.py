@@ -16,6 +16,7 @@ from pathlib import Path
 
 from minigpt import checkpoint, hf
 from minigpt.config import TrainConfig, check_setting
+from minigpt.validate import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,13 +53,9 @@ def checked(values: dict, name) -> dict:
 
 def read_toml(path) -> dict:
     """A config file's settings, checked: TOML, UTF-8, known keys, valid values."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+    text = read_text(path, what="config file ", fix="save it as UTF-8")
     try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
     TrainConfig.check_keys(d, source=f"{path}")

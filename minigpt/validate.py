@@ -63,17 +63,23 @@ def check_same_dtype(op: str, **arrays) -> np.dtype:
 
 # --- files: parsed and checked where they enter, with one line that names the file -------------------------
 
-def read_json(path) -> object:
-    """The JSON in the file at path, or an error that names the file: missing, not UTF-8, not JSON."""
+def read_text(path, what: str = "", fix: str = "the file is damaged") -> str:
+    """The UTF-8 text of the file at path, or an error that names it (as `what` path): missing, or not UTF-8."""
     from pathlib import Path
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what}{path} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); the file is damaged") from None
+        raise ValueError(f"{what}{path} is not UTF-8 text (byte {e.start}); {fix}") from None
+
+
+def read_json(path) -> object:
+    """The JSON in the file at path, or an error that names the file: missing, not UTF-8, not JSON."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); the file is damaged") from None
 

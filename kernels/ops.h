@@ -1,0 +1,19 @@
+/* Every op's kernels for one precision: included twice by minigpt.c, after it defines `real` (float, then double),
+ * FN(name) (name_f32, name_f64) and the math it calls (EXP, TANH, LOG, SQRT); the names are undefined at the end. */
+
+#include "gemm.c"
+#include "embedding.c"
+#include "linear.c"
+#include "layernorm.c"
+#include "attention.c"
+#include "gelu.c"
+#include "cross_entropy.c"
+#include "dropout.c"
+#include "adamw.c"
+
+#undef real
+#undef FN
+#undef EXP
+#undef TANH
+#undef LOG
+#undef SQRT
