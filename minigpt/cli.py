@@ -357,6 +357,14 @@ def on_ctrl_c(signum, frame):
     raise KeyboardInterrupt
 
 
+def quiet_ctrl_c(unraisable) -> None:
+    """A Ctrl-C that lands in a callback Python cannot raise from (a weakref callback of the import lock, a __del__) is
+    printed by the interpreter as "Exception ignored" with a traceback; it is remembered in _interrupted instead."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv=None) -> int:
     global _interrupted
     _interrupted = False
@@ -365,6 +373,7 @@ def main(argv=None) -> int:
     Diverged = TrainingInterrupted = ()  # (until they are imported, nothing is caught as them)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
+    previous_hook, sys.unraisablehook = sys.unraisablehook, quiet_ctrl_c
     try:
         from minigpt import runtime
         from minigpt.distributed import launched_ranks
@@ -403,6 +412,7 @@ def main(argv=None) -> int:
         abort(1)
         return 1
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -291,6 +292,26 @@ def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
         train(cfg, progress=False, interrupted_earlier=lambda: True)
     assert signal.getsignal(signal.SIGINT) is before
     assert not (tmp_path / "run" / "checkpoints.json").exists()
+
+
+def test_a_ctrl_c_in_a_callback_python_cannot_raise_from_ends_in_one_line(text, tmp_path, capsys, monkeypatch):
+    # a Ctrl-C that lands in a weakref callback (the import lock's) or a __del__ cannot be raised: the interpreter
+    # prints "Exception ignored ... Traceback" and goes on. The command says one line and stops all the same.
+    from minigpt import cli as command, runtime
+
+    class Finalised:
+        def __del__(self):
+            command.on_ctrl_c(signal.SIGINT, None)
+
+    def configure():
+        Finalised()  # dropped at once: its __del__ is where the Ctrl-C lands
+
+    monkeypatch.setattr(runtime, "configure", configure)
+    monkeypatch.setattr("sys.unraisablehook", sys.__unraisablehook__)  # the interpreter's, not pytest's
+    code, err = cli(capsys, "train", "--data", str(text), "--out-dir", str(tmp_path / "run"), *TINY)
+    assert code == 130
+    assert err.strip() == "minigpt: interrupted"
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_python_api_names_bad_arguments():
