@@ -19,6 +19,9 @@ import pytest
 from conftest import require
 from helpers import OUTPUT, chromium
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
+import notebooks  # noqa: E402  docs/notebooks.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
@@ -70,22 +73,62 @@ def test_every_page_is_reachable_from_the_index():
     assert sorted(seen) == PAGES
 
 
-@pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_examples_run_and_print_what_is_shown(page):
-    namespace = {}  # the blocks of a page run in order in one namespace, as a reader would type them
-    for indent, block, shown in PYTHON_BLOCK.findall(page.read_text()):
-        block, shown = textwrap.dedent(block), textwrap.dedent(shown)
-        if SNIPPET.search(block):
-            continue  # code included from the source, which the other tests run
+def test_the_readme_examples_run_and_print_what_is_shown():
+    namespace = {}  # the blocks run in order in one namespace, as a reader would type them
+    for indent, block, shown in PYTHON_BLOCK.findall((ROOT / "README.md").read_text()):
         printed = StringIO()
         with redirect_stdout(printed):
-            exec(compile(block, str(page), "exec"), namespace)
-            for name, fn in list(namespace.items()):  # an example that defines a test also runs it
-                if name.startswith("test_") and callable(fn):
-                    fn()
-                    del namespace[name]
+            exec(compile(textwrap.dedent(block), "README.md", "exec"), namespace)
         if shown:
-            assert printed.getvalue() == shown, f"{page.name}: the example prints\n{printed.getvalue()}"
+            assert printed.getvalue() == textwrap.dedent(shown), f"README.md: the example prints\n{printed.getvalue()}"
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """One Jupyter kernel (ipykernel, this interpreter) for the notebooks of this worker; each starts from an empty
+    namespace in its own directory, as a freshly opened notebook would."""
+    require("nbclient")
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    km = KernelManager(kernel_name="python3", transport="ipc")
+    client = NotebookClient(nbformat.v4.new_notebook(), km=km, timeout=600)
+    with client.setup_kernel():
+        yield client
+    km.shutdown_kernel(now=True)
+
+
+def run_notebook(client, nb, directory) -> list[str]:
+    """Execute every code cell of nb in the kernel, in order, after one that empties the namespace and enters
+    directory: what each cell printed on stdout."""
+    import nbformat
+
+    start = nbformat.v4.new_code_cell(f"%reset -f\nimport os\nos.chdir({str(directory)!r})")
+    client.nb = nbformat.v4.new_notebook(cells=[start, *nb.cells])  # nbclient writes each cell back at its index
+    printed = []
+    for i, cell in enumerate(client.nb.cells):
+        if cell.cell_type == "code":
+            client.execute_cell(cell, i)  # raises CellExecutionError, with the cell and its traceback
+            printed.append("".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"))
+    return printed[1:]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if notebooks.runnable(p)], ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_page_with_code_runs_as_a_notebook_and_prints_what_the_page_shows(page, kernel, tmp_path):
+    """Every ```python block of the page, exercise solutions included, is a code cell of its notebook (a solution's
+    source hidden), and each prints in a Jupyter kernel what the page's ```output block shows."""
+    nb = notebooks.notebook(page)
+    blocks = [(textwrap.dedent(block).rstrip("\n"), textwrap.dedent(shown), bool(indent))
+              for indent, block, shown in PYTHON_BLOCK.findall(page.read_text()) if not SNIPPET.search(block)]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.source for c in code] == [block for block, _, _ in blocks]
+    for cell, (_, _, in_a_solution) in zip(code, blocks):
+        assert cell.metadata.get("jupyter", {}).get("source_hidden", False) == in_a_solution
+    printed = run_notebook(kernel, nb, tmp_path)
+    for i, (out, (block, shown, _)) in enumerate(zip(printed, blocks)):
+        if shown:
+            assert out == shown, f"{page.name}, block {i + 1}:\n{block}\nprints\n{out}"
 
 
 def resolve(dotted: str):
