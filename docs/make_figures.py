@@ -7,6 +7,8 @@
 - attention.png: the attention probabilities of every head of the run's best model on a line of Shakespeare;
 - inspect_*.png: panels of `minigpt inspect`'s page for the run on the same line, in headless Chromium
   (docs/inspect.md; the run should be trained with --log-stats);
+- data_flow.svg: the forward and backward of GPT.forward and GPT.backward, with the shapes of a real forward's
+  caches (no run needed: python docs/make_figures.py --no-run writes only this one);
 - gradcheck.png: the relative errors minigpt.gradcheck reports for every op's backward on random inputs,
   and for the deliberately wrong backwards of tests/test_gradcheck.py.
 Needs matplotlib and playwright (the dev extra) and Chromium; the training needs Tiny Shakespeare (see minigpt train --help).
@@ -141,11 +143,112 @@ def gradcheck_figure(out: Path) -> None:
     plt.close(fig)
 
 
+# --- the forward and backward as data flow (SVG, generated from the code: no run needed) -------------------------
+
+# sizes that are all different, so that each dimension of an array names its symbol
+SIZES = {"B": 2, "T": 3, "C": 20, "nh": 4, "V": 7}
+SYMBOLS = {2: "B", 3: "T", 20: "C", 4: "nh", 5: "hs", 7: "V", 60: "3C", 80: "4C"}
+
+
+def symbolic(shape) -> str:
+    return "scalar" if shape == () else "(" + ", ".join(SYMBOLS[n] for n in shape) + ")"
+
+
+def data_flow_rows() -> list:
+    """(forward line, the shape it makes, backward line, parameter gradients) for each step of GPT.forward and
+    GPT.backward (minigpt/model.py), the shapes read from the caches of a real forward of a small model."""
+    from minigpt import GPT, GPTConfig
+    from minigpt.ops import attention
+
+    B, T, C, nh, V = (SIZES[k] for k in ("B", "T", "C", "nh", "V"))
+    model = GPT(GPTConfig(vocab_size=V, block_size=11, n_layer=1, n_head=nh, n_embd=C), dtype="float64")
+    idx = np.random.default_rng(0).integers(0, V, size=(B, T))
+    logits, _ = model.forward(idx, idx)
+    cache = model._cache
+    block = cache.blocks[0]
+    q, _, _, preatt = attention.scores(block.attn.qkv, nh)
+    shape = {"idx": idx.shape, "x": block.ln_1.x.shape, "a": block.attn.qkv_cache.x.shape,
+             "qkv": block.attn.qkv.shape, "q": q.shape, "att": preatt.shape, "y": block.attn.proj_cache.x.shape,
+             "h": block.gelu.x.shape, "g": block.c_proj.x.shape, "logits": logits.shape, "loss": ()}
+    s = {k: symbolic(v) for k, v in shape.items()}
+    return [
+        ("idx", s["idx"], "", ""),
+        ("x = wte[idx] + wpe[start + t]", s["x"], "dwte += scatter-add of dx by idx", "dwpe (block_size, C)"),
+        ("x = dropout(x)", s["x"], "dx = dx * mask", ""),
+        ("a = ln_1(x)", s["a"], "dx += ln_1 backward(da)", "d ln_1.weight, .bias (C)"),
+        ("qkv = a @ c_attn.weight + bias", s["qkv"], "da = dqkv @ c_attn.weightᵀ", "d c_attn.weight (C, 3C)"),
+        ("q, k, v split into heads", s["q"], "dqkv = dq, dk, dv merged", ""),
+        ("preatt = q kᵀ / √hs, masked", s["att"], "dq = dpreatt k / √hs,  dk = dpreattᵀ q / √hs", ""),
+        ("att = softmax(preatt)", s["att"], "dpreatt = att * (datt − rowsum(datt * att))", ""),
+        ("y = att v, heads merged", s["y"], "datt = dy vᵀ,  dv = attᵀ dy", ""),
+        ("a = y @ attn.c_proj.weight + bias", s["x"], "dy = da @ c_proj.weightᵀ", "d attn.c_proj.weight (C, C)"),
+        ("x = x + dropout(a)", s["x"], "da = dx  (the residual copies dx)", ""),
+        ("m = ln_2(x)", s["x"], "dx += ln_2 backward(dm)", "d ln_2.weight, .bias (C)"),
+        ("h = m @ c_fc.weight + bias", s["h"], "dm = dh @ c_fc.weightᵀ", "d c_fc.weight (C, 4C)"),
+        ("g = gelu(h)", s["g"], "dh = dg * gelu′(h)", ""),
+        ("m = g @ mlp.c_proj.weight + bias", s["x"], "dg = dm @ mlp.c_proj.weightᵀ", "d mlp.c_proj.weight (4C, C)"),
+        ("x = x + dropout(m)", s["x"], "dm = dx", ""),
+        ("x = ln_f(x)", s["x"], "dx = ln_f backward(dx)", "d ln_f.weight, .bias (C)"),
+        ("logits = x @ wteᵀ", s["logits"], "dx = dlogits @ wte", "dwte = dlogitsᵀ x (V, C)"),
+        ("loss = cross_entropy(logits, targets)", s["loss"], "dlogits = (softmax(logits) − onehot) / N", "dloss = 1"),
+    ]
+
+
+def data_flow_svg(rows) -> str:
+    """The two columns as an SVG: forward boxes top down, backward boxes bottom up, the block's rows framed."""
+    from html import escape
+
+    W, col, gap, row_h, box_h, top, frame = 780, 372, 16, 40, 32, 44, 20
+    first_block, last_block = 3, 15  # rows of the block (ln_1 .. the second residual)
+
+    def row_y(i):  # the block's frame takes `frame` pixels above its first row and below its last
+        return top + row_h * i + frame * (i >= first_block) + frame * (i > last_block)
+
+    H = row_y(len(rows) - 1) + box_h + 8
+    mono = "font-family='DejaVu Sans Mono, Menlo, Consolas, monospace'"
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='{W}' height='{H}' {mono} font-size='12'>",
+           "<defs><marker id='head' viewBox='0 0 8 8' refX='4' refY='4' markerWidth='7' markerHeight='7' orient='auto'>"
+           "<path d='M0,0 L8,4 L0,8 z' fill='#555'/></marker></defs>",
+           "<rect width='100%' height='100%' fill='white'/>",
+           f"<text x='{4 + col / 2}' y='18' text-anchor='middle' font-weight='bold' font-size='13'>FORWARD (top down)</text>",
+           f"<text x='{4 + col + gap + col / 2}' y='18' text-anchor='middle' font-weight='bold' font-size='13'>"
+           "BACKWARD (bottom up)</text>"]
+    y0, y1 = row_y(first_block) - frame + 2, row_y(last_block) + box_h + frame - 6
+    out.append(f"<rect x='1' y='{y0}' width='{W - 2}' height='{y1 - y0}' rx='6' fill='#fafafa' stroke='#888' "
+               "stroke-dasharray='5,3'/>")
+    for x, layers in ((10, "0 … L−1"), (4 + col + gap + 6, "L−1 … 0")):  # left of each column's arrow
+        out.append(f"<text x='{x}' y='{y0 + 13}' fill='#444' font-size='11'>block ℓ = {layers}</text>")
+    for i, (fwd, shape, bwd, params) in enumerate(rows):
+        y = row_y(i)
+        for x, fill, main, side in ((4, "#e8f0fb", fwd, shape), (4 + col + gap, "#fbece8", bwd, params)):
+            if not main:
+                continue
+            out.append(f"<rect x='{x}' y='{y}' width='{col}' height='{box_h}' rx='4' fill='{fill}' stroke='#9aa'/>")
+            out.append(f"<text x='{x + 8}' y='{y + 14}'>{escape(main)}</text>")
+            if side:
+                out.append(f"<text x='{x + col - 8}' y='{y + 27}' text-anchor='end' fill='#555' font-size='11'>{escape(side)}</text>")
+        if i + 1 < len(rows):  # forward: down to the next row; backward: up from the next row
+            xf, xb, next_y = 4 + col / 2, 4 + col + gap + col / 2, row_y(i + 1)
+            out.append(f"<line x1='{xf}' y1='{y + box_h}' x2='{xf}' y2='{next_y - 1}' stroke='#555' marker-end='url(#head)'/>")
+            if rows[i][2]:
+                out.append(f"<line x1='{xb}' y1='{next_y}' x2='{xb}' y2='{y + box_h + 1}' stroke='#555' marker-end='url(#head)'/>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def data_flow_figure(out: Path) -> None:
+    out.write_text(data_flow_svg(data_flow_rows()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", help="a finished `minigpt train` run (default: train the default recipe now)")
+    parser.add_argument("--no-run", action="store_true", help="only the figures that need no training run")
     args = parser.parse_args()
     FIGURES.mkdir(exist_ok=True)
+    data_flow_figure(FIGURES / "data_flow.svg")
+    if args.no_run:
+        return
     from minigpt.plot import plot_run
 
     with tempfile.TemporaryDirectory() as tmp:

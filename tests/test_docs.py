@@ -131,6 +131,17 @@ def test_every_page_with_code_runs_as_a_notebook_and_prints_what_the_page_shows(
             assert out == shown, f"{page.name}, block {i + 1}:\n{block}\nprints\n{out}"
 
 
+def test_the_data_flow_figure_is_the_one_the_code_draws():
+    """docs/figures/data_flow.svg, with the shapes of a real forward's caches, is what docs/make_figures.py draws
+    from the code as it is now (python docs/make_figures.py --no-run redraws it)."""
+    import make_figures
+
+    rows = make_figures.data_flow_rows()
+    assert ("qkv = a @ c_attn.weight + bias", "(B, T, 3C)") == rows[4][:2]
+    assert ("att = softmax(preatt)", "(B, nh, T, T)") == rows[7][:2]
+    assert (DOCS / "figures" / "data_flow.svg").read_text() == make_figures.data_flow_svg(rows)
+
+
 def resolve(dotted: str):
     """minigpt.gradcheck.check_op -> the object, importing the longest module prefix."""
     parts = dotted.split(".")
