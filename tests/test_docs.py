@@ -131,6 +131,19 @@ def test_every_page_with_code_runs_as_a_notebook_and_prints_what_the_page_shows(
             assert out == shown, f"{page.name}, block {i + 1}:\n{block}\nprints\n{out}"
 
 
+def test_the_next_links_walk_the_navigation_from_start_here_to_the_end():
+    """A reader who follows only the **Next:** link at the end of each page reads every page once, in the site's
+    navigation order: from "Start here" through the ops and training to the last page."""
+    nav = re.findall(r"^ *- .*?:? *([\w/]+\.md)$", (DOCS / "mkdocs" / "mkdocs.yml").read_text(), re.MULTILINE)
+    assert nav[:2] == ["index.md", "backprop.md"] and sorted(DOCS / p for p in nav) == PAGES
+    for page, following in zip(nav, nav[1:] + [None]):
+        ends = re.findall(r"^\*\*Next:\*\* .*?\]\(([^)#]+)\)", (DOCS / page).read_text(), re.MULTILINE)
+        if following is None:
+            assert ends == [], f"{page} is the last page"
+        elif page != "index.md":  # the overview sends the reader to "Start here" in its text
+            assert [((DOCS / page).parent / e).resolve() for e in ends] == [DOCS / following], page
+
+
 def test_the_data_flow_figure_is_the_one_the_code_draws():
     """docs/figures/data_flow.svg, with the shapes of a real forward's caches, is what docs/make_figures.py draws
     from the code as it is now (python docs/make_figures.py --no-run redraws it)."""
