@@ -22,6 +22,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # the settings the `minigpt` command applies (threads, memory), through the same explicit call
 runtime.configure()
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` (several seconds each) start first: begun last, one of them would keep one worker busy
+    while the other has nothing left to do. The others keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 # Under CI every run explores the same examples (derandomize), so a failure is reproducible from the log.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)

@@ -293,6 +293,7 @@ CHECKS = """() => {
 }"""
 
 
+@pytest.mark.long
 def test_the_site_builds_strictly_and_every_page_renders_in_a_real_browser_offline(site):
     """The site as CI builds it (mkdocs build --strict), then every page of it in headless Chromium at a laptop's size, with every request outside the site refused:
     all math typeset by MathJax (served by the site), no math error, no TeX left raw, every internal link and image
