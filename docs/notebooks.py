@@ -71,8 +71,8 @@ def markdown(text: str, page: Path) -> str:
 
     def relink(m):
         target = (page.parent / m.group(2)).resolve()
-        if target.suffix == ".md" and runnable(target):
-            return m.group(0).replace(".md", ".ipynb", 1) if m.group(2).endswith(".md") else m.group(0)
+        if target.suffix == ".md" and runnable(target):  # its notebook, at the same place under notebooks/
+            return f"{m.group(1)}{m.group(2)[:-len('.md')]}.ipynb{m.group(3)}"
         # a page without code, or a figure: where it sits in docs/, seen from the same place under notebooks/
         in_docs = target.relative_to(DOCS).as_posix()
         up = "../" * len(page.relative_to(DOCS).parts)

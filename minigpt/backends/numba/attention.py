@@ -35,7 +35,10 @@ def axpy4(out, n, a, x, i):
         out[j] += (a0 * x0[j] + a1 * x1[j]) + (a2 * x2[j] + a3 * x3[j])
 
 
-@numba.njit(inline="always")
+# axpy_rows and axpy_rows_twice are functions of their own, called once per row: inlined by numba at each call
+# (inline="always", as axpy4 is into them), their bodies were typed again at every use, about 6 s more to compile
+# the two precisions, for no difference in speed that python benchmarks/bench_attention.py could measure.
+@numba.njit(**OPTIONS)
 def axpy_rows(out, n, a, x, start, stop):
     """out[:n] += sum over i in [start, stop) of a[i] x[i, :n], four rows a pass."""
     i = start
@@ -49,7 +52,7 @@ def axpy_rows(out, n, a, x, start, stop):
         i += 1
 
 
-@numba.njit(inline="always")
+@numba.njit(**OPTIONS)
 def axpy_rows_twice(out, out2, n, a, x, a2, x2, stop):
     """out[:n] += sum_{i < stop} a[i] x[i, :n] and out2[:n] += sum_{i < stop} a2[i] x2[i, :n], in the same
     passes: half the loops, each with twice the arithmetic."""
