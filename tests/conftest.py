@@ -24,9 +24,18 @@ runtime.configure()
 
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `long` (several seconds each) start first: begun last, one of them would keep one worker busy
-    while the other has nothing left to do. The others keep their order."""
+    """Two ways to keep the two workers (-n 2 --dist loadgroup) busy to the end:
+    - the tests that use PyTorch and transformers run on one worker: importing them takes 5 to 9 s, once; so do
+      the docs' notebooks, which share one Jupyter kernel (tests/test_docs.py);
+    - tests marked `long` (several seconds each) start first: begun last, one of them would keep one worker busy
+      while the other has nothing left to do. The others keep their order."""
+    for item in items:
+        if {"torch", "transformers"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("torch"))
+        if "kernel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("jupyter"))
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
@@ -94,3 +103,4 @@ def shakespeare():
             raise FileNotFoundError(f"Tiny Shakespeare is not at {path}; CI expects it there")
         pytest.skip(f"Tiny Shakespeare not found at {path}; set MINIGPT_DATA")
     return path
+

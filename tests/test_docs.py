@@ -83,10 +83,10 @@ def test_the_readme_examples_run_and_print_what_is_shown():
             assert printed.getvalue() == textwrap.dedent(shown), f"README.md: the example prints\n{printed.getvalue()}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kernel():
-    """One Jupyter kernel (ipykernel, this interpreter) for the notebooks of this worker; each starts from an empty
-    namespace in its own directory, as a freshly opened notebook would."""
+    """One Jupyter kernel (ipykernel, this interpreter) for the notebooks, which tests/conftest.py runs on one worker;
+    each starts from an empty namespace in its own directory, as a freshly opened notebook would."""
     require("nbclient")
     import nbformat
     from jupyter_client.manager import KernelManager

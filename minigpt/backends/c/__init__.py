@@ -1,5 +1,7 @@
 """The C backend: the kernels of kernels/ (shipped inside the package as minigpt.kernels), compiled on first use
-into the cache directory and loaded with cffi in ABI mode (a plain shared library: no Python headers needed).
+into the cache directory and loaded with cffi in out-of-line ABI mode (a plain shared library: no Python headers
+needed; the declarations of minigpt.h are parsed once, when the library is built, into a small Python module
+beside it, rather than by every process that loads it).
 
 The library is built once per machine and source version (cc -O3 -march=native -fopenmp, no fast-math), with a
 one-line message; later processes load it in milliseconds. A machine without a C compiler raises OSError when the
@@ -8,8 +10,11 @@ Each op's wrapper (minigpt/backends/c/<op>.py) checks that its arrays are laid o
 raises rather than copying. Nothing here imports numba.
 """
 
+import contextlib
 import fcntl
 import hashlib
+import importlib.util
+import io
 import os
 import platform
 import shutil
@@ -18,7 +23,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import cffi
 import numpy as np
 
 from minigpt.data.text import cache_dir
@@ -33,7 +37,7 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-err
 CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]", np.dtype(np.int64): "int64_t[]"}
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
-ffi = cffi.FFI()
+ffi = None  # cffi's FFI of minigpt.h, loaded with the library by lib()
 _lib = None
 
 
@@ -52,8 +56,9 @@ def machine_id() -> str:
     return platform.machine() + "".join(lines)
 
 
-def build() -> Path:
-    """The shared library of these sources for this machine and compiler, compiled unless it is cached."""
+def build() -> tuple[Path, Path]:
+    """The shared library of these sources for this machine and compiler, and the module of cffi's FFI of its
+    declarations, each made unless it is cached."""
     files = sorted(sources().glob("*.[ch]"))
     if not files:
         raise OSError(f"the C kernel sources are missing from {sources()}; reinstall minigpt")
@@ -65,8 +70,9 @@ def build() -> Path:
     for part in [*(f.read_bytes() for f in files), " ".join(FLAGS).encode(), version.encode(), machine_id().encode()]:
         key.update(part)
     library = cache_dir() / "kernels" / f"libminigpt-{key.hexdigest()[:16]}.so"
-    if library.is_file():
-        return library
+    declared = library.with_name(f"minigpt_ffi_{key.hexdigest()[:16]}.py")
+    if library.is_file() and declared.is_file():
+        return library, declared
     library.parent.mkdir(parents=True, exist_ok=True)
     # one process compiles; others starting at the same time (test workers, MPI ranks) wait for it, then load
     with open(library.with_name(library.name + ".lock"), "w") as lock:
@@ -81,7 +87,25 @@ def build() -> Path:
                 first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
                 raise OSError(f"compiling the C kernels failed: {first}")
             os.replace(tmp, library)  # atomic: a process that does not take the lock sees the whole library or none
-    return library
+        if not declared.is_file():
+            import cffi  # its C parser (pycparser) is needed here only
+
+            builder = cffi.FFI()
+            builder.cdef(declarations())
+            builder.set_source(declared.stem, None)  # None: ABI mode, nothing to compile
+            tmp = declared.with_name(declared.stem + f"-tmp{os.getpid()}.py")
+            with contextlib.redirect_stdout(io.StringIO()):  # it says "generating ..." on stdout
+                builder.emit_python_code(str(tmp))
+            os.replace(tmp, declared)
+    return library, declared
+
+
+def load_ffi(declared: Path):
+    """cffi's FFI object from the module build() wrote: the declarations, already parsed."""
+    spec = importlib.util.spec_from_file_location(declared.stem, declared)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ffi
 
 
 def declarations() -> str:
@@ -96,12 +120,12 @@ def declarations() -> str:
 
 def lib():
     """The loaded library (built first if need be), its float32 micro-kernel chosen from the CPU's features."""
-    global _lib
+    global _lib, ffi
     if _lib is None:
-        path = build()
-        ffi.cdef(declarations())
+        library, declared = build()
+        ffi = load_ffi(declared)
         # never unloaded: it brings the OpenMP runtime, whose threads live on until the process exits
-        _lib = ffi.dlopen(str(path), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
+        _lib = ffi.dlopen(str(library), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
         _lib.minigpt_init(ffi.NULL)
     return _lib
 
@@ -115,6 +139,8 @@ def use_microkernel(name: str | None = None) -> str:
 def ptr(a):
     """A C pointer to the data of an array (C-contiguous, or the transpose of one), or NULL for None.
     (ffi.from_buffer: a tenth of the time of casting a.ctypes.data, which counts when decoding a token at a time.)"""
+    if ffi is None:
+        lib()
     if a is None:
         return ffi.NULL
     return ffi.from_buffer(CTYPE[a.dtype], a if a.flags.c_contiguous else a.T)
