@@ -23,7 +23,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 runtime.configure()
 
 
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Two ways to keep the two workers (-n 2 --dist loadgroup) busy to the end:
@@ -103,4 +102,3 @@ def shakespeare():
             raise FileNotFoundError(f"Tiny Shakespeare is not at {path}; CI expects it there")
         pytest.skip(f"Tiny Shakespeare not found at {path}; set MINIGPT_DATA")
     return path
-
