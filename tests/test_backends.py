@@ -336,3 +336,15 @@ def test_auto_picks_the_first_backend_that_loads(monkeypatch):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'cuda'; choose one of numpy, numba, c, auto"):
         backends.resolve("cuda")
+
+
+def test_processes_that_start_together_compile_a_numba_kernel_once(tmp_path):
+    # test workers and MPI ranks start together with an empty cache: one compiles, the others wait and load
+    code = ("import numpy as np; from minigpt import backends; from minigpt.backends.numba import dropout; "
+            "x = np.ones(5); backends.kernels('numba').dropout(x, x); "
+            "print(sum(dropout.apply_loops.stats.cache_misses.values()))")
+    env = {**os.environ, "MINIGPT_CACHE": str(tmp_path / "cache")}
+    processes = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    compiled = [int(p.communicate()[0]) for p in processes]
+    assert sorted(compiled) == [0, 0, 1], compiled

@@ -64,19 +64,19 @@ def numpy_kernels() -> Kernels:
 
 
 def numba_kernels() -> Kernels:
-    from minigpt.backends.numba import adamw, attention, cross_entropy, dropout, embedding, gelu, layernorm
+    from minigpt.backends.numba import adamw, attention, compile_once, cross_entropy, dropout, embedding, gelu, layernorm
     from minigpt.ops import linear
 
     return Kernels(
         "numba",
-        embedding.forward_kernel, embedding.backward_kernel,
+        compile_once(embedding.forward_kernel), compile_once(embedding.backward_kernel),
         linear.forward_kernel, linear.backward_kernel,  # NumPy's BLAS: the fastest matmul there is here
-        layernorm.forward_kernel, layernorm.backward_kernel,
-        attention.forward_kernel, attention.backward_kernel,
-        gelu.forward_kernel, gelu.backward_kernel,
-        cross_entropy.forward_kernel, cross_entropy.backward_kernel,
-        dropout.apply,
-        adamw.adamw_update,
+        compile_once(layernorm.forward_kernel), compile_once(layernorm.backward_kernel),
+        compile_once(attention.forward_kernel), compile_once(attention.backward_kernel),
+        compile_once(gelu.forward_kernel), compile_once(gelu.backward_kernel),
+        compile_once(cross_entropy.forward_kernel), compile_once(cross_entropy.backward_kernel),
+        compile_once(dropout.apply),
+        compile_once(adamw.adamw_update),
     )
 
 

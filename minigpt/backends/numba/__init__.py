@@ -9,10 +9,12 @@ parallel loop costs about 200 microseconds to start even on one thread, and on G
 parallel versions of these kernels made no measurable difference to a step (docs/kernels.md). The C backend's
 kernels are the ones threaded, with OpenMP.
 
-This file holds what the kernels share: where numba caches them, and exp and tanh written so that the compiler
-can vectorise them.
+This file holds what the kernels share: where numba caches them, one compilation at a time, and exp and tanh written
+so that the compiler can vectorise them.
 """
 
+import fcntl
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -68,6 +70,29 @@ class CacheLocator(caching._CacheLocator):
 
 if CacheLocator not in caching.CacheImpl._locator_classes:
     caching.CacheImpl._locator_classes.insert(0, CacheLocator)
+
+
+def compile_once(kernel):
+    """kernel (a wrapper that calls numba kernels), whose first call with each dtype, the one that compiles the
+    numba kernels it calls or loads them from the cache, runs in one process at a time: processes that start
+    together (test workers, MPI ranks) wait for the one compiling (several seconds for attention), then load what
+    it cached instead of compiling the same again. Later calls go straight to kernel."""
+    ready = set()  # the dtypes kernel has run with in this process
+
+    @functools.wraps(kernel)
+    def call(*args):
+        dtype = next(a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+        if dtype in ready:
+            return kernel(*args)
+        lock = cache_dir() / "numba" / sources_hash() / f"{kernel.__module__}.{kernel.__name__}.{dtype}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            out = kernel(*args)
+        ready.add(dtype)
+        return out
+
+    return call
 
 
 # cache=True: compiled once per machine (see CacheLocator). error_model="numpy": a float division by zero gives
