@@ -22,22 +22,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # the settings the `minigpt` command applies (threads, memory), through the same explicit call
 runtime.configure()
 
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Two ways to keep the two workers (-n 2 --dist loadgroup) busy to the end:
-    - the tests that use PyTorch and transformers run on one worker: importing them takes 5 to 9 s, once; so do
-      the docs' notebooks, which share one Jupyter kernel (tests/test_docs.py);
-    - tests marked `long` (several seconds each) start first: begun last, one of them would keep one worker busy
-      while the other has nothing left to do. The others keep their order."""
-    for item in items:
-        if {"torch", "transformers"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("torch"))
-        if "kernel" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("jupyter"))
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 # Under CI every run explores the same examples (derandomize), so a failure is reproducible from the log.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)

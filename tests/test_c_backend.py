@@ -101,7 +101,6 @@ def test_a_process_using_the_c_backend_exits_cleanly():
         assert result.returncode == 0, (result.returncode, result.stderr)
 
 
-@pytest.mark.long
 def test_an_installed_copy_compiles_the_sources_it_ships(tmp_path):
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"  # a copy: setuptools writes its build/ beside the sources, not in the repository

@@ -84,15 +84,17 @@ def test_the_readme_examples_run_and_print_what_is_shown():
 
 
 @pytest.fixture(scope="session")
-def kernel():
-    """One Jupyter kernel (ipykernel, this interpreter) for the notebooks, which tests/conftest.py runs on one worker;
-    each starts from an empty namespace in its own directory, as a freshly opened notebook would."""
+def kernel(tmp_path_factory):
+    """One Jupyter kernel (ipykernel, this interpreter) for the notebooks a test worker runs; each starts from an
+    empty namespace in its own directory, as a freshly opened notebook would."""
     require("nbclient")
     import nbformat
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    km = KernelManager(kernel_name="python3", transport="ipc")
+    # IPC sockets of this kernel's own (by default they are kernel-ipc-N in the working directory, where kernels
+    # started at the same moment by other processes could take the same N)
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path_factory.mktemp("kernel") / "ipc"))
     client = NotebookClient(nbformat.v4.new_notebook(), km=km, timeout=600)
     with client.setup_kernel():
         yield client
@@ -293,7 +295,6 @@ CHECKS = """() => {
 }"""
 
 
-@pytest.mark.long
 def test_the_site_builds_strictly_and_every_page_renders_in_a_real_browser_offline(site):
     """The site as CI builds it (mkdocs build --strict), then every page of it in headless Chromium at a laptop's size, with every request outside the site refused:
     all math typeset by MathJax (served by the site), no math error, no TeX left raw, every internal link and image

@@ -62,7 +62,6 @@ def test_a_kill_at_each_step_of_the_protocol_then_resume_equals_the_uninterrupte
     assert not list(out.glob("*.tmp-*"))
 
 
-@pytest.mark.long
 def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_path):
     text = make_text(tmp_path / "text.txt", seed=1)
     command = ["train", "--data", str(text), "--max-iters", "500", *RUN, "--eval-interval", "10"]
@@ -132,7 +131,6 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
     assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000010"
 
 
-@pytest.mark.long
 def test_two_runs_on_one_directory_cannot_both_train(tmp_path):
     text = make_text(tmp_path / "text.txt", seed=0)
     out = tmp_path / "run"

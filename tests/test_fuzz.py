@@ -169,7 +169,6 @@ def damage(path, data):
     path.write_bytes(raw)
 
 
-@pytest.mark.long
 @FUZZ
 @given(data=st.data(), honest_manifest=st.booleans())
 def test_damage_to_any_file_of_a_run_ends_in_one_line(workspace, tmp_path_factory, capsys, data, honest_manifest):

@@ -31,7 +31,6 @@ def model():
     return m.eval()
 
 
-@pytest.mark.long
 def test_export_loads_in_transformers_with_the_same_logits_and_tokens(model, tokenizer, transformers, torch, tmp_path):
     model.save_pretrained(tmp_path, tokenizer)
     hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()

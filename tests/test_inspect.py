@@ -198,7 +198,6 @@ def test_the_command_writes_the_page_and_refuses_bad_input_in_one_line(run, caps
     error_line(err, "give at least 2")
 
 
-@pytest.mark.long
 def test_the_page_in_a_real_browser_offline(run):
     """The page of a small trained model in headless Chromium with the network off: no console error, no request
     leaves the file, every panel drawn, hover values reachable; a screenshot for a person to look at."""

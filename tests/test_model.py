@@ -115,7 +115,6 @@ def random_model(cfg, seed, scale=0.3):
     return model
 
 
-@pytest.mark.long
 @given(gpt_configs(), st.integers(0, 2**16), st.data())
 @settings(max_examples=40)
 def test_model_gradients_match_finite_differences(cfg, seed, data):
