@@ -348,3 +348,12 @@ def test_processes_that_start_together_compile_a_numba_kernel_once(tmp_path):
                  for _ in range(3)]
     compiled = [int(p.communicate()[0]) for p in processes]
     assert sorted(compiled) == [0, 0, 1], compiled
+
+
+def test_a_numba_kernel_runs_where_the_cache_cannot_be_written(tmp_path, monkeypatch):
+    from minigpt.backends.numba import compile_once, dropout
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path / "a-file" / "cache"))  # no directory can be made there
+    x = np.arange(4.0)
+    np.testing.assert_array_equal(compile_once(dropout.apply)(x, x), x * x)

@@ -85,10 +85,18 @@ def compile_once(kernel):
         if dtype in ready:
             return kernel(*args)
         lock = cache_dir() / "numba" / sources_hash() / f"{kernel.__module__}.{kernel.__name__}.{dtype}.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            held = open(lock, "w")
+        except OSError:  # an unwritable cache: numba compiles in memory (see CacheLocator), nothing to share
+            held = None
+        try:
+            if held is not None:
+                fcntl.flock(held, fcntl.LOCK_EX)
             out = kernel(*args)
+        finally:
+            if held is not None:
+                held.close()
         ready.add(dtype)
         return out
 
