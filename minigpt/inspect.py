@@ -94,8 +94,7 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     records: a run's log (minigpt.plot.read_log), for the training panels; None leaves them out."""
     ids, notices = prompt_ids(model, tokenizer, prompt)
     cfg, p = model.config, model.params
-    T, L, nh, C = len(ids), cfg.n_layer, cfg.n_head, cfg.n_embd
-    hs = C // nh
+    T, L, nh = len(ids), cfg.n_layer, cfg.n_head
     targets = np.append(ids[1:], cross_entropy.IGNORE_INDEX)  # (T,) the prompt is its own target; the last has none
     training = model.training
     model.eval()
@@ -107,15 +106,9 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
         model.train(training)
     f64 = np.float64
 
-    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array)
-    att = np.empty((L, nh, T, T))  # (L, nh, T, T)
-    causal = np.tril(np.ones((T, T), dtype=bool))  # (T, T)
-    for l, block in enumerate(cache.blocks):
-        qkv = block.attn.qkv[0].astype(f64)  # (T, 3C)
-        q = qkv[:, :C].reshape(T, nh, hs).transpose(1, 0, 2)  # (nh, T, hs)
-        k = qkv[:, C:2 * C].reshape(T, nh, hs).transpose(1, 0, 2)  # (nh, T, hs)
-        preatt = q @ k.transpose(0, 2, 1) / math.sqrt(hs)  # (nh, T, T)
-        att[l] = np.where(causal, np.exp(preatt - block.attn.lse[0][:, :, None]), 0.0)
+    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64
+    att = np.stack([attention.probabilities(b.attn._replace(qkv=b.attn.qkv.astype(f64), lse=b.attn.lse.astype(f64)))[0]
+                    for b in cache.blocks])  # (L, nh, T, T)
     entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
 
     # the residual stream: the embedding's output, then after each block (the input of the next one's ln_1, or ln_f's)
