@@ -95,7 +95,7 @@ def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: boo
         model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=L, n_head=H, n_embd=C), backend=impl)
         if impl != "auto" and model.backend != impl:
             raise RuntimeError(f"the {impl} backend did not load")
-        optimizer = AdamW(model.params, backend=model.backend)
+        optimizer = AdamW(model.params, kernels=model.kernels)
 
         def step():
             model.forward(x, y)

@@ -17,26 +17,14 @@ import numpy as np
 
 from bench import CONFIGS, model_flops_per_step
 from minigpt import GPT, GPTConfig, backends, runtime
+from minigpt.config import BACKENDS
 from minigpt.optim import AdamW
-
-
-def timed(kernels, seconds: dict):
-    """The kernels with each one adding its time to seconds[name]."""
-    def wrap(f, name):
-        def g(*args, **kwargs):
-            t0 = time.perf_counter()
-            result = f(*args, **kwargs)
-            seconds[name] += time.perf_counter() - t0
-            return result
-        return g
-
-    return kernels._replace(**{name: wrap(getattr(kernels, name), name) for name in kernels._fields if name != "name"})
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", choices=sorted(CONFIGS), default="recipe")
-    parser.add_argument("--backend", choices=backends.CHOICES, default="auto")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -45,8 +33,12 @@ def main():
     V, block_size, L, H, C, B, T = cfg = CONFIGS[args.config]
     model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=L, n_head=H, n_embd=C), backend=args.backend)
     seconds = defaultdict(float)
-    backends._loaded[model.backend] = timed(backends.kernels(model.backend), seconds)
-    optimizer = AdamW(model.params, backend=model.backend)
+
+    def record(op, kernel, args, result, elapsed):
+        seconds[f"{op}.{kernel}"] += elapsed
+
+    model.kernels = backends.traced(model.kernels, record)  # every kernel the model and the optimizer call
+    optimizer = AdamW(model.params, kernels=model.kernels)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, size=(B, T)), rng.integers(0, V, size=(B, T))
 
@@ -64,8 +56,8 @@ def main():
     # (the scores and the weighted sum, causal: half of the (T, T) products); a backward does twice the forward's
     linear = 2 * B * T * C * V + L * 2 * B * T * 12 * C * C
     attention = L * 2 * B * T * T * C
-    flops = {"linear_forward": linear, "linear_backward": 2 * linear,
-             "attention_forward": attention, "attention_backward": 2 * attention}
+    flops = {"linear.forward_kernel": linear, "linear.backward_kernel": 2 * linear,
+             "attention.forward_kernel": attention, "attention.backward_kernel": 2 * attention}
     print(f"{args.config}, {model.backend} backend: "
           f"{total * 1e3:.1f} ms a step, {model_flops_per_step(cfg) / total / 1e9:.0f} GFLOP/s of model FLOPs\n")
     print("| kernel | ms a step | share | GFLOP/s |")

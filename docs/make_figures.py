@@ -164,7 +164,7 @@ def data_flow_rows() -> list:
     model = GPT(GPTConfig(vocab_size=V, block_size=11, n_layer=1, n_head=nh, n_embd=C), dtype="float64")
     idx = np.random.default_rng(0).integers(0, V, size=(B, T))
     logits, _ = model.forward(idx, idx)
-    cache = model._cache
+    cache = model.cache
     block = cache.blocks[0]
     q, _, _, preatt = attention.scores(block.attn.qkv, nh)
     shape = {"idx": idx.shape, "x": block.ln_1.x.shape, "a": block.attn.qkv_cache.x.shape,

@@ -23,30 +23,29 @@ Saving checkpoint N (`save`), after log.jsonl's lines up to step N are on disk (
 The rename of step 3 is the commit: a run killed before it is at its previous checkpoint, after it at ckpt-N.
 Starting (`lock`, `clean`): lock the directory (flock; the lock dies with the process), then remove what a crash
 left: every *.tmp-* and every ckpt-* that checkpoints.json does not name (never reused). Resuming cuts log.jsonl back
-to the checkpoint's step (`resume_log`). Reading (`read`) checks every file against the manifest first.
+to the checkpoint's step (minigpt/runlog.py). `RunDirectory` is all of this for a run that trains: the lock, the log,
+the checkpoints. Reading a checkpoint's file (`verified`) checks it against the manifest first; a model from any
+directory, a checkpoint's or Hugging Face's: minigpt/load.py.
 """
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from minigpt import hf
 from minigpt import weights as safetensors
-from minigpt.config import GPTConfig, TrainConfig
-from minigpt.data import tokenizer_from_dict
+from minigpt.config import TrainConfig
+from minigpt.files import atomic_write, fault, fsync_dir, sha256_of, temporary
+from minigpt.runlog import LOG, Log, resume_log
 from minigpt.validate import check_object, read_json
 
 POINTER = "checkpoints.json"
-LOG = "log.jsonl"
 MANIFEST = "manifest.json"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "train_config.json", "state.json")
 NAME = re.compile(r"ckpt-\d{6,}")  # ckpt-<step>, at least six digits
@@ -59,44 +58,19 @@ def checkpoint_name(it: int) -> str:
     return f"ckpt-{it:06d}"
 
 
-# --- testing hook ---------------------------------------------------------------------------------------------
-
-_passes = {}
-
-
-def fault(point: str) -> None:
-    """A named step of the protocol. Tests set MINIGPT_FAULT=POINT (or POINT@N, its N-th pass) to have the process
-    killed right here with SIGKILL, as kill -9 or a power cut would end it: no cleanup, no buffer flushed.
-    Points: save.begin, save.files, save.manifest, save.renamed, save.pointer, save.committed, log.written."""
-    target = os.environ.get("MINIGPT_FAULT")
-    if not target or target.split("@")[0] != point:
-        return
-    _passes[point] = _passes.get(point, 0) + 1
-    if _passes[point] == int(target.partition("@")[2] or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 # --- the directory: lock, leftovers, pointer ------------------------------------------------------------------
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def to_json(obj) -> str:
+    """Strict JSON: a NaN is an error, never written."""
+    return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False)
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write and fsync a text file."""
+    """Write and fsync a text file (inside a checkpoint's temporary directory, which is renamed whole)."""
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-
-
-def write_json(path: Path, obj) -> None:
-    """Strict JSON (a NaN is an error, never written), fsynced."""
-    write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False))
 
 
 def lock(run_dir: Path) -> int:
@@ -149,32 +123,25 @@ def clean(run_dir: Path, say) -> None:
 
 # --- saving ---------------------------------------------------------------------------------------------------
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save(run_dir: Path, it: int, model, tokenizer, train_config: TrainConfig, optimizer, state: dict, best: bool) -> str:
     """Write checkpoint ckpt-<it> by the protocol above and point `latest` (and `best`, if best) at it; return its
     name. A failure (a full disk) removes what it wrote and leaves the previous checkpoint as it was."""
     name = checkpoint_name(it)
-    final, tmp = run_dir / name, run_dir / f"{name}.tmp-{os.getpid()}"
+    final = run_dir / name
+    tmp = temporary(final)
     pointer = read_pointer(run_dir) or {}
     try:
         fault("save.begin")
         tmp.mkdir()
         safetensors.write(tmp / "model.safetensors", model.params, metadata={"format": "pt"}, fsync=True)
         safetensors.write(tmp / "optimizer.safetensors", optimizer.state_dict(), fsync=True)
-        write_json(tmp / "config.json", hf.hf_config(model.config, getattr(tokenizer, "eot_token", None)))
+        write_text(tmp / "config.json", to_json(hf.hf_config(model.config, getattr(tokenizer, "eot_token", None))))
         write_text(tmp / "tokenizer.json", tokenizer.to_json())
-        write_json(tmp / "train_config.json", {k: v for k, v in train_config.to_dict().items() if k not in UNSAVED})
-        write_json(tmp / "state.json", state)
+        write_text(tmp / "train_config.json", to_json({k: v for k, v in train_config.to_dict().items() if k not in UNSAVED}))
+        write_text(tmp / "state.json", to_json(state))
         fault("save.files")
-        write_json(tmp / MANIFEST, {"files": {f: {"size": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)}
-                                              for f in FILES}})
+        write_text(tmp / MANIFEST, to_json({"files": {f: {"size": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)}
+                                                       for f in FILES}}))
         fsync_dir(tmp)
         fault("save.manifest")
         if final.exists():  # never named by checkpoints.json (clean removed those at the start): not ours to keep
@@ -182,21 +149,18 @@ def save(run_dir: Path, it: int, model, tokenizer, train_config: TrainConfig, op
         os.rename(tmp, final)
         fsync_dir(run_dir)
         fault("save.renamed")
-        pointer = {"latest": name, "best": name if best or "best" not in pointer else pointer["best"]}
-        write_json(run_dir / f"{POINTER}.tmp-{os.getpid()}", pointer)
-        fault("save.pointer")
-        os.replace(run_dir / f"{POINTER}.tmp-{os.getpid()}", run_dir / POINTER)
-        fsync_dir(run_dir)
+        new_pointer = {"latest": name, "best": name if best or "best" not in pointer else pointer["best"]}
+        with atomic_write(run_dir / POINTER, point="save.pointer") as f:  # the commit is its rename
+            f.write(to_json(new_pointer))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        (run_dir / f"{POINTER}.tmp-{os.getpid()}").unlink(missing_ok=True)
         previous = f"the last checkpoint, {run_dir / pointer['latest']}, is intact" if pointer else "no checkpoint was saved"
         fix = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
         raise OSError(f"could not write checkpoint {name} in {run_dir} ({e.strerror or e}); {previous}: "
                       f"{fix} and continue with --resume") from None
     fault("save.committed")
     for old in run_dir.glob("ckpt-*"):  # only the checkpoints named in the pointer are kept
-        if NAME.fullmatch(old.name) and old.name not in pointer.values():
+        if NAME.fullmatch(old.name) and old.name not in new_pointer.values():
             shutil.rmtree(old, ignore_errors=True)
     return name
 
@@ -206,20 +170,6 @@ def save(run_dir: Path, it: int, model, tokenizer, train_config: TrainConfig, op
 def is_checkpoint(path: Path) -> bool:
     """A minigpt checkpoint directory (as opposed to a Hugging Face directory, which has no state.json)."""
     return (path / MANIFEST).is_file() or (path / "state.json").is_file()
-
-
-def resolve(path, which: str = "best") -> Path:
-    """The model directory `path` names: a run directory (then its `which` checkpoint, "best" or "latest"), a
-    checkpoint directory, or a Hugging Face GPT-2 directory."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist; give a run directory, a checkpoint or a Hugging Face directory")
-    pointer = read_pointer(path)
-    if pointer is not None:
-        return path / pointer[which]
-    if is_checkpoint(path) or (path / "config.json").is_file():
-        return path
-    raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
 
 
 def verified(ckpt: Path, f: str) -> Path:
@@ -238,42 +188,6 @@ def verified(ckpt: Path, f: str) -> Path:
         raise ValueError(f"{path} does not match the SHA-256 in its {MANIFEST}: the file was changed or damaged after "
                          f"it was saved")
     return path
-
-
-class Checkpoint(NamedTuple):
-    config: GPTConfig
-    weights: dict  # name -> array, minigpt's (Hugging Face's) names
-    tokenizer: object  # CharTokenizer or BPETokenizer; None for a Hugging Face directory without one
-
-
-def read(ckpt) -> Checkpoint:
-    """The model of a checkpoint directory (verified against its manifest) or of a Hugging Face directory."""
-    ckpt = Path(ckpt)
-    if not is_checkpoint(ckpt):
-        return Checkpoint(*hf.read(ckpt))
-    config = hf.read_config(verified(ckpt, "config.json"))
-    arrays = safetensors.read(verified(ckpt, "model.safetensors"))
-    hf.check_matches(config, arrays, ckpt)
-    tokenizer = tokenizer_from_dict(read_json(verified(ckpt, "tokenizer.json")), ckpt / "tokenizer.json")
-    if tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"{ckpt}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
-    return Checkpoint(config, arrays, tokenizer)
-
-
-def load_model(ckpt, backend: str = "numpy"):
-    """(model, tokenizer) of a checkpoint or Hugging Face directory, ready to sample from."""
-    from minigpt.model import GPT
-
-    config, arrays, tokenizer = read(ckpt)
-    if tokenizer is None:
-        raise FileNotFoundError(f"{ckpt} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); "
-                                f"minigpt needs one to read and write text")
-    model = GPT(config, dtype=arrays["transformer.wte.weight"].dtype, backend=backend)
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as e:
-        raise ValueError(f"{ckpt}: {e}") from None
-    return model.eval(), tokenizer
 
 
 def read_train_config(ckpt: Path) -> TrainConfig:
@@ -310,66 +224,51 @@ def read_optimizer(ckpt: Path) -> dict:
     return safetensors.read(verified(ckpt, "optimizer.safetensors"))
 
 
-# --- the log --------------------------------------------------------------------------------------------------
+# --- a run directory, open for a run that trains ----------------------------------------------------------------
 
-class Log:
-    """log.jsonl, appended a line per logged step: strict JSON, flushed at once (a killed process loses no line),
-    fsynced before each checkpoint (so that a power cut loses none that a checkpoint covers)."""
+class RunDirectory:
+    """What rank 0 of a training run holds of its directory: the lock (taken at once if the directory exists, or by
+    `create` when a new run makes it), the log, and the name of the latest checkpoint. The loop sees `write` (a log
+    record), `save` (a checkpoint, by the protocol above) and `close`."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / LOG
-        self.file = open(self.path, "a", encoding="utf-8")
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = lock(path) if path.is_dir() else None
+        self.log = None
+        self.latest = None  # the newest checkpoint: the one resumed from, then each one saved
+
+    def pointer(self) -> dict | None:
+        return read_pointer(self.path) if self.path.is_dir() else None
+
+    def open(self, resume_at: int | None, say) -> None:
+        """Make the directory ready to train in, once every setting, file and the data have been checked (so that bad
+        input leaves nothing behind): created and locked if new (and refused if another run committed a checkpoint
+        there meanwhile), cleaned of what a crash left, its log cut back to the step resumed from (resume_at), or
+        removed if a run that saved no checkpoint left it, and opened for appending."""
+        if self.lock is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.lock = lock(self.path)
+            if read_pointer(self.path) is not None:
+                raise ValueError(f"{self.path} already holds a run; continue it with --resume, or choose another --out-dir")
+        clean(self.path, say)
+        if resume_at is not None:
+            resume_log(self.path, resume_at, say)
+        elif (self.path / LOG).exists():
+            say(f"removing {self.path / LOG}, left by a run that stopped before its first checkpoint")
+            (self.path / LOG).unlink()
+        self.log = Log(self.path)
 
     def write(self, record: dict) -> None:
-        try:
-            self.file.write(json.dumps(record, allow_nan=False) + "\n")
-            self.file.flush()
-        except OSError as e:
-            raise OSError(f"could not write {self.path} ({e.strerror or e}); the run's last checkpoint is intact: "
-                          f"free some space and continue with --resume") from None
-        fault("log.written")
+        self.log.write(record)
 
-    def sync(self) -> None:
-        os.fsync(self.file.fileno())
+    def save(self, it: int, model, tokenizer, train_config: TrainConfig, optimizer, state: dict, best: bool) -> None:
+        """Checkpoint step `it`: the log's lines up to it onto the disk first, then the checkpoint (save above)."""
+        self.log.sync()
+        self.latest = save(self.path, it, model, tokenizer, train_config, optimizer, state, best)
 
     def close(self) -> None:
-        self.file.close()
-
-
-def parse_log(path: Path) -> tuple[list, bool]:
-    """The lines of a log.jsonl as (bytes, record) pairs, and whether its last line was torn by a crash while it
-    was being written (then left out). Any other line that is not a record with an integer 'iter' is an error."""
-    lines = path.read_bytes().split(b"\n")
-    parsed, torn = [], False
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or isinstance(record.get("iter"), bool) or not isinstance(record.get("iter"), int):
-                raise ValueError
-        except ValueError:  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
-            if n >= len(lines) - 1:  # the last line
-                torn = True
-                continue
-            raise ValueError(f"{path} line {n} is not a JSON record with an 'iter'; the log is damaged: move it "
-                             f"away to resume without it") from None
-        parsed.append((line, record))
-    return parsed, torn
-
-
-def resume_log(run_dir: Path, last_iter: int, say) -> None:
-    """Cut log.jsonl back to the lines of steps up to last_iter, the checkpoint a run resumes from: the steps after
-    it run again. A last line torn by a crash is dropped with a notice."""
-    path = run_dir / LOG
-    if not path.is_file():
-        return
-    parsed, torn = parse_log(path)
-    if torn:
-        say(f"{path}: dropping its last line, torn by a crash while it was written")
-    tmp = path.with_name(f"{LOG}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(b"".join(line + b"\n" for line, record in parsed if record["iter"] <= last_iter))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        if self.log is not None:
+            self.log.close()
+        if self.lock is not None:
+            unlock(self.lock)
+            self.lock = None

@@ -1,11 +1,18 @@
-"""Model and training configuration: frozen dataclasses validated on construction."""
+"""Model and training configuration: frozen dataclasses validated on construction.
+
+This module sits at the bottom of minigpt and imports none of it: the names of the backends and tasks a setting may
+choose are listed here, and the registry (minigpt/backends) and the tasks (minigpt/data/tasks.py) provide exactly
+those (tests/test_layout.py checks that they agree).
+"""
 
 import math
 import types
 from dataclasses import Field, dataclass, fields
 
-from minigpt.backends import CHOICES as BACKENDS
-from minigpt.data.tasks import TASKS
+BACKENDS = ("numpy", "numba", "c", "auto")  # how the ops are computed (minigpt/backends); auto: the fastest that loads
+TASKS = ("sort", "add")  # the built-in synthetic tasks (minigpt/data/tasks.py)
+TOKENIZERS = ("char", "bpe")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,12 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-TOKENIZERS = ("char", "bpe")
-DTYPES = ("float32", "float64")
+# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, which comes from the data, and the
+# dropout, a training setting that a resumed or fine-tuning run may change. TrainConfig has a field for each.
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout"))
+# What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not change:
+# its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
+FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", *MODEL_KEYS, "dtype", "seed")
 
 
 @dataclass(frozen=True)
@@ -139,8 +150,7 @@ class TrainConfig:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, bias=self.bias)
+        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, **{key: getattr(self, key) for key in MODEL_KEYS})
 
     @classmethod
     def check_keys(cls, d: dict, source: str = "config") -> None:

@@ -7,6 +7,8 @@ the last block_size tokens, and since every position then shifts by one, the cac
 the cropped window at every step. Math and costs: docs/sampling.md. Tests: tests/test_generate.py.
 """
 
+import math
+
 import numpy as np
 
 from minigpt.validate import check_token_ids
@@ -38,15 +40,27 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
 # --8<-- [end:filter]
 
 
-def check_sampling_args(max_new_tokens, temperature, top_k, top_p):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}; for greedy decoding use do_sample=False")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+def check_sampling_args(max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None, flags=False) -> None:
+    """The sampling arguments, checked: a ValueError names the first that is wrong, as an argument (top_k) or, with
+    flags, as the command's flag (--top-k), which checks them before it loads anything."""
+    name = (lambda arg: "--" + arg.replace("_", "-")) if flags else (lambda arg: arg)  # noqa: E731
+    greedy = "to always take the most likely token, use --greedy" if flags else "for greedy decoding use do_sample=False"
+
+    def integer(value):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not integer(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"{name('max_new_tokens')} must be a non-negative integer, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{name('temperature')} must be a positive number, got {temperature!r}; {greedy}")
+    if top_k is not None and (not integer(top_k) or top_k < 1):
+        raise ValueError(f"{name('top_k')} must be a positive integer, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating))
+                              or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"{name('top_p')} must be in (0, 1], got {top_p!r}")
+    if seed is not None and (not integer(seed) or seed < 0):
+        raise ValueError(f"{name('seed')} must be a non-negative integer, got {seed!r}")
 
 
 # --8<-- [start:stream]
@@ -54,7 +68,7 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
     """Yield the next token of each of the B sequences, a (B,) int64 array per step, max_new_tokens times."""
     cfg = model.config
     idx = check_token_ids(idx, cfg.vocab_size)
-    check_sampling_args(max_new_tokens, temperature, top_k, top_p)
+    check_sampling_args(max_new_tokens, temperature, top_k, top_p, seed)
     B, T = idx.shape
     if T == 0:
         raise ValueError("the prompt is empty; give at least one token")

@@ -4,7 +4,11 @@
 minigpt's parameters already have the names and (in, out) layouts of Hugging Face's GPT-2, so reading and writing
 check the configuration and move arrays; the few ways a Hugging Face state dict differs (a `transformer.` prefix
 missing, the causal-mask buffers, the tied `lm_head.weight`) are handled here, in `to_minigpt`, and nowhere else. A
-pickled `pytorch_model.bin` is never opened. `GPT.from_pretrained` and `GPT.save_pretrained` call `read` and `write`.
+pickled `pytorch_model.bin` is never opened. A file format builds on the model, never the reverse:
+
+    model = minigpt.hf.from_pretrained("gpt2-dir")       # what GPT2LMHeadModel.from_pretrained reads
+    minigpt.hf.save_pretrained(model, "out-hf", tokenizer)
+
 Docs: docs/gpt2.md. Tests: tests/test_hf.py.
 """
 
@@ -18,11 +22,12 @@ import numpy as np
 from minigpt import weights as safetensors
 from minigpt.config import GPTConfig
 from minigpt.data import load_tokenizer
+from minigpt.model import GPT, HF_EXTRAS
 from minigpt.ops.layernorm import EPS
 from minigpt.validate import check_object, read_json
 
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both names mean GPT-2's tanh approximation
-MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # the causal mask, which minigpt builds on the fly
+MASK_BUFFERS = tuple(name for name in HF_EXTRAS if name.startswith(".attn"))  # the causal mask, built on the fly
 INDEX = "model.safetensors.index.json"
 
 # the keys of a GPT2Config that minigpt reads, and what each must hold (None: may be missing or null)
@@ -156,6 +161,22 @@ def read(directory, dtype=None) -> tuple:
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
     return config, arrays, tokenizer
+
+
+def from_pretrained(directory, dtype=None, backend: str = "numpy") -> GPT:
+    """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors, or its shards) or a minigpt
+    checkpoint, in evaluation mode (no dropout) as transformers returns it. Its tokenizer:
+    minigpt.data.load_tokenizer(directory)."""
+    config, weights, _ = read(directory, dtype)
+    model = GPT(config, dtype=weights["transformer.wte.weight"].dtype, backend=backend)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def save_pretrained(model: GPT, directory, tokenizer=None) -> None:
+    """Write a directory that transformers' GPT2LMHeadModel.from_pretrained (and, with a tokenizer,
+    GPT2TokenizerFast.from_pretrained) reads, as float32."""
+    write(directory, model.config, model.params, tokenizer)
 
 
 def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:

@@ -11,10 +11,13 @@ llm.c stores linear weights as (out, in), minigpt (and GPT-2's checkpoint) as (i
 transposed on the way. Docs: docs/gpt2.md. Tests: tests/test_hf.py.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from minigpt.config import GPTConfig
+from minigpt.files import atomic_write
+from minigpt.model import GPT, param_shapes
 
 MAGIC, VERSION = 20240326, 3
 HEADER = 256  # int32 entries
@@ -46,20 +49,14 @@ def save(model, path) -> None:
             a = p[f"transformer.h.{l}.{name}"]
             arrays.append(a.T if transposed else a)  # (in, out) -> llm.c's (out, in)
     arrays += [p["transformer.ln_f.weight"], p["transformer.ln_f.bias"]]
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         f.write(header.tobytes())
         for a in arrays:
             f.write(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    os.replace(tmp, path)
 
 
 def load(path, dtype=np.float32, backend: str = "numpy"):
     """A GPT from an llm.c version-3 model file."""
-    from minigpt.config import GPTConfig
-    from minigpt.model import GPT, param_shapes
-
     path = Path(path)
     raw = np.fromfile(path, dtype=np.int32, count=HEADER)
     if len(raw) < HEADER or raw[0] != MAGIC:

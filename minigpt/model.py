@@ -7,8 +7,10 @@
     logits = ln_f(x) @ wte^T                                 LM head, tied to the token embedding
     loss = cross_entropy(logits, targets)
 
-`backward` calls the ops in exactly the reverse order. Parameters are named and laid out as in
-Hugging Face's GPT-2 state dict (linear weights (in, out)), so weights move both ways unchanged.
+`backward` calls the ops in exactly the reverse order. The backend is resolved once, into the table of kernels that
+every op is handed (`self.kernels`, minigpt/backends). Parameters are named and laid out as in Hugging Face's GPT-2
+state dict (linear weights (in, out)), so weights move both ways unchanged; the files that hold them are read and
+written by minigpt/hf.py and minigpt/checkpoint.py, which build on this module.
 Overview and data flow: docs/model.md. Tests: tests/test_model.py, tests/test_torch_reference.py.
 """
 
@@ -17,9 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends, generate, hf, runtime
+from minigpt import backends, generate, runtime
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
+
+# names in a Hugging Face GPT-2 state dict that are no parameters of this model: the causal mask's buffers (built on
+# the fly here) and the tied head's copy of wte. minigpt.hf.to_minigpt drops them.
+HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward
@@ -119,10 +125,15 @@ class GPT:
         runtime.check_memory(num_params(config) * self.dtype.itemsize, f"a model of {num_params(config):,} parameters",
                              "make it smaller (n_layer, n_embd, block_size, vocab_size)")
         self.params = init_params(config, seed, self.dtype)
-        self.backend = backends.resolve(backend)  # whose kernels compute the ops (minigpt/backends)
+        self.kernels = backends.load(backend)  # the table of kernels every op computes with (minigpt/backends)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
-        self._cache = None
+        self.cache = None  # what the last forward kept for the backward: a ModelCache, or None
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend whose kernels compute the ops: the one asked for, or numpy if it did not load."""
+        return self.kernels.name
 
     def train(self, mode: bool = True) -> "GPT":
         self.training = mode
@@ -147,7 +158,7 @@ class GPT:
         keep_cache=False (evaluation) keeps nothing for a backward, so each layer's arrays are freed as soon
         as the next layer has used them. With kv_cache (from new_kv_cache), idx holds only new positions,
         which attend to the cached ones as well; that is inference: there is no backward afterwards."""
-        cfg, p, backend = self.config, self.params, self.backend
+        cfg, p, k = self.config, self.params, self.kernels
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
         if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
@@ -160,39 +171,39 @@ class GPT:
         p_drop = cfg.dropout if self.training else 0.0
 
         keep_cache = keep_cache and kv_cache is None
-        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P, backend)  # (B, T, C)
-        x, embd_drop = dropout.forward(x, p_drop, self.rng, backend)  # (B, T, C)
+        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P, k)  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop, self.rng, k)  # (B, T, C)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
             if keep_cache:
                 block_caches.append(block_cache)
-        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"), backend=backend)  # (B, T, C)
-        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T, backend=backend)  # (B, T, V) tied: w = wte^T
+        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"), kernels=k)  # (B, T, C)
+        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T, kernels=k)  # (B, T, V) tied: w = wte^T
 
         loss, loss_cache = None, None
         if targets is not None:
-            loss, loss_cache = cross_entropy.forward(logits, targets, backend=backend)
+            loss, loss_cache = cross_entropy.forward(logits, targets, kernels=k)
             loss = float(loss)
-        self._cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache) if keep_cache else None
+        self.cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache) if keep_cache else None
         return logits, loss
 
     def _block_forward(self, x, l, p_drop, kv_cache=None):
         """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
-        p, h, backend = self.params, f"transformer.h.{l}.", self.backend
-        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), backend=backend)  # (B, T, C)
+        p, h, k = self.params, f"transformer.h.{l}.", self.kernels
+        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), kernels=k)  # (B, T, C)
         a, attn = attention.forward(
             a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
             p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
-            self.config.n_head, p_drop, self.rng, kv_cache, backend,
+            self.config.n_head, p_drop, self.rng, kv_cache, k,
         )  # (B, T, C)
-        a, attn_drop = dropout.forward(a, p_drop, self.rng, backend)  # (B, T, C)
+        a, attn_drop = dropout.forward(a, p_drop, self.rng, k)  # (B, T, C)
         x = x + a  # (B, T, C) residual
-        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), backend=backend)  # (B, T, C)
-        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), backend)  # (B, T, 4C)
-        m, gelu_cache = gelu.forward(m, backend)  # (B, T, 4C)
-        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), backend)  # (B, T, C)
-        m, mlp_drop = dropout.forward(m, p_drop, self.rng, backend)  # (B, T, C)
+        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), kernels=k)  # (B, T, C)
+        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), k)  # (B, T, 4C)
+        m, gelu_cache = gelu.forward(m, k)  # (B, T, 4C)
+        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), k)  # (B, T, C)
+        m, mlp_drop = dropout.forward(m, p_drop, self.rng, k)  # (B, T, C)
         x = x + m  # (B, T, C) residual
         return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
     # --8<-- [end:forward]
@@ -201,39 +212,39 @@ class GPT:
     def backward(self):
         """Gradients of the mean loss of the last forward(idx, targets) with respect to every parameter:
         a dict with the same keys and shapes as `params`."""
-        cache = self._cache
+        cache = self.cache
         if cache is None or cache.loss is None:
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
-        cfg, backend = self.config, self.backend
+        cfg, k = self.config, self.kernels
         grads = {}
 
-        dlogits = cross_entropy.backward(1.0, cache.loss, backend)  # (B, T, V)
-        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head, backend)  # (B, T, C), (C, V) a view of (V, C)
-        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f, backend)
+        dlogits = cross_entropy.backward(1.0, cache.loss, k)  # (B, T, V)
+        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
+        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f, k)
         for l in reversed(range(cfg.n_layer)):
             dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
-        dx = dropout.backward(dx, cache.embd_dropout, backend)  # (B, T, C)
+        dx = dropout.backward(dx, cache.embd_dropout, k)  # (B, T, C)
         # wte is used twice, by the LM head and by the embedding: its gradient is the sum of both, so the
         # embedding's scatter-add goes straight into the head's part (both (V, C))
         grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = embedding.backward(
-            dx, cache.embedding, dwte_head.T, backend)  # (V, C), (block_size, C)
+            dx, cache.embedding, dwte_head.T, k)  # (V, C), (block_size, C)
         return {name: grads[name] for name in self.params}  # the params' order; drops None biases
 
     def _block_backward(self, dx, l, c, grads):
         """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
-        h, backend = f"transformer.h.{l}.", self.backend
+        h, k = f"transformer.h.{l}.", self.kernels
         # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-        dm = dropout.backward(dx, c.mlp_dropout, backend)  # (B, T, C)
-        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj, backend)  # (B, T, 4C)
-        dm = gelu.backward(dm, c.gelu, backend)  # (B, T, 4C)
-        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc, backend)  # (B, T, C)
-        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, backend)  # (B, T, C)
+        dm = dropout.backward(dx, c.mlp_dropout, k)  # (B, T, C)
+        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj, k)  # (B, T, 4C)
+        dm = gelu.backward(dm, c.gelu, k)  # (B, T, 4C)
+        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc, k)  # (B, T, C)
+        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, k)  # (B, T, C)
         dx = dx + dm  # (B, T, C)
         # x = x + a: the same for the attention branch
-        da = dropout.backward(dx, c.attn_dropout, backend)  # (B, T, C)
+        da = dropout.backward(dx, c.attn_dropout, k)  # (B, T, C)
         (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
-         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn, backend)  # (B, T, C)
-        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, backend)  # (B, T, C)
+         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn, k)  # (B, T, C)
+        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, k)  # (B, T, C)
         dx = dx + da  # (B, T, C)
         return dx
     # --8<-- [end:backward]
@@ -243,21 +254,6 @@ class GPT:
         do_sample=False is greedy (argmax); otherwise sample with temperature, top-k and top-p filtering.
         Uses a key/value cache; see minigpt/generate.py."""
         return generate.generate(self, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
-
-    @classmethod
-    def from_pretrained(cls, directory, dtype=None, backend: str = "numpy") -> "GPT":
-        """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors, or its shards) or a
-        minigpt checkpoint, in evaluation mode (no dropout) as transformers returns it. Its tokenizer:
-        minigpt.data.load_tokenizer(directory). The format: minigpt/hf.py."""
-        config, weights, _ = hf.read(directory, dtype)
-        model = cls(config, dtype=weights["transformer.wte.weight"].dtype, backend=backend)
-        model.load_state_dict(weights)
-        return model.eval()
-
-    def save_pretrained(self, directory, tokenizer=None) -> None:
-        """Write a directory that transformers' GPT2LMHeadModel.from_pretrained (and, with a tokenizer,
-        GPT2TokenizerFast.from_pretrained) reads, as float32; see minigpt/hf.py."""
-        hf.write(directory, self.config, self.params, tokenizer)
 
     def state_dict(self) -> dict:
         """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""
@@ -275,8 +271,8 @@ class GPT:
         unexpected = [name for name in arrays if name not in self.params]
         if unexpected:
             hint = (" (this model has bias=False)" if unexpected[0].endswith(".bias") and not self.config.bias else
-                    "; a Hugging Face state dict: convert it with minigpt.hf.to_minigpt" if unexpected[0] == "lm_head.weight"
-                    or unexpected[0].endswith(hf.MASK_BUFFERS) else "")
+                    "; a Hugging Face state dict: convert it with minigpt.hf.to_minigpt"
+                    if unexpected[0].endswith(HF_EXTRAS) else "")
             raise ValueError(f"unexpected parameter {unexpected[0]!r} in the state dict{hint}")
         if missing:
             raise ValueError(f"parameter {missing[0]!r} is missing from the state dict")

@@ -5,8 +5,6 @@ import math
 
 import numpy as np
 
-from minigpt import backends
-
 
 def decays(name: str, p: np.ndarray) -> bool:
     """nanoGPT's split: every parameter of two or more dimensions decays (matmul weights and embeddings);
@@ -15,7 +13,7 @@ def decays(name: str, p: np.ndarray) -> bool:
 
 
 # --8<-- [start:update]
-def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
+def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     """One AdamW step for one parameter, in place; decay is the weight decay (0 for no decay)."""
     m *= beta1
     m += (1.0 - beta1) * g  # first moment
@@ -38,13 +36,14 @@ class AdamW:
         p = p - lr wd p                                 decay, only for parameters that decay()
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    Each parameter's step is a backend's `adamw_update` kernel: adamw_update above for "numpy".
+    Each parameter's step is one call of an `adamw_kernel`: a backend's, from the kernel table given (the model's,
+    `model.kernels`: minigpt/backends), or adamw_kernel above without one.
     """
 
-    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, backend: str = "numpy"):
+    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, kernels=None):
         self.params = params
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
-        self.backend = backend
+        self.update = adamw_kernel if kernels is None else kernels.optim.adamw_kernel
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self.t = 0  # steps taken: the bias corrections need it
@@ -54,10 +53,9 @@ class AdamW:
         self.t += 1
         bias_correction1 = 1.0 - self.beta1**self.t
         bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**self.t)
-        update = backends.kernels(self.backend).adamw_update
         for name, p in self.params.items():
             decay = self.weight_decay if decays(name, p) else 0.0
-            update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
+            self.update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
                         bias_correction1, bias_correction2_sqrt, self.eps, decay)
 
     def state_dict(self) -> dict:

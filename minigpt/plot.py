@@ -2,20 +2,7 @@
 
 from pathlib import Path
 
-
-def read_log(run_dir) -> list:
-    """The records of a run's log.jsonl (a line being written by a running run is left out)."""
-    from minigpt.checkpoint import LOG, parse_log
-
-    path = Path(run_dir) / LOG
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; give the --out-dir of a training run")
-    records = [record for _, record in parse_log(path)[0]]
-    if not records:
-        raise ValueError(f"{path} is empty: the run has not logged a step yet")
-    if not all(isinstance(r.get("loss"), (int, float)) for r in records):
-        raise ValueError(f"{path} has records without a 'loss'; it is not a minigpt training log")
-    return records
+from minigpt.runlog import read_log
 
 
 def plot_run(run_dir, output=None, title=None) -> Path:

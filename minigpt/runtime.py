@@ -24,11 +24,10 @@ time, so the speed does not depend on import order (benchmarks/bench.py measures
 import ctypes
 import ctypes.util
 import os
-import sys
+from typing import Callable
 
-from threadpoolctl import threadpool_limits
-
-_threads = None  # the count set_threads() set, applied to a pool that loads later (minigpt.backends)
+_threads = None  # the count set_threads() set, applied to a pool that loads later (add_pool)
+_pools = []  # a function per thread pool loaded since the process started that set_threads() cannot reach otherwise
 
 M_TRIM_THRESHOLD = -1  # mallopt's parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
@@ -66,8 +65,13 @@ def set_threads(n: int | None = None) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     _threads = n
+    # imported here, not at the top: importing threadpoolctl sets KMP_DUPLICATE_LIB_OK in os.environ, and importing
+    # minigpt changes nothing in the process (tests/test_runtime.py)
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=n)  # BLAS, and the OpenMP runtimes already loaded
-    apply_threads()
+    for set_count in _pools:
+        set_count(n)
     return n
 
 
@@ -76,12 +80,12 @@ def threads() -> int | None:
     return _threads
 
 
-def apply_threads() -> None:
-    """Give the pool loaded since set_threads() (the C kernels') its thread count; the backends call this."""
-    if _threads is None:
-        return
-    if "minigpt.backends.c" in sys.modules and sys.modules["minigpt.backends.c"]._lib is not None:
-        sys.modules["minigpt.backends.c"]._lib.minigpt_set_threads(_threads)
+def add_pool(set_count: Callable[[int], None]) -> None:
+    """A thread pool that has just loaded (the C kernels' OpenMP, minigpt/backends/c): set_count(n) gives it n threads,
+    now if set_threads() was called already, and at every later call."""
+    _pools.append(set_count)
+    if _threads is not None:
+        set_count(_threads)
 
 
 def keep_freed_memory() -> bool:

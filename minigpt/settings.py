@@ -1,4 +1,4 @@
-"""Where the settings of a `minigpt train` run come from: one function, `resolve`, walks the whole chain.
+"""Where the settings of a `minigpt train` run come from, merged here and nowhere else.
 
 Each source overrides the ones before it:
     1. TrainConfig's defaults: nanoGPT's Shakespeare CPU recipe (minigpt/config.py);
@@ -7,14 +7,17 @@ Each source overrides the ones before it:
     4. the config file (--config FILE.toml), whose keys are TrainConfig's fields;
     5. the flags, TrainConfig's fields spelled with dashes.
 A resumed run (--resume) starts from the settings saved with its latest checkpoint instead of 1 to 3; the file and the
-flags may change any of them but FIXED_ON_RESUME, which minigpt.train refuses to change. Every value is checked where
-it enters, and an error names it as the user wrote it (the flag, or the file and key).
+flags may change any of them but FIXED_ON_RESUME (minigpt/config.py), which minigpt/run.py refuses to change.
+
+    given = settings.given(flags, "run.toml")     # 4 and 5: what the user wrote, each value checked where it enters
+    cfg = settings.resolve(given, origin)         # the chain, into a TrainConfig
+
+Reading what a run starts from (3, or a resumed run's saved settings: `origin`) is minigpt/run.py's; this module
+only merges values, and an error names a value as the user wrote it (the flag, or the file and key).
 """
 
 import sys
-from pathlib import Path
 
-from minigpt import checkpoint, hf
 from minigpt.config import TrainConfig, check_setting
 from minigpt.validate import read_text
 
@@ -30,10 +33,6 @@ TASK_PRESETS = {
     "add": dict(n_layer=3, n_head=3, n_embd=48, block_size=6, batch_size=64, max_iters=2000, learning_rate=5e-3,
                 min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10, weight_decay=0.1, beta2=0.99),
 }
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
-# What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not
-# change: minigpt.train compares its size and SHA-256 with the ones saved.)
-FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "dtype", "seed")
 
 
 def flag(key: str) -> str:
@@ -62,40 +61,29 @@ def read_toml(path) -> dict:
     return checked(d, lambda key: f"{path}: {key}")
 
 
-def pretrained_shape(init_from: str) -> dict:
-    """The model shape of the checkpoint (or Hugging Face directory) a fine-tuning run starts from."""
-    ckpt = checkpoint.resolve(init_from, "best")
-    config_json = checkpoint.verified(ckpt, "config.json") if checkpoint.is_checkpoint(ckpt) else ckpt / "config.json"
-    config = hf.read_config(config_json)
-    return {key: getattr(config, key) for key in MODEL_KEYS}
-
-
-def resolve(flags: dict, config_file: str | None = None) -> TrainConfig:
-    """The TrainConfig of a run from its flags (TrainConfig field -> value, only those given; `resume` may be True
-    or a run directory) and its config file, by the chain above."""
+def given(flags: dict, config_file: str | None = None) -> dict:
+    """What the user set, checked: the flags (TrainConfig field -> value, only those given; `resume` may be True or a
+    run directory) over the config file's keys."""
     flags = dict(flags)
     resume = flags.pop("resume", None)
     if isinstance(resume, str):  # --resume DIR
         resume, flags["out_dir"] = True, resume
-    given = checked(flags, flag)
-    from_file = read_toml(config_file) if config_file else {}
-    resume_in_file = from_file.pop("resume", False)
-    if resume is None:  # the flag wins over the file
-        resume = resume_in_file
-    if resume:
-        out_dir = Path(given.get("out_dir", from_file.get("out_dir", TrainConfig.out_dir)))
-        pointer = checkpoint.read_pointer(out_dir) if out_dir.is_dir() else None
-        if pointer is None:
-            raise FileNotFoundError(f"nothing to resume in {out_dir}: it holds no checkpoint; start the run without --resume")
-        saved = checkpoint.read_train_config(out_dir / pointer["latest"]).to_dict()
-        saved["init_from"] = None  # (the weights a fine-tuning run started from are in its checkpoints now)
-        merged = {**saved, **from_file, **given, "resume": True, "out_dir": str(out_dir)}
+    values = {**(read_toml(config_file) if config_file else {}), **checked(flags, flag)}
+    if resume is not None:  # the flag wins over the file
+        values["resume"] = resume
+    return values
+
+
+def resolve(given: dict, origin: dict | None = None, source: str | None = None) -> TrainConfig:
+    """The TrainConfig of a run: the settings given over what the run starts from (origin: a resumed run's saved
+    settings, which stand in for the defaults, the preset and the shape; or a fine-tuned checkpoint's shape), by the
+    chain above. source: the config file, named in an error about settings that do not go together."""
+    origin = origin or {}
+    if given.get("resume"):
+        merged = {**origin, **given}
     else:
-        task = given.get("task", from_file.get("task"))
-        init_from = given.get("init_from", from_file.get("init_from"))
-        shape = pretrained_shape(init_from) if init_from else {}  # fine-tuning: the checkpoint's, unless given
-        merged = {**TASK_PRESETS.get(task, {}), **shape, **from_file, **given}
+        merged = {**TASK_PRESETS.get(given.get("task"), {}), **origin, **given}
     try:
         return TrainConfig.from_dict(merged)
     except ValueError as e:  # settings that do not go together; name the file if one was read
-        raise ValueError(f"{e} (settings from {config_file} and the flags)" if config_file else str(e)) from None
+        raise ValueError(f"{e} (settings from {source} and the flags)" if source else str(e)) from None

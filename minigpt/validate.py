@@ -61,6 +61,14 @@ def check_same_dtype(op: str, **arrays) -> np.dtype:
     return dtype
 
 
+def check_contiguous(op: str, **arrays) -> None:
+    """A compiled kernel reads raw memory: each array (None skipped) must be C-contiguous. Its wrapper raises rather
+    than silently copying (a copy of every input would cost as much as the kernel)."""
+    for name, a in arrays.items():
+        if a is not None and not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
+
+
 # --- files: parsed and checked where they enter, with one line that names the file -------------------------
 
 def read_text(path, what: str = "", fix: str = "the file is damaged") -> str:

@@ -1,4 +1,3 @@
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -6,8 +5,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from helpers import require
 from minigpt import runtime
-from minigpt.data.text import cache_dir
+from minigpt.files import cache_dir
 
 # The tests start about a hundred `minigpt` processes: with Python's bytecode cache off (PYTHONDONTWRITEBYTECODE, set
 # on some machines), each would compile minigpt's modules again, 15 s of a run on 2 cores. Cache it (in __pycache__/,
@@ -26,16 +26,6 @@ runtime.configure()
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
-
-
-def require(name: str, extra: str = "dev"):
-    """The module `name`, or a skip where it is not installed; never a skip under CI, which installs it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"{name} is not installed: pip install -e '.[{extra}]'")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What several test modules share: a made-up text, a tiny training recipe, reading a run's log, running the
-command (in this process or in a new one) and reading its one-line errors."""
+command (in this process or in a new one) and reading its one-line errors, optional modules, a browser."""
 
+import importlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from minigpt.cli import main
 
@@ -83,6 +85,16 @@ def error_line(stderr: str, *fragments) -> str:
     return lines[0]
 
 
+def require(name: str, extra: str = "dev"):
+    """The module `name`, or a skip where it is not installed; never a skip under CI, which installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{name} is not installed: pip install -e '.[{extra}]'")
+
+
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots for a person to look at (not in git)
 
 
@@ -90,9 +102,6 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots f
 def chromium():
     """A headless Chromium (Debian's package, driven by playwright, which downloads no browser of its own), or a
     skip where there is none; never a skip under CI, whose .ci/run installs it."""
-    import pytest
-    from conftest import require
-
     playwright = require("playwright.sync_api")
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:

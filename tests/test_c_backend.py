@@ -82,7 +82,7 @@ runtime.configure(2)
 model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=128), backend="c")
 idx = np.random.default_rng(0).integers(0, 65, size=(8, 64))
 _, loss = model.forward(idx, idx)
-AdamW(model.params, backend=model.backend).step(model.backward(), 1e-3)
+AdamW(model.params, kernels=model.kernels).step(model.backward(), 1e-3)
 print(model.backend, round(loss, 2))
 """
 

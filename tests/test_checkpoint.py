@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from safetensors.numpy import load_file, save_file
 
-from minigpt import GPT, GPTConfig, checkpoint, weights
+from minigpt import GPT, GPTConfig, checkpoint, hf, interrupt, load, weights
 from minigpt.config import TrainConfig
 from minigpt.distributed import Distributed
-from minigpt.settings import resolve
-from minigpt.train import start
+from minigpt.run import open_run
 from helpers import TINY, cli, error_line, make_text, minigpt, read_log, train
 
 
@@ -99,7 +98,7 @@ def test_a_damaged_safetensors_file_is_named_or_read_in_full(tmp_path_factory, c
 
 # --- the directory ----------------------------------------------------------------------------------------------
 
-READERS = {"model.safetensors": checkpoint.read, "config.json": checkpoint.read, "tokenizer.json": checkpoint.read,
+READERS = {"model.safetensors": load.read, "config.json": load.read, "tokenizer.json": load.read,
            "state.json": checkpoint.read_state, "train_config.json": checkpoint.read_train_config,
            "optimizer.safetensors": checkpoint.read_optimizer}
 
@@ -172,7 +171,7 @@ def test_a_diverged_run_saves_nothing_and_its_last_good_checkpoint_resumes(run, 
     assert " is nan" in line or " is inf" in line or "not finite" in line
     diverged_at = int(line.split("diverged at iter ")[1].split(":")[0])
     assert int(latest.name[5:]) == diverged_at - 1  # every step before it was finite, and evaluated, and saved
-    _, params, _ = checkpoint.read(latest)
+    _, params, _ = load.read(latest)
     assert all(np.isfinite(p).all() for p in params.values())
     assert all(np.isfinite(m).all() for m in checkpoint.read_optimizer(latest).values())
     assert np.isfinite(checkpoint.read_state(latest)["best_val_loss"])
@@ -198,16 +197,16 @@ def test_a_run_that_diverges_before_any_checkpoint_says_so(text, tmp_path, capsy
 # --- resume: a setting is applied or refused ----------------------------------------------------------------------
 
 def test_resume_applies_dropout_and_the_other_settings(run):
-    cfg = resolve({"resume": True, "out_dir": str(run), "dropout": 0.5, "batch_size": 3, "learning_rate": 2e-3})
-    resumed = start(cfg, Distributed(), say=lambda msg: None)
+    given = {"resume": True, "out_dir": str(run), "dropout": 0.5, "batch_size": 3, "learning_rate": 2e-3}
+    resumed = open_run(given, Distributed(), say=lambda msg: None)
     try:
         assert resumed.model.config.dropout == 0.5 and resumed.cfg.batch_size == 3 and resumed.it == 10
-        saved = GPT.from_pretrained(run / "ckpt-000010")  # and the weights are the checkpoint's
+        assert resumed.cfg.n_layer == 1 and resumed.cfg.max_iters == 10  # the rest: the run's own saved settings
+        saved = hf.from_pretrained(run / "ckpt-000010")  # and the weights are the checkpoint's
         for name, p in saved.params.items():
             np.testing.assert_array_equal(resumed.model.params[name], p)
     finally:
-        checkpoint.unlock(resumed.lock)
-        resumed.log.close()
+        resumed.close()
     losses = {}
     for p in ("0.5", "0.0"):  # from the same checkpoint, two steps with and without dropout
         copy = run.parent / f"dropout-{p}"
@@ -285,11 +284,17 @@ def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
     # handler has seen the Ctrl-C all the same, and the loop must not start
     from minigpt.train import train
 
-    cfg = resolve({"data": str(text), "out_dir": str(tmp_path / "run"), "max_iters": 5, "n_layer": 1, "n_head": 2,
-                   "n_embd": 16, "block_size": 16, "batch_size": 4, "eval_iters": 2}, None)
+    cfg = TrainConfig(data=str(text), out_dir=str(tmp_path / "run"), max_iters=5, n_layer=1, n_head=2, n_embd=16,
+                      block_size=16, batch_size=4, eval_iters=2)
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False, interrupted_earlier=lambda: True)
+    with interrupt.handled():
+        try:  # the Ctrl-C, as the signal calls the command's handler; a bare `except:` swallows its KeyboardInterrupt
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass
+        assert interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False)
     assert signal.getsignal(signal.SIGINT) is before
     assert not (tmp_path / "run" / "checkpoints.json").exists()
 
@@ -297,11 +302,11 @@ def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
 def test_a_ctrl_c_in_a_callback_python_cannot_raise_from_ends_in_one_line(text, tmp_path, capsys, monkeypatch):
     # a Ctrl-C that lands in a weakref callback (the import lock's) or a __del__ cannot be raised: the interpreter
     # prints "Exception ignored ... Traceback" and goes on. The command says one line and stops all the same.
-    from minigpt import cli as command, runtime
+    from minigpt import runtime
 
     class Finalised:
         def __del__(self):
-            command.on_ctrl_c(signal.SIGINT, None)
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the command's handler, called as the signal would
 
     def configure():
         Finalised()  # dropped at once: its __del__ is where the Ctrl-C lands

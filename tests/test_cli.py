@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import require
 
 from minigpt.cli import main
-from helpers import TINY, error_line, make_text, minigpt
+from helpers import TINY, error_line, make_text, minigpt, require
 
 
 @pytest.fixture(scope="module")

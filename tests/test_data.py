@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from minigpt.data import AddTask, CharTokenizer, SortTask, TextDataset, tokenizer_from_dict
 from minigpt.data import text as text_module
+from minigpt.files import cache_dir
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
 
@@ -72,7 +73,7 @@ def test_then_the_cache_then_a_download_with_the_checksum_checked(no_env, monkey
     monkeypatch.setattr(text_module, "SHAKESPEARE_URL", source.as_uri())
     monkeypatch.setattr(text_module, "SHAKESPEARE_SHA256", hashlib.sha256(b"First Citizen:\n").hexdigest())
     found = text_module.find_text(None)
-    assert found == text_module.cache_dir() / "tinyshakespeare.txt"
+    assert found == cache_dir() / "tinyshakespeare.txt"
     assert found.read_text() == "First Citizen:\n"
     source.unlink()  # the second time it comes from the cache, not the URL
     assert text_module.find_text(None) == found
@@ -84,7 +85,7 @@ def test_a_download_with_the_wrong_checksum_is_refused_and_leaves_nothing(no_env
     monkeypatch.setattr(text_module, "SHAKESPEARE_URL", source.as_uri())
     with pytest.raises(FileNotFoundError, match="has SHA-256 .* expected 86c4e6aa"):
         text_module.find_text(None)
-    assert not any(text_module.cache_dir().glob("tinyshakespeare*"))
+    assert not any(cache_dir().glob("tinyshakespeare*"))
 
 
 def test_nothing_found_says_how_to_supply_the_file(no_env, monkeypatch):
@@ -113,7 +114,7 @@ def test_tiny_shakespeare_is_split_90_10_and_stored_once(shakespeare, no_env):
     text = shakespeare.read_text()
     assert data.tokenizer.decode(data.train[:14]) == text[:14] == "First Citizen:"
     assert data.tokenizer.decode(data.val[-10:]) == text[-10:]
-    prepared = next((text_module.cache_dir() / "data").iterdir())
+    prepared = next((cache_dir() / "data").iterdir())
     assert sorted(p.name for p in prepared.iterdir()) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
     stamp = os.stat(prepared / "train.bin").st_mtime_ns
     again = TextDataset.load(str(shakespeare))  # reused, not rewritten

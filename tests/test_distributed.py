@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
 
-from helpers import make_text, read_log
+from helpers import make_text, read_log, require
 from tolerances import DISTRIBUTED_RTOL
 
 HERE = Path(__file__).resolve().parent

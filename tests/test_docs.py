@@ -16,8 +16,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from conftest import require
-from helpers import OUTPUT, chromium
+from helpers import OUTPUT, chromium, require
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
 import notebooks  # noqa: E402  docs/notebooks.py

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt import checkpoint
+from minigpt import load
 from minigpt.cli import main
 from helpers import TINY, error_line, make_text, minigpt
 
@@ -122,7 +122,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
                "free some space and continue with --resume")
     assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000005"
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints.json", "ckpt-000005", "log.jsonl"]  # no temporaries
-    checkpoint.read(ckpt)  # the previous checkpoint is intact: it verifies against its manifest
+    load.read(ckpt)  # the previous checkpoint is intact: it verifies against its manifest
     if small_disk is not None:
         filler.unlink()
     else:

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minigpt.config import FRACTIONS, NON_NEGATIVE, POSITIVE, TrainConfig, field_kind
-from minigpt.settings import FIXED_ON_RESUME, tomllib
+from minigpt.config import FIXED_ON_RESUME
+from minigpt.settings import tomllib
 from helpers import TINY, cli, error_line, make_text, train
 
 FUZZ = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -126,7 +126,7 @@ def test_zero_new_tokens_returns_the_prompt():
         (dict(idx=np.zeros((1, 9), dtype=np.int64)), "the prompt has 9 tokens but the model's context (block_size) is 8"),
         (dict(idx=np.array([[13]])), "token id 13 at batch 0, position 0 is outside the vocabulary (size 13)"),
         (dict(idx=np.zeros((1, 0), dtype=np.int64)), "the prompt is empty"),
-        (dict(temperature=0.0), "temperature must be positive, got 0.0; for greedy decoding use do_sample=False"),
+        (dict(temperature=0.0), "temperature must be a positive number, got 0.0; for greedy decoding use do_sample=False"),
         (dict(top_k=0), "top_k must be a positive integer, got 0"),
         (dict(top_p=1.5), "top_p must be in (0, 1], got 1.5"),
         (dict(max_new_tokens=-1), "max_new_tokens must be a non-negative integer, got -1"),

@@ -32,7 +32,7 @@ def model():
 
 
 def test_export_loads_in_transformers_with_the_same_logits_and_tokens(model, tokenizer, transformers, torch, tmp_path):
-    model.save_pretrained(tmp_path, tokenizer)
+    hf.save_pretrained(model, tmp_path, tokenizer)
     hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
     hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
     text = "Speak, speak. First Citizen: it's naïve"
@@ -45,7 +45,7 @@ def test_export_loads_in_transformers_with_the_same_logits_and_tokens(model, tok
 
 
 def test_greedy_generation_equals_transformers_generate(model, transformers, torch, tmp_path):
-    model.save_pretrained(tmp_path)
+    hf.save_pretrained(model, tmp_path)
     hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
     prompt = np.array([[5, 17, 42, 99, 7]])
     new = CFG.block_size - prompt.shape[1]  # up to the end of the context
@@ -62,7 +62,7 @@ def test_a_transformers_directory_loads_with_the_same_logits(transformers, torch
     hf_model = transformers.GPT2LMHeadModel(config).eval()
     # GPT2Model (the released "gpt2" checkpoint is one) names its weights without "transformer."
     (hf_model.transformer if base_model else hf_model).save_pretrained(tmp_path)
-    ours = GPT.from_pretrained(tmp_path)
+    ours = hf.from_pretrained(tmp_path)
     idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
     with torch.no_grad():
         hf_logits = hf_model(torch.from_numpy(idx)).logits.numpy()
@@ -73,10 +73,10 @@ def test_sharded_weights_load(transformers, tmp_path):
     config = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
-    assert GPT.from_pretrained(tmp_path).config.n_layer == 2
-    from minigpt import checkpoint  # what `minigpt sample --init-from` and `train --init-from` read
+    assert hf.from_pretrained(tmp_path).config.n_layer == 2
+    from minigpt import load  # what `minigpt sample --init-from` and `train --init-from` read
 
-    assert checkpoint.read(checkpoint.resolve(tmp_path)).config.n_layer == 2
+    assert load.read(load.resolve(tmp_path)).config.n_layer == 2
 
 
 @pytest.mark.parametrize(
@@ -91,20 +91,20 @@ def test_sharded_weights_load(transformers, tmp_path):
     ],
 )
 def test_configurations_minigpt_cannot_represent_are_refused(model, tmp_path, change, message):
-    model.save_pretrained(tmp_path)
+    hf.save_pretrained(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(ValueError) as e:
-        GPT.from_pretrained(tmp_path)
+        hf.from_pretrained(tmp_path)
     assert message in str(e.value) and "cannot represent it" in str(e.value)
 
 
 def test_pickled_weights_are_never_opened(model, tmp_path):
-    model.save_pretrained(tmp_path)
+    hf.save_pretrained(model, tmp_path)
     (tmp_path / "model.safetensors").unlink()
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle data")
     with pytest.raises(ValueError, match="only PyTorch pickle weights .* minigpt never unpickles files"):
-        GPT.from_pretrained(tmp_path)
+        hf.from_pretrained(tmp_path)
 
 
 def test_the_command_line_exports_and_samples_from_a_transformers_directory(tmp_path, transformers):
@@ -184,17 +184,17 @@ def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
     assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
-    from minigpt import checkpoint
+    from minigpt import load
     from minigpt.data import CharTokenizer, load_tokenizer
 
-    model, tokenizer = checkpoint.load_model(checkpoint.resolve(tmp_path / "run"))
+    model, tokenizer = load.load_model(load.resolve(tmp_path / "run"))
     hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
     sample = "the king and the queen"
     assert hf_tok.encode(sample) == tokenizer.encode(sample).tolist()
     assert hf.read_config(tmp_path / "hf" / "config.json").n_embd == 16
     # and minigpt reads its own export: the same characters, the same weights, everything that takes a directory
     assert isinstance(load_tokenizer(tmp_path / "hf"), CharTokenizer) and load_tokenizer(tmp_path / "hf") == tokenizer
-    back = GPT.from_pretrained(tmp_path / "hf")
+    back = hf.from_pretrained(tmp_path / "hf")
     for name, p in model.params.items():
         np.testing.assert_array_equal(back.params[name], p)
     capsys.readouterr()
@@ -209,7 +209,7 @@ def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_
 @pytest.mark.parametrize("dtype", ["BF16", "F16"])
 def test_half_precision_weights_are_widened_to_float32(model, tmp_path, dtype):
     """Hugging Face directories often ship BF16 or F16 weights; NumPy computes in float32."""
-    model.save_pretrained(tmp_path)
+    hf.save_pretrained(model, tmp_path)
     weights = {name: p.astype(np.float32) for name, p in model.params.items()}
     if dtype == "F16":
         half = {name: w.astype(np.float16) for name, w in weights.items()}
@@ -218,7 +218,7 @@ def test_half_precision_weights_are_widened_to_float32(model, tmp_path, dtype):
         half = {name: (w.view(np.uint32) >> 16).astype(np.uint16) for name, w in weights.items()}
         expected = {name: (h.astype(np.uint32) << 16).view(np.float32) for name, h in half.items()}
     write_with_dtype(tmp_path / "model.safetensors", half, dtype)
-    loaded = GPT.from_pretrained(tmp_path)
+    loaded = hf.from_pretrained(tmp_path)
     assert loaded.dtype == np.float32
     for name, e in expected.items():
         np.testing.assert_array_equal(loaded.params[name], e)
@@ -245,7 +245,7 @@ def write_with_dtype(path, arrays, dtype):
     ("{", "config.json is not valid JSON"),
 ])
 def test_a_damaged_config_json_is_named_in_one_line(model, tmp_path, config, message):
-    model.save_pretrained(tmp_path / "hf")
+    hf.save_pretrained(model, tmp_path / "hf")
     good = json.loads((tmp_path / "hf" / "config.json").read_text())
     if config == "CONFIG+layer_norm_epsilon":
         config = json.dumps({**good, "layer_norm_epsilon": "1e-5"})
@@ -253,7 +253,7 @@ def test_a_damaged_config_json_is_named_in_one_line(model, tmp_path, config, mes
         config = json.dumps({**good, "n_layer": 10**9})
     (tmp_path / "hf" / "config.json").write_text(config)
     with pytest.raises(ValueError) as e:
-        GPT.from_pretrained(tmp_path / "hf")
+        hf.from_pretrained(tmp_path / "hf")
     assert message in str(e.value) and str(tmp_path / "hf") in str(e.value)
 
 
@@ -279,6 +279,6 @@ def test_exports_never_overwrite_and_never_write_into_a_run(tmp_path, capsys):
     assert main(["export", "--out-dir", str(run), "--llmc", str(tmp_path / "m.bin"), "--force"]) == 0
     assert main(["export", "--out-dir", str(run), "--hf", str(tmp_path / "full"), "--force"]) == 0
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"  # --force writes its files, and leaves the others
-    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16 and GPT.from_pretrained(tmp_path / "full").config.n_embd == 16
+    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16 and hf.from_pretrained(tmp_path / "full").config.n_embd == 16
     train_again = ["train", "--resume", "--out-dir", str(run), "--max-iters", "4"]
     assert main(train_again) == 0

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
-from helpers import OUTPUT, TINY, chromium, cli, error_line, make_text, read_log, train
+from helpers import OUTPUT, TINY, chromium, cli, error_line, make_text, read_log, require, train
 from tolerances import FLOAT64_RTOL
 
 from minigpt import GPT, GPTConfig, inspect
@@ -44,7 +43,7 @@ def test_attention_rows_are_causal_probabilities_of_the_model_s_own_queries_and_
     # independently: softmax of the masked scores, from the layer's input through c_attn
     model.eval()
     model.forward(tokenizer.encode(PROMPT)[None])
-    cache = model._cache
+    cache = model.cache
     model.train()
     p, C, hs = model.params, 8, 4
     for l in range(2):
@@ -114,16 +113,20 @@ def test_activation_statistics_count_what_they_say(model_and_tokenizer):
     assert dead[1] == a["gelu_dead_units"][1] + 1
 
 
-def test_the_data_flow_lists_every_op_with_its_shapes(model_and_tokenizer):
+def test_the_data_flow_is_every_kernel_of_the_forward_in_the_model_s_order(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     rows = inspect.analyse(model, tokenizer, PROMPT)["data_flow"]
     T = len(PROMPT)
-    assert [r[0] for r in rows][:3] == ["embedding", "h.0.ln_1", "h.0.attn"]
-    assert len(rows) == 1 + 2 * 6 + 2
-    shapes = {name: out for name, _, out, _, _ in rows}
-    assert shapes["h.1.mlp.c_fc"] == (1, T, 32) and shapes["lm_head (wte^T)"] == (1, T, 10)
-    assert all(r[3] > 0 for r in rows)
-    assert all((ROOT / "docs" / r[4]).is_file() for r in rows)
+    block = ["ln_1", "attn.c_attn", "attn.attention", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.gelu", "mlp.c_proj"]
+    assert [r[0] for r in rows] == ["embedding", *(f"h.{l}.{name}" for l in range(2) for name in block), "ln_f",
+                                    "lm_head (wte^T)"]
+    assert [r[1] for r in rows][:4] == ["embedding.forward_kernel", "layernorm.forward_kernel", "linear.forward_kernel",
+                                        "attention.forward_kernel"]
+    shapes = {name: outputs for name, _, _, outputs, _, _ in rows}
+    assert shapes["h.1.mlp.c_fc"] == [(T, 32)] and shapes["lm_head (wte^T)"] == [(T, 10)]  # the linear kernel's (B*T, OC)
+    assert shapes["h.0.attn.attention"] == [(1, T, 8), (1, 2, T)]  # y and the log-sum-exp of each row
+    assert all(r[4] > 0 for r in rows)
+    assert all((ROOT / "docs" / r[5]).is_file() for r in rows)
 
 
 def test_a_long_prompt_is_cropped_to_the_context_with_a_notice(model_and_tokenizer):
@@ -220,7 +223,7 @@ def test_the_page_in_a_real_browser_offline(run):
                                               "e.querySelectorAll('g.trace, .heatmaplayer image').length)")
                  for s in ("attention", "predictions", "logit-lens", "activations", "gradients")}
         assert all(counts and min(counts) > 0 for counts in drawn.values()), drawn
-        assert page.locator("#data-flow tr").count() == 1 + 1 + 1 * 6 + 2  # the header, the ops of a 1-layer model
+        assert page.locator("#data-flow tr").count() == 1 + 1 + 1 * 8 + 2  # the header, the kernels of a 1-layer model
         big = page.query_selector_all("#attention .js-plotly-plot")[1]  # the enlarged head
         big.scroll_into_view_if_needed()
         box = big.query_selector(".nsewdrag").bounding_box()

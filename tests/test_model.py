@@ -166,7 +166,7 @@ def test_wte_gradient_sums_the_embedding_and_the_lm_head():
     model.forward(idx, targets=idx)
     grads = model.backward()
     # the LM head part alone: the gradient of the loss through logits = ln_f(x) @ wte^T
-    cache = model._cache
+    cache = model.cache
     from minigpt.ops import cross_entropy, linear
     _, dwte_head, _ = linear.backward(cross_entropy.backward(1.0, cache.loss), cache.lm_head)
     assert not np.allclose(grads["transformer.wte.weight"], dwte_head.T)

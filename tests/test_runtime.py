@@ -38,12 +38,38 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
 
 
 def python(code: str, *args) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # an environment of its own, not this process's: what importing minigpt (or threadpoolctl, in conftest.py) set here
+    # must not hide a change the new process would make
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": os.pathsep.join(sys.path),
+           "MINIGPT_CACHE": os.environ.get("MINIGPT_CACHE", "")}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env).stdout
 
 
 def test_importing_and_using_minigpt_changes_no_environment_variable_and_loads_no_compiler():
     assert python(AN_IMPORT_CHANGES_NOTHING) == "[] False\n"
+
+
+EVERY_MODULE = """
+import os, pkgutil
+before = dict(os.environ)  # (walk_packages imports each package to look inside it: the snapshot comes first)
+import minigpt
+names = sorted(m.name for m in pkgutil.walk_packages(minigpt.__path__, "minigpt.") if m.name != "minigpt.kernels")
+for name in names:
+    __import__(name)
+print(len(names), sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)))
+"""
+
+
+def test_importing_every_module_of_minigpt_changes_no_environment_variable():
+    count, changed = python(EVERY_MODULE).split(" ", 1)
+    assert int(count) > 40  # every module was imported, the backends' too
+    assert changed.strip() == "[]"
+
+
+def test_the_environment_test_sees_a_change():
+    # its negative control: the same check catches a module that sets a variable, as threadpoolctl's import does
+    assert python("import os; before = dict(os.environ); import threadpoolctl; "
+                  "print(sorted(k for k in os.environ if before.get(k) != os.environ[k]))") == "['KMP_DUPLICATE_LIB_OK']\n"
 
 
 def test_configure_makes_a_freed_array_reusable_without_page_faults():

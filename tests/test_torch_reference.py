@@ -175,14 +175,14 @@ def test_attention_matches_torch_scaled_dot_product_attention(torch):
 
 
 def test_a_training_checkpoint_loads_in_gpt2lmheadmodel(torch, transformers, tmp_path):
-    from minigpt import checkpoint
+    from minigpt import load
     from minigpt.cli import main
     from helpers import TINY, make_text
 
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "10", *TINY]) == 0
-    ckpt = checkpoint.resolve(tmp_path / "run", "latest")
-    ours, _ = checkpoint.load_model(ckpt)
+    ckpt = load.resolve(tmp_path / "run", "latest")
+    ours, _ = load.load_model(ckpt)
     hf = transformers.GPT2LMHeadModel.from_pretrained(ckpt, attn_implementation="eager").eval()
     idx = np.random.default_rng(0).integers(0, ours.config.vocab_size, size=(2, 16))
     with torch.no_grad():

@@ -3,7 +3,7 @@
 The default dataset is Tiny Shakespeare, looked for in this order:
   1. the path given with --data (TrainConfig.data);
   2. the path in the environment variable MINIGPT_DATA;
-  3. the user's cache directory (see cache_dir), where a download is kept;
+  3. the user's cache directory (minigpt.files.cache_dir), where a download is kept;
   4. downloaded from its public URL, with its SHA-256 checked.
 """
 
@@ -18,23 +18,13 @@ import numpy as np
 
 from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
+from minigpt.files import atomic_write, cache_dir, temporary
 from minigpt.validate import read_json
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 SHAKESPEARE_FILE = "tinyshakespeare.txt"
 TRAIN_FRACTION = 0.9  # first 90% train, last 10% validation, as nanoGPT splits it
-
-
-def cache_dir() -> Path:
-    """$MINIGPT_CACHE, else $XDG_CACHE_HOME/minigpt, else ~/.cache/minigpt."""
-    if os.environ.get("MINIGPT_CACHE"):
-        return Path(os.environ["MINIGPT_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigpt"
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def find_text(path: str | None = None) -> Path:
@@ -65,16 +55,13 @@ def find_text(path: str | None = None) -> Path:
 def download(url: str, dest: Path, sha256: str) -> None:
     """Download `url` to `dest`, checking its SHA-256; `dest` appears only if the whole file arrived intact."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-        got = sha256_of(tmp)
-        if got != sha256:
-            raise ValueError(f"the download from {url} has SHA-256 {got}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=30) as response, atomic_write(dest, "wb") as f:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            f.write(chunk)
+        if digest.hexdigest() != sha256:  # (raised inside the block: dest is not written)
+            raise ValueError(f"the download from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}")
 
 
 def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> BPETokenizer:
@@ -85,9 +72,8 @@ def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> B
         return BPETokenizer.from_dict(read_json(path), path)
     tokenizer = BPETokenizer.train(text, vocab_size, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(tokenizer.to_json())
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(tokenizer.to_json())
     return tokenizer
 
 
@@ -170,7 +156,7 @@ def prepare(text: str, tokenizer, out: Path) -> None:
     ids = encode_text(tokenizer, text)  # (n,)
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
     n = int(len(ids) * TRAIN_FRACTION)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    tmp = temporary(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ids[:n].astype(dtype).tofile(tmp / "train.bin")

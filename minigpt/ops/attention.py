@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
 from minigpt.ops import dropout, linear, softmax
 from minigpt.validate import check_same_dtype, check_shape
 
@@ -69,10 +68,11 @@ def merge_heads(a):
 
 
 # --8<-- [start:forward]
-def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, kv_cache=None, backend="numpy"):
+def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, kv_cache=None, kernels=None):
     """x (B, T, C), w_attn (C, 3C), b_attn (3C,) or None, w_proj (C, C), b_proj (C,) or None
     -> out (B, T, C). dropout_p > 0 drops attention probabilities using `rng`. With a KVCache, x holds
-    only the new positions and attends to the cached ones too (inference only: no backward)."""
+    only the new positions and attends to the cached ones too (inference only: no backward).
+    kernels: a backend's table (minigpt/backends); None: the NumPy kernels (this one's is below)."""
     B, T, C = x.shape
     if C % n_head != 0:
         raise ValueError(f"channels C={C} must be divisible by n_head={n_head}")
@@ -80,14 +80,15 @@ def forward(x, w_attn, b_attn, w_proj, b_proj, n_head, dropout_p=0.0, rng=None, 
     check_shape("attention w_proj", w_proj, (C, C))
     check_same_dtype("attention", x=x, w_attn=w_attn, w_proj=w_proj)
 
-    qkv, qkv_cache = linear.forward(x, w_attn, b_attn, backend)  # (B, T, 3C)
+    qkv, qkv_cache = linear.forward(x, w_attn, b_attn, kernels)  # (B, T, 3C)
     P = 0  # positions before these T, in the KV cache
     if kv_cache is not None:
         P = kv_cache.length
         qkv = kv_cache.append(qkv)  # (B, P + T, 3C): the cached positions' rows, then the new ones
     mask = dropout.make_mask((B, n_head, T, P + T), dropout_p, rng, x.dtype)  # (B, nh, T, P + T) or None
-    y, lse = backends.kernels(backend).attention_forward(qkv, n_head, P, mask)  # (B, T, C), (B, nh, T)
-    out, proj_cache = linear.forward(y, w_proj, b_proj, backend)  # (B, T, C)
+    kernel = forward_kernel if kernels is None else kernels.attention.forward_kernel
+    y, lse = kernel(qkv, n_head, P, mask)  # (B, T, C), (B, nh, T)
+    out, proj_cache = linear.forward(y, w_proj, b_proj, kernels)  # (B, T, C)
     return out, AttentionCache(qkv_cache, qkv, lse, mask, proj_cache, n_head)
 
 
@@ -121,12 +122,13 @@ def probabilities(cache):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, backend="numpy"):
+def backward(dout, cache, kernels=None):
     """dout (B, T, C) -> dx (B, T, C), dw_attn (C, 3C), db_attn (3C,), dw_proj (C, C), db_proj (C,)."""
-    dy, dw_proj, db_proj = linear.backward(dout, cache.proj_cache, backend)  # (B, T, C)
+    dy, dw_proj, db_proj = linear.backward(dout, cache.proj_cache, kernels)  # (B, T, C)
     y = cache.proj_cache.x  # (B, T, C) the kernel's output
-    dqkv = backends.kernels(backend).attention_backward(dy, cache.qkv, y, cache.lse, cache.n_head, cache.mask)  # (B, T, 3C)
-    dx, dw_attn, db_attn = linear.backward(dqkv, cache.qkv_cache, backend)  # (B, T, C)
+    kernel = backward_kernel if kernels is None else kernels.attention.backward_kernel
+    dqkv = kernel(dy, cache.qkv, y, cache.lse, cache.n_head, cache.mask)  # (B, T, 3C)
+    dx, dw_attn, db_attn = linear.backward(dqkv, cache.qkv_cache, kernels)  # (B, T, C)
     return dx, dw_attn, db_attn, dw_proj, db_proj
 
 

@@ -8,8 +8,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
-
 
 class DropoutCache(NamedTuple):
     mask: np.ndarray | None  # (...) 0 or 1 / (1 - p) per element; None when nothing was dropped
@@ -26,23 +24,27 @@ def make_mask(shape, p, rng, dtype):
     return keep.astype(dtype) / dtype.type(1.0 - p)  # (...)
 
 
-def forward(x, p, rng, backend="numpy"):
-    """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity."""
+def forward(x, p, rng, kernels=None):
+    """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity. kernels: a backend's table
+    (minigpt/backends); None: the NumPy kernel below."""
     mask = make_mask(x.shape, p, rng, x.dtype)  # (...)
-    out = x if mask is None else backends.kernels(backend).dropout(x, mask)  # (...)
-    return out, DropoutCache(mask)
+    if mask is None:
+        return x, DropoutCache(None)
+    kernel = apply_kernel if kernels is None else kernels.dropout.apply_kernel
+    return kernel(x, mask), DropoutCache(mask)  # (...)
 
 
-def apply(x, mask):
+def apply_kernel(x, mask):
     """The kernel, forward and backward: x (...) * mask (...)."""
     return x * mask  # (...)
 # --8<-- [end:forward]
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, backend="numpy"):
+def backward(dout, cache, kernels=None):
     """dout (...) -> dx (...): the same mask, since out = x * mask is linear in x."""
     if cache.mask is None:
         return dout
-    return backends.kernels(backend).dropout(dout, cache.mask)  # (...)
+    kernel = apply_kernel if kernels is None else kernels.dropout.apply_kernel
+    return kernel(dout, cache.mask)  # (...)
 # --8<-- [end:backward]

@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
 from minigpt.validate import check_same_dtype, check_shape, check_token_ids
 
 
@@ -19,9 +18,10 @@ class EmbeddingCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(idx, wte, wpe, start=0, backend="numpy"):
+def forward(idx, wte, wpe, start=0, kernels=None):
     """idx (B, T) int, wte (V, C), wpe (block_size, C) -> out (B, T, C). The tokens sit at positions
-    start..start+T-1 (start > 0 when earlier positions are in a KV cache)."""
+    start..start+T-1 (start > 0 when earlier positions are in a KV cache). kernels: a backend's table
+    (minigpt/backends); None: the NumPy kernel below."""
     V, C = wte.shape
     idx = check_token_ids(idx, V)
     B, T = idx.shape
@@ -29,7 +29,8 @@ def forward(idx, wte, wpe, start=0, backend="numpy"):
     check_same_dtype("embedding", wte=wte, wpe=wpe)
     if start + T > wpe.shape[0]:
         raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
-    out = backends.kernels(backend).embedding_forward(idx, wte, wpe, start)  # (B, T, C)
+    kernel = forward_kernel if kernels is None else kernels.embedding.forward_kernel
+    out = kernel(idx, wte, wpe, start)  # (B, T, C)
     return out, EmbeddingCache(idx, wte.shape, wpe.shape, start)
 
 
@@ -40,7 +41,7 @@ def forward_kernel(idx, wte, wpe, start):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, dwte=None, backend="numpy"):
+def backward(dout, cache, dwte=None, kernels=None):
     """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C). If dwte is given (a gradient of wte from
     another use of it, such as the tied LM head), the embedding's gradient is added into it."""
     if dwte is None:
@@ -48,7 +49,8 @@ def backward(dout, cache, dwte=None, backend="numpy"):
     check_shape("embedding dwte", dwte, cache.wte_shape)
     check_same_dtype("embedding backward", dout=dout, dwte=dwte)
     dwpe = np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    backends.kernels(backend).embedding_backward(dwte, dwpe, dout, cache.idx, cache.start)
+    kernel = backward_kernel if kernels is None else kernels.embedding.backward_kernel
+    kernel(dwte, dwpe, dout, cache.idx, cache.start)
     return dwte, dwpe
 
 

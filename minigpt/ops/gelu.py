@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
 from minigpt.validate import check_same_dtype, check_shape
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # sqrt(2/pi)
@@ -21,10 +20,11 @@ class GeluCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, backend="numpy"):
-    """x (...) -> out (...), elementwise."""
+def forward(x, kernels=None):
+    """x (...) -> out (...), elementwise. kernels: a backend's table (minigpt/backends); None: the NumPy kernel below."""
     check_same_dtype("gelu", x=x)
-    return backends.kernels(backend).gelu_forward(x), GeluCache(x)
+    kernel = forward_kernel if kernels is None else kernels.gelu.forward_kernel
+    return kernel(x), GeluCache(x)
 
 
 def forward_kernel(x):
@@ -34,11 +34,12 @@ def forward_kernel(x):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, backend="numpy"):
+def backward(dout, cache, kernels=None):
     """dout (...) -> dx (...)."""
     check_shape("gelu dout", dout, cache.x.shape)
     check_same_dtype("gelu backward", dout=dout, x=cache.x)
-    return backends.kernels(backend).gelu_backward(dout, cache.x)
+    kernel = backward_kernel if kernels is None else kernels.gelu.backward_kernel
+    return kernel(dout, cache.x)
 
 
 def backward_kernel(dout, x):

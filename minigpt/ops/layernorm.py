@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
 from minigpt.validate import check_same_dtype, check_shape
 
 EPS = 1e-5  # GPT-2's layer_norm_epsilon
@@ -22,14 +21,16 @@ class LayerNormCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, b=None, eps=EPS, backend="numpy"):
-    """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C)."""
+def forward(x, w, b=None, eps=EPS, kernels=None):
+    """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C). kernels: a backend's table (minigpt/backends); None: the
+    NumPy kernel below."""
     B, T, C = x.shape
     check_shape("layer norm weight w", w, (C,))
     if b is not None:
         check_shape("layer norm bias b", b, (C,))
     check_same_dtype("layernorm", x=x, w=w, b=b)
-    out, mean, rstd = backends.kernels(backend).layernorm_forward(x, w, b, eps)  # (B, T, C), (B, T), (B, T)
+    kernel = forward_kernel if kernels is None else kernels.layernorm.forward_kernel
+    out, mean, rstd = kernel(x, w, b, eps)  # (B, T, C), (B, T), (B, T)
     return out, LayerNormCache(x, mean, rstd, w, b is not None)
 
 
@@ -47,11 +48,12 @@ def forward_kernel(x, w, b, eps):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, backend="numpy"):
+def backward(dout, cache, kernels=None):
     """dout (B, T, C) -> dx (B, T, C), dw (C,), db (C,) or None."""
     check_shape("layer norm dout", dout, cache.x.shape)
     check_same_dtype("layernorm backward", dout=dout, x=cache.x)
-    return backends.kernels(backend).layernorm_backward(dout, cache.x, cache.mean, cache.rstd, cache.w, cache.has_bias)
+    kernel = backward_kernel if kernels is None else kernels.layernorm.backward_kernel
+    return kernel(dout, cache.x, cache.mean, cache.rstd, cache.w, cache.has_bias)
 
 
 def backward_kernel(dout, x, mean, rstd, w, has_bias):

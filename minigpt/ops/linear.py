@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends
 from minigpt.validate import check_same_dtype, check_shape
 
 
@@ -18,8 +17,9 @@ class LinearCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, b=None, backend="numpy"):
-    """x (B, T, C), w (C, OC), b (OC,) or None -> out (B, T, OC)."""
+def forward(x, w, b=None, kernels=None):
+    """x (B, T, C), w (C, OC), b (OC,) or None -> out (B, T, OC). kernels: a backend's table (minigpt/backends); None:
+    the NumPy kernel below."""
     B, T, C = x.shape
     check_shape("linear weight w", w, (C, None))
     OC = w.shape[1]
@@ -27,7 +27,8 @@ def forward(x, w, b=None, backend="numpy"):
         check_shape("linear bias b", b, (OC,))
     check_same_dtype("linear", x=x, w=w, b=b)
     # the B*T positions are the rows of one (B*T, C) matrix: one matmul, not B of them
-    out = backends.kernels(backend).linear_forward(x.reshape(B * T, C), w, b)  # (B*T, OC)
+    kernel = forward_kernel if kernels is None else kernels.linear.forward_kernel
+    out = kernel(x.reshape(B * T, C), w, b)  # (B*T, OC)
     return out.reshape(B, T, OC), LinearCache(x, w, b is not None)
 
 
@@ -41,14 +42,15 @@ def forward_kernel(x, w, b):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, backend="numpy"):
+def backward(dout, cache, kernels=None):
     """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None."""
     x, w = cache.x, cache.w
     B, T, C = x.shape
     OC = w.shape[1]
     check_shape("linear dout", dout, (B, T, OC))
     check_same_dtype("linear backward", dout=dout, x=x)
-    dx, dw, db = backends.kernels(backend).linear_backward(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)
+    kernel = backward_kernel if kernels is None else kernels.linear.backward_kernel
+    dx, dw, db = kernel(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)  # (N, C), (C, OC), (OC,)
     return dx.reshape(B, T, C), dw, db
 
 

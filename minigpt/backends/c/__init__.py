@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt.data.text import cache_dir
+from minigpt import runtime
+from minigpt.files import cache_dir
 
 # -O3 and the machine's vector instructions, OpenMP for threads; deliberately no -ffast-math, and no implicit fused
 # multiply-adds either (-ffp-contract=off), so that every operation rounds as NumPy's do and identities such as
@@ -119,7 +120,8 @@ def declarations() -> str:
 
 
 def lib():
-    """The loaded library (built first if need be), its float32 micro-kernel chosen from the CPU's features."""
+    """The loaded library (built first if need be), its float32 micro-kernel chosen from the CPU's features, its
+    OpenMP threads counted by minigpt.runtime.set_threads."""
     global _lib, ffi
     if _lib is None:
         library, declared = build()
@@ -127,7 +129,14 @@ def lib():
         # never unloaded: it brings the OpenMP runtime, whose threads live on until the process exits
         _lib = ffi.dlopen(str(library), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
         _lib.minigpt_init(ffi.NULL)
+        runtime.add_pool(_lib.minigpt_set_threads)
     return _lib
+
+
+def load() -> None:
+    """Build and load the library when the backend loads (minigpt/backends): a failure here (no compiler) means the
+    backend is unavailable, rather than an error at the first kernel's call."""
+    lib()
 
 
 def use_microkernel(name: str | None = None) -> str:
@@ -155,10 +164,3 @@ def kernel(name: str, dtype):
     if key not in _kernels:
         _kernels[key] = getattr(lib(), f"{name}_{SUFFIX[np.dtype(dtype)]}")
     return _kernels[key]
-
-
-def check_contiguous(op: str, **arrays) -> None:
-    """A kernel reads raw memory: each array must be C-contiguous (a wrapper raises rather than silently copying)."""
-    for name, a in arrays.items():
-        if a is not None and not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from minigpt.backends.c import check_contiguous, kernel, ptr
+from minigpt.backends.c import kernel, ptr
+from minigpt.validate import check_contiguous
 
 
 def forward_kernel(qkv, n_head, P, mask):

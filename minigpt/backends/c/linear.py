@@ -4,7 +4,8 @@ minigpt/ops/linear.py. The weight is read through its strides: row-major (C, OC)
 
 import numpy as np
 
-from minigpt.backends.c import check_contiguous, kernel, ptr
+from minigpt.backends.c import kernel, ptr
+from minigpt.validate import check_contiguous
 
 
 def strides(w):

@@ -9,8 +9,8 @@ parallel loop costs about 200 microseconds to start even on one thread, and on G
 parallel versions of these kernels made no measurable difference to a step (docs/kernels.md). The C backend's
 kernels are the ones threaded, with OpenMP.
 
-This file holds what the kernels share: where numba caches them, one compilation at a time, and exp and tanh written
-so that the compiler can vectorise them.
+This file holds what the kernels share: where numba caches them, one compilation at a time (compile_once, which each
+kernel's wrapper is decorated with), and exp and tanh written so that the compiler can vectorise them.
 """
 
 import fcntl
@@ -25,7 +25,7 @@ from numba import njit, types
 from numba.core import caching
 from numba.extending import overload
 
-from minigpt.data.text import cache_dir
+from minigpt.files import cache_dir
 
 HERE = Path(__file__).resolve().parent
 # --- where numba caches the compiled kernels ---------------------------------------------------------------
@@ -109,11 +109,9 @@ def compile_once(kernel):
 OPTIONS = dict(cache=True, error_model="numpy")
 
 
-def check_contiguous(op: str, **arrays) -> None:
-    """The kernels index raw rows: each array must be C-contiguous (a wrapper raises rather than silently copying)."""
-    for name, a in arrays.items():
-        if a is not None and not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray)")
+def load() -> None:
+    """Nothing to do when the backend loads (minigpt/backends): that numba imported is all it needs; each kernel
+    compiles, or loads from the cache, on its first call with each dtype."""
 
 
 # --- exp and tanh that vectorise -----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import math
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous, exp
+from minigpt.backends.numba import OPTIONS, compile_once, exp
+from minigpt.validate import check_contiguous
 
 VECTOR = 32  # the compiler's vector loops take 32 floats at a time (4 registers of 8); a rest would go one by one
 
@@ -245,6 +246,7 @@ def with_flag(mask, dtype):
     return (mask, True) if mask is not None else (np.ones((1, 1, 1, 1), dtype=dtype), False)
 
 
+@compile_once
 def forward_kernel(qkv, n_head, P, mask):
     B, S, C3 = qkv.shape
     C, T = C3 // 3, S - P
@@ -258,6 +260,7 @@ def forward_kernel(qkv, n_head, P, mask):
     return y, lse
 
 
+@compile_once
 def backward_kernel(dy, qkv, y, lse, n_head, mask):
     B, T, C3 = qkv.shape
     hs = C3 // 3 // n_head

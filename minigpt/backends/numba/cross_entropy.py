@@ -8,8 +8,9 @@ import math
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous, exp
+from minigpt.backends.numba import OPTIONS, compile_once, exp
 from minigpt.backends.numba.attention import row_max
+from minigpt.validate import check_contiguous
 
 
 @numba.njit(**OPTIONS)
@@ -41,6 +42,7 @@ def backward_loops(dlogits, logits, lse, targets, weight):
         dlogits_n[targets[n]] -= weight_n
 
 
+@compile_once
 def forward_kernel(logits, targets):
     B, T, V = logits.shape
     check_contiguous("cross_entropy", logits=logits)
@@ -52,6 +54,7 @@ def forward_kernel(logits, targets):
     return nll, lse
 
 
+@compile_once
 def backward_kernel(logits, lse, targets, weight):
     B, T, V = logits.shape
     check_contiguous("cross_entropy backward", logits=logits)

@@ -3,7 +3,8 @@
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous
+from minigpt.backends.numba import OPTIONS, compile_once
+from minigpt.validate import check_contiguous
 
 
 @numba.njit(**OPTIONS)
@@ -13,7 +14,8 @@ def apply_loops(out, x, mask):
         out[i] = x[i] * mask[i]
 
 
-def apply(x, mask):
+@compile_once
+def apply_kernel(x, mask):
     check_contiguous("dropout", x=x, mask=mask)
     out = np.empty_like(x)  # (...)
     apply_loops(out.reshape(-1), x.reshape(-1), mask.reshape(-1))

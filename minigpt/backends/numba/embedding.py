@@ -4,7 +4,8 @@ Reference: minigpt/ops/embedding.py; math: docs/ops/embedding.md."""
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous
+from minigpt.backends.numba import OPTIONS, compile_once
+from minigpt.validate import check_contiguous
 
 
 @numba.njit(**OPTIONS)
@@ -32,6 +33,7 @@ def backward_loops(dwte, dwpe, dout, idx, start):
                 dwpe_row[i] += dout_bt[i]
 
 
+@compile_once
 def forward_kernel(idx, wte, wpe, start):
     B, T = idx.shape
     check_contiguous("embedding", wte=wte, wpe=wpe)
@@ -40,6 +42,7 @@ def forward_kernel(idx, wte, wpe, start):
     return out
 
 
+@compile_once
 def backward_kernel(dwte, dwpe, dout, idx, start):
     check_contiguous("embedding backward", dwte=dwte, dwpe=dwpe, dout=dout)
     backward_loops(dwte, dwpe, dout, idx.astype(np.int64), start)

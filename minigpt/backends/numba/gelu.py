@@ -5,8 +5,9 @@ Reference: minigpt/ops/gelu.py; math: docs/ops/gelu.md."""
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous, tanh
+from minigpt.backends.numba import OPTIONS, compile_once, tanh
 from minigpt.ops.gelu import GELU_CUBIC, GELU_SCALE
+from minigpt.validate import check_contiguous
 
 @numba.njit(**OPTIONS)
 def forward_loops(out, x):
@@ -30,6 +31,7 @@ def backward_loops(dx, dout, x):
         dx[i] = dout[i] * (real(0.5) * (real(1) + th) + real(0.5) * xi * (real(1) - th * th) * du_dx)
 
 
+@compile_once
 def forward_kernel(x):
     check_contiguous("gelu", x=x)
     out = np.empty_like(x)  # (...)
@@ -37,6 +39,7 @@ def forward_kernel(x):
     return out
 
 
+@compile_once
 def backward_kernel(dout, x):
     check_contiguous("gelu backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (...)

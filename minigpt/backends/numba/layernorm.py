@@ -7,7 +7,8 @@ Reference: minigpt/ops/layernorm.py; math: docs/ops/layernorm.md."""
 import numba
 import numpy as np
 
-from minigpt.backends.numba import OPTIONS, check_contiguous
+from minigpt.backends.numba import OPTIONS, compile_once
+from minigpt.validate import check_contiguous
 
 @numba.njit(inline="always")
 def mean_of(a, b, n, shift):
@@ -71,6 +72,7 @@ def backward_loops(dx, dw, db, dout, x, mean, rstd, w):
 # --8<-- [end:kernels]
 
 
+@compile_once
 def forward_kernel(x, w, b, eps):
     B, T, C = x.shape
     check_contiguous("layernorm", x=x, w=w, b=b)
@@ -81,6 +83,7 @@ def forward_kernel(x, w, b, eps):
     return out, mean, rstd
 
 
+@compile_once
 def backward_kernel(dout, x, mean, rstd, w, has_bias):
     B, T, C = x.shape
     check_contiguous("layernorm backward", dout=dout, x=x)

@@ -1,17 +1,18 @@
 """The AdamW update, fused: one pass over each parameter reads p, g, m, v once and writes p, m, v once
 (NumPy's version makes about ten passes), in the parameters' precision as NumPy computes it.
-Reference: adamw_update in minigpt/optim.py."""
+Reference: adamw_kernel in minigpt/optim.py."""
 
 import math
 
 import numba
 
-from minigpt.backends.numba import OPTIONS, check_contiguous
+from minigpt.backends.numba import OPTIONS, compile_once
+from minigpt.validate import check_contiguous
 
 
 @numba.njit(**OPTIONS)
 def update_loops(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
-    """Update p, m, v (all (n,)) in place, in the order of adamw_update's arithmetic."""
+    """Update p, m, v (all (n,)) in place, in the order of adamw_kernel's arithmetic."""
     real = p.dtype.type
     beta1, beta2, eps = real(beta1), real(beta2), real(eps)
     keep = real(1.0 - lr * decay)  # decoupled weight decay
@@ -23,7 +24,8 @@ def update_loops(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction
         p[i] = p[i] * keep - step * m[i] / (math.sqrt(v[i]) / correction2 + eps)
 
 
-def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
+@compile_once
+def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     check_contiguous("adamw", p=p, g=g, m=m, v=v)
     if not p.shape == g.shape == m.shape == v.shape:
         raise ValueError(f"adamw: shapes differ: p {p.shape}, g {g.shape}, m {m.shape}, v {v.shape}")

@@ -1,224 +1,16 @@
-"""`minigpt inspect`: what each layer and head of a model does, as one self-contained HTML page.
-
-    from minigpt.inspect import analyse, report
-    panels = analyse(model, tokenizer, "ROMEO:")    # the arrays behind every panel, a dict (for notebooks)
-    html = report(model, tokenizer, "ROMEO:")       # the page: plotly's JavaScript inline, no network needed
-
-One forward and one backward of the prompt, in evaluation mode (no dropout), and everything is read from what
-the ops saved for the backward (minigpt/model.py's caches): nothing is recomputed by another code path, except
-the attention probabilities, which the fused kernels do not store: they come back from the queries and keys
-and each row's log-sum-exp, a = exp(q k^T / sqrt(hs) - lse) (docs/kernels.md). The panels:
-
-    attention     every layer x head, (T, T) probabilities, the prompt's tokens on both axes
-    predictions   at each position the top-k next tokens, and the loss where the prompt is its own target
-    logit lens    the residual stream after each block through ln_f and the tied head: each layer's guess
-    activations   the residual stream's and GELU inputs' distributions, attention entropy, layer-norm gains
-    gradients     per parameter, |grad| and |grad| / |weight| from the backward of the prompt; with a run's log
-                  (`minigpt train --log-stats`), the update-to-weight ratios over training and the losses
-    data flow     each op of the forward with its shapes and its share of the time, and its docs page
-
-Plots are Plotly figures; the tables are plain HTML. Docs: docs/inspect.md.
-"""
+"""The page of `minigpt inspect`: the arrays of minigpt/inspect/arrays.py drawn as Plotly figures and plain HTML
+tables, in one self-contained HTML file (plotly's JavaScript inline: it opens from disk, offline)."""
 
 import html
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
-from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, softmax
+from minigpt.files import atomic_write
+from minigpt.inspect.arrays import GELU_FLAT, TOP_K, analyse
 
-TOP_K = 5
-MAX_TOKENS = 128  # the page shows at most this many positions: every head's (T, T) map goes into it
-GELU_FLAT = -3.0  # below this GELU's output (> -0.004) and slope (< 0.012) are nearly 0: the unit passes nothing on
-HISTOGRAM_BINS = 60
-DOCS = Path(__file__).resolve().parent.parent / "docs"  # the docs of a source checkout, for the data flow's links
-
-
-# --- the arrays ------------------------------------------------------------------------------------------------
-
-def token_labels(tokenizer, ids) -> list:
-    """Each token as readable text: a newline as ⏎, a space as ␣, other control characters as \\xNN, bytes that
-    are part of a UTF-8 character as <xx>."""
-    labels = []
-    for i in ids:
-        raw = tokenizer.decode_bytes([int(i)])
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = "".join(f"<{b:02x}>" for b in raw)
-        labels.append("".join("⏎" if c == "\n" else "␣" if c == " " else f"\\x{ord(c):02x}" if ord(c) < 32 else c
-                              for c in text))
-    return labels
-
-
-def prompt_ids(model, tokenizer, prompt: str):
-    """The prompt's token ids, cropped to the model's context and to MAX_TOKENS (with a notice), and the notices."""
-    from minigpt.data.text import encode_text
-
-    ids = encode_text(tokenizer, prompt)  # a character outside the vocabulary raises, naming it
-    notices = []
-    block_size = model.config.block_size
-    keep = min(block_size, MAX_TOKENS)
-    if len(ids) > keep:
-        why = f"the model's context is {block_size}" if keep == block_size else f"the page shows at most {keep}"
-        notices.append(f"the prompt has {len(ids)} tokens and {why}: inspecting its last {keep}")
-        ids = ids[-keep:]
-    if len(ids) < 2:
-        raise ValueError(f"the prompt has {len(ids)} token(s); give at least 2, so that one predicts the next")
-    return ids, notices
-
-
-def default_prompt(model, tokenizer, task: str | None = None) -> str:
-    """A prompt the model knows: for a model trained on a task, its first held-out problem with the answer (as long
-    as the context holds: the last answer token is only ever a target);
-    otherwise the model's own greedy continuation of a newline (or of its first token), half as long as the page shows."""
-    from minigpt.data.chars import CharTokenizer
-    from minigpt.data.tasks import TASKS
-    from minigpt.data.text import encode_text
-
-    if task is not None:
-        t = TASKS[task]()
-        question = t.problems["val"][:1]  # (1, question_length)
-        sequence = np.concatenate([question, t.answer(question)], axis=1)[0]  # the last answer token is never an input
-        return tokenizer.decode(sequence[:model.config.block_size].tolist())
-    start = "\n" if not isinstance(tokenizer, CharTokenizer) or "\n" in tokenizer.chars else tokenizer.decode([0])
-    idx = encode_text(tokenizer, start)[None, :]  # (1, T)
-    n = min(model.config.block_size, MAX_TOKENS) // 2
-    return tokenizer.decode(model.generate(idx, n, do_sample=False)[0].tolist())
-
-
-def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> dict:
-    """The arrays behind every panel of the report, for the prompt (cropped to the context), as a dict.
-    records: a run's log (minigpt.plot.read_log), for the training panels; None leaves them out."""
-    ids, notices = prompt_ids(model, tokenizer, prompt)
-    cfg, p = model.config, model.params
-    T, L, nh = len(ids), cfg.n_layer, cfg.n_head
-    targets = np.append(ids[1:], cross_entropy.IGNORE_INDEX)  # (T,) the prompt is its own target; the last has none
-    training = model.training
-    model.eval()
-    try:
-        logits, loss = model.forward(ids[None], targets[None])  # (1, T, V)
-        cache = model._cache
-        grads = model.backward()
-    finally:
-        model.train(training)
-    f64 = np.float64
-
-    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64
-    att = np.stack([attention.probabilities(b.attn._replace(qkv=b.attn.qkv.astype(f64), lse=b.attn.lse.astype(f64)))[0]
-                    for b in cache.blocks])  # (L, nh, T, T)
-    entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
-
-    # the residual stream: the embedding's output, then after each block (the input of the next one's ln_1, or ln_f's)
-    residual = [b.ln_1.x[0] for b in cache.blocks] + [cache.ln_f.x[0]]  # L + 1 of (T, C)
-    wte = p["transformer.wte.weight"]
-    probs, _ = softmax.forward(logits[0].astype(f64))  # (T, V)
-    chosen = np.argmax(probs, axis=-1)  # (T,) the model's own next-token choice
-    lens_top, lens_prob, lens_rank = [], [], []
-    for r in residual:
-        x, _ = layernorm.forward(r[None], p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (1, T, C)
-        lens_logits = (x[0] @ wte.T).astype(f64)  # (T, V)
-        lens_p, _ = softmax.forward(lens_logits)  # (T, V)
-        lens_top.append(np.argmax(lens_p, axis=-1))
-        lens_prob.append(lens_p.max(axis=-1))
-        chosen_logit = lens_logits[np.arange(T), chosen]  # (T,)
-        lens_rank.append(np.sum(lens_logits > chosen_logit[:, None], axis=-1))  # 0: the layer already picks it
-    lens_logits_last = lens_logits
-
-    top = np.argsort(-probs, axis=-1)[:, :top_k]  # (T, k)
-    position_loss = -np.log(np.maximum(probs[np.arange(T - 1), ids[1:]], 1e-300))  # (T - 1,)
-
-    gelu_in = [b.gelu.x[0] for b in cache.blocks]  # L of (T, 4C): c_fc's output
-    flat = np.array([np.mean(g < GELU_FLAT) for g in gelu_in])  # (L,) fraction of inputs in GELU's flat region
-    dead = np.array([int(np.sum(np.all(g < GELU_FLAT, axis=0))) for g in gelu_in])  # (L,) units flat at every position
-
-    names = list(p)
-    grad_norm = np.array([np.linalg.norm(grads[n].astype(f64)) for n in names])
-    weight_norm = np.array([np.linalg.norm(p[n].astype(f64)) for n in names])
-
-    out = {
-        "prompt": tokenizer.decode([int(i) for i in ids]), "ids": ids, "tokens": token_labels(tokenizer, ids),
-        "notices": notices, "n_layer": L, "n_head": nh,
-        "attention": att, "attention_entropy": entropy,
-        "logits": logits[0], "probs": probs, "top_ids": top, "top_tokens": [token_labels(tokenizer, row) for row in top],
-        "top_probs": np.take_along_axis(probs, top, axis=-1), "position_loss": position_loss, "loss": loss,
-        "lens_logits_last": lens_logits_last, "lens_top_tokens": [token_labels(tokenizer, t) for t in lens_top],
-        "lens_top_ids": np.array(lens_top), "lens_top_probs": np.array(lens_prob), "lens_rank": np.array(lens_rank),
-        "chosen_tokens": token_labels(tokenizer, chosen),
-        "residual_histograms": [histogram(r) for r in residual],
-        "residual_std": np.array([float(np.std(r)) for r in residual]),
-        "gelu_histograms": [histogram(g) for g in gelu_in], "gelu_flat_fraction": flat, "gelu_dead_units": dead,
-        "layernorm_gains": {n: p[n].astype(f64) for n in names if ".ln_" in n and n.endswith(".weight")},
-        "parameter_names": names, "grad_norms": grad_norm, "weight_norms": weight_norm,
-        "grad_to_weight": grad_norm / np.where(weight_norm > 0, weight_norm, 1.0),
-        "grads": grads,
-        "data_flow": data_flow(model, cache, ids),
-    }
-    if records is not None:
-        out["training"] = training_curves(records)
-    return out
-
-
-def histogram(values, bins: int = HISTOGRAM_BINS) -> dict:
-    counts, edges = np.histogram(np.asarray(values, dtype=np.float64).ravel(), bins=bins)
-    return {"centers": (edges[:-1] + edges[1:]) / 2, "counts": counts}
-
-
-def training_curves(records: list) -> dict:
-    """Losses over the run, and each parameter's update-to-weight ratio at the evaluations of --log-stats."""
-    steps = [r for r in records if isinstance(r.get("loss"), (int, float))]
-    evals = [r for r in records if "val_loss" in r]
-    stats = [r for r in records if isinstance(r.get("stats"), dict)]
-    ratios = {}
-    for r in stats:
-        for name, value in r["stats"].get("update_ratio", {}).items():
-            ratios.setdefault(name, []).append((r["iter"], value))
-    return {"iters": [r["iter"] for r in steps], "loss": [r["loss"] for r in steps],
-            "eval_iters": [r["iter"] for r in evals], "train_loss": [r.get("train_loss") for r in evals],
-            "val_loss": [r["val_loss"] for r in evals], "update_ratio": ratios}
-
-
-def data_flow(model, cache, ids) -> list:
-    """Each op of one forward, run again on the input it saved (minigpt/model.py), with its shapes and its time:
-    rows of (op, input shapes, output shape, seconds, docs page)."""
-    p, backend, n_head = model.params, model.backend, model.config.n_head
-    rows = []
-
-    def timed(name, doc, inputs, fn):
-        best, out = math.inf, None
-        for _ in range(3):
-            t0 = time.perf_counter()
-            out = fn()
-            best = min(best, time.perf_counter() - t0)
-        out = out[0] if isinstance(out, tuple) else out
-        rows.append((name, [tuple(a.shape) for a in inputs], tuple(out.shape), best, doc))
-
-    idx = ids[None]  # (1, T)
-    wte, wpe = p["transformer.wte.weight"], p["transformer.wpe.weight"]
-    timed("embedding", "ops/embedding.md", [idx, wte, wpe], lambda: embedding.forward(idx, wte, wpe, 0, backend))
-    for l, c in enumerate(cache.blocks):
-        h = f"transformer.h.{l}."
-        timed(f"h.{l}.ln_1", "ops/layernorm.md", [c.ln_1.x],
-              lambda: layernorm.forward(c.ln_1.x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), backend=backend))
-        a = c.attn.qkv_cache.x  # (1, T, C) ln_1's output
-        timed(f"h.{l}.attn", "ops/attention.md", [a],
-              lambda: attention.forward(a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
-                                        p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"), n_head,
-                                        backend=backend))
-        timed(f"h.{l}.ln_2", "ops/layernorm.md", [c.ln_2.x],
-              lambda: layernorm.forward(c.ln_2.x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), backend=backend))
-        timed(f"h.{l}.mlp.c_fc", "ops/linear.md", [c.c_fc.x],
-              lambda: linear.forward(c.c_fc.x, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), backend))
-        timed(f"h.{l}.mlp.gelu", "ops/gelu.md", [c.gelu.x], lambda: gelu.forward(c.gelu.x, backend))
-        timed(f"h.{l}.mlp.c_proj", "ops/linear.md", [c.c_proj.x],
-              lambda: linear.forward(c.c_proj.x, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), backend))
-    timed("ln_f", "ops/layernorm.md", [cache.ln_f.x],
-          lambda: layernorm.forward(cache.ln_f.x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"),
-                                    backend=backend))
-    timed("lm_head (wte^T)", "ops/linear.md", [cache.lm_head.x], lambda: linear.forward(cache.lm_head.x, wte.T, backend=backend))
-    return rows
+DOCS = Path(__file__).resolve().parents[2] / "docs"  # the docs of a source checkout, for the data flow's links
 
 
 # --- the page --------------------------------------------------------------------------------------------------
@@ -268,8 +60,8 @@ def report(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None, titl
             "(minigpt train --log-stats); about 1e-3 a step is healthy." if records is not None else ""),
          figures[4]),
         ("data-flow", "Data flow",
-         "Each op of one forward of the prompt, run again on the input it saved, with its shapes and its share of "
-         "the time (best of 3).",
+         "Each kernel of one forward of the prompt, in the order the model calls it, with its shapes and its share "
+         "of the time (the best of 3 forwards).",
          [data_flow_table(a)]),
     ]
     notices = "".join(f"<p class='notice'>{html.escape(n)}</p>" for n in a["notices"])
@@ -440,27 +232,21 @@ def gradient_figures(go, a) -> list:
 
 def data_flow_table(a) -> str:
     rows = a["data_flow"]
-    total = sum(r[3] for r in rows) or 1.0
+    total = sum(r[4] for r in rows) or 1.0
     lines = []
-    for name, inputs, output, seconds, doc in rows:
+    for name, kernel, inputs, outputs, seconds, doc in rows:
         page = DOCS / doc
         link = f"<a href='{page.as_uri()}'>{doc}</a>" if page.is_file() else f"docs/{doc}"
         shapes = ", ".join(str(s) for s in inputs)
-        lines.append(f"<tr><td><code>{name}</code></td><td>{shapes}</td><td>{output}</td>"
-                     f"<td>{seconds * 1e6:.0f}</td><td>{seconds / total:.1%}</td><td>{link}</td></tr>")
-    return ("<table><tr><th>op</th><th>input shapes</th><th>output shape</th><th>µs</th><th>share</th><th>docs</th></tr>"
-            + "".join(lines) + "</table>")
+        lines.append(f"<tr><td><code>{name}</code></td><td><code>{kernel}</code></td><td>{shapes}</td>"
+                     f"<td>{', '.join(str(s) for s in outputs)}</td><td>{seconds * 1e6:.0f}</td>"
+                     f"<td>{seconds / total:.1%}</td><td>{link}</td></tr>")
+    return ("<table><tr><th>name</th><th>kernel</th><th>input shapes</th><th>output shapes</th><th>µs</th>"
+            "<th>share</th><th>docs</th></tr>" + "".join(lines) + "</table>")
 
 
 def write(html_text: str, path) -> Path:
     """Write the page atomically: a reader sees the old file or the whole new one."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    try:
-        tmp.write_text(html_text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_write(path) as f:
+        f.write(html_text)
+    return Path(path)

@@ -1,9 +1,10 @@
-"""The AdamW update through the C kernels (kernels/adamw.c). Same contract as adamw_update in minigpt/optim.py."""
+"""The AdamW update through the C kernels (kernels/adamw.c). Same contract as adamw_kernel in minigpt/optim.py."""
 
-from minigpt.backends.c import check_contiguous, kernel, ptr
+from minigpt.backends.c import kernel, ptr
+from minigpt.validate import check_contiguous
 
 
-def adamw_update(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
+def adamw_kernel(p, g, m, v, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt, eps, decay):
     check_contiguous("adamw", p=p, g=g, m=m, v=v)
     if not p.shape == g.shape == m.shape == v.shape:
         raise ValueError(f"adamw: shapes differ: p {p.shape}, g {g.shape}, m {m.shape}, v {v.shape}")

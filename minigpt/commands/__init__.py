@@ -1,0 +1,30 @@
+"""The commands of `minigpt`, one module each: `add_arguments(parser)` declares its flags, `run(args)` does it and
+returns the exit status. minigpt/cli.py builds the parser from them and turns every error into one line. Each module
+imports what it computes with inside `run`, so that `minigpt --help`, and a Ctrl-C while the command starts, cost
+only the standard library."""
+
+import argparse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like every other error of the command, and no
+    abbreviated flags (argparse would take --max-iter for --max-iters)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"minigpt: error: {message} (see `{self.prog} --help`)\n")
+
+    def _get_values(self, action, arg_strings):
+        # argparse (3.11) drops a "--" given as a flag's value (--seed=--) and hands the flag an empty list
+        if arg_strings == ["--"] and action.nargs is None:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, got '--'")
+        return super()._get_values(action, arg_strings)
+
+
+def report(line: str) -> None:
+    """One line on stderr; a file name's undecodable bytes (surrogates) are shown escaped, whatever stderr's encoding."""
+    import sys
+
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)

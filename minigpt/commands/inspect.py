@@ -1,0 +1,47 @@
+"""`minigpt inspect`: one self-contained HTML page of what each layer and head of a model does (minigpt/inspect)."""
+
+HELP = "one self-contained HTML page of what each layer and head does (needs plotly)"
+DESCRIPTION = ("Write one HTML page (everything inline: it opens offline) showing, for a prompt, every attention head, "
+               "the predictions, the logit lens, activations, gradients and, for a run directory, its training curves. "
+               "Docs: docs/inspect.md.")
+
+
+def add_arguments(p) -> None:
+    from minigpt.config import BACKENDS
+
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face GPT-2 directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    p.add_argument("--prompt", help="the text to inspect (default: a held-out problem of a task run, else the model's own "
+                                    "greedy continuation of a newline)")
+    p.add_argument("--html", metavar="FILE", help="where to write the page (default: DIR/inspect.html for a run, "
+                                                  "else ./inspect.html)")
+    p.add_argument("--top-k", type=int, default=5, help="next tokens shown at each position (default: 5)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS and OpenMP (default: every core)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from minigpt import checkpoint, inspect, load, runtime
+    from minigpt.commands import report
+    from minigpt.runlog import LOG, read_log
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    inspect.plotly()  # before any work: without plotly, say so at once
+    runtime.set_threads(args.threads)
+    ckpt = load.resolve(args.out_dir, args.checkpoint)
+    is_run = checkpoint.read_pointer(Path(args.out_dir)) is not None
+    model, tokenizer = load.load_model(ckpt, backend=args.backend)
+    task = None
+    if (ckpt / "train_config.json").is_file():  # a checkpoint of minigpt's (not a Hugging Face directory)
+        task = checkpoint.read_train_config(ckpt).task
+    prompt = args.prompt if args.prompt is not None else inspect.default_prompt(model, tokenizer, task)
+    records = read_log(args.out_dir) if is_run and (Path(args.out_dir) / LOG).is_file() else None
+    page = inspect.report(model, tokenizer, prompt, args.top_k, records, title=f"minigpt inspect: {ckpt}",
+                          say=lambda notice: report(f"minigpt: {notice}"))
+    html_path = Path(args.html) if args.html else (Path(args.out_dir) if is_run else Path.cwd()) / "inspect.html"
+    print(inspect.write(page, html_path))
+    return 0

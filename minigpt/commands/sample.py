@@ -1,0 +1,86 @@
+"""`minigpt sample`: text from a trained model, streamed as it is generated (minigpt/generate.py)."""
+
+HELP = "generate text from a trained model"
+DESCRIPTION = None
+
+
+def add_arguments(p) -> None:
+    from minigpt.config import BACKENDS
+
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face GPT-2 directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    p.add_argument("--prompt", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token (ignores temperature, top-k, top-p)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--stop", help="stop a sample once it contains this text")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
+
+
+def check_flags(args) -> None:
+    """The flags, checked by name before anything is loaded: the sampling ones by generate's own check."""
+    from minigpt.config import MAX_THREADS
+    from minigpt.generate import check_sampling_args
+
+    check_sampling_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, flags=True)
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads must be in [1, {MAX_THREADS}], got {args.threads}")
+    if args.prompt is not None and "\0" in args.prompt:
+        raise ValueError("--prompt contains a NUL character")
+
+
+def run(args) -> int:
+    import codecs
+    import sys
+
+    from minigpt import load, runtime
+    from minigpt.data.chars import CharTokenizer
+    from minigpt.data.text import encode_text
+    from minigpt.generate import stream
+
+    check_flags(args)
+    runtime.set_threads(args.threads)
+    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    prompt = args.prompt
+    if prompt is None:
+        prompt = "\n"
+        if isinstance(tokenizer, CharTokenizer) and "\n" not in tokenizer.chars:
+            raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
+    idx = encode_text(tokenizer, prompt)[None, :]  # (1, T)
+    steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    # tokens are decoded to bytes and the bytes to text incrementally: a BPE token can end inside a character
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(args.num_samples)]
+    if args.num_samples == 1:  # one sample: print each token as it comes
+        out = prompt
+        sys.stdout.write(prompt)
+        for next_id in steps:
+            piece = decoders[0].decode(tokenizer.decode_bytes(next_id))
+            out += piece
+            if args.stop and args.stop in out[len(prompt):]:
+                end = out.index(args.stop, len(prompt)) + len(args.stop)
+                sys.stdout.write(piece[: len(piece) - (len(out) - end)])
+                break
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write(decoders[0].decode(b"", final=True) + "\n")
+        return 0
+    texts = [prompt] * args.num_samples  # several: generated together, printed one after another
+    for next_id in steps:
+        texts = [t + d.decode(tokenizer.decode_bytes([i])) for t, d, i in zip(texts, decoders, next_id)]
+    for i, text in enumerate(texts):
+        text += decoders[i].decode(b"", final=True)
+        if args.stop and args.stop in text[len(prompt):]:
+            text = text[: text.index(args.stop, len(prompt)) + len(args.stop)]
+        print(text)
+        if i < len(texts) - 1:
+            print("-" * 40)
+    return 0

@@ -1,0 +1,43 @@
+"""`minigpt tokenizer`: train a byte-level BPE vocabulary on a text (minigpt/data/bpe.py), or encode text with one."""
+
+HELP = "train a byte-level BPE tokenizer, or encode text with one"
+DESCRIPTION = None
+
+
+def add_arguments(p) -> None:
+    from minigpt.commands import Parser
+
+    tok = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    t = tok.add_parser("train", help="learn a BPE vocabulary from a text file")
+    t.add_argument("--data", help="a UTF-8 text file (default: Tiny Shakespeare)")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--pattern", choices=("r50k", "cl100k"), default="r50k", help="the regex pre-split (default: GPT-2's)")
+    t.add_argument("--out", required=True, metavar="DIR")
+    t = tok.add_parser("encode", help="print the token ids of a text")
+    t.add_argument("--tokenizer", required=True, metavar="DIR", help="a directory written by minigpt tokenizer train")
+    t.add_argument("text")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from minigpt.data import load_tokenizer
+    from minigpt.data.bpe import BPETokenizer
+    from minigpt.data.text import find_text
+
+    if args.action == "train":
+        source = find_text(args.data)
+        tokenizer = BPETokenizer.train(source.read_text(encoding="utf-8"), args.vocab_size, args.pattern, progress=True)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tokenizer.json").write_text(tokenizer.to_json())
+        tokenizer.save_gpt2_files(out)
+        tokenizer.save_tiktoken(out / "tokenizer.tiktoken")
+        print(f"wrote {out}: tokenizer.json (minigpt), vocab.json + merges.txt (GPT-2), tokenizer.tiktoken (tiktoken)")
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+        if tokenizer is None:
+            raise FileNotFoundError(f"{args.tokenizer} holds no tokenizer (tokenizer.json, or vocab.json and "
+                                    f"merges.txt); make one with minigpt tokenizer train")
+        print(" ".join(str(i) for i in tokenizer.encode(args.text)))
+    return 0

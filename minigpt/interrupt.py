@@ -1,0 +1,100 @@
+"""Ctrl-C (SIGINT), one mechanism for the whole of a command: a handler that remembers it, and the places that look.
+
+    with interrupt.handled():           # the `minigpt` command, for its whole length (minigpt/cli)
+        ...                             # a Ctrl-C raises KeyboardInterrupt, as Python's own handler does
+        interrupt.check()               # and stops the command here if its KeyboardInterrupt was lost
+        with interrupt.deferred():      # the training loop (minigpt/train.py): a Ctrl-C only makes requested() true;
+            ...                         # the step finishes and a checkpoint is saved; a second Ctrl-C raises at once
+
+Remembering is what makes it reliable. A KeyboardInterrupt can be lost: swallowed by a library's bare `except:`
+during an import (then a run would train on for minutes), or raised where Python cannot raise it, in a weakref
+callback of the import lock or a __del__ (Python prints it as "Exception ignored" with a traceback, and goes on).
+requested() still says a Ctrl-C came: check() raises it again where the command looks (after its imports, before
+the training loop), and an error that a Ctrl-C caused (NumPy turns one inside its import into an ImportError) is
+reported as the interruption it is. The handler only runs on the main thread; elsewhere Python's is left alone.
+Tests: tests/test_cli.py, tests/test_train.py.
+"""
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+_requested = False  # a Ctrl-C came during the current command (or deferred block)
+_deferring = False  # inside deferred(): the first Ctrl-C only sets _requested
+_commands = 0  # handled() blocks open: they own _requested, which deferred() alone would reset
+
+
+def requested() -> bool:
+    """Whether a Ctrl-C came since the command (or the deferred block) began."""
+    return _requested
+
+
+def check() -> None:
+    """Stop here, with a KeyboardInterrupt, if a Ctrl-C came whose KeyboardInterrupt was lost."""
+    if _requested:
+        raise KeyboardInterrupt
+
+
+def _handle(signum, frame):
+    global _requested
+    first = not _requested
+    _requested = True
+    if not (_deferring and first):
+        raise KeyboardInterrupt
+
+
+def _quiet(unraisable) -> None:
+    """sys.unraisablehook: a KeyboardInterrupt Python could not raise is already remembered; anything else is
+    printed as Python prints it."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _install():
+    """Put the handler in place (on the main thread); return what it replaced, for _restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _handle)
+
+
+def _restore(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def handled():
+    """For the length of a command: a Ctrl-C raises KeyboardInterrupt and is remembered (requested()); a
+    KeyboardInterrupt Python cannot raise is not printed."""
+    global _requested, _commands
+    _requested = False
+    _commands += 1
+    previous = _install()
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        _restore(previous)
+        _commands -= 1
+        _requested = False
+
+
+@contextmanager
+def deferred():
+    """For the training loop: the first Ctrl-C only makes requested() true, for the loop to stop at the end of its
+    step; a second one raises KeyboardInterrupt at once. A Ctrl-C that came before (its KeyboardInterrupt lost)
+    stops it before it begins."""
+    global _requested, _deferring
+    previous = _install()
+    try:
+        check()
+        _deferring = True
+        yield
+    finally:
+        _deferring = False
+        _restore(previous)
+        if not _commands:  # the Python API, outside a command: the next run starts afresh
+            _requested = False

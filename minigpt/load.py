@@ -1,0 +1,72 @@
+"""A model from whatever directory names one: a run directory (its best or latest checkpoint), a checkpoint of
+minigpt's (verified against its manifest, minigpt/checkpoint.py), or a Hugging Face GPT-2 directory (minigpt/hf.py).
+
+    ckpt = resolve("out", "best")              # out/ckpt-001750
+    model, tokenizer = load_model(ckpt)        # what `minigpt sample`, `inspect` and `export` work with
+
+Tests: tests/test_checkpoint.py, tests/test_hf.py.
+"""
+
+from pathlib import Path
+from typing import NamedTuple
+
+from minigpt import hf
+from minigpt import weights as safetensors
+from minigpt.checkpoint import POINTER, is_checkpoint, read_pointer, verified
+from minigpt.config import GPTConfig
+from minigpt.data import tokenizer_from_dict
+from minigpt.model import GPT
+from minigpt.validate import read_json
+
+
+def resolve(path, which: str = "best") -> Path:
+    """The model directory `path` names: a run directory (then its `which` checkpoint, "best" or "latest"), a
+    checkpoint directory, or a Hugging Face GPT-2 directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist; give a run directory, a checkpoint or a Hugging Face directory")
+    pointer = read_pointer(path)
+    if pointer is not None:
+        return path / pointer[which]
+    if is_checkpoint(path) or (path / "config.json").is_file():
+        return path
+    raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
+
+
+class Checkpoint(NamedTuple):
+    config: GPTConfig
+    weights: dict  # name -> array, minigpt's (Hugging Face's) names
+    tokenizer: object  # CharTokenizer or BPETokenizer; None for a Hugging Face directory without one
+
+
+def read_config(ckpt: Path) -> GPTConfig:
+    """The model's shape from a checkpoint's config.json (verified) or a Hugging Face directory's."""
+    return hf.read_config(verified(ckpt, "config.json") if is_checkpoint(ckpt) else ckpt / "config.json")
+
+
+def read(ckpt) -> Checkpoint:
+    """The model of a checkpoint directory (verified against its manifest) or of a Hugging Face directory."""
+    ckpt = Path(ckpt)
+    if not is_checkpoint(ckpt):
+        return Checkpoint(*hf.read(ckpt))
+    config = read_config(ckpt)
+    arrays = safetensors.read(verified(ckpt, "model.safetensors"))
+    hf.check_matches(config, arrays, ckpt)
+    tokenizer = tokenizer_from_dict(read_json(verified(ckpt, "tokenizer.json")), ckpt / "tokenizer.json")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"{ckpt}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
+    return Checkpoint(config, arrays, tokenizer)
+
+
+def load_model(ckpt, backend: str = "numpy"):
+    """(model, tokenizer) of a checkpoint or Hugging Face directory, in evaluation mode, ready to sample from."""
+    config, arrays, tokenizer = read(ckpt)
+    if tokenizer is None:
+        raise FileNotFoundError(f"{ckpt} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); "
+                                f"minigpt needs one to read and write text")
+    model = GPT(config, dtype=arrays["transformer.wte.weight"].dtype, backend=backend)
+    try:
+        model.load_state_dict(arrays)
+    except ValueError as e:
+        raise ValueError(f"{ckpt}: {e}") from None
+    return model.eval(), tokenizer

@@ -1,0 +1,251 @@
+"""A training run, opened: the one place that reads and checks everything a run starts from, for a fresh run, a resume
+or a fine-tune, and hands the loop (minigpt/train.py) what it needs.
+
+    run = open_run(settings.given(flags, "run.toml"), dist, say)   # or a whole TrainConfig's to_dict()
+    run.model, run.optimizer, run.dataset, run.sampler, run.it     # what the loop computes with
+    run.save(record, best)                                         # the step's log record, then a checkpoint
+    run.close()
+
+Opening, in this order, so that nothing is written before every check has passed (bad input leaves the directory as
+it was):
+    1. lock the run directory if it exists (rank 0; the lock lasts as long as the process);
+    2. read what the run starts from, its origin: a resumed run's latest checkpoint, a fine-tune's checkpoint or
+       Hugging Face directory, or nothing; a fresh run refuses a directory that holds one;
+    3. merge the settings over the origin's (minigpt/settings.py) and check them against it: a resumed run changes none
+       of FIXED_ON_RESUME, a fine-tune keeps the checkpoint's shape (a shorter context excepted);
+    4. load the data; a resumed run's text must be the one it was trained on;
+    5. build the model and the optimizer, and give them the origin's weights and state;
+    6. make the directory ready (rank 0): create it, clean what a crash left, cut the log back, open it.
+The directory's protocol: minigpt/checkpoint.py, docs/runs.md. Tests: tests/test_checkpoint.py, tests/test_faults.py.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from minigpt import checkpoint, load, runtime, settings
+from minigpt.config import FIXED_ON_RESUME, MODEL_KEYS, TOKENIZERS, TrainConfig
+from minigpt.data import load_tokenizer
+from minigpt.data.tasks import TASKS
+from minigpt.data.text import TextDataset
+from minigpt.distributed import Distributed
+from minigpt.model import GPT, num_params
+from minigpt.optim import AdamW
+
+BPE_VOCAB_SIZE = 512  # --tokenizer bpe without --vocab-size
+
+
+class Diverged(FloatingPointError):
+    """A run whose numbers stopped being finite; nothing of the step that found it is saved."""
+
+
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C after saving a checkpoint to resume from."""
+
+
+class Origin(NamedTuple):
+    """What a run starts from."""
+    kind: str  # "new", "resume" or "fine-tune"
+    ckpt: Path | None  # the checkpoint (or Hugging Face directory) it starts from
+    settings: dict  # what that says of the run's settings: a resumed run's saved ones, a fine-tune's model shape
+
+
+def origin(run_dir: Path, pointer: dict | None, resume: bool, init_from: str | None) -> Origin:
+    """The origin of a run in run_dir (whose checkpoints.json is `pointer`): read once, here."""
+    if resume:
+        if pointer is None:
+            raise FileNotFoundError(f"nothing to resume in {run_dir}: it holds no checkpoint; start the run without --resume")
+        ckpt = run_dir / pointer["latest"]
+        saved = checkpoint.read_train_config(ckpt).to_dict()
+        saved["init_from"] = None  # (the weights a fine-tuning run started from are in its checkpoints now)
+        return Origin("resume", ckpt, saved)
+    if pointer is not None:
+        raise ValueError(f"{run_dir} already holds a run; continue it with --resume, or choose another --out-dir")
+    if init_from is not None:
+        ckpt = load.resolve(init_from, "best")
+        shape = load.read_config(ckpt)
+        return Origin("fine-tune", ckpt, {key: getattr(shape, key) for key in MODEL_KEYS})
+    return Origin("new", None, {})
+
+
+def check_against(cfg: TrainConfig, start: Origin) -> None:
+    """The settings may change what the origin allows: nothing of FIXED_ON_RESUME for a resumed run, and for a
+    fine-tune nothing of the model's shape but a shorter context (whose first rows of wpe are kept)."""
+    if start.kind == "resume":
+        for key in FIXED_ON_RESUME:
+            if start.settings[key] != getattr(cfg, key):
+                raise ValueError(f"cannot change {key} when resuming ({start.settings[key]!r} in {start.ckpt}, "
+                                 f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
+    if start.kind == "fine-tune":
+        for key in MODEL_KEYS:
+            want, have = getattr(cfg, key), start.settings[key]
+            if want != have and not (key == "block_size" and want < have):
+                raise ValueError(f"the checkpoint {start.ckpt} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")
+
+
+def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False):
+    """The task, or the text dataset (tokenized with `tokenizer` when the model already has one)."""
+    if cfg.task is not None:
+        task = TASKS[cfg.task]()
+        if tokenizer is not None and tokenizer != task.tokenizer:
+            raise ValueError(f"the checkpoint's vocabulary does not match the {cfg.task} task's")
+        return task
+    if tokenizer is None and cfg.tokenizer not in TOKENIZERS:  # a directory with a tokenizer in it
+        tokenizer = load_tokenizer(cfg.tokenizer)
+        if tokenizer is None:
+            raise FileNotFoundError(f"--tokenizer {cfg.tokenizer}: no tokenizer.json, or vocab.json and merges.txt, "
+                                    f"there; use char, bpe, or a directory written by minigpt tokenizer train")
+    return TextDataset.load(cfg.data, tokenizer, kind=cfg.tokenizer, vocab_size=cfg.vocab_size or BPE_VOCAB_SIZE,
+                            progress=progress)
+
+
+def sequence_length(cfg: TrainConfig, dataset) -> int:
+    """T of the training batches: the task's fixed length, or block_size for text."""
+    return getattr(dataset, "sequence_length", cfg.block_size)
+
+
+def memory_needed(cfg: TrainConfig, vocab_size: int, T: int) -> int:
+    """Bytes a step needs, roughly from below: parameters, gradients and AdamW's two moments; each block's cached
+    activations (about 20 C numbers a token, docs/model.md) and its (T, T) attention scores; the logits and their
+    gradient; the micro-batches of a step."""
+    itemsize = np.dtype(cfg.dtype).itemsize
+    B, C, L, nh = cfg.batch_size, cfg.n_embd, cfg.n_layer, cfg.n_head
+    activations = B * T * (L * 20 * C + 3 * vocab_size) + 2 * B * nh * T * T
+    batches = cfg.gradient_accumulation_steps * B * T * 2 * 8
+    return itemsize * (4 * num_params(cfg.model_config(vocab_size)) + activations) + batches
+
+
+class Run:
+    """What the loop works with: the settings, the model and its optimizer, the data and the generator that draws the
+    training batches, where the run is (it: optimizer steps taken; best_val_loss), and on rank 0 its directory."""
+
+    def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW, dataset, sampler, it: int,
+                 best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
+        self.cfg, self.dist, self.model, self.optimizer, self.dataset, self.sampler = cfg, dist, model, optimizer, dataset, sampler
+        self.it, self.best_val_loss = it, best_val_loss
+        self.directory, self.say = directory, say
+        self.out_dir = Path(cfg.out_dir)
+
+    def write(self, record: dict) -> None:
+        """A line of the log (rank 0)."""
+        if self.directory is not None:
+            self.directory.write(record)
+
+    def save(self, record: dict, best: bool) -> None:
+        """End the step with a checkpoint: its weights and AdamW's moments checked finite (else Diverged, and nothing of
+        the step is saved), its record logged, then the checkpoint written (rank 0) by the protocol of
+        minigpt/checkpoint.py."""
+        for what, arrays in (("parameter", self.model.params), ("AdamW's first moment of", self.optimizer.m),
+                             ("AdamW's second moment of", self.optimizer.v)):
+            name = next((name for name, a in arrays.items() if not np.isfinite(a).all()), None)
+            if name is not None:
+                raise self.diverged(self.it, f"{what} {name}", "not finite")
+        if self.directory is None:
+            return
+        self.directory.write(record)
+        state = {"iter": self.it, "best_val_loss": self.best_val_loss, "optimizer_step": self.optimizer.t,
+                 "ranks": self.dist.size, "sampler_rng": self.sampler.bit_generator.state,
+                 "dropout_rng": self.model.rng.bit_generator.state, "data": getattr(self.dataset, "identity", None)}
+        self.directory.save(self.it, self.model, self.dataset.tokenizer, self.cfg, self.optimizer, state, best)
+
+    def diverged(self, it: int, what: str, value) -> Diverged:
+        """The error that stops a run whose numbers stopped being finite, naming the checkpoint to go back to (rank 0
+        says it; the other ranks stop with it)."""
+        latest = None if self.directory is None else self.directory.latest
+        if latest is not None:
+            last = (f"the last good checkpoint, {self.out_dir / latest}, stays the latest: continue from it with "
+                    f"--resume and a lower --learning-rate")
+            best = checkpoint.read_pointer(self.out_dir)["best"]
+            if best != latest:
+                last += f" (the best, {self.out_dir / best}, is kept too)"
+        else:
+            last = "no checkpoint was saved before it: start again with a lower --learning-rate"
+        return Diverged(f"the run diverged at iter {it}: {what} is {value}; nothing of that step was saved, and {last}")
+
+    def close(self) -> None:
+        if self.directory is not None:
+            self.directory.close()
+
+
+def open_run(given: dict, dist: Distributed, say: Callable, source: str | None = None,
+             allow_data_change: bool = False, progress: bool = False) -> Run:
+    """Open a run by the steps above. given: the settings set (settings.given), or every one (a TrainConfig's
+    to_dict()); source: the config file they came from, for errors. allow_data_change lets a resumed run go on with
+    a text other than the one it was trained on."""
+    out_dir = Path(given.get("out_dir", TrainConfig.out_dir))
+    directory = checkpoint.RunDirectory(out_dir) if dist.is_main else None  # 1. locked, if it exists
+    try:
+        pointer = checkpoint.read_pointer(out_dir) if out_dir.is_dir() else None
+        start = origin(out_dir, pointer, bool(given.get("resume")), given.get("init_from"))  # 2.
+        cfg = settings.resolve(given, start.settings, source)  # 3.
+        check_against(cfg, start)
+        if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
+            cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
+        state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
+        weights = tokenizer = None
+        if start.ckpt is not None:
+            _, weights, tokenizer = load.read(start.ckpt)
+        dataset = load_dataset(cfg, tokenizer, progress)  # 4.
+        if state is not None:
+            check_same_data(state["data"], dataset, allow_data_change, say)
+        T = sequence_length(cfg, dataset)
+        if T > cfg.block_size:
+            raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
+        runtime.check_memory(memory_needed(cfg, dataset.vocab_size, T), "training this model",
+                             "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
+
+        model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)  # 5.
+        optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
+        sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
+        if weights is not None:
+            load_weights(model, weights, start, cfg.block_size, say)
+        it, best_val_loss = 0, None
+        if state is not None:
+            try:
+                optimizer.load_state_dict(checkpoint.read_optimizer(start.ckpt), t=state["optimizer_step"])
+            except ValueError as e:
+                raise ValueError(f"{start.ckpt / 'optimizer.safetensors'}: {e}") from None
+            it, best_val_loss = state["iter"], state["best_val_loss"]
+            sampler.bit_generator.state = state["sampler_rng"]
+            model.rng.bit_generator.state = state["dropout_rng"]
+        dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
+
+        if directory is not None:  # 6.
+            directory.open(it if start.kind == "resume" else None, say)
+            directory.latest = pointer["latest"] if start.kind == "resume" else None
+    except BaseException:
+        if directory is not None:
+            directory.close()
+        raise
+    if start.kind == "resume":
+        say(f"resuming {out_dir} at iter {it}")
+    return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
+
+
+def check_same_data(saved: dict | None, dataset, allow_data_change: bool, say: Callable) -> None:
+    """A resumed run trains on the text it was trained on (its size and SHA-256), unless allow_data_change."""
+    data = getattr(dataset, "identity", None)
+    if saved is None or saved == data:
+        return
+    if not allow_data_change:
+        raise ValueError(
+            f"the data is not the text this run was trained on ({saved['size']:,} bytes, SHA-256 "
+            f"{saved['sha256'][:12]}... then; {data['size']:,} bytes, {data['sha256'][:12]}... now, in "
+            f"{dataset.source}); give the same file, or --allow-data-change to go on with this one")
+    say(f"continuing on another text, {dataset.source}, as --allow-data-change asks")
+
+
+def load_weights(model: GPT, weights: dict, start: Origin, block_size: int, say: Callable) -> None:
+    """The origin's weights into the model: a fine-tune's in the run's dtype, its context cut to block_size (the first
+    rows of wpe, as nanoGPT's crop_block_size)."""
+    if start.kind == "fine-tune":
+        weights = {name: p.astype(model.dtype) for name, p in weights.items()}
+        weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:block_size].copy()
+    try:
+        model.load_state_dict(weights)
+    except ValueError as e:
+        raise ValueError(f"{start.ckpt}: {e}") from None
+    if start.kind == "fine-tune":
+        say(f"starting from the weights of {start.ckpt}")

@@ -1,0 +1,146 @@
+"""The layout is the architecture: read from the source with `ast`, every import of minigpt/ (at the top of a module or
+inside a function) goes to a module of the same layer or one below, and no chain of imports comes back to where it
+started. The layers, bottom to top, as README.md's layout table lists them."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from minigpt import backends, config
+from minigpt.data import tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LAYERS = [  # bottom to top: a module may import from its own layer and those below it, never from one above
+    ["minigpt.config", "minigpt.validate", "minigpt.files", "minigpt.weights", "minigpt.runtime", "minigpt.interrupt",
+     "minigpt.distributed"],
+    ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
+    ["minigpt.backends", "minigpt.data"],
+    ["minigpt.model"],
+    ["minigpt.hf", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.load"],
+    ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
+    ["minigpt.commands", "minigpt.cli", "minigpt"],
+]
+
+
+def modules(package: Path, name: str) -> dict:
+    """Every module of the package at `package` (named `name`): dotted name -> file."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join([name, *parts])] = path
+    return found
+
+
+def imports(path: Path, known: set, package: str) -> set:
+    """The modules of `known` that the file imports, anywhere in it: `import a.b`, `from a import b` (b a module or a
+    name in a), `from .b import c`. Importing a.b.c also runs a and a.b, but those are not counted as its imports:
+    a package's __init__ is a module like any other, with imports of its own."""
+    tree = ast.parse(path.read_text(), str(path))
+    here = path.stem != "__init__"
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the file's own package
+                parts = module_of(path, package, known).split(".")
+                parts = parts[:len(parts) - node.level + (0 if here else 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {name for name in found if name in known}
+
+
+def module_of(path: Path, package: str, known) -> str:
+    return next(name for name in known if known[name] == path)
+
+
+def graph(package: Path, name: str) -> dict:
+    known = modules(package, name)
+    return {module: imports(path, known, name) for module, path in known.items()}
+
+
+def layer(module: str, layers) -> int:
+    """The layer of a module: that of the longest entry of `layers` that is it or a package holding it."""
+    matches = [(len(entry), i) for i, entries in enumerate(layers) for entry in entries
+               if module == entry or module.startswith(entry + ".")]
+    assert matches, f"{module} is in no layer: add it to LAYERS (and README.md's layout)"
+    return max(matches)[1]
+
+
+def upward(edges: dict, layers) -> list:
+    return sorted((a, b) for a, targets in edges.items() for b in targets if layer(b, layers) > layer(a, layers))
+
+
+def circles(edges: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan's algorithm), each a sorted list."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in edges.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.fixture(scope="module")
+def edges():
+    return graph(ROOT / "minigpt", "minigpt")
+
+
+def test_minigpt_has_no_import_circle(edges):
+    assert circles(edges) == []
+
+
+def test_no_module_of_minigpt_imports_one_above_it(edges):
+    assert upward(edges, LAYERS) == []
+    assert len(edges) > 40 and sum(len(targets) for targets in edges.values()) > 100  # the whole package was read
+
+
+def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
+    # their negative controls, on a package made here: low imports high (upward), and a and b import each other
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("def f():\n    from pkg import high  # inside a function counts too\n")
+    (package / "high.py").write_text("import pkg.low\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "a.py").write_text("from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text("from . import a\n")
+    made = graph(package, "pkg")
+    assert made["pkg.low"] == {"pkg.high"} and made["pkg.sub.b"] == {"pkg.sub.a"}
+    assert circles(made) == [["pkg.high", "pkg.low"], ["pkg.sub.a", "pkg.sub.b"]]
+    assert upward(made, [["pkg.low", "pkg.sub"], ["pkg.high", "pkg"]]) == [("pkg.low", "pkg.high")]
+
+
+def test_the_names_the_config_lists_are_the_ones_that_exist():
+    # the config sits at the bottom and imports neither the registry nor the tasks: it lists their names, and
+    # those must be exactly what the registry and the tasks provide
+    assert config.TASKS == tuple(tasks.TASKS)
+    assert tuple(name for name in config.BACKENDS if name != "auto") == backends.NAMES
+    assert all((ROOT / "minigpt" / "backends" / name / "__init__.py").is_file() for name in backends.NAMES if name != "numpy")
