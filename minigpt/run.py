@@ -183,44 +183,50 @@ def open_run(given: dict, dist: Distributed, say: Callable, source: str | None =
         check_against(cfg, start)
         if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
             cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
-        state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
-        weights = tokenizer = None
-        if start.ckpt is not None:
-            _, weights, tokenizer = load.read(start.ckpt)
-        dataset = load_dataset(cfg, tokenizer, progress)  # 4.
-        if state is not None:
-            check_same_data(state["data"], dataset, allow_data_change, say)
-        T = sequence_length(cfg, dataset)
-        if T > cfg.block_size:
-            raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
-        runtime.check_memory(memory_needed(cfg, dataset.vocab_size, T), "training this model",
-                             "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
-
-        model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)  # 5.
-        optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
-        sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
-        if weights is not None:
-            load_weights(model, weights, start, cfg.block_size, say)
-        it, best_val_loss = 0, None
-        if state is not None:
-            try:
-                optimizer.load_state_dict(checkpoint.read_optimizer(start.ckpt), t=state["optimizer_step"])
-            except ValueError as e:
-                raise ValueError(f"{start.ckpt / 'optimizer.safetensors'}: {e}") from None
-            it, best_val_loss = state["iter"], state["best_val_loss"]
-            sampler.bit_generator.state = state["sampler_rng"]
-            model.rng.bit_generator.state = state["dropout_rng"]
-        dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
-
+        run = build(cfg, start, dist, directory, say, allow_data_change, progress)  # 4. and 5.
         if directory is not None:  # 6.
-            directory.open(it if start.kind == "resume" else None, say)
+            directory.open(run.it if start.kind == "resume" else None, say)
             directory.latest = pointer["latest"] if start.kind == "resume" else None
     except BaseException:
         if directory is not None:
             directory.close()
         raise
     if start.kind == "resume":
-        say(f"resuming {out_dir} at iter {it}")
+        say(f"resuming {out_dir} at iter {run.it}")
+    return run
+
+
+def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Callable, allow_data_change: bool,
+          progress: bool) -> Run:
+    """The data, then the model and its optimizer with the origin's weights and state: what the loop needs."""
+    state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
+    weights = tokenizer = None
+    if start.ckpt is not None:
+        _, weights, tokenizer = load.read(start.ckpt)
+    dataset = load_dataset(cfg, tokenizer, progress)
+    if state is not None:
+        check_same_data(state["data"], dataset, allow_data_change, say)
+    T = sequence_length(cfg, dataset)
+    if T > cfg.block_size:
+        raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
+    runtime.check_memory(memory_needed(cfg, dataset.vocab_size, T), "training this model",
+                         "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
+
+    model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
+    sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
+    if weights is not None:
+        load_weights(model, weights, start, cfg.block_size, say)
+    it, best_val_loss = 0, None
+    if state is not None:
+        try:
+            optimizer.load_state_dict(checkpoint.read_optimizer(start.ckpt), t=state["optimizer_step"])
+        except ValueError as e:
+            raise ValueError(f"{start.ckpt / 'optimizer.safetensors'}: {e}") from None
+        it, best_val_loss = state["iter"], state["best_val_loss"]
+        sampler.bit_generator.state = state["sampler_rng"]
+        model.rng.bit_generator.state = state["dropout_rng"]
+    dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
     return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
 
 
