@@ -22,7 +22,6 @@ time, so the speed does not depend on import order (benchmarks/bench.py measures
 """
 
 import ctypes
-import ctypes.util
 import os
 from typing import Callable
 
@@ -91,9 +90,10 @@ def add_pool(set_count: Callable[[int], None]) -> None:
 def keep_freed_memory() -> bool:
     """Have glibc's malloc reuse freed memory instead of returning it to the kernel; True if it did."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        # the symbols the process has loaded, the C library's among them: ctypes.util.find_library("c") would run
+        # ldconfig in a process of its own for the same answer
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl): nothing to do
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO))

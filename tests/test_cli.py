@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from minigpt.cli import main
-from helpers import TINY, error_line, make_text, minigpt, require
+from helpers import TINY, cli, error_line, make_text, minigpt, require
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,13 @@ def assert_one_line_error(result, *fragments):
     assert result.returncode in (1, 2)  # an error, or a usage error
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     error_line(result.stderr, *fragments)
+
+
+def command(capsys, *args) -> subprocess.CompletedProcess:
+    """`minigpt ARGS` run in this process, through the main() the command runs: its status and stderr. (The tests of
+    the command as a process of its own, its exit status and its start-up, are the ones that call `minigpt`.)"""
+    code, err = cli(capsys, *args)
+    return subprocess.CompletedProcess(args, code, "", err)
 
 
 def test_sample_prints_the_prompt_and_its_continuation(run, capsys):
@@ -71,31 +78,31 @@ def test_plot_writes_a_png(run):
 
 # --- bad input: one line, no traceback, non-zero status ---------------------------------------------
 
-def test_plot_of_a_directory_without_a_log(tmp_path):
-    assert_one_line_error(minigpt("plot", str(tmp_path)), "log.jsonl does not exist")
+def test_plot_of_a_directory_without_a_log(tmp_path, capsys):
+    assert_one_line_error(command(capsys, "plot", str(tmp_path)), "log.jsonl does not exist")
 
 
-def test_missing_data_file(tmp_path):
-    assert_one_line_error(minigpt("train", "--data", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path / "o")),
+def test_missing_data_file(tmp_path, capsys):
+    assert_one_line_error(command(capsys, "train", "--data", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path / "o")),
                           "data file", "missing.txt does not exist")
 
 
-def test_unknown_config_key_in_a_file(tmp_path):
+def test_unknown_config_key_in_a_file(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text("max_iters = 10\nlearning_rat = 0.1\n")
-    assert_one_line_error(minigpt("train", "--config", str(config)), "unknown", "'learning_rat'")
+    assert_one_line_error(command(capsys, "train", "--config", str(config)), "unknown", "'learning_rat'")
 
 
-def test_invalid_config_value_in_a_file(tmp_path):
+def test_invalid_config_value_in_a_file(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text('max_iters = "many"\n')
-    assert_one_line_error(minigpt("train", "--config", str(config)), "max_iters must be an integer, got 'many'")
+    assert_one_line_error(command(capsys, "train", "--config", str(config)), "max_iters must be an integer, got 'many'")
 
 
-def test_invalid_toml(tmp_path):
+def test_invalid_toml(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text("max_iters = = 3\n")
-    assert_one_line_error(minigpt("train", "--config", str(config)), "is not valid TOML")
+    assert_one_line_error(command(capsys, "train", "--config", str(config)), "is not valid TOML")
 
 
 def test_unknown_flag_and_bad_flag_value():
@@ -106,17 +113,17 @@ def test_unknown_flag_and_bad_flag_value():
     assert_one_line_error(minigpt("train", "--n-embd", "100", "--n-head", "3"), "n_embd (100) must be divisible by n_head (3)")
 
 
-def test_corrupted_checkpoint(run, tmp_path):
+def test_corrupted_checkpoint(run, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
     ckpt = broken / json.loads((broken / "checkpoints.json").read_text())["best"]
     (ckpt / "model.safetensors").write_bytes(b"\x00garbage" * 10)
-    assert_one_line_error(minigpt("sample", "--out-dir", str(broken)), "model.safetensors does not match the SHA-256")
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(broken)), "model.safetensors does not match the SHA-256")
 
 
-def test_truncated_checkpoint(run, tmp_path):
+def test_truncated_checkpoint(run, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "truncated"
@@ -124,48 +131,48 @@ def test_truncated_checkpoint(run, tmp_path):
     for ckpt in broken.glob("ckpt-*"):
         data = (ckpt / "model.safetensors").read_bytes()
         (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
-    assert_one_line_error(minigpt("sample", "--out-dir", str(broken)), "model.safetensors does not match the SHA-256")
-    assert_one_line_error(minigpt("train", "--resume", "--out-dir", str(broken)), "does not match the SHA-256")
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(broken)), "model.safetensors does not match the SHA-256")
+    assert_one_line_error(command(capsys, "train", "--resume", "--out-dir", str(broken)), "does not match the SHA-256")
 
 
-def test_checkpoint_with_a_missing_file(run, tmp_path):
+def test_checkpoint_with_a_missing_file(run, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "incomplete"
     shutil.copytree(run, broken)
     for ckpt in broken.glob("ckpt-*"):
         (ckpt / "tokenizer.json").unlink()
-    assert_one_line_error(minigpt("sample", "--out-dir", str(broken)), "tokenizer.json is missing; the checkpoint is incomplete")
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(broken)), "tokenizer.json is missing; the checkpoint is incomplete")
 
 
-def test_prompt_with_characters_outside_the_vocabulary(run):
-    assert_one_line_error(minigpt("sample", "--out-dir", str(run), "--prompt", "the kïng"),
+def test_prompt_with_characters_outside_the_vocabulary(run, capsys):
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(run), "--prompt", "the kïng"),
                           "character 'ï' (U+00EF) at position 5 is not in the vocabulary")
 
 
-def test_prompt_longer_than_the_context(run):
-    assert_one_line_error(minigpt("sample", "--out-dir", str(run), "--prompt", "the king " * 3),
+def test_prompt_longer_than_the_context(run, capsys):
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(run), "--prompt", "the king " * 3),
                           "the prompt has 27 tokens but the model's context (block_size) is 16")
 
 
-def test_fine_tuning_with_a_larger_context_than_the_checkpoint(run, tmp_path):
+def test_fine_tuning_with_a_larger_context_than_the_checkpoint(run, tmp_path, capsys):
     text = make_text(tmp_path / "t.txt", seed=3)
-    assert_one_line_error(minigpt("train", "--data", str(text), "--init-from", str(run), "--block-size", "32",
+    assert_one_line_error(command(capsys, "train", "--data", str(text), "--init-from", str(run), "--block-size", "32",
                                   "--out-dir", str(tmp_path / "ft")),
                           "has block_size 16; it cannot be fine-tuned with block_size 32")
 
 
-def test_no_checkpoint_to_sample_or_resume(tmp_path):
-    assert_one_line_error(minigpt("sample", "--out-dir", str(tmp_path)), "no minigpt checkpoint in")
-    assert_one_line_error(minigpt("train", "--resume", "--out-dir", str(tmp_path)), "nothing to resume in", "without --resume")
+def test_no_checkpoint_to_sample_or_resume(tmp_path, capsys):
+    assert_one_line_error(command(capsys, "sample", "--out-dir", str(tmp_path)), "no minigpt checkpoint in")
+    assert_one_line_error(command(capsys, "train", "--resume", "--out-dir", str(tmp_path)), "nothing to resume in", "without --resume")
 
 
-def test_a_new_run_does_not_overwrite_an_old_one(run):
-    assert_one_line_error(minigpt("train", "--out-dir", str(run)), "already holds a run", "--resume")
+def test_a_new_run_does_not_overwrite_an_old_one(run, capsys):
+    assert_one_line_error(command(capsys, "train", "--out-dir", str(run)), "already holds a run", "--resume")
 
 
-def test_resume_cannot_change_the_model(run):
-    assert_one_line_error(minigpt("train", "--resume", "--out-dir", str(run), "--n-layer", "3"), "cannot change n_layer when resuming")
+def test_resume_cannot_change_the_model(run, capsys):
+    assert_one_line_error(command(capsys, "train", "--resume", "--out-dir", str(run), "--n-layer", "3"), "cannot change n_layer when resuming")
 
 
 def test_missing_tiny_shakespeare_says_how_to_supply_it(tmp_path):

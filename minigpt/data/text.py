@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,8 @@ def find_text(path: str | None = None) -> Path:
 
 def download(url: str, dest: Path, sha256: str) -> None:
     """Download `url` to `dest`, checking its SHA-256; `dest` appears only if the whole file arrived intact."""
+    import urllib.request  # here, not at the top: 20 ms of every process's start, for a download done once
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=30) as response, atomic_write(dest, "wb") as f:
