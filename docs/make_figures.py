@@ -30,10 +30,10 @@ PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 def attention_figure(run_dir: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from minigpt import checkpoint
+    from minigpt import load
     from minigpt.inspect import analyse
 
-    model, tokenizer = checkpoint.load_model(checkpoint.resolve(run_dir, "best"))  # the reference ops
+    model, tokenizer = load.load_model(load.resolve(run_dir, "best"))  # the reference ops
     a = analyse(model, tokenizer, PROMPT)
     att, labels = a["attention"], a["tokens"]  # (L, nh, T, T)
     L, nh = att.shape[:2]
