@@ -172,12 +172,16 @@ def data_flow(model, ids, repeat: int = 3) -> list:
     for calls in zip(*runs):
         op, kernel, args, result, _ = calls[0]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
-        # named after its weight (a transposed view, the tied head's wte^T, after the array it views); a kernel
-        # without one, after the op, in the module of the call before it (h.0.attn.c_attn -> h.0.attn.attention)
-        weights = [names[id(a)] if id(a) in names else names[id(a.base)] + "^T" for a in arrays
-                   if id(a) in names or (a.base is not None and id(a.base) in names)]
-        name = ("lm_head (wte^T)" if weights == ["wte^T"] else op if op == "embedding" else weights[0] if weights
-                else f"{name.rpartition('.')[0]}.{op}".lstrip("."))
+        weights = [names[id(a)] for a in arrays if id(a) in names]
+        transposed = [names[id(a.base)] for a in arrays if a.base is not None and id(a.base) in names]
+        if op == "embedding":
+            name = "embedding"
+        elif weights:  # named after the weight it computes with: h.0.attn.c_attn
+            name = weights[0]
+        elif transposed:  # a transposed view of a weight: the tied LM head, wte^T
+            name = f"lm_head ({transposed[0]}^T)"
+        else:  # no weight: after the op, in the module of the call before it (h.0.attn.c_attn -> h.0.attn.attention)
+            name = f"{name.rpartition('.')[0]}.{op}".lstrip(".")
         results = result if isinstance(result, tuple) else (result,)
         rows.append((name, f"{op}.{kernel}", [tuple(a.shape) for a in arrays],
                      [tuple(r.shape) for r in results if isinstance(r, np.ndarray)],
