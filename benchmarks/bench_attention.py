@@ -23,21 +23,21 @@ SHAPES = [  # (C, nh, T, B): the recipe, GPT-2 small as benchmarks/bench.py runs
 
 def measure(kernels, qkv, dy, n_head, a, w, rounds):
     """Best time of a forward and of a backward, each after a matmul (a @ w), as in a training step."""
-    y, lse = kernels.attention.forward_kernel(qkv, n_head, 0, None)
-    kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, None)
+    y, lse = kernels.attention.forward_kernel(qkv, n_head, n_head, 0, None)
+    kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, n_head, None)
     forward = backward = np.inf
     for _ in range(rounds):
         a @ w
         t0 = time.perf_counter()
-        y, lse = kernels.attention.forward_kernel(qkv, n_head, 0, None)
+        y, lse = kernels.attention.forward_kernel(qkv, n_head, n_head, 0, None)
         forward = min(forward, time.perf_counter() - t0)
         a @ w
         t0 = time.perf_counter()
-        kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, None)
+        kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, n_head, None)
         backward = min(backward, time.perf_counter() - t0)
     tracemalloc.start()
-    y, lse = kernels.attention.forward_kernel(qkv, n_head, 0, None)
-    kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, None)
+    y, lse = kernels.attention.forward_kernel(qkv, n_head, n_head, 0, None)
+    kernels.attention.backward_kernel(dy, qkv, y, lse, n_head, n_head, None)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return forward, backward, peak

@@ -16,9 +16,10 @@ void layernorm_forward_f32(float* out, float* mean, float* rstd, const float* x,
                            int N, int C, double eps);
 void layernorm_backward_f32(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                             const float* mean, const float* rstd, int N, int C);
-void attention_forward_f32(float* y, float* lse, const float* qkv, const float* mask, int B, int S, int C, int n_head, int P);
+void attention_forward_f32(float* y, float* lse, const float* qkv, const float* mask, int B, int S, int n_head,
+                           int n_kv_head, int hs, int P);
 void attention_backward_f32(float* dqkv, const float* dy, const float* qkv, const float* y, const float* lse,
-                            const float* mask, int B, int T, int C, int n_head);
+                            const float* mask, int B, int T, int n_head, int n_kv_head, int hs);
 void gelu_forward_f32(float* out, const float* x, long n);
 void gelu_backward_f32(float* dx, const float* dout, const float* x, long n);
 void cross_entropy_forward_f32(float* nll, float* lse, const float* logits, const int64_t* targets, int N, int V);

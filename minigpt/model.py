@@ -149,7 +149,8 @@ class GPT:
     def new_kv_cache(self, B) -> list:
         """Empty key/value caches, one per layer, for incremental decoding of B sequences (minigpt/generate.py)."""
         cfg = self.config
-        return [attention.KVCache(B, cfg.block_size, cfg.n_embd, self.dtype) for _ in range(cfg.n_layer)]
+        return [attention.KVCache(B, cfg.block_size, cfg.n_head, cfg.n_head, cfg.head_size, self.dtype)
+                for _ in range(cfg.n_layer)]
 
     # --8<-- [start:forward]
     def forward(self, idx, targets=None, kv_cache=None, keep_cache=True):

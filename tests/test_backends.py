@@ -148,9 +148,33 @@ def test_attention(kernels, dtype, seed, B, T, n_head, hs, bias, dropout_p):
     def run(kernels, dtype):
         dropout_rng = np.random.default_rng(seed)  # the same dropout mask for every backend
         out, cache = attention.forward(x.astype(dtype), *cast(dtype, *weights), n_head, dropout_p, dropout_rng, kernels=kernels)
-        return (out, cache.lse, *attention.backward(dout.astype(dtype), cache, kernels))
+        return (out, cache.attend.lse, *attention.backward(dout.astype(dtype), cache, kernels))
 
     compare(kernels, dtype, run, ("out", "lse", "dx", "dw_attn", "db_attn", "dw_proj", "db_proj"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), batch, seq, st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(0, 4),
+       st.sampled_from([0.0, 0.3]))
+@settings(max_examples=15)
+def test_grouped_query_attention(kernels, dtype, seed, B, T, n_kv_head, group, hs, P, dropout_p):
+    """Fewer key/value heads than query heads (multi-query with one), after P cached positions or none."""
+    rng = np.random.default_rng(seed)
+    n_head = n_kv_head * group
+    qkv = rng.normal(size=(B, P + T, (n_head + 2 * n_kv_head) * hs))
+    dy = rng.normal(size=(B, T, n_head * hs))
+
+    def run(kernels, dtype):
+        if P:  # decoding: T new positions after P cached ones (inference: no backward)
+            cache = attention.KVCache(B, P + T, n_head, n_kv_head, hs, dtype)
+            attention.attend(qkv[:, :P].astype(dtype), n_head, n_kv_head, kv_cache=cache, kernels=kernels)
+            y, _ = attention.attend(qkv[:, P:].astype(dtype), n_head, n_kv_head, kv_cache=cache, kernels=kernels)
+            return (y,)
+        y, cache = attention.attend(qkv.astype(dtype), n_head, n_kv_head, dropout_p, np.random.default_rng(seed),
+                                    kernels=kernels)
+        return y, cache.lse, attention.attend_backward(dy.astype(dtype), cache, kernels)
+
+    compare(kernels, dtype, run, ("y",) if P else ("y", "lse", "dqkv"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -164,7 +188,7 @@ def test_attention_with_a_kv_cache(kernels, dtype, seed, B, P, T, n_head, hs):
     weights = [rng.normal(size=(C, 3 * C)) * 0.5, rng.normal(size=3 * C) * 0.2, rng.normal(size=(C, C)) * 0.5, None]
 
     def run(kernels, dtype):
-        kv_cache = attention.KVCache(B, P + T, C, dtype)
+        kv_cache = attention.KVCache(B, P + T, n_head, n_head, hs, dtype)
         before, new = np.ascontiguousarray(x[:, :P], dtype=dtype), np.ascontiguousarray(x[:, P:], dtype=dtype)
         w = cast(dtype, *weights)
         if P:

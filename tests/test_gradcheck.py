@@ -42,10 +42,11 @@ def layernorm_backward_without_mean_term(dout, cache):
 def attention_backward_ignoring_mask(dout, cache):
     """Recomputes the attention probabilities from q and k for the backward pass but forgets the mask."""
     dy, dw_proj, db_proj = linear.backward(dout, cache.proj_cache)
-    q, k, v = (attention.split_heads(a, cache.n_head) for a in np.split(cache.qkv, 3, axis=2))
+    n_head = cache.attend.n_head
+    q, k, v = (attention.split_heads(a, n_head) for a in np.split(cache.attend.qkv, 3, axis=2))
     scale = 1.0 / np.sqrt(q.shape[3])
     att, _ = softmax.forward((q @ k.swapaxes(-1, -2)) * scale)  # no causal mask: the bug
-    dy = attention.split_heads(dy, cache.n_head)
+    dy = attention.split_heads(dy, n_head)
     dv = att.swapaxes(-1, -2) @ dy
     dpreatt = softmax.backward(dy @ v.swapaxes(-1, -2), softmax.SoftmaxCache(att)) * scale
     dq, dk = dpreatt @ k, dpreatt.swapaxes(-1, -2) @ q

@@ -81,7 +81,8 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     f64 = np.float64
 
     # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64
-    att = np.stack([attention.probabilities(b.attn._replace(qkv=b.attn.qkv.astype(f64), lse=b.attn.lse.astype(f64)))[0]
+    att = np.stack([attention.probabilities(b.attn.attend._replace(qkv=b.attn.attend.qkv.astype(f64),
+                                                                   lse=b.attn.attend.lse.astype(f64)))[0]
                     for b in cache.blocks])  # (L, nh, T, T)
     entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
 

@@ -6,19 +6,20 @@ from minigpt.backends.c import kernel, ptr
 from minigpt.validate import check_contiguous
 
 
-def forward_kernel(qkv, n_head, P, mask):
-    B, S, C3 = qkv.shape
-    C, T = C3 // 3, S - P
+def forward_kernel(qkv, n_head, n_kv_head, P, mask):
+    B, S, W = qkv.shape
+    hs, T = W // (n_head + 2 * n_kv_head), S - P
     check_contiguous("attention", qkv=qkv, mask=mask)
-    y = np.empty((B, T, C), dtype=qkv.dtype)  # (B, T, C)
+    y = np.empty((B, T, n_head * hs), dtype=qkv.dtype)  # (B, T, nh hs)
     lse = np.empty((B, n_head, T), dtype=qkv.dtype)  # (B, nh, T)
-    kernel("attention_forward", qkv.dtype)(ptr(y), ptr(lse), ptr(qkv), ptr(mask), B, S, C, n_head, P)
+    kernel("attention_forward", qkv.dtype)(ptr(y), ptr(lse), ptr(qkv), ptr(mask), B, S, n_head, n_kv_head, hs, P)
     return y, lse
 
 
-def backward_kernel(dy, qkv, y, lse, n_head, mask):
-    B, T, C3 = qkv.shape
+def backward_kernel(dy, qkv, y, lse, n_head, n_kv_head, mask):
+    B, T, W = qkv.shape
     check_contiguous("attention backward", dy=dy, qkv=qkv, y=y, lse=lse, mask=mask)
-    dqkv = np.empty_like(qkv)  # (B, T, 3C)
-    kernel("attention_backward", qkv.dtype)(ptr(dqkv), ptr(dy), ptr(qkv), ptr(y), ptr(lse), ptr(mask), B, T, C3 // 3, n_head)
+    dqkv = np.empty_like(qkv)  # (B, T, (nh + 2 nkv) hs)
+    kernel("attention_backward", qkv.dtype)(ptr(dqkv), ptr(dy), ptr(qkv), ptr(y), ptr(lse), ptr(mask), B, T, n_head,
+                                            n_kv_head, W // (n_head + 2 * n_kv_head))
     return dqkv

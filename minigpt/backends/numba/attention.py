@@ -2,8 +2,9 @@
 softmax and the products with the values, computed in one pass over memory that stays in the cache: the
 scores of the future (s > t) are never computed, and nothing (B, nh, T, T) is written. The forward keeps
 only the log-sum-exp of each row of scores; the backward recomputes the probabilities from it, as
-FlashAttention does. Heads are read from the (B, T, 3C) layout of qkv and written into the (B, T, C) layout
-of y (and (B, T, 3C) of dqkv) directly: no split, transpose or merge.
+FlashAttention does. Heads are read from the (B, T, (nh + 2 nkv) hs) layout of qkv and written into the
+(B, T, nh hs) layout of y (and qkv's of dqkv) directly: no split, transpose or merge. Query head h reads key/value
+head h // (nh / nkv), and in the backward a key/value head's gradient sums its group's.
 
 How the loops are written, so that the compiler makes vector instructions of them without fast-math:
 - every inner loop is an "axpy", out[j] += a * x[j], along contiguous memory (the keys and values of a head
@@ -100,15 +101,16 @@ def row_sum(row, n):
 
 # --8<-- [start:forward_loops]
 @numba.njit(inline="always")
-def forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale):
-    """The forward of head h of sequence b. work (2 hs + 1, SP): the head's keys transposed (hs, SP), one row
-    of scores, and the head's values (P + T, hs), copied contiguous (numba vectorises loops over rows of known
-    stride only); SP is P + T rounded up to whole vector loops."""
-    S, C = qkv.shape[1], qkv.shape[2] // 3
-    hs = C // n_head
+def forward_head(y, lse, work, qkv, b, h, n_head, n_kv_head, P, mask, has_mask, scale):
+    """The forward of query head h of sequence b. work (2 hs + 1, SP): its key/value head's keys transposed
+    (hs, SP), one row of scores, and the values (P + T, hs), copied contiguous (numba vectorises loops over rows of
+    known stride only); SP is P + T rounded up to whole vector loops."""
+    S = qkv.shape[1]
+    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
     T = S - P
     real = qkv.dtype.type
-    q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs  # where this head's q, k, v start in a row of qkv
+    j = h // (n_head // n_kv_head)  # the key/value head of this query head's group
+    q0, k0, v0 = h * hs, (n_head + j) * hs, (n_head + n_kv_head + j) * hs  # where q, k, v start in a row of qkv
     SP = work.shape[1]
     kt, row = work[:hs], work[hs]  # (hs, SP), (SP,)
     v = work[hs + 1:].reshape(-1)[:S * hs].reshape(S, hs)  # (S, hs)
@@ -149,24 +151,27 @@ def forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale):
 
 
 @numba.njit(**OPTIONS)
-def forward_loops(y, lse, work, qkv, n_head, P, mask, has_mask, scale):
-    """qkv (B, P + T, 3C) -> y (B, T, C), lse (B, nh, T), for the T queries after P cached positions."""
+def forward_loops(y, lse, work, qkv, n_head, n_kv_head, P, mask, has_mask, scale):
+    """qkv (B, P + T, (nh + 2 nkv) hs) -> y (B, T, nh hs), lse (B, nh, T), for the T queries after P cached
+    positions."""
     for b in range(qkv.shape[0]):
         for h in range(n_head):
-            forward_head(y, lse, work, qkv, b, h, n_head, P, mask, has_mask, scale)
+            forward_head(y, lse, work, qkv, b, h, n_head, n_kv_head, P, mask, has_mask, scale)
 # --8<-- [end:forward_loops]
 
 
 # --8<-- [start:backward_loops]
 @numba.njit(inline="always")
-def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, work):
-    """The backward of head h of sequence b, into its own columns of dqkv. work (5 hs + 3 T, TP): k^T and v^T
-    of the head (hs, TP), the tiles att^T (with dropout), datt (then dpreatt) and dpreatt^T (T, TP), and the
-    head's q, k and dy (T, hs), copied contiguous; TP is T rounded up to whole vector loops."""
-    T, C = qkv.shape[1], qkv.shape[2] // 3
-    hs = C // n_head
+def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask, scale, work):
+    """The backward of query head h of sequence b: into its own columns of dq, and added into its key/value head's
+    columns of dk and dv, which its group shares. work (5 hs + 3 T, TP): k^T and v^T of the key/value head (hs, TP),
+    the tiles att^T (with dropout), datt (then dpreatt) and dpreatt^T (T, TP), and q, k and dy (T, hs), copied
+    contiguous; TP is T rounded up to whole vector loops."""
+    T = qkv.shape[1]
+    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
     real = qkv.dtype.type
-    q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
+    j = h // (n_head // n_kv_head)  # the key/value head of this query head's group
+    q0, k0, v0 = h * hs, (n_head + j) * hs, (n_head + n_kv_head + j) * hs
     TP = work.shape[1]
     kt, vt = work[:hs], work[hs:2 * hs]  # (hs, TP) each
     att_t = work[2 * hs:2 * hs + T]  # (T, TP) att_dropped^T: att_t[s, t] = att[t, s] * mask[t, s]
@@ -217,7 +222,8 @@ def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, wo
         for s in range(t + 1):
             dpre_t[s, t] = datt[t, s]
     # the three products, each output row in one pass: dq_t = sum_{s <= t} dpreatt[t, s] k_s (AT-dq),
-    # dk_s = sum_{t >= s} dpreatt[t, s] q_t (AT-dk), dv_s = sum_{t >= s} att_dropped[t, s] dy_t (AT-dv)
+    # dk_s += sum_{t >= s} dpreatt[t, s] q_t (AT-dk), dv_s += sum_{t >= s} att_dropped[t, s] dy_t (AT-dv): added
+    # into the key/value head's rows, which backward_loops zeroed before its group's first query head
     for t in range(T):
         dq_t = dqkv[b, t, q0:q0 + hs]  # (hs,)
         for d in range(hs):
@@ -225,19 +231,28 @@ def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, wo
         axpy_rows(dq_t, hs, datt[t], k, 0, t + 1)
     for s in range(T):
         dk_s, dv_s = dqkv[b, s, k0:k0 + hs], dqkv[b, s, v0:v0 + hs]  # (hs,) each
-        for d in range(hs):
-            dk_s[d] = real(0)
-            dv_s[d] = real(0)
         axpy_rows(dk_s, hs, dpre_t[s], q, s, T)
         axpy_rows(dv_s, hs, att_t[s], dyh, s, T)
 
 
 @numba.njit(**OPTIONS)
-def backward_loops(dqkv, dy, qkv, y, lse, n_head, mask, has_mask, scale, work):
-    """dy (B, T, C) -> dqkv (B, T, 3C). Each (b, h) writes only its own columns of dqkv."""
+def backward_loops(dqkv, dy, qkv, y, lse, n_head, n_kv_head, mask, has_mask, scale, work):
+    """dy (B, T, nh hs) -> dqkv (B, T, (nh + 2 nkv) hs). Each query head writes its own columns of dq, and adds into
+    those of dk and dv of its key/value head, zeroed first here (eq. (GQA-dk): the sum over the group)."""
+    T = qkv.shape[1]
+    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
+    group = n_head // n_kv_head
+    real = qkv.dtype.type
     for b in range(qkv.shape[0]):
-        for h in range(n_head):
-            backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, mask, has_mask, scale, work)
+        for j in range(n_kv_head):
+            k0, v0 = (n_head + j) * hs, (n_head + n_kv_head + j) * hs
+            for s in range(T):
+                dk_s, dv_s = dqkv[b, s, k0:k0 + hs], dqkv[b, s, v0:v0 + hs]  # (hs,) each
+                for d in range(hs):
+                    dk_s[d] = real(0)
+                    dv_s[d] = real(0)
+            for h in range(j * group, (j + 1) * group):
+                backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask, scale, work)
 # --8<-- [end:backward_loops]
 
 
@@ -247,26 +262,27 @@ def with_flag(mask, dtype):
 
 
 @compile_once
-def forward_kernel(qkv, n_head, P, mask):
-    B, S, C3 = qkv.shape
-    C, T = C3 // 3, S - P
-    hs = C // n_head
+def forward_kernel(qkv, n_head, n_kv_head, P, mask):
+    B, S, W = qkv.shape
+    hs, T = W // (n_head + 2 * n_kv_head), S - P
     check_contiguous("attention", qkv=qkv, mask=mask)
-    y = np.empty((B, T, C), dtype=qkv.dtype)  # (B, T, C)
+    y = np.empty((B, T, n_head * hs), dtype=qkv.dtype)  # (B, T, nh hs)
     lse = np.empty((B, n_head, T), dtype=qkv.dtype)  # (B, nh, T)
     SP = (S + VECTOR - 1) // VECTOR * VECTOR  # P + T rounded up
     work = np.empty((2 * hs + 1, SP), dtype=qkv.dtype)  # (2 hs + 1, SP)
-    forward_loops(y, lse, work, qkv, n_head, P, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)))
+    forward_loops(y, lse, work, qkv, n_head, n_kv_head, P, *with_flag(mask, qkv.dtype),
+                  qkv.dtype.type(1.0 / math.sqrt(hs)))
     return y, lse
 
 
 @compile_once
-def backward_kernel(dy, qkv, y, lse, n_head, mask):
-    B, T, C3 = qkv.shape
-    hs = C3 // 3 // n_head
+def backward_kernel(dy, qkv, y, lse, n_head, n_kv_head, mask):
+    B, T, W = qkv.shape
+    hs = W // (n_head + 2 * n_kv_head)
     check_contiguous("attention backward", dy=dy, qkv=qkv, y=y, lse=lse, mask=mask)
-    dqkv = np.empty_like(qkv)  # (B, T, 3C)
+    dqkv = np.empty_like(qkv)  # (B, T, (nh + 2 nkv) hs)
     TP = (T + VECTOR - 1) // VECTOR * VECTOR  # T rounded up
     work = np.empty((5 * hs + 3 * T, TP), dtype=qkv.dtype)  # (5 hs + 3 T, TP)
-    backward_loops(dqkv, dy, qkv, y, lse, n_head, *with_flag(mask, qkv.dtype), qkv.dtype.type(1.0 / math.sqrt(hs)), work)
+    backward_loops(dqkv, dy, qkv, y, lse, n_head, n_kv_head, *with_flag(mask, qkv.dtype),
+                   qkv.dtype.type(1.0 / math.sqrt(hs)), work)
     return dqkv
