@@ -15,42 +15,110 @@ TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
 
+ARCHS = ("gpt2", "llama", "qwen3")  # the families of blocks minigpt builds (minigpt/gpt2.py, minigpt/llama.py)
+ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
 @dataclass(frozen=True)
 class GPTConfig:
-    """The shape of a GPT-2 model. Defaults are GPT-2 small (124M parameters).
+    """The shape of a model: GPT-2 (the default, GPT-2 small's 124M parameters), or the Llama and Qwen 3 families. The
+    fields left None take their family's value on construction (below), so a config always says everything.
 
     >>> cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
-    >>> cfg.n_embd // cfg.n_head  # hs, the head size
-    32
+    >>> cfg.head_size, cfg.n_kv_head, cfg.intermediate_size, cfg.bias  # hs, GPT-2's 4C MLP, its biases
+    (32, 4, 512, True)
+    >>> GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, arch="llama", n_kv_head=2).bias
+    False
     """
 
     vocab_size: int = 50257  # V
-    block_size: int = 1024  # the longest sequence the model accepts (number of rows of wpe)
+    block_size: int = 1024  # the longest sequence the model accepts (gpt2: the number of rows of wpe)
     n_layer: int = 12  # L
-    n_head: int = 12  # nh
+    n_head: int = 12  # nh, the query heads
     n_embd: int = 768  # C
     dropout: float = 0.0  # probability of zeroing an activation while training
-    bias: bool = True  # False drops every bias (linear and layer norm), as nanoGPT allows
+    bias: bool | None = None  # biases in the linears and norms: gpt2 True (False drops them, as nanoGPT allows); none
+    # in llama and qwen3
+    arch: str = "gpt2"  # which block: "gpt2"; "llama" (RMSNorm, rotary embeddings, SwiGLU, grouped-query attention);
+    # "qwen3" (llama's, with QK-norm)
+    n_kv_head: int | None = None  # key/value heads, dividing n_head (grouped-query attention; 1: multi-query); None: nh
+    head_dim: int | None = None  # hs; None: n_embd / n_head (qwen3's configs give theirs: it need not be C / nh)
+    intermediate_size: int | None = None  # the MLP's hidden width: gpt2 4C; llama and qwen3 by default 8C/3, rounded
+    # to a multiple of 8 (SwiGLU's three matrices hold as many numbers as GPT-2's two)
+    norm_eps: float | None = None  # gpt2's layer norm 1e-5; llama's and qwen3's RMSNorm by default 1e-6
+    rope_theta: float | None = None  # llama and qwen3: the rotary embeddings' base, by default 10000
+    rope_scaling: dict | None = None  # llama: Llama 3's {"rope_type": "llama3", "factor", "low_freq_factor",
+    # "high_freq_factor", "original_max_position_embeddings"}, or None
+    tie_word_embeddings: bool | None = None  # the LM head is the token embedding transposed (gpt2 always); False: a
+    # head of its own, lm_head.weight (V, C); llama and qwen3 by default False
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
-                f"so that every head gets n_embd / n_head channels"
-            )
+            check_positive_int(name, getattr(self, name))
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be true or false, got {self.bias!r}")
+        for name in ("n_kv_head", "head_dim", "intermediate_size"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        for name in ("bias", "tie_word_embeddings"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.arch == "gpt2":
+            self.resolve_gpt2()
+        else:
+            self.resolve_llama()
+
+    def resolve_gpt2(self) -> None:
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
+                             f"so that every head gets n_embd / n_head channels")
+        fixed = {"n_kv_head": self.n_head, "head_dim": self.n_embd // self.n_head, "intermediate_size": 4 * self.n_embd,
+                 "norm_eps": 1e-5, "tie_word_embeddings": True}
+        for name, value in fixed.items():  # GPT-2's block has these, and no choice
+            if getattr(self, name) is not None and getattr(self, name) != value:
+                raise ValueError(f"GPT-2 has {name} {value} here; another {name} ({getattr(self, name)}) needs "
+                                 f"arch llama or qwen3")
+            object.__setattr__(self, name, value)
+        for name in ("rope_theta", "rope_scaling"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name} is a setting of rotary embeddings (arch llama or qwen3); GPT-2 learns a "
+                                 f"table of positions")
+        object.__setattr__(self, "bias", True if self.bias is None else self.bias)
+
+    def resolve_llama(self) -> None:
+        if self.bias:
+            raise ValueError(f"{self.arch} has no biases: leave bias out, or give bias false")
+        if self.n_embd % self.n_head and (self.arch == "llama" or self.head_dim is None):
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+                             + (" (transformers' LlamaConfig requires it)" if self.arch == "llama" else
+                                ", or give head_dim (qwen3's heads need not add up to n_embd)"))
+        head_dim = self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even for rotary embeddings (they turn pairs of channels), got {head_dim}")
+        n_kv_head = self.n_head if self.n_kv_head is None else self.n_kv_head
+        if self.n_head % n_kv_head:
+            raise ValueError(f"n_kv_head ({n_kv_head}) must divide n_head ({self.n_head}): each key/value head "
+                             f"serves a group of query heads")
+        if self.rope_scaling is not None:
+            check_rope_scaling(self.rope_scaling)
+        defaults = {"bias": False, "head_dim": head_dim, "n_kv_head": n_kv_head,
+                    "intermediate_size": -(-8 * self.n_embd // 3 // 8) * 8, "norm_eps": 1e-6, "rope_theta": 10000.0,
+                    "tie_word_embeddings": False}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @property
     def head_size(self) -> int:
-        """hs = C / nh, the channels of one attention head."""
-        return self.n_embd // self.n_head
+        """hs, the channels of one attention head: C / nh for GPT-2."""
+        return self.head_dim
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
@@ -65,6 +133,24 @@ class GPTConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_rope_scaling(scaling) -> None:
+    """Llama 3's rope_scaling, the one type of rotary scaling minigpt implements (minigpt/ops/rope.py)."""
+    if not isinstance(scaling, dict) or scaling.get("rope_type", scaling.get("type")) != "llama3":
+        raise ValueError(f"rope_scaling must be Llama 3's, {{\"rope_type\": \"llama3\", ...}}, got {scaling!r:.80}; "
+                         f"minigpt implements that type of rotary scaling only")
+    for key in ROPE_SCALING_KEYS:
+        value = scaling.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"rope_scaling's {key} must be a positive number, got {value!r}")
+    if scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        raise ValueError("rope_scaling's high_freq_factor must be larger than its low_freq_factor")
+
+
 def field_kind(f: Field) -> tuple[type, bool]:
     """The base type of a config field and whether it may be None: `int | None` -> (int, True)."""
     if isinstance(f.type, types.UnionType):
@@ -73,9 +159,10 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, which comes from the data, and the
-# dropout, a training setting that a resumed or fine-tuning run may change. TrainConfig has a field for each.
-MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout"))
+# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, which comes from the data, the
+# dropout, a training setting that a resumed or fine-tuning run may change, and Llama 3's rope_scaling, which comes
+# with the checkpoint that has it. TrainConfig has a field for each.
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout", "rope_scaling"))
 # What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not change:
 # its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
 FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", *MODEL_KEYS, "dtype", "seed")
@@ -94,13 +181,20 @@ class TrainConfig:
     tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
     # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
     vocab_size: int | None = None  # with tokenizer "bpe": its vocabulary size (default 512)
-    # model
+    # model (GPTConfig's fields; arch picks the family: gpt2, llama or qwen3, and those left out take its values)
+    arch: str = "gpt2"
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
-    bias: bool = True
+    bias: bool | None = None  # gpt2: True; llama and qwen3 have none
+    n_kv_head: int | None = None  # llama, qwen3: fewer key/value heads than n_head (grouped-query attention)
+    head_dim: int | None = None
+    intermediate_size: int | None = None
+    norm_eps: float | None = None
+    rope_theta: float | None = None
+    tie_word_embeddings: bool | None = None
     # optimisation: AdamW, linear warmup then cosine decay to min_lr, global-norm gradient clipping
     batch_size: int = 12
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step; the batch is batch_size x this
@@ -149,8 +243,10 @@ class TrainConfig:
     def decay_iters(self) -> int:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
-    def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, **{key: getattr(self, key) for key in MODEL_KEYS})
+    def model_config(self, vocab_size: int, rope_scaling: dict | None = None) -> GPTConfig:
+        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one)."""
+        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, rope_scaling=rope_scaling,
+                         **{key: getattr(self, key) for key in MODEL_KEYS})
 
     @classmethod
     def check_keys(cls, d: dict, source: str = "config") -> None:
@@ -175,10 +271,11 @@ class TrainConfig:
 # What each TrainConfig value may be beyond its type; checked whatever its source (default, task preset, file, flag,
 # a saved run), so that a NaN learning rate or a negative seed never reaches the loop.
 POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
-            "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters")
+            "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters", "n_kv_head",
+            "head_dim", "intermediate_size", "norm_eps", "rope_theta")
 NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed")
 FRACTIONS = ("dropout", "beta1", "beta2")  # in [0, 1)
-CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES}
+CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES, "arch": ARCHS}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 

@@ -79,7 +79,8 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
     model.eval()
     try:
         window = idx  # (B, <= block_size) the context the next token is predicted from
-        kv_cache = model.new_kv_cache(B)
+        # as many positions as this generation fills before the window slides: a model's context can be far longer
+        kv_cache = model.new_kv_cache(B, min(cfg.block_size, T + max_new_tokens))
         logits, _ = model.forward(window, kv_cache=kv_cache)  # (B, T, V) prefill
         for step in range(max_new_tokens):
             last = logits[:, -1, :]  # (B, V)

@@ -1,15 +1,16 @@
-"""Hugging Face GPT-2 directories, safetensors only: `config.json` + `model.safetensors` (or shards listed in
-`model.safetensors.index.json`), with a tokenizer when there is one (`vocab.json` + `merges.txt`).
+"""Hugging Face model directories, safetensors only: `config.json` + `model.safetensors` (or shards listed in
+`model.safetensors.index.json`), with a tokenizer when there is one (`vocab.json` + `merges.txt`): those of
+GPT2LMHeadModel, LlamaForCausalLM and Qwen3ForCausalLM.
 
-minigpt's parameters already have the names and (in, out) layouts of Hugging Face's GPT-2, so reading and writing
-check the configuration and move arrays; the few ways a Hugging Face state dict differs (a `transformer.` prefix
-missing, the causal-mask buffers, the tied `lm_head.weight`) are handled here, in `to_minigpt`, and nowhere else. A
-pickled `pytorch_model.bin` is never opened. A file format builds on the model, never the reverse:
+minigpt's parameters already have the names and layouts of Hugging Face's state dicts, so reading and writing
+translate the configuration and move arrays; the few ways a Hugging Face state dict differs (a `transformer.` prefix
+missing, buffers that are no parameters, a tied head's copy `lm_head.weight`) are handled here, in `to_minigpt`, and
+nowhere else. A pickled `pytorch_model.bin` is never opened. A file format builds on the model, never the reverse:
 
-    model = minigpt.hf.from_pretrained("gpt2-dir")       # what GPT2LMHeadModel.from_pretrained reads
+    model = minigpt.hf.from_pretrained("gpt2-dir")       # what AutoModelForCausalLM.from_pretrained reads
     minigpt.hf.save_pretrained(model, "out-hf", tokenizer)
 
-Docs: docs/gpt2.md. Tests: tests/test_hf.py.
+Docs: docs/gpt2.md, docs/llama.md. Tests: tests/test_hf.py, tests/test_hf_llama.py.
 """
 
 import json
@@ -20,31 +21,50 @@ from pathlib import Path
 import numpy as np
 
 from minigpt import weights as safetensors
-from minigpt.config import GPTConfig
+from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
 from minigpt.data import load_tokenizer
-from minigpt.model import GPT, HF_EXTRAS
+from minigpt.model import FAMILIES, GPT, HEAD, param_shapes
 from minigpt.ops.layernorm import EPS
 from minigpt.validate import check_object, read_json
 
+MODEL_TYPES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}  # arch -> class
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both names mean GPT-2's tanh approximation
-MASK_BUFFERS = tuple(name for name in HF_EXTRAS if name.startswith(".attn"))  # the causal mask, built on the fly
+# the buffers of a Hugging Face state dict that are no parameters: GPT-2's causal mask, built on the fly here, and the
+# rotary frequencies that older Llama checkpoints saved, computed from config.json here
+BUFFERS = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 INDEX = "model.safetensors.index.json"
 
 # the keys of a GPT2Config that minigpt reads, and what each must hold (None: may be missing or null)
-CONFIG_FIELDS = {
+GPT2_FIELDS = {
     "vocab_size": int, "n_positions": int, "n_layer": int, "n_head": int, "n_embd": int,
     "model_type": (str, None), "activation_function": (str, None), "layer_norm_epsilon": (float, None),
     "n_inner": (int, None), "resid_pdrop": (float, None), "bias": (bool, None), "tie_word_embeddings": (bool, None),
     "add_cross_attention": (bool, None), "scale_attn_weights": (bool, None),
     "scale_attn_by_inverse_layer_idx": (bool, None),
 }
+# the same for a LlamaConfig or Qwen3Config (transformers 4 writes rope_theta and rope_scaling, 5 rope_parameters)
+LLAMA_FIELDS = {
+    "vocab_size": int, "hidden_size": int, "intermediate_size": int, "num_hidden_layers": int,
+    "num_attention_heads": int, "max_position_embeddings": int, "num_key_value_heads": (int, None),
+    "head_dim": (int, None), "rms_norm_eps": (float, None), "tie_word_embeddings": (bool, None),
+    "rope_theta": (float, None), "rope_scaling": (dict, None), "rope_parameters": (dict, None),
+    "hidden_act": (str, None), "attention_bias": (bool, None), "mlp_bias": (bool, None),
+    "attention_dropout": (float, None), "use_sliding_window": (bool, None), "layer_types": (list, None),
+}
 
 
 def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
-    """The model's shape as a Hugging Face GPT2Config."""
-    d = {
+    """The model's shape as a Hugging Face GPT2Config, LlamaConfig or Qwen3Config."""
+    d = gpt2_config(config) if config.arch == "gpt2" else llama_config(config)
+    if eot_token is not None:
+        d.update(bos_token_id=eot_token, eos_token_id=eot_token)
+    return d
+
+
+def gpt2_config(config: GPTConfig) -> dict:
+    return {
         "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
+        "architectures": [MODEL_TYPES["gpt2"]],
         "vocab_size": config.vocab_size,
         "n_positions": config.block_size,
         "n_ctx": config.block_size,
@@ -60,18 +80,56 @@ def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
         "tie_word_embeddings": True,
         "bias": config.bias,  # minigpt's own key: false means no biases, which GPT2LMHeadModel cannot hold
     }
-    if eot_token is not None:
-        d.update(bos_token_id=eot_token, eos_token_id=eot_token)
+
+
+def llama_config(config: GPTConfig) -> dict:
+    rope_parameters = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling is not None:
+        rope_parameters = {**config.rope_scaling, "rope_theta": config.rope_theta}
+    d = {
+        "model_type": config.arch,
+        "architectures": [MODEL_TYPES[config.arch]],
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.n_embd,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "num_key_value_heads": config.n_kv_head,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.block_size,
+        "rms_norm_eps": config.norm_eps,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": config.dropout,
+        "rope_parameters": rope_parameters,  # transformers 5's key; 4's are the two below
+        "rope_theta": config.rope_theta,
+        "rope_scaling": config.rope_scaling,
+    }
+    if config.arch == "llama":
+        d["mlp_bias"] = False
+    else:
+        d["use_sliding_window"] = False
     return d
 
 
 def read_config(path) -> GPTConfig:
     """The GPTConfig of a config.json, or a ValueError naming the file and what minigpt cannot represent."""
-    d = check_object(read_json(path), path, CONFIG_FIELDS)
+    d = read_json(path)
+    model_type = d.get("model_type") if isinstance(d, dict) else None
+    if model_type is not None and model_type not in MODEL_TYPES:
+        raise ValueError(f"{path}: model_type {model_type!r} is none of {', '.join(MODEL_TYPES)}, the families "
+                         f"minigpt implements exactly; it cannot represent it")
+    try:
+        return read_llama_config(d, path) if model_type in ("llama", "qwen3") else read_gpt2_config(d, path)
+    except ValueError as e:
+        raise ValueError(e if str(e).startswith(f"{path}") else f"{path}: {e}") from None
+
+
+def read_gpt2_config(d, path) -> GPTConfig:
+    d = check_object(d, path, GPT2_FIELDS)
     get = lambda key, default: default if d.get(key) is None else d[key]  # noqa: E731  (null: the default)
     refuse = lambda what: ValueError(f"{path}: {what}; minigpt implements GPT-2 exactly and cannot represent it")  # noqa: E731
-    if get("model_type", "gpt2") != "gpt2":
-        raise refuse(f"model_type {d['model_type']!r} is not gpt2")
     if get("activation_function", "gelu_new") not in TANH_GELUS:
         raise refuse(f"activation_function {d['activation_function']!r} is not GPT-2's tanh GELU (gelu_new)")
     if get("add_cross_attention", False):
@@ -84,11 +142,37 @@ def read_config(path) -> GPTConfig:
         raise refuse("its attention scores are not scaled by 1 / sqrt(head size) alone")
     if not get("tie_word_embeddings", True):
         raise refuse("its LM head is not tied to the token embedding")
-    try:
-        return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"],
-                         n_head=d["n_head"], n_embd=d["n_embd"], dropout=get("resid_pdrop", 0.0), bias=get("bias", True))
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"], n_head=d["n_head"],
+                     n_embd=d["n_embd"], dropout=get("resid_pdrop", 0.0), bias=get("bias", True))
+
+
+def read_llama_config(d, path) -> GPTConfig:
+    d = check_object(d, path, LLAMA_FIELDS)
+    arch = d["model_type"]
+    get = lambda key, default: default if d.get(key) is None else d[key]  # noqa: E731  (null: the default)
+    refuse = lambda what: ValueError(f"{path}: {what}; minigpt implements {arch} as {MODEL_TYPES[arch]} "  # noqa: E731
+                                     f"computes it by default and cannot represent it")
+    if get("hidden_act", "silu") != "silu":
+        raise refuse(f"hidden_act {d['hidden_act']!r} is not silu (SwiGLU's gate)")
+    if get("attention_bias", False) or get("mlp_bias", False):
+        raise refuse("its linear layers have biases")
+    if get("use_sliding_window", False) or any(t != "full_attention" for t in get("layer_types", [])):
+        raise refuse("some layers attend to a sliding window, not to every earlier position")
+    rope = get("rope_parameters", None) or get("rope_scaling", None) or {}  # transformers 5's, or 4's rope_scaling
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "llama3"):
+        raise refuse(f"its rotary embeddings are of type {rope_type!r}; minigpt implements the default and llama3")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise refuse("its rotary embeddings turn only part of each head")
+    scaling = None
+    if rope_type == "llama3":
+        scaling = {"rope_type": "llama3", **{key: rope.get(key) for key in ROPE_SCALING_KEYS}}
+    return GPTConfig(arch=arch, vocab_size=d["vocab_size"], block_size=d["max_position_embeddings"],
+                     n_layer=d["num_hidden_layers"], n_head=d["num_attention_heads"], n_embd=d["hidden_size"],
+                     n_kv_head=get("num_key_value_heads", None), head_dim=get("head_dim", None),
+                     intermediate_size=d["intermediate_size"], norm_eps=get("rms_norm_eps", 1e-6),
+                     rope_theta=rope.get("rope_theta", get("rope_theta", 10000.0)), rope_scaling=scaling,
+                     tie_word_embeddings=get("tie_word_embeddings", False), dropout=get("attention_dropout", 0.0))
 
 
 def read_weights(directory: Path) -> dict:
@@ -116,45 +200,54 @@ def read_weights(directory: Path) -> dict:
     raise FileNotFoundError(f"{directory} has no model.safetensors (nor {INDEX}); it is not a model directory")
 
 
-def to_minigpt(state_dict: dict) -> dict:
-    """A Hugging Face GPT-2 state dict (NumPy arrays or CPU torch tensors) as minigpt's parameters: the prefix
-    `transformer.` added where a GPT2Model left it out, the causal-mask buffers dropped, and `lm_head.weight`
-    dropped after checking that it is the token embedding (minigpt's LM head is tied to it)."""
+def to_minigpt(state_dict: dict, config: GPTConfig | None = None) -> dict:
+    """A Hugging Face state dict (NumPy arrays or CPU torch tensors) as minigpt's parameters: the buffers dropped, the
+    prefix `transformer.` added where a GPT2Model left it out, and `lm_head.weight` dropped where it is the tied copy
+    of the token embedding (checked): always in GPT-2, and in Llama and Qwen when their config says
+    tie_word_embeddings (a state dict cannot tell: give the config when it holds lm_head.weight)."""
     if not isinstance(state_dict, dict):
         raise ValueError(f"a state dict must be a dict of name -> array, got {type(state_dict).__name__}")
-    arrays = {name: np.asarray(value) for name, value in state_dict.items() if not name.endswith(MASK_BUFFERS)}
+    arrays = {name: np.asarray(value) for name, value in state_dict.items() if not name.endswith(BUFFERS)}
     if "wte.weight" in arrays:  # a GPT2Model (the released "gpt2" checkpoint is one): no "transformer." prefix
         arrays = {(k if k.startswith("lm_head.") else f"transformer.{k}"): v for k, v in arrays.items()}
-    head = arrays.pop("lm_head.weight", None)
-    wte = arrays.get("transformer.wte.weight")
-    if head is not None and not (wte is not None and head.shape == wte.shape and np.array_equal(head, wte)):
-        raise ValueError("lm_head.weight differs from transformer.wte.weight; minigpt's LM head is tied to wte")
+    wte_name = FAMILIES["llama" if FAMILIES["llama"].WTE in arrays else "gpt2"].WTE
+    if HEAD not in arrays:
+        return arrays
+    if wte_name == FAMILIES["llama"].WTE:
+        if config is None:
+            raise ValueError("a Llama or Qwen state dict holds lm_head.weight whether or not the head is tied: "
+                             "give the model's config, to_minigpt(state_dict, config)")
+        if not config.tie_word_embeddings:
+            return arrays
+    head, wte = arrays.pop(HEAD), arrays.get(wte_name)
+    if not (wte is not None and head.shape == wte.shape and np.array_equal(head, wte)):
+        raise ValueError(f"lm_head.weight differs from {wte_name}; this model's LM head is tied to it")
     return arrays
 
 
 def check_matches(config: GPTConfig, arrays: dict, where) -> None:
-    """The embeddings and the number of blocks agree with the config, checked before a model of the config's
-    size is built (a config.json that claims a billion layers is caught here, not by running out of memory)."""
-    C = config.n_embd
-    for name, want in (("transformer.wte.weight", (config.vocab_size, C)), ("transformer.wpe.weight", (config.block_size, C))):
-        if name not in arrays:
-            raise ValueError(f"{where}: the weights have no {name!r}")
-        if arrays[name].shape != want:
-            raise ValueError(f"{where}: {name!r} has shape {arrays[name].shape} but config.json describes {want}")
-    layers = {name.split(".")[2] for name in arrays if name.startswith("transformer.h.")}
+    """The weights have the names and shapes of the config's parameters, checked before a model of the config's size
+    is built (a config.json that claims a billion layers is caught here, not by running out of memory)."""
+    prefix = "transformer.h." if config.arch == "gpt2" else "model.layers."
+    layers = {name[len(prefix):].split(".")[0] for name in arrays if name.startswith(prefix)}
     if layers != {str(l) for l in range(len(layers))} or len(layers) != config.n_layer:
         raise ValueError(f"{where}: config.json says n_layer {config.n_layer} but the weights hold {len(layers)} blocks")
+    for name, want in param_shapes(config).items():  # (a list as long as the weights', now that n_layer is theirs)
+        if name not in arrays:
+            raise ValueError(f"{where}: the weights have no {name!r}, which config.json's model has")
+        if arrays[name].shape != want:
+            raise ValueError(f"{where}: {name!r} has shape {arrays[name].shape} but config.json describes {want}")
 
 
 def read(directory, dtype=None) -> tuple:
-    """(config, weights, tokenizer) of a Hugging Face GPT-2 directory: the GPTConfig, the parameters named as
+    """(config, weights, tokenizer) of a Hugging Face directory (GPT-2, Llama or Qwen 3): the GPTConfig, the parameters named as
     minigpt names them in `dtype` (None: float32 or float64 as stored, half precision widened to float32), and
     the tokenizer (None if the directory has none)."""
     directory = Path(directory)
     config = read_config(directory / "config.json")
-    arrays = to_minigpt(read_weights(directory))
+    arrays = to_minigpt(read_weights(directory), config)
     check_matches(config, arrays, directory)
-    stored = arrays["transformer.wte.weight"].dtype
+    stored = arrays[FAMILIES[config.arch].WTE].dtype
     dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
     arrays = {name: a.astype(dtype, copy=False) for name, a in arrays.items()}
     tokenizer = load_tokenizer(directory)
@@ -164,30 +257,30 @@ def read(directory, dtype=None) -> tuple:
 
 
 def from_pretrained(directory, dtype=None, backend: str = "numpy") -> GPT:
-    """A model from a Hugging Face GPT-2 directory (config.json + model.safetensors, or its shards) or a minigpt
+    """A model from a Hugging Face directory (config.json + model.safetensors, or its shards) or a minigpt
     checkpoint, in evaluation mode (no dropout) as transformers returns it. Its tokenizer:
     minigpt.data.load_tokenizer(directory)."""
     config, weights, _ = read(directory, dtype)
-    model = GPT(config, dtype=weights["transformer.wte.weight"].dtype, backend=backend)
+    model = GPT(config, dtype=weights[FAMILIES[config.arch].WTE].dtype, backend=backend)
     model.load_state_dict(weights)
     return model.eval()
 
 
 def save_pretrained(model: GPT, directory, tokenizer=None) -> None:
-    """Write a directory that transformers' GPT2LMHeadModel.from_pretrained (and, with a tokenizer,
-    GPT2TokenizerFast.from_pretrained) reads, as float32."""
+    """Write a directory that transformers' AutoModelForCausalLM.from_pretrained (GPT2LMHeadModel, LlamaForCausalLM
+    or Qwen3ForCausalLM) and, with a tokenizer, GPT2TokenizerFast.from_pretrained read, as float32."""
     write(directory, model.config, model.params, tokenizer)
 
 
 def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
-    """Write a directory that GPT2LMHeadModel.from_pretrained and GPT2TokenizerFast.from_pretrained read. The files
+    """Write a directory that AutoModelForCausalLM.from_pretrained and GPT2TokenizerFast.from_pretrained read. The files
     are written into a temporary directory beside it and moved in when all are complete, so that a failure (a full
     disk) leaves no half-written file."""
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.chars import CharTokenizer
 
-    if not config.bias:
-        raise ValueError("a model without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
+    if config.arch == "gpt2" and not config.bias:
+        raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
     directory = Path(directory)
     tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

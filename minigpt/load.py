@@ -1,5 +1,5 @@
 """A model from whatever directory names one: a run directory (its best or latest checkpoint), a checkpoint of
-minigpt's (verified against its manifest, minigpt/checkpoint.py), or a Hugging Face GPT-2 directory (minigpt/hf.py).
+minigpt's (verified against its manifest, minigpt/checkpoint.py), or a Hugging Face directory (GPT-2, Llama, Qwen 3: minigpt/hf.py).
 
     ckpt = resolve("out", "best")              # out/ckpt-001750
     model, tokenizer = load_model(ckpt)        # what `minigpt sample`, `inspect` and `export` work with
@@ -15,13 +15,13 @@ from minigpt import weights as safetensors
 from minigpt.checkpoint import POINTER, is_checkpoint, read_pointer, verified
 from minigpt.config import GPTConfig
 from minigpt.data import tokenizer_from_dict
-from minigpt.model import GPT
+from minigpt.model import FAMILIES, GPT
 from minigpt.validate import read_json
 
 
 def resolve(path, which: str = "best") -> Path:
     """The model directory `path` names: a run directory (then its `which` checkpoint, "best" or "latest"), a
-    checkpoint directory, or a Hugging Face GPT-2 directory."""
+    checkpoint directory, or a Hugging Face directory (GPT-2, Llama, Qwen 3)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist; give a run directory, a checkpoint or a Hugging Face directory")
@@ -64,7 +64,7 @@ def load_model(ckpt, backend: str = "numpy"):
     if tokenizer is None:
         raise FileNotFoundError(f"{ckpt} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); "
                                 f"minigpt needs one to read and write text")
-    model = GPT(config, dtype=arrays["transformer.wte.weight"].dtype, backend=backend)
+    model = GPT(config, dtype=arrays[FAMILIES[config.arch].WTE].dtype, backend=backend)
     try:
         model.load_state_dict(arrays)
     except ValueError as e:

@@ -1,108 +1,58 @@
-"""The GPT-2 model: the ops of minigpt/ops composed into pre-LN transformer blocks.
+"""The model: the ops of minigpt/ops composed into pre-norm transformer blocks, of one of two families.
 
-    x = dropout(wte[idx] + wpe[:T])                          embedding
+    x = embedding(idx)                         gpt2: dropout(wte[idx] + wpe[P:P+T]); llama, qwen3: embed_tokens[idx]
     for each of the L blocks:
-        x = x + dropout(attn(ln_1(x)))                       attention sub-block
-        x = x + dropout(c_proj(gelu(c_fc(ln_2(x)))))         MLP sub-block
-    logits = ln_f(x) @ wte^T                                 LM head, tied to the token embedding
+        x = block(x)                           gpt2: minigpt/gpt2.py; llama, qwen3: minigpt/llama.py
+    logits = norm(x) @ head^T                  head: the token embedding (tied), or lm_head.weight (V, C)
     loss = cross_entropy(logits, targets)
 
-`backward` calls the ops in exactly the reverse order. The backend is resolved once, into the table of kernels that
-every op is handed (`self.kernels`, minigpt/backends). Parameters are named and laid out as in Hugging Face's GPT-2
-state dict (linear weights (in, out)), so weights move both ways unchanged; the files that hold them are read and
+config.arch picks the family module (FAMILIES), which names the parameters and holds its block's forward and
+backward; this module does what every family shares, and `backward` calls the ops in exactly the reverse order of
+`forward`. The backend is resolved once, into the table of kernels that every op is handed (`self.kernels`,
+minigpt/backends). Parameters are named and laid out as in the family's Hugging Face state dict (GPT2LMHeadModel,
+LlamaForCausalLM, Qwen3ForCausalLM), so weights move both ways unchanged; the files that hold them are read and
 written by minigpt/hf.py and minigpt/checkpoint.py, which build on this module.
-Overview and data flow: docs/model.md. Tests: tests/test_model.py, tests/test_torch_reference.py.
+Overview and data flow: docs/model.md, docs/llama.md. Tests: tests/test_model.py, tests/test_torch_reference.py,
+tests/test_torch_llama.py.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends, generate, runtime
+from minigpt import backends, generate, gpt2, llama, runtime
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, cross_entropy, dropout, embedding, gelu, layernorm, linear
+from minigpt.ops import attention, cross_entropy, dropout, embedding, linear, rope
 
-# names in a Hugging Face GPT-2 state dict that are no parameters of this model: the causal mask's buffers (built on
-# the fly here) and the tied head's copy of wte. minigpt.hf.to_minigpt drops them.
-HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")
-
-
-class BlockCache(NamedTuple):  # what each op of one block saved for its backward
-    ln_1: tuple
-    attn: tuple
-    attn_dropout: tuple
-    ln_2: tuple
-    c_fc: tuple
-    gelu: tuple
-    c_proj: tuple
-    mlp_dropout: tuple
+FAMILIES = {"gpt2": gpt2, "llama": llama, "qwen3": llama}  # config.arch -> the module of its parameters and block
+HEAD = "lm_head.weight"  # an LM head of its own (tie_word_embeddings false), (V, C) as Hugging Face lays it out
+# names in a Hugging Face state dict that are no parameters here: buffers (GPT-2's causal mask, built on the fly; the
+# rotary frequencies older Llama files saved) and a tied head's copy of the token embedding. minigpt.hf.to_minigpt
+# drops them.
+HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
 
 class ModelCache(NamedTuple):
     embedding: tuple
     embd_dropout: tuple
-    blocks: list  # one BlockCache per layer
-    ln_f: tuple
+    blocks: list  # one BlockCache of the family per layer
+    norm: tuple
     lm_head: tuple
     loss: tuple
 
 
 def param_shapes(config: GPTConfig) -> dict:
-    """Name -> shape of every parameter, in Hugging Face GPT-2 state-dict order."""
-    V, C, L = config.vocab_size, config.n_embd, config.n_layer
-    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config.block_size, C)}
-    for l in range(L):
-        h = f"transformer.h.{l}."
-        shapes[h + "ln_1.weight"] = (C,)
-        shapes[h + "ln_1.bias"] = (C,)
-        shapes[h + "attn.c_attn.weight"] = (C, 3 * C)
-        shapes[h + "attn.c_attn.bias"] = (3 * C,)
-        shapes[h + "attn.c_proj.weight"] = (C, C)
-        shapes[h + "attn.c_proj.bias"] = (C,)
-        shapes[h + "ln_2.weight"] = (C,)
-        shapes[h + "ln_2.bias"] = (C,)
-        shapes[h + "mlp.c_fc.weight"] = (C, 4 * C)
-        shapes[h + "mlp.c_fc.bias"] = (4 * C,)
-        shapes[h + "mlp.c_proj.weight"] = (4 * C, C)
-        shapes[h + "mlp.c_proj.bias"] = (C,)
-    shapes["transformer.ln_f.weight"] = (C,)
-    shapes["transformer.ln_f.bias"] = (C,)
-    if not config.bias:
-        shapes = {name: shape for name, shape in shapes.items() if not name.endswith(".bias")}
-    return shapes
+    """Name -> shape of every parameter, in the family's Hugging Face state-dict order."""
+    return FAMILIES[config.arch].param_shapes(config)
 
 
 def num_params(config: GPTConfig) -> int:
     """The number of parameters of param_shapes(config), counted without listing them."""
-    V, C, L = config.vocab_size, config.n_embd, config.n_layer
-    per_block = 2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * 4 * C + 4 * C + 4 * C * C + C
-    biases = L * (C + 3 * C + C + C + 4 * C + C) + C  # ln_1, c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj; ln_f
-    return V * C + config.block_size * C + L * per_block + 2 * C - (0 if config.bias else biases)
-
-
-def init_params(config: GPTConfig, seed: int = 0, dtype=np.float32) -> dict:
-    """GPT-2's initialisation: weights N(0, 0.02), the two residual projections of each block
-    N(0, 0.02 / sqrt(2 L)) so the residual stream's variance does not grow with depth,
-    biases 0, layer-norm gains 1."""
-    rng = np.random.default_rng(seed)
-    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith(".bias"):
-            p = np.zeros(shape)
-        elif ".ln_" in name:
-            p = np.ones(shape)
-        elif name.endswith("c_proj.weight"):
-            p = rng.normal(0.0, residual_std, size=shape)
-        else:
-            p = rng.normal(0.0, 0.02, size=shape)
-        params[name] = p.astype(dtype)
-    return params
+    return FAMILIES[config.arch].num_params(config)
 
 
 class GPT:
-    """A GPT-2 language model with a hand-written backward pass.
+    """A GPT (GPT-2, Llama or Qwen 3, by config.arch) with a hand-written backward pass.
 
     >>> import numpy as np
     >>> model = GPT(GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16), seed=0)
@@ -121,10 +71,14 @@ class GPT:
         if dtype not in ("float32", "float64", np.float32, np.float64, np.dtype("float32"), np.dtype("float64")):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.config = config
+        self.family = FAMILIES[config.arch]  # minigpt/gpt2.py or minigpt/llama.py
         self.dtype = np.dtype(dtype)
         runtime.check_memory(num_params(config) * self.dtype.itemsize, f"a model of {num_params(config):,} parameters",
                              "make it smaller (n_layer, n_embd, block_size, vocab_size)")
-        self.params = init_params(config, seed, self.dtype)
+        self.params = self.family.init_params(config, np.random.default_rng(seed), self.dtype)
+        # the rotary embeddings' frequencies (hs/2,), float64, or None: GPT-2 learns a table of positions instead
+        self.inv_freq = (None if config.rope_theta is None else
+                         rope.inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling))
         self.kernels = backends.load(backend)  # the table of kernels every op computes with (minigpt/backends)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
@@ -143,13 +97,15 @@ class GPT:
         return self.train(False)
 
     def num_params(self) -> int:
-        """Number of parameters (the tied LM head is counted once, as part of wte)."""
+        """Number of parameters (a tied LM head is counted once, as part of the token embedding)."""
         return sum(p.size for p in self.params.values())
 
-    def new_kv_cache(self, B) -> list:
-        """Empty key/value caches, one per layer, for incremental decoding of B sequences (minigpt/generate.py)."""
+    def new_kv_cache(self, B, length=None) -> list:
+        """Empty key/value caches, one per layer, for incremental decoding of B sequences of up to `length` positions
+        (None: block_size) (minigpt/generate.py)."""
         cfg = self.config
-        return [attention.KVCache(B, cfg.block_size, cfg.n_head, cfg.n_head, cfg.head_size, self.dtype)
+        length = cfg.block_size if length is None else min(length, cfg.block_size)
+        return [attention.KVCache(B, length, cfg.n_head, cfg.n_kv_head, cfg.head_size, self.dtype)
                 for _ in range(cfg.n_layer)]
 
     # --8<-- [start:forward]
@@ -159,7 +115,7 @@ class GPT:
         keep_cache=False (evaluation) keeps nothing for a backward, so each layer's arrays are freed as soon
         as the next layer has used them. With kv_cache (from new_kv_cache), idx holds only new positions,
         which attend to the cached ones as well; that is inference: there is no backward afterwards."""
-        cfg, p, k = self.config, self.params, self.kernels
+        cfg, p, k, f = self.config, self.params, self.kernels, self.family
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
         if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
@@ -172,41 +128,26 @@ class GPT:
         p_drop = cfg.dropout if self.training else 0.0
 
         keep_cache = keep_cache and kv_cache is None
-        x, emb_cache = embedding.forward(idx, p["transformer.wte.weight"], p["transformer.wpe.weight"], P, k)  # (B, T, C)
-        x, embd_drop = dropout.forward(x, p_drop, self.rng, k)  # (B, T, C)
+        wpe = p[f.WPE] if f.WPE else None  # GPT-2's table of positions; None with rotary embeddings
+        x, emb_cache = embedding.forward(idx, p[f.WTE], wpe, P, k)  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop if f.EMBEDDING_DROPOUT else 0.0, self.rng, k)  # (B, T, C)
+        angles = None if self.inv_freq is None else rope.angles(self.inv_freq, P, x.shape[1], self.dtype)  # (T, hs) x2
         block_caches = []
         for l in range(cfg.n_layer):
-            x, block_cache = self._block_forward(x, l, p_drop, None if kv_cache is None else kv_cache[l])  # (B, T, C)
+            x, block_cache = f.block_forward(p, cfg, k, l, x, p_drop, self.rng,
+                                             None if kv_cache is None else kv_cache[l], angles)  # (B, T, C)
             if keep_cache:
                 block_caches.append(block_cache)
-        x, lnf_cache = layernorm.forward(x, p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"), kernels=k)  # (B, T, C)
-        logits, head_cache = linear.forward(x, p["transformer.wte.weight"].T, kernels=k)  # (B, T, V) tied: w = wte^T
+        x, norm_cache = f.final_norm(p, cfg, k, x)  # (B, T, C)
+        head = p[f.WTE] if cfg.tie_word_embeddings else p[HEAD]  # (V, C)
+        logits, head_cache = linear.forward(x, head.T, kernels=k)  # (B, T, V)
 
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy.forward(logits, targets, kernels=k)
             loss = float(loss)
-        self.cache = ModelCache(emb_cache, embd_drop, block_caches, lnf_cache, head_cache, loss_cache) if keep_cache else None
+        self.cache = ModelCache(emb_cache, embd_drop, block_caches, norm_cache, head_cache, loss_cache) if keep_cache else None
         return logits, loss
-
-    def _block_forward(self, x, l, p_drop, kv_cache=None):
-        """One pre-LN transformer block: x (B, T, C) -> x (B, T, C)."""
-        p, h, k = self.params, f"transformer.h.{l}.", self.kernels
-        a, ln_1 = layernorm.forward(x, p[h + "ln_1.weight"], p.get(h + "ln_1.bias"), kernels=k)  # (B, T, C)
-        a, attn = attention.forward(
-            a, p[h + "attn.c_attn.weight"], p.get(h + "attn.c_attn.bias"),
-            p[h + "attn.c_proj.weight"], p.get(h + "attn.c_proj.bias"),
-            self.config.n_head, p_drop, self.rng, kv_cache, k,
-        )  # (B, T, C)
-        a, attn_drop = dropout.forward(a, p_drop, self.rng, k)  # (B, T, C)
-        x = x + a  # (B, T, C) residual
-        m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), kernels=k)  # (B, T, C)
-        m, c_fc = linear.forward(m, p[h + "mlp.c_fc.weight"], p.get(h + "mlp.c_fc.bias"), k)  # (B, T, 4C)
-        m, gelu_cache = gelu.forward(m, k)  # (B, T, 4C)
-        m, c_proj = linear.forward(m, p[h + "mlp.c_proj.weight"], p.get(h + "mlp.c_proj.bias"), k)  # (B, T, C)
-        m, mlp_drop = dropout.forward(m, p_drop, self.rng, k)  # (B, T, C)
-        x = x + m  # (B, T, C) residual
-        return x, BlockCache(ln_1, attn, attn_drop, ln_2, c_fc, gelu_cache, c_proj, mlp_drop)
     # --8<-- [end:forward]
 
     # --8<-- [start:backward]
@@ -216,38 +157,25 @@ class GPT:
         cache = self.cache
         if cache is None or cache.loss is None:
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
-        cfg, k = self.config, self.kernels
+        cfg, k, f = self.config, self.kernels, self.family
         grads = {}
 
         dlogits = cross_entropy.backward(1.0, cache.loss, k)  # (B, T, V)
-        dx, dwte_head, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
-        dx, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layernorm.backward(dx, cache.ln_f, k)
+        dx, dhead, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
+        dx = f.final_norm_backward(k, dx, cache.norm, grads)  # (B, T, C)
         for l in reversed(range(cfg.n_layer)):
-            dx = self._block_backward(dx, l, cache.blocks[l], grads)  # (B, T, C)
+            dx = f.block_backward(k, l, dx, cache.blocks[l], grads)  # (B, T, C)
         dx = dropout.backward(dx, cache.embd_dropout, k)  # (B, T, C)
-        # wte is used twice, by the LM head and by the embedding: its gradient is the sum of both, so the
-        # embedding's scatter-add goes straight into the head's part (both (V, C))
-        grads["transformer.wte.weight"], grads["transformer.wpe.weight"] = embedding.backward(
-            dx, cache.embedding, dwte_head.T, k)  # (V, C), (block_size, C)
+        if cfg.tie_word_embeddings:
+            # the token embedding is used twice, by the LM head and by the embedding: its gradient is the sum of
+            # both, so the embedding's scatter-add goes straight into the head's part (both (V, C))
+            dwte = dhead.T  # (V, C)
+        else:
+            grads[HEAD], dwte = dhead.T, None  # (V, C)
+        grads[f.WTE], dwpe = embedding.backward(dx, cache.embedding, dwte, k)  # (V, C), (block_size, C) or None
+        if f.WPE:
+            grads[f.WPE] = dwpe
         return {name: grads[name] for name in self.params}  # the params' order; drops None biases
-
-    def _block_backward(self, dx, l, c, grads):
-        """The reverse of _block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads."""
-        h, k = f"transformer.h.{l}.", self.kernels
-        # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-        dm = dropout.backward(dx, c.mlp_dropout, k)  # (B, T, C)
-        dm, grads[h + "mlp.c_proj.weight"], grads[h + "mlp.c_proj.bias"] = linear.backward(dm, c.c_proj, k)  # (B, T, 4C)
-        dm = gelu.backward(dm, c.gelu, k)  # (B, T, 4C)
-        dm, grads[h + "mlp.c_fc.weight"], grads[h + "mlp.c_fc.bias"] = linear.backward(dm, c.c_fc, k)  # (B, T, C)
-        dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, k)  # (B, T, C)
-        dx = dx + dm  # (B, T, C)
-        # x = x + a: the same for the attention branch
-        da = dropout.backward(dx, c.attn_dropout, k)  # (B, T, C)
-        (da, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"],
-         grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"]) = attention.backward(da, c.attn, k)  # (B, T, C)
-        da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, k)  # (B, T, C)
-        dx = dx + da  # (B, T, C)
-        return dx
     # --8<-- [end:backward]
 
     def generate(self, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
@@ -257,7 +185,7 @@ class GPT:
         return generate.generate(self, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
 
     def state_dict(self) -> dict:
-        """A copy of the parameters, keyed by their Hugging Face GPT-2 names."""
+        """A copy of the parameters, keyed by their Hugging Face names."""
         return {name: p.copy() for name, p in self.params.items()}
 
     def load_state_dict(self, state_dict) -> None:

@@ -108,13 +108,14 @@ def sequence_length(cfg: TrainConfig, dataset) -> int:
 
 def memory_needed(cfg: TrainConfig, vocab_size: int, T: int) -> int:
     """Bytes a step needs, roughly from below: parameters, gradients and AdamW's two moments; each block's cached
-    activations (about 20 C numbers a token, docs/model.md) and its (T, T) attention scores; the logits and their
-    gradient; the micro-batches of a step."""
+    activations (about 8 C + 3 F numbers a token, F the MLP's width: 20 C for GPT-2) and its (T, T)
+    attention scores; the logits and their gradient; the micro-batches of a step."""
     itemsize = np.dtype(cfg.dtype).itemsize
-    B, C, L, nh = cfg.batch_size, cfg.n_embd, cfg.n_layer, cfg.n_head
-    activations = B * T * (L * 20 * C + 3 * vocab_size) + 2 * B * nh * T * T
+    shape = cfg.model_config(vocab_size)
+    B, C, L, nh, F = cfg.batch_size, cfg.n_embd, cfg.n_layer, cfg.n_head, shape.intermediate_size
+    activations = B * T * (L * (8 * C + 3 * F) + 3 * vocab_size) + 2 * B * nh * T * T
     batches = cfg.gradient_accumulation_steps * B * T * 2 * 8
-    return itemsize * (4 * num_params(cfg.model_config(vocab_size)) + activations) + batches
+    return itemsize * (4 * num_params(shape) + activations) + batches
 
 
 class Run:
@@ -200,9 +201,10 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
           progress: bool) -> Run:
     """The data, then the model and its optimizer with the origin's weights and state: what the loop needs."""
     state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
-    weights = tokenizer = None
+    weights = tokenizer = rope_scaling = None
     if start.ckpt is not None:
-        _, weights, tokenizer = load.read(start.ckpt)
+        shape, weights, tokenizer = load.read(start.ckpt)
+        rope_scaling = shape.rope_scaling  # Llama 3's, which comes with the weights trained with it (no flag sets it)
     dataset = load_dataset(cfg, tokenizer, progress)
     if state is not None:
         check_same_data(state["data"], dataset, allow_data_change, say)
@@ -212,7 +214,7 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
     runtime.check_memory(memory_needed(cfg, dataset.vocab_size, T), "training this model",
                          "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
 
-    model = GPT(cfg.model_config(dataset.vocab_size), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+    model = GPT(cfg.model_config(dataset.vocab_size, rope_scaling), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
     if weights is not None:
@@ -245,10 +247,11 @@ def check_same_data(saved: dict | None, dataset, allow_data_change: bool, say: C
 
 def load_weights(model: GPT, weights: dict, start: Origin, block_size: int, say: Callable) -> None:
     """The origin's weights into the model: a fine-tune's in the run's dtype, its context cut to block_size (the first
-    rows of wpe, as nanoGPT's crop_block_size)."""
+    rows of GPT-2's wpe, as nanoGPT's crop_block_size)."""
     if start.kind == "fine-tune":
         weights = {name: p.astype(model.dtype) for name, p in weights.items()}
-        weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:block_size].copy()
+        if "transformer.wpe.weight" in weights:  # GPT-2's table of positions (rotary embeddings have none)
+            weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:block_size].copy()
     try:
         model.load_state_dict(weights)
     except ValueError as e:

@@ -45,3 +45,32 @@ def gpt_configs(draw, bias=None):
         dropout=0.0,
         bias=draw(st.booleans()) if bias is None else bias,
     )
+
+
+@st.composite
+def llama_configs(draw, arch=None):
+    """Small Llama and Qwen 3 configurations: multi-query to multi-head attention (groups of 1 to 3 query heads),
+    head size 2 (one pair of rotated channels) to 6, qwen3's heads not adding up to n_embd, a head of its own or
+    tied to the embedding, rotary bases and Llama 3's scaling, vocabularies of 2 to 11."""
+    arch = draw(st.sampled_from(["llama", "qwen3"])) if arch is None else arch
+    n_kv_head = draw(st.integers(1, 2))
+    n_head = n_kv_head * draw(st.integers(1, 3))
+    # n_embd >= 2: an RMSNorm over one channel is sign(x) w away from x = 0 and steeper than central differences
+    # resolve near it (tests/ops/test_rmsnorm.py checks that width on its own)
+    n_embd = n_head * draw(st.integers(-(-2 // n_head), 3)) if arch == "llama" else draw(st.integers(2, 8))
+    scaling = draw(st.sampled_from([None, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 4}]))
+    return GPTConfig(
+        arch=arch,
+        vocab_size=draw(st.integers(2, 11)),
+        block_size=draw(st.integers(1, 6)),
+        n_layer=draw(st.integers(1, 2)),
+        n_head=n_head,
+        n_kv_head=n_kv_head,
+        n_embd=n_embd,
+        head_dim=2 * draw(st.integers(1, 3)),
+        intermediate_size=draw(st.integers(1, 8)),
+        tie_word_embeddings=draw(st.booleans()),
+        rope_theta=draw(st.sampled_from([10000.0, 10.0])),
+        rope_scaling=scaling,
+    )

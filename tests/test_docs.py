@@ -173,26 +173,30 @@ def resolve(dotted: str):
 OPS = {p.stem for p in (ROOT / "minigpt" / "ops").glob("*.py")} - {"__init__"}
 
 
-def check_reference(span: str, model) -> None:
+def check_reference(span: str, model, llama) -> None:
     """Resolve a code reference of the docs, or fail: minigpt.x.y, GPT.x / model.x, config.x, optim.x,
-    an op module's function (layernorm.backward), or a parameter name (transformer.h.{l}.ln_1.weight)."""
+    an op module's function (layernorm.backward), a family module's (llama.block_forward), or a parameter name of
+    GPT-2 (transformer.h.{l}.ln_1.weight) or of Llama and Qwen 3 (model.layers.{l}.self_attn.q_norm.weight)."""
     name = span.removesuffix("()")
     head, _, rest = name.partition(".")
+    pattern = re.escape(name).replace(r"\{l\}", r"\d+")
     if head == "minigpt":
         resolve(name)
+    elif head == "model" and rest.split(".")[0] in ("layers", "embed_tokens", "norm"):
+        assert any(re.fullmatch(pattern, p) for p in llama.params), f"no Llama or Qwen 3 parameter matches {name!r}"
     elif head in ("GPT", "model"):
         assert hasattr(model, rest), f"GPT has no attribute {rest!r}"
     elif head == "config":
         assert hasattr(model.config, rest), f"GPTConfig has no attribute {rest!r}"
-    elif head in ("optim", "checkpoint", "generate", "gradcheck"):
+    elif head in ("optim", "checkpoint", "generate", "gradcheck", "gpt2", "llama", "hf"):
         resolve(f"minigpt.{name}")
     elif head in OPS:
         resolve(f"minigpt.ops.{name}")
-    elif head == "transformer":
-        pattern = re.escape(name).replace(r"\{l\}", r"\d+")
-        assert any(re.fullmatch(pattern, p) for p in model.params), f"no parameter matches {name!r}"
-    elif head in ("attn", "mlp", "ln_1", "ln_2", "ln_f", "wte", "wpe"):
-        assert any(f".{name}" in p for p in model.params), f"no parameter contains {name!r}"
+    elif head in ("transformer", "lm_head"):
+        params = model.params if head == "transformer" else llama.params
+        assert any(re.fullmatch(pattern, p) for p in params), f"no parameter matches {name!r}"
+    elif head in ("attn", "mlp", "ln_1", "ln_2", "ln_f", "wte", "wpe", "self_attn"):
+        assert any(f".{name}" in p for p in (*model.params, *llama.params)), f"no parameter contains {name!r}"
 
 
 @pytest.mark.parametrize("page", PAGES + [ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))
@@ -202,11 +206,12 @@ def test_code_references_resolve(page):
     from minigpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=2, n_head=1, n_embd=4))
+    llama = GPT(GPTConfig(arch="qwen3", vocab_size=5, block_size=4, n_layer=2, n_head=2, n_embd=4))  # its own head
     for span in INLINE_CODE.findall(page.read_text()):
         if re.search(r"\.(json|jsonl|safetensors|toml|txt|png|bin|so)$", span):
             continue  # a file name (model.safetensors), not code
         if re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+(\(\))?", span):
-            check_reference(span, model)
+            check_reference(span, model, llama)
         elif re.fullmatch(r"[\w./-]+\.(py|c|h|toml|md|png)", span) and "/" in span:
             if span.startswith(("minigpt/", "tests/", "kernels/", "benchmarks/", "docs/", ".ci/")):
                 assert (ROOT / span).exists(), f"{page.name}: `{span}` does not exist"

@@ -8,6 +8,14 @@ from minigpt.generate import filter_logits
 from tolerances import FLOAT32_RTOL, FLOAT64_RTOL
 
 CFG = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
+SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+           "original_max_position_embeddings": 4}
+# one of each family; the KV cache of Llama's and Qwen's holds keys already turned to their positions, of fewer heads
+FAMILIES = {"gpt2": CFG,
+            "llama": GPTConfig(arch="llama", vocab_size=13, block_size=8, n_layer=2, n_head=4, n_kv_head=2, n_embd=8,
+                               rope_scaling=SCALING),
+            "qwen3": GPTConfig(arch="qwen3", vocab_size=13, block_size=8, n_layer=2, n_head=3, n_kv_head=1, n_embd=8,
+                               head_dim=4, tie_word_embeddings=True)}
 
 
 def random_model(cfg=CFG, seed=0, dtype=np.float64, scale=0.5):
@@ -19,14 +27,16 @@ def random_model(cfg=CFG, seed=0, dtype=np.float64, scale=0.5):
     return model
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, FLOAT64_RTOL), (np.float32, FLOAT32_RTOL)])
 @given(seed=st.integers(0, 2**16), data=st.data())
 @settings(max_examples=20)
-def test_kv_cache_gives_the_logits_of_the_full_forward(dtype, rtol, seed, data):
-    model = random_model(seed=seed, dtype=dtype).eval()
+def test_kv_cache_gives_the_logits_of_the_full_forward(family, dtype, rtol, seed, data):
+    cfg = FAMILIES[family]
+    model = random_model(cfg, seed=seed, dtype=dtype).eval()
     B = data.draw(st.integers(1, 3))
-    T = CFG.block_size
-    idx = np.random.default_rng(seed).integers(0, CFG.vocab_size, size=(B, T))
+    T = cfg.block_size
+    idx = np.random.default_rng(seed).integers(0, cfg.vocab_size, size=(B, T))
     full, _ = model.forward(idx)  # (B, T, V)
     prefill = data.draw(st.integers(1, T))
     cache = model.new_kv_cache(B)
@@ -47,10 +57,11 @@ def greedy_by_full_forward(model, idx, n):
     return idx
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @given(st.integers(0, 2**16), st.integers(1, 8), st.integers(0, 20))
 @settings(max_examples=20)
-def test_greedy_generation_equals_the_full_forward_loop_including_past_block_size(seed, T, n):
-    model = random_model(seed=seed)
+def test_greedy_generation_equals_the_full_forward_loop_including_past_block_size(family, seed, T, n):
+    model = random_model(FAMILIES[family], seed=seed)
     idx = np.random.default_rng(seed).integers(0, CFG.vocab_size, size=(2, T))
     out = model.generate(idx, n, do_sample=False)
     assert out.shape == (2, T + n)

@@ -87,7 +87,7 @@ def test_sharded_weights_load(transformers, tmp_path):
         ({"n_inner": 40}, "n_inner 40 is not 4 * n_embd"),
         ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon 1e-06 is not GPT-2's 1e-05"),
         ({"scale_attn_by_inverse_layer_idx": True}, "not scaled by 1 / sqrt(head size) alone"),
-        ({"model_type": "llama"}, "model_type 'llama' is not gpt2"),
+        ({"model_type": "mistral"}, "model_type 'mistral' is none of gpt2, llama, qwen3"),
     ],
 )
 def test_configurations_minigpt_cannot_represent_are_refused(model, tmp_path, change, message):

@@ -17,7 +17,7 @@ LAYERS = [  # bottom to top: a module may import from its own layer and those be
      "minigpt.distributed"],
     ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
     ["minigpt.backends", "minigpt.data"],
-    ["minigpt.model"],
+    ["minigpt.gpt2", "minigpt.llama", "minigpt.model"],
     ["minigpt.hf", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.load"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig, hf
 from minigpt.gradcheck import check_model
-from strategies import gpt_configs
+from minigpt.model import num_params, param_shapes
+from strategies import gpt_configs, llama_configs
 from tolerances import GRAD_RTOL, INIT_MEAN_SIGMAS, INIT_STD_RTOL, UNTRAINED_LOSS_RTOL
 
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=6)
@@ -37,6 +38,48 @@ def test_parameter_names_and_shapes_are_gpt2s():
     assert "lm_head.weight" not in p  # tied to wte
     assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in p.values())
     assert model.num_params() == 65 * 128 + 64 * 128 + 4 * (12 * 128 * 128 + 13 * 128) + 2 * 128
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_llama_and_qwen3_parameters_are_hugging_faces(arch):
+    cfg = GPTConfig(arch=arch, vocab_size=65, block_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, head_dim=12)
+    p = GPT(cfg).params
+    per_layer = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 *(["self_attn.q_norm", "self_attn.k_norm"] if arch == "qwen3" else []),
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"]
+    names = ["model.embed_tokens.weight", *(f"model.layers.{l}.{n}.weight" for l in range(2) for n in per_layer),
+             "model.norm.weight", "lm_head.weight"]
+    assert list(p) == names
+    F = 88  # 8C/3 = 85.3, rounded up to a multiple of 8
+    want = {"self_attn.q_proj": (4 * 12, 32), "self_attn.k_proj": (2 * 12, 32), "self_attn.v_proj": (2 * 12, 32),
+            "self_attn.o_proj": (32, 4 * 12), "self_attn.q_norm": (12,), "self_attn.k_norm": (12,),
+            "mlp.gate_proj": (F, 32), "mlp.up_proj": (F, 32), "mlp.down_proj": (32, F), "input_layernorm": (32,)}
+    for n, shape in want.items():  # (out, in), as nn.Linear keeps its weight
+        if n in per_layer:
+            assert p[f"model.layers.1.{n}.weight"].shape == shape, n
+    assert p["lm_head.weight"].shape == p["model.embed_tokens.weight"].shape == (65, 32)
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in p.values())
+    tied = GPT(GPTConfig(**{**cfg.to_dict(), "tie_word_embeddings": True})).params
+    assert list(tied) == names[:-1]  # the head is the token embedding
+
+
+@given(st.one_of(gpt_configs(), llama_configs()))
+@settings(max_examples=50)
+def test_the_counted_number_of_parameters_is_that_of_the_listed_shapes(cfg):
+    assert num_params(cfg) == sum(math.prod(shape) for shape in param_shapes(cfg).values())
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_llama_and_qwen3_initialisation(arch):
+    cfg = GPTConfig(arch=arch, vocab_size=512, block_size=16, n_layer=6, n_head=4, n_kv_head=2, n_embd=256)
+    residual_std = 0.02 / math.sqrt(2 * cfg.n_layer)
+    for name, a in GPT(cfg, seed=0).params.items():
+        if name.endswith(("norm.weight", "layernorm.weight")):
+            assert np.all(a == 1.0), name
+        else:
+            want = residual_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+            assert a.mean() == pytest.approx(0.0, abs=INIT_MEAN_SIGMAS * want / math.sqrt(a.size)), name
+            assert a.std() == pytest.approx(want, rel=INIT_STD_RTOL), name
 
 
 def test_bias_false_drops_every_bias():
@@ -89,7 +132,7 @@ def test_untrained_loss_is_close_to_log_vocab_size():
     assert loss == pytest.approx(math.log(65), rel=UNTRAINED_LOSS_RTOL)
 
 
-@given(gpt_configs(), st.integers(0, 2**16), st.data())
+@given(st.one_of(gpt_configs(), llama_configs()), st.integers(0, 2**16), st.data())
 @settings(max_examples=25)
 def test_causal_a_change_at_position_t_leaves_earlier_logits_bit_identical(cfg, seed, data):
     rng = np.random.default_rng(seed)
@@ -139,6 +182,31 @@ def test_model_gradients_match_finite_differences(cfg, seed, data):
 @pytest.mark.parametrize("bias", [True, False])
 def test_model_gradients_with_dropout_match_finite_differences(bias):
     cfg = GPTConfig(vocab_size=7, block_size=5, n_layer=2, n_head=2, n_embd=6, dropout=0.3, bias=bias)
+    model = random_model(cfg, seed=1)
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, 7, size=(2, 5)), rng.integers(0, 7, size=(2, 5))
+    report = check_model(model, idx, targets)  # the dropout masks are held fixed across evaluations
+    assert report.max_rel_error < GRAD_RTOL, report
+
+
+@given(llama_configs(), st.integers(0, 2**16), st.data())
+@settings(max_examples=40)
+def test_llama_and_qwen3_gradients_match_finite_differences(cfg, seed, data):
+    model = random_model(cfg, seed)
+    rng = np.random.default_rng(seed)
+    B = data.draw(st.integers(1, 2))
+    T = data.draw(st.integers(1, cfg.block_size))
+    idx = rng.integers(0, cfg.vocab_size, size=(B, T))
+    targets = rng.integers(0, cfg.vocab_size, size=(B, T))
+    targets[rng.random((B, T)) < 0.2] = -1
+    targets[0, 0] = rng.integers(0, cfg.vocab_size)
+    report = check_model(model, idx, targets, max_elements=4, n_directions=3)
+    assert report.max_rel_error < GRAD_RTOL, report
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_llama_and_qwen3_gradients_with_attention_dropout_match_finite_differences(arch):
+    cfg = GPTConfig(arch=arch, vocab_size=7, block_size=5, n_layer=2, n_head=4, n_kv_head=2, n_embd=8, dropout=0.3)
     model = random_model(cfg, seed=1)
     rng = np.random.default_rng(1)
     idx, targets = rng.integers(0, 7, size=(2, 5)), rng.integers(0, 7, size=(2, 5))
@@ -212,11 +280,26 @@ def test_backward_without_a_loss_is_an_error():
         ({"block_size": True}, "block_size must be a positive integer, got True"),
         ({"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
         ({"bias": "yes"}, "bias must be true or false"),
+        ({"arch": "mistral"}, "arch must be one of gpt2, llama, qwen3, got 'mistral'"),
+        ({"n_kv_head": 1}, "GPT-2 has n_kv_head 2 here; another n_kv_head (1) needs arch llama or qwen3"),
+        ({"rope_theta": 500.0}, "rope_theta is a setting of rotary embeddings (arch llama or qwen3)"),
+        ({"tie_word_embeddings": False}, "GPT-2 has tie_word_embeddings True here"),
+        ({"arch": "llama", "n_kv_head": 4}, "n_kv_head (4) must divide n_head (2)"),
+        ({"arch": "llama", "head_dim": 3}, "head_dim must be even for rotary embeddings"),
+        ({"arch": "llama", "n_head": 3}, "n_embd (8) must be a multiple of n_head (3) (transformers' LlamaConfig"),
+        ({"arch": "qwen3", "n_head": 3}, "n_embd (8) must be a multiple of n_head (3), or give head_dim"),
+        ({"arch": "llama", "bias": True}, "llama has no biases"),
+        ({"arch": "llama", "norm_eps": 0.0}, "norm_eps must be a positive number, got 0.0"),
+        ({"arch": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling must be Llama 3's"),
+        ({"arch": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
+                                            "high_freq_factor": 1.0, "original_max_position_embeddings": 16}},
+         "high_freq_factor must be larger than its low_freq_factor"),
     ],
 )
 def test_invalid_config_is_rejected(kwargs, message):
+    given_fields = {"vocab_size": 11, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 8}
     with pytest.raises(ValueError) as e:
-        GPTConfig(**{**TINY.to_dict(), **kwargs})
+        GPTConfig(**{**given_fields, **kwargs})
     assert message in str(e.value)
 
 

@@ -1,7 +1,7 @@
-"""`minigpt export`: a checkpoint as a Hugging Face GPT-2 directory (minigpt/hf.py) or an llm.c model file
+"""`minigpt export`: a checkpoint as a Hugging Face directory (minigpt/hf.py) or an llm.c model file
 (minigpt/llmc.py), read back and compared before the command says it is done."""
 
-HELP = "write a checkpoint as a Hugging Face GPT-2 directory or an llm.c model file"
+HELP = "write a checkpoint as a Hugging Face directory or an llm.c model file"
 DESCRIPTION = None
 
 
@@ -42,7 +42,7 @@ def run(args) -> int:
     from minigpt import hf, llmc, load
 
     if (args.hf is None) == (args.llmc is None):
-        raise ValueError("give --hf DIR (a Hugging Face GPT-2 directory) or --llmc FILE (llm.c's model file)")
+        raise ValueError("give --hf DIR (a Hugging Face directory) or --llmc FILE (llm.c's model file)")
     check_target(args.hf or args.llmc, args.force, directory=args.hf is not None)
     model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint))
     if args.hf is not None:
@@ -57,8 +57,8 @@ def run(args) -> int:
     if not same:
         raise RuntimeError(f"{args.hf or args.llmc} does not read back as the checkpoint it was written from")
     if args.hf is not None:
-        print(f"wrote {args.hf}: GPT2LMHeadModel.from_pretrained, GPT2TokenizerFast.from_pretrained and "
-              f"minigpt sample --init-from read it")
+        print(f"wrote {args.hf}: {hf.MODEL_TYPES[model.config.arch]}.from_pretrained, GPT2TokenizerFast.from_pretrained "
+              f"and minigpt sample --init-from read it")
     else:
         print(f"wrote {args.llmc} (llm.c model file, version {llmc.VERSION})")
     return 0

@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
     from minigpt.config import BACKENDS
 
     p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face GPT-2 directory (default: out)")
+                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
     p.add_argument("--prompt", help="the text to inspect (default: a held-out problem of a task run, else the model's own "
                                     "greedy continuation of a newline)")

@@ -9,7 +9,7 @@ DESCRIPTION = "Train a GPT. Every setting is a flag; defaults are nanoGPT's CPU 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minigpt.config import BACKENDS, TASKS, TrainConfig, field_kind
+    from minigpt.config import ARCHS, BACKENDS, TASKS, TrainConfig, field_kind
 
     parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of TrainConfig keys")
     defaults = TrainConfig()
@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif f.name == "backend":
             parser.add_argument(flag, choices=BACKENDS, default=argparse.SUPPRESS,
                                 help=f"how the ops are computed {help_text}")
+        elif f.name == "arch":
+            parser.add_argument(flag, choices=ARCHS, default=argparse.SUPPRESS,
+                                help=f"the model's family: gpt2, llama (RMSNorm, rotary embeddings, SwiGLU, grouped-query "
+                                     f"attention) or qwen3 (llama's, with QK-norm) {help_text}")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:

@@ -87,7 +87,7 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
 
     # the residual stream: the embedding's output, then after each block (the input of the next one's ln_1, or ln_f's)
-    residual = [b.ln_1.x[0] for b in cache.blocks] + [cache.ln_f.x[0]]  # L + 1 of (T, C)
+    residual = [b.ln_1.x[0] for b in cache.blocks] + [cache.norm.x[0]]  # L + 1 of (T, C)
     wte = p["transformer.wte.weight"]
     probs, _ = softmax.forward(logits[0].astype(f64))  # (T, V)
     chosen = np.argmax(probs, axis=-1)  # (T,) the model's own next-token choice

@@ -53,11 +53,11 @@ def head_size(qkv, n_head, n_kv_head) -> int:
 class KVCache:
     """The keys and values of the positions processed so far, for one attention layer, so that decoding a new
     token computes only its own row instead of the whole prefix again (docs/ops/attention.md): one
-    (B, block_size, 2 nkv hs) array, filled row by row. With fewer key/value heads than query heads it is that much
+    (B, S, 2 nkv hs) array of the S positions it can hold (at most block_size), filled row by row. With fewer key/value heads than query heads it is that much
     smaller: what grouped-query attention saves when decoding."""
 
-    def __init__(self, B, block_size, n_head, n_kv_head, head_size, dtype):
-        self.kv = np.zeros((B, block_size, 2 * n_kv_head * head_size), dtype=dtype)  # (B, block_size, 2 nkv hs)
+    def __init__(self, B, S, n_head, n_kv_head, head_size, dtype):
+        self.kv = np.zeros((B, S, 2 * n_kv_head * head_size), dtype=dtype)  # (B, S, 2 nkv hs)
         self.q_width = n_head * head_size  # nh hs
         self.length = 0  # P, the positions filled
 
@@ -67,7 +67,7 @@ class KVCache:
         new queries. (The queries of cached positions are never read: those rows are left as they come.)"""
         P, T = self.length, qkv.shape[1]
         if P + T > self.kv.shape[1]:
-            raise ValueError(f"the KV cache holds {self.kv.shape[1]} positions (block_size); {P} + {T} do not fit")
+            raise ValueError(f"the KV cache holds {self.kv.shape[1]} positions; {P} + {T} do not fit")
         self.kv[:, P:P + T] = qkv[:, :, self.q_width:]
         self.length = P + T
         rows = np.empty((qkv.shape[0], P + T, qkv.shape[2]), dtype=qkv.dtype)  # (B, P + T, (nh + 2 nkv) hs)

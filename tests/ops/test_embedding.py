@@ -29,6 +29,19 @@ def test_gradients_match_finite_differences(inputs):
 
 @given(embedding_inputs())
 @settings(max_examples=30)
+def test_without_a_table_of_positions_it_is_the_token_rows_and_their_scatter_add(inputs):
+    # Llama's and Qwen's embedding: no wpe (rotary embeddings turn q and k instead)
+    idx, wte, _ = inputs
+    out, cache = embedding.forward(idx, wte, None)
+    np.testing.assert_array_equal(out, wte[idx])
+    report = check_op(lambda wte: embedding.forward(idx, wte, None), lambda dout, c: embedding.backward(dout, c)[0],
+                      {"wte": wte})
+    assert report.max_rel_error < GRAD_RTOL, report
+    assert embedding.backward(np.ones_like(out), cache)[1] is None
+
+
+@given(embedding_inputs())
+@settings(max_examples=30)
 def test_forward_looks_up_token_and_position_rows(inputs):
     idx, wte, wpe = inputs
     out, _ = embedding.forward(idx, wte, wpe)

@@ -10,14 +10,20 @@ from minigpt.validate import check_contiguous
 
 @numba.njit(**OPTIONS)
 def forward_loops(out, idx, wte, wpe, start):
-    """idx (B, T) -> out (B, T, C) = wte[idx] + wpe[start:start+T]"""
+    """idx (B, T) -> out (B, T, C) = wte[idx] + wpe[start:start+T], or wte[idx] for wpe None (numba compiles that
+    case apart, the branch resolved when it compiles)."""
     B, T = idx.shape
     C = wte.shape[1]
     for b in range(B):
         for t in range(T):
-            out_bt, wte_row, wpe_row = out[b, t], wte[idx[b, t]], wpe[start + t]  # (C,) each
-            for i in range(C):
-                out_bt[i] = wte_row[i] + wpe_row[i]
+            out_bt, wte_row = out[b, t], wte[idx[b, t]]  # (C,) each
+            if wpe is None:
+                for i in range(C):
+                    out_bt[i] = wte_row[i]
+            else:
+                wpe_row = wpe[start + t]  # (C,)
+                for i in range(C):
+                    out_bt[i] = wte_row[i] + wpe_row[i]
 
 
 @numba.njit(**OPTIONS)
@@ -27,10 +33,13 @@ def backward_loops(dwte, dwpe, dout, idx, start):
     B, T, C = dout.shape
     for b in range(B):
         for t in range(T):
-            dout_bt, dwte_row, dwpe_row = dout[b, t], dwte[idx[b, t]], dwpe[start + t]  # (C,) each
+            dout_bt, dwte_row = dout[b, t], dwte[idx[b, t]]  # (C,) each
             for i in range(C):
                 dwte_row[i] += dout_bt[i]
-                dwpe_row[i] += dout_bt[i]
+            if dwpe is not None:
+                dwpe_row = dwpe[start + t]  # (C,)
+                for i in range(C):
+                    dwpe_row[i] += dout_bt[i]
 
 
 @compile_once
