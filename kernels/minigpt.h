@@ -22,6 +22,13 @@ void attention_backward_f32(float* dqkv, const float* dy, const float* qkv, cons
                             const float* mask, int B, int T, int n_head, int n_kv_head, int hs);
 void gelu_forward_f32(float* out, const float* x, long n);
 void gelu_backward_f32(float* dx, const float* dout, const float* x, long n);
+void rmsnorm_forward_f32(float* out, float* rstd, const float* x, const float* w, int N, int C, double eps);
+void rmsnorm_backward_f32(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                          int N, int C);
+void rope_rotate_f32(float* out, const float* x, const float* cos_t, const float* sin_t, int B, int T, int nh, int hs,
+                     int direction);
+void swiglu_forward_f32(float* out, const float* gate, const float* up, long n);
+void swiglu_backward_f32(float* dgate, float* dup, const float* dout, const float* gate, const float* up, long n);
 void cross_entropy_forward_f32(float* nll, float* lse, const float* logits, const int64_t* targets, int N, int V);
 void cross_entropy_backward_f32(float* dlogits, const float* logits, const float* lse, const int64_t* targets,
                                 const float* weight, int N, int V);

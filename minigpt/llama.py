@@ -152,12 +152,13 @@ def block_backward(k, l, dx, c, grads):
     dqkv = attention.attend_backward(dy, c.attend, k)  # (B, T, (nh + 2 nkv) hs)
     hs = dqkv.shape[2] // (nh + 2 * nkv)
     dq, dk, dv = np.split(dqkv, [nh * hs, (nh + nkv) * hs], axis=2)  # (B, T, nh hs), (B, T, nkv hs) x2
+    dq, dk, dv = (np.ascontiguousarray(d) for d in (dq, dk, dv))  # each its own array: the kernels read contiguous ones
     dq = rope.backward(dq.reshape(B, T, nh, hs), c.rope, k)  # (B, T, nh, hs)
     dk = rope.backward(dk.reshape(B, T, nkv, hs), c.rope, k)  # (B, T, nkv, hs)
     if c.q_norm is not None:
         dq, grads[h + "self_attn.q_norm.weight"] = rmsnorm.backward(dq.reshape(B, T * nh, hs), c.q_norm, k)  # (B, T nh, hs)
         dk, grads[h + "self_attn.k_norm.weight"] = rmsnorm.backward(dk.reshape(B, T * nkv, hs), c.k_norm, k)  # (B, T nkv, hs)
-    da_v, dw, _ = linear.backward(np.ascontiguousarray(dv), c.v_proj, k)  # (B, T, C) (dv: columns of dqkv)
+    da_v, dw, _ = linear.backward(dv, c.v_proj, k)  # (B, T, C)
     grads[h + "self_attn.v_proj.weight"] = dw.T
     da_k, dw, _ = linear.backward(dk.reshape(B, T, nkv * hs), c.k_proj, k)  # (B, T, C)
     grads[h + "self_attn.k_proj.weight"] = dw.T

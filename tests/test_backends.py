@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig, backends
-from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear
+from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, rmsnorm, rope, swiglu
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import AdamW
 from strategies import batch, channels, seq
@@ -108,6 +108,57 @@ def test_layernorm(kernels, dtype, seed, B, T, C, bias, shift):
         return (out, cache.mean, cache.rstd, *layernorm.backward(dout.astype(dtype), cache, kernels))
 
     compare(kernels, dtype, run, ("out", "mean", "rstd", "dx", "dw", "db"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), batch, seq, channels.filter(lambda C: C >= 2), st.sampled_from([1e-3, 1.0, 1e3]))
+@settings(max_examples=15)
+def test_rmsnorm(kernels, dtype, seed, B, T, C, scale):
+    # C >= 2: over one channel dx is eps / (x^2 + eps) of the terms it is the difference of, below float32's
+    # resolution, so every float32 result is rounding noise of its own (tests/ops/test_rmsnorm.py checks C = 1)
+    rng = np.random.default_rng(seed)
+    # rows of every size (a sum of squares of large numbers, of small ones near eps) and shifted ones
+    x = rng.normal(size=(B, T, C)) * scale + rng.normal(size=(B, T, 1)) * scale
+    inputs = (x, rng.normal(size=C))
+    dout = rng.normal(size=(B, T, C))
+
+    def run(kernels, dtype):
+        x, w = cast(dtype, *inputs)
+        out, cache = rmsnorm.forward(x, w, 1e-6, kernels)
+        return (out, cache.rstd, *rmsnorm.backward(dout.astype(dtype), cache, kernels))
+
+    compare(kernels, dtype, run, ("out", "rstd", "dx", "dw"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), batch, seq, st.integers(1, 4), st.integers(1, 5), st.integers(0, 100))
+@settings(max_examples=15)
+def test_rope(kernels, dtype, seed, B, T, nh, half, start):
+    rng = np.random.default_rng(seed)
+    hs = 2 * half  # head size 2 (one pair) and up
+    x, dout = rng.normal(size=(B, T, nh, hs)), rng.normal(size=(B, T, nh, hs))
+    inv_freq = rope.inverse_frequencies(hs, 10000.0)
+
+    def run(kernels, dtype):
+        out, cache = rope.forward(x.astype(dtype), rope.angles(inv_freq, start, T, dtype), kernels)
+        return out, rope.backward(dout.astype(dtype), cache, kernels)
+
+    compare(kernels, dtype, run, ("out", "dx"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), batch, seq, channels, st.floats(0.1, 100.0))
+@settings(max_examples=15)
+def test_swiglu(kernels, dtype, seed, B, T, C, scale):
+    rng = np.random.default_rng(seed)
+    # gates far into both tails (sigmoid 0 and 1, where exp(-|g|) underflows) and around 0
+    gate, up, dout = rng.normal(size=(B, T, C)) * scale, rng.normal(size=(B, T, C)), rng.normal(size=(B, T, C))
+
+    def run(kernels, dtype):
+        out, cache = swiglu.forward(*cast(dtype, gate, up), kernels)
+        return (out, *swiglu.backward(dout.astype(dtype), cache, kernels))
+
+    compare(kernels, dtype, run, ("out", "dgate", "dup"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

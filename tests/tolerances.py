@@ -42,5 +42,6 @@ UNTRAINED_LOSS_RTOL = 0.02
 ADAMW_FIRST_STEP_RTOL = 1e-6
 # A whole model's gradient that is 0 in exact arithmetic (the queries', when every key a query sees comes with the same
 # value vector: a repeated token, in a model without a table of positions) comes out as rounding noise: such a
-# tensor passes if it is within this many of the model's largest gradient entry (a few ulp of it) instead.
-ZERO_GRADIENT_ATOL = {"float64": 1e-15, "float32": 2e-7}
+# tensor passes if it is within this many of the model's largest gradient entry (8 ulp of it) instead. (T = 1 is such
+# a case for every query and key: one key, whose score the softmax cannot tell from anything.)
+ZERO_GRADIENT_ATOL = {"float64": 2e-15, "float32": 1e-6}
