@@ -62,6 +62,17 @@ def test_two_ranks_compute_what_one_process_computes(mpiexec, text, tmp_path, dt
     assert_same_losses(read_log(tmp_path / "one"), read_log(tmp_path / "two"), DISTRIBUTED_RTOL[dtype])
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_two_ranks_train_a_rotary_model_as_one_process_does(mpiexec, text, tmp_path, arch):
+    # grouped-query attention (one key/value head) and an untied head: every gradient the ranks average
+    args = ["--data", str(text), *TINY, "--arch", arch, "--n-kv-head", "1", "--dtype", "float64",
+            "--gradient-accumulation-steps", "2"]
+    assert main(["train", *args, "--out-dir", str(tmp_path / "one")]) == 0
+    double = run([mpiexec, "-n", "2", *minigpt("train", *args, "--out-dir", str(tmp_path / "two"))])
+    assert double.returncode == 0, double.stderr
+    assert_same_losses(read_log(tmp_path / "one"), read_log(tmp_path / "two"), DISTRIBUTED_RTOL["float64"])
+
+
 def test_parameters_stay_identical_on_every_rank(mpiexec, text, tmp_path):
     result = run([mpiexec, "-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "hash", "--data", str(text), *TINY,
                   "--gradient-accumulation-steps", "2", "--out-dir", str(tmp_path / "run")])

@@ -55,6 +55,28 @@ def test_greedy_generation_equals_transformers_generate(model, transformers, tor
     np.testing.assert_array_equal(model.generate(prompt, new, do_sample=False), theirs)
 
 
+def test_200_greedy_tokens_in_float64_equal_transformers_generate(transformers, torch, tmp_path):
+    # In float64 both sides round alike far enough that 200 greedy choices through the KV cache must agree.
+    cfg = GPTConfig(vocab_size=50, block_size=208, n_layer=2, n_head=4, n_embd=32)
+    model = GPT(cfg, seed=5, dtype=np.float64)
+    rng = np.random.default_rng(5)
+    for p in model.params.values():
+        p += rng.normal(0, 0.3, size=p.shape)
+    hf.save_pretrained(model.eval(), tmp_path)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").double().eval()
+    with torch.no_grad():  # from the float64 arrays themselves: the directory holds float32
+        missing, unexpected = hf_model.load_state_dict({k: torch.from_numpy(v) for k, v in model.params.items()},
+                                                       strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}  # tied to the embedding
+    prompt = rng.integers(0, 50, size=(2, 8))
+    with torch.no_grad():
+        theirs = hf_model.generate(torch.from_numpy(prompt), attention_mask=torch.ones(2, 8, dtype=torch.long),
+                                   max_new_tokens=200, min_new_tokens=200, do_sample=False, pad_token_id=0).numpy()
+    tokens = model.generate(prompt, 200, do_sample=False)
+    assert len(set(tokens[:, 8:].ravel().tolist())) > 5  # not one repeated token, which a broken cache could give too
+    np.testing.assert_array_equal(tokens, theirs)
+
+
 @pytest.mark.parametrize("base_model", [False, True])
 def test_a_transformers_directory_loads_with_the_same_logits(transformers, torch, tmp_path, base_model):
     config = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2,

@@ -101,16 +101,16 @@ def test_activation_statistics_count_what_they_say(model_and_tokenizer):
     T, L = len(PROMPT), 2
     assert len(a["residual_histograms"]) == L + 1
     assert all(h["counts"].sum() == T * 8 for h in a["residual_histograms"])
-    assert all(h["counts"].sum() == T * 32 for h in a["gelu_histograms"])
+    assert all(h["counts"].sum() == T * 32 for h in a["gate_histograms"])
     entropy = a["attention_entropy"]
     assert entropy.shape == (L, 2) and np.all(entropy >= 0) and np.all(entropy <= math.log(T))
     # a unit pushed far below GELU's flat edge at every position is reported dead
     model.params["transformer.h.1.mlp.c_fc.bias"][5] -= 1e3
     try:
-        dead = inspect.analyse(model, tokenizer, PROMPT)["gelu_dead_units"]
+        dead = inspect.analyse(model, tokenizer, PROMPT)["gate_dead_units"]
     finally:
         model.params["transformer.h.1.mlp.c_fc.bias"][5] += 1e3
-    assert dead[1] == a["gelu_dead_units"][1] + 1
+    assert dead[1] == a["gate_dead_units"][1] + 1
 
 
 def test_the_data_flow_is_every_kernel_of_the_forward_in_the_model_s_order(model_and_tokenizer):
@@ -127,6 +127,81 @@ def test_the_data_flow_is_every_kernel_of_the_forward_in_the_model_s_order(model
     assert shapes["h.0.attn.attention"] == [(1, T, 8), (1, 2, T)]  # y and the log-sum-exp of each row
     assert all(r[4] > 0 for r in rows)
     assert all((ROOT / "docs" / r[5]).is_file() for r in rows)
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen3"])
+def rotary_model(request):
+    """A Llama or Qwen 3: two query heads sharing one key/value head, an untied head, QK-norm for qwen3."""
+    tokenizer = CharTokenizer("".join(sorted("abcdefgh \n")))
+    cfg = GPTConfig(arch=request.param, vocab_size=tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2,
+                    n_kv_head=1, n_embd=16)
+    model = GPT(cfg, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    for p in model.params.values():
+        p += rng.normal(0, 0.3, size=p.shape)
+    return model, tokenizer
+
+
+def test_a_rotary_model_s_attention_maps_are_per_query_head_reading_its_group_s_keys(rotary_model):
+    model, tokenizer = rotary_model
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    T, hs = len(PROMPT), 8
+    assert a["attention"].shape == (2, 2, T, T) and a["n_kv_head"] == 1
+    model.eval()
+    model.forward(tokenizer.encode(PROMPT)[None])
+    cache = model.cache
+    model.train()
+    for l in range(2):
+        qkv = cache.blocks[l].attend.qkv[0]  # (T, (nh + 2 nkv) hs): rotated queries, then the one key head, then values
+        k = qkv[:, 2 * hs:3 * hs]  # (T, hs) the key head both query heads read
+        for h in range(2):
+            q = qkv[:, h * hs:(h + 1) * hs]  # (T, hs)
+            scores = np.where(np.tril(np.ones((T, T), bool)), q @ k.T / math.sqrt(hs), -np.inf)
+            expected = np.exp(scores - scores.max(-1, keepdims=True))
+            np.testing.assert_allclose(a["attention"][l, h], expected / expected.sum(-1, keepdims=True),
+                                       rtol=FLOAT64_RTOL, atol=1e-15)
+    assert not np.allclose(a["attention"][:, 0], a["attention"][:, 1])  # two query heads, two maps
+
+
+def test_a_rotary_model_s_lens_gains_and_gates_are_its_own(rotary_model):
+    model, tokenizer = rotary_model
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    T = len(PROMPT)
+    # the last layer through model.norm and the untied lm_head is the model's logits
+    np.testing.assert_allclose(a["lens_logits_last"], a["logits"], rtol=FLOAT64_RTOL, atol=1e-14)
+    assert a["final_norm"] == "norm" and a["head"] == "lm_head"
+    gains = {n for n in a["norm_gains"]}
+    assert {"model.norm.weight", "model.layers.1.post_attention_layernorm.weight"} <= gains
+    assert ("model.layers.0.self_attn.q_norm.weight" in gains) == (model.config.arch == "qwen3")
+    assert a["activation"] == "SiLU" and all(h["counts"].sum() == T * 48 for h in a["gate_histograms"])
+    # a gate unit whose input is -100 at every position of the prompt is reported dead
+    model.eval()
+    model.forward(tokenizer.encode(PROMPT)[None])
+    x = model.cache.blocks[1].gate_proj.x.reshape(T, 16)  # (T, C) gate_proj's input, post_attention_layernorm's output
+    model.train()
+    w = model.params["model.layers.1.mlp.gate_proj.weight"]  # (F, C)
+    saved = w[5].copy()
+    w[5] = np.linalg.lstsq(x, np.full(T, -100.0), rcond=None)[0]  # T <= C: x w = -100 exactly
+    try:
+        dead = inspect.analyse(model, tokenizer, PROMPT)["gate_dead_units"]
+    finally:
+        w[5] = saved
+    assert dead[1] == a["gate_dead_units"][1] + 1
+
+
+def test_a_rotary_model_s_data_flow_names_each_projection_and_the_page_its_key_value_heads(rotary_model):
+    model, tokenizer = rotary_model
+    a = inspect.analyse(model, tokenizer, PROMPT)
+    qk_norm = ["self_attn.q_norm", "self_attn.k_norm"] if model.config.arch == "qwen3" else []
+    block = ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", *qk_norm,
+             "self_attn.rope", "self_attn.rope", "self_attn.attention", "self_attn.o_proj", "post_attention_layernorm",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.swiglu", "mlp.down_proj"]
+    assert [r[0] for r in a["data_flow"]] == ["embedding", *(f"layers.{l}.{n}" for l in range(2) for n in block),
+                                               "norm", "lm_head"]
+    assert all((ROOT / "docs" / r[5]).is_file() for r in a["data_flow"])
+    page = inspect.report(model, tokenizer, PROMPT)
+    assert "layer 1 head 1 kv 0" in page and "2 query heads share 1 key/value head" in page
+    assert "SiLU inputs (gate_proj" in page
 
 
 def test_a_long_prompt_is_cropped_to_the_context_with_a_notice(model_and_tokenizer):

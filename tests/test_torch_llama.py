@@ -183,15 +183,15 @@ def test_inverse_frequencies_are_transformers_own(torch, transformers, head_dim,
 
 @pytest.mark.parametrize("arch, tie", [("llama", False), ("qwen3", True)])
 def test_greedy_generation_gives_hugging_face_s_tokens(torch, transformers, arch, tie):
-    # 56 new tokens through each side's KV cache: one wrong cached key (a rotation at the wrong position) changes
+    # 200 new tokens through each side's KV cache: one wrong cached key (a rotation at the wrong position) changes
     # a token. Weights at scale 0.3, so that the logits are far from ties.
-    cfg = GPTConfig(arch=arch, vocab_size=50, block_size=64, n_layer=2, n_head=4, n_kv_head=1, n_embd=32,
+    cfg = GPTConfig(arch=arch, vocab_size=50, block_size=208, n_layer=2, n_head=4, n_kv_head=1, n_embd=32,
                     tie_word_embeddings=tie)
     ours, hf = paired(torch, transformers, cfg, np.float64, seed=3, scale=0.3)
     prompt = np.random.default_rng(3).integers(0, 50, size=(2, 8))
-    tokens = ours.eval().generate(prompt, 56, do_sample=False)
+    tokens = ours.eval().generate(prompt, 200, do_sample=False)
     with float64_exact(torch, hf, ours, np.float64), torch.no_grad():
-        theirs = hf.generate(torch.from_numpy(prompt), max_new_tokens=56, min_new_tokens=56, do_sample=False,
+        theirs = hf.generate(torch.from_numpy(prompt), max_new_tokens=200, min_new_tokens=200, do_sample=False,
                              attention_mask=torch.ones(prompt.shape, dtype=torch.long)).numpy()
     assert len(set(tokens[:, 8:].ravel().tolist())) > 5  # not a repeated token, which a broken cache could give too
     np.testing.assert_array_equal(tokens, theirs)

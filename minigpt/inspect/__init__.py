@@ -9,10 +9,12 @@ the ops saved for the backward (the model's `cache`): nothing is recomputed by a
 attention probabilities, which the fused kernels do not store: they come back from the queries and keys and each
 row's log-sum-exp, a = exp(q k^T / sqrt(hs) - lse) (docs/kernels.md). The panels:
 
-    attention     every layer x head, (T, T) probabilities, the prompt's tokens on both axes
+    attention     every layer x query head, (T, T) probabilities, the prompt's tokens on both axes (with
+                  grouped-query attention, each head's key/value head named)
     predictions   at each position the top-k next tokens, and the loss where the prompt is its own target
-    logit lens    the residual stream after each block through ln_f and the tied head: each layer's guess
-    activations   the residual stream's and GELU inputs' distributions, attention entropy, layer-norm gains
+    logit lens    the residual stream after each block through the final norm and the head: each layer's guess
+    activations   the residual stream's and the MLP gate's (GELU's or SwiGLU's) inputs, attention entropy, the
+                  norms' gains
     gradients     per parameter, |grad| and |grad| / |weight| from the backward of the prompt; with a run's log
                   (`minigpt train --log-stats`), the update-to-weight ratios over training and the losses
     data flow     each kernel the forward calls, in the model's own order (its kernel table traced), with its

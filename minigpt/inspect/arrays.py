@@ -4,12 +4,24 @@
 import numpy as np
 
 from minigpt import backends
-from minigpt.ops import attention, cross_entropy, layernorm, softmax
+from minigpt.model import HEAD
+from minigpt.ops import attention, cross_entropy, softmax
 
 TOP_K = 5
 MAX_TOKENS = 128  # the page shows at most this many positions: every head's (T, T) map goes into it
-GELU_FLAT = -3.0  # below this GELU's output (> -0.004) and slope (< 0.012) are nearly 0: the unit passes nothing on
 HISTOGRAM_BINS = 60
+# The MLP's gate and where it is flat: below -3 GELU's output (> -0.004) and slope (< 0.012) are nearly 0, below -6
+# SiLU's (> -0.015, |slope| < 0.013): a unit whose gate input is there passes nothing on.
+GATES = {"gpt2": ("GELU", -3.0, "c_fc's output"), "llama": ("SiLU", -6.0, "gate_proj's output"),
+         "qwen3": ("SiLU", -6.0, "gate_proj's output")}
+
+
+def block_parts(arch: str, b) -> tuple:
+    """What inspect reads from one block's cache: the attention core's cache (queries, keys, log-sum-exp), the
+    block's input (the residual stream, before its first norm) and the MLP gate's input."""
+    if arch == "gpt2":
+        return b.attn.attend, b.ln_1.x, b.gelu.x
+    return b.attend, b.input_layernorm.x, b.swiglu.gate  # llama and qwen3
 
 
 def token_labels(tokenizer, ids) -> list:
@@ -79,22 +91,25 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     finally:
         model.train(training)
     f64 = np.float64
+    attends, inputs, gates = zip(*(block_parts(cfg.arch, b) for b in cache.blocks))  # L of each
+    activation, flat_below, gate_source = GATES[cfg.arch]
 
-    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64
-    att = np.stack([attention.probabilities(b.attn.attend._replace(qkv=b.attn.attend.qkv.astype(f64),
-                                                                   lse=b.attn.attend.lse.astype(f64)))[0]
-                    for b in cache.blocks])  # (L, nh, T, T)
+    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64;
+    # one map per query head: with grouped-query attention, heads h of a group share key/value head h // (nh / nkv)
+    att = np.stack([attention.probabilities(c._replace(qkv=c.qkv.astype(f64), lse=c.lse.astype(f64)))[0]
+                    for c in attends])  # (L, nh, T, T)
     entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
 
-    # the residual stream: the embedding's output, then after each block (the input of the next one's ln_1, or ln_f's)
-    residual = [b.ln_1.x[0] for b in cache.blocks] + [cache.norm.x[0]]  # L + 1 of (T, C)
-    wte = p["transformer.wte.weight"]
+    # the residual stream: the embedding's output, then after each block (the input of the next one's first norm,
+    # or of the final norm's)
+    residual = [x[0] for x in inputs] + [cache.norm.x[0]]  # L + 1 of (T, C)
+    head = p[model.family.WTE] if cfg.tie_word_embeddings else p[HEAD]  # (V, C)
     probs, _ = softmax.forward(logits[0].astype(f64))  # (T, V)
     chosen = np.argmax(probs, axis=-1)  # (T,) the model's own next-token choice
     lens_top, lens_prob, lens_rank = [], [], []
     for r in residual:
-        x, _ = layernorm.forward(r[None], p["transformer.ln_f.weight"], p.get("transformer.ln_f.bias"))  # (1, T, C)
-        lens_logits = (x[0] @ wte.T).astype(f64)  # (T, V)
+        x, _ = model.family.final_norm(p, cfg, None, r[None])  # (1, T, C): ln_f, or norm (RMSNorm)
+        lens_logits = (x[0] @ head.T).astype(f64)  # (T, V)
         lens_p, _ = softmax.forward(lens_logits)  # (T, V)
         lens_top.append(np.argmax(lens_p, axis=-1))
         lens_prob.append(lens_p.max(axis=-1))
@@ -105,9 +120,9 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     top = np.argsort(-probs, axis=-1)[:, :top_k]  # (T, k)
     position_loss = -np.log(np.maximum(probs[np.arange(T - 1), ids[1:]], 1e-300))  # (T - 1,)
 
-    gelu_in = [b.gelu.x[0] for b in cache.blocks]  # L of (T, 4C): c_fc's output
-    flat = np.array([np.mean(g < GELU_FLAT) for g in gelu_in])  # (L,) fraction of inputs in GELU's flat region
-    dead = np.array([int(np.sum(np.all(g < GELU_FLAT, axis=0))) for g in gelu_in])  # (L,) units flat at every position
+    gate_in = [g[0] for g in gates]  # L of (T, F): c_fc's or gate_proj's output
+    flat = np.array([np.mean(g < flat_below) for g in gate_in])  # (L,) fraction of inputs in the gate's flat region
+    dead = np.array([int(np.sum(np.all(g < flat_below, axis=0))) for g in gate_in])  # (L,) units flat at every position
 
     names = list(p)
     grad_norm = np.array([np.linalg.norm(grads[n].astype(f64)) for n in names])
@@ -115,7 +130,9 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
 
     out = {
         "prompt": tokenizer.decode([int(i) for i in ids]), "ids": ids, "tokens": token_labels(tokenizer, ids),
-        "notices": notices, "n_layer": L, "n_head": nh,
+        "notices": notices, "arch": cfg.arch, "n_layer": L, "n_head": nh, "n_kv_head": cfg.n_kv_head,
+        "final_norm": "ln_f" if cfg.arch == "gpt2" else "norm",
+        "head": "the tied head (the token embedding)" if cfg.tie_word_embeddings else "lm_head",
         "attention": att, "attention_entropy": entropy,
         "logits": logits[0], "probs": probs, "top_ids": top, "top_tokens": [token_labels(tokenizer, row) for row in top],
         "top_probs": np.take_along_axis(probs, top, axis=-1), "position_loss": position_loss, "loss": loss,
@@ -124,8 +141,9 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
         "chosen_tokens": token_labels(tokenizer, chosen),
         "residual_histograms": [histogram(r) for r in residual],
         "residual_std": np.array([float(np.std(r)) for r in residual]),
-        "gelu_histograms": [histogram(g) for g in gelu_in], "gelu_flat_fraction": flat, "gelu_dead_units": dead,
-        "layernorm_gains": {n: p[n].astype(f64) for n in names if ".ln_" in n and n.endswith(".weight")},
+        "activation": activation, "flat_below": flat_below, "gate_source": gate_source,
+        "gate_histograms": [histogram(g) for g in gate_in], "gate_flat_fraction": flat, "gate_dead_units": dead,
+        "norm_gains": {n: p[n].astype(f64) for n in names if n.endswith(".weight") and p[n].ndim == 1},
         "parameter_names": names, "grad_norms": grad_norm, "weight_norms": weight_norm,
         "grad_to_weight": grad_norm / np.where(weight_norm > 0, weight_norm, 1.0),
         "grads": grads,
@@ -159,7 +177,9 @@ def data_flow(model, ids, repeat: int = 3) -> list:
     """Each kernel call of a forward of the prompt, in the order the model makes them (its kernel table traced,
     minigpt/backends), with the parameter it computes with, its shapes, its time (the best of `repeat` forwards) and
     its docs page: rows of (name, kernel, input shapes, output shapes, seconds, docs page)."""
-    names = {id(p): name.removeprefix("transformer.").removesuffix(".weight") for name, p in model.params.items()}
+    names = {id(p): name.removeprefix("transformer.").removeprefix("model.").removesuffix(".weight")
+             for name, p in model.params.items()}
+    embedding = names[id(model.params[model.family.WTE])]
     runs, kernels = [], model.kernels
     for _ in range(repeat):
         calls = []
@@ -179,8 +199,10 @@ def data_flow(model, ids, repeat: int = 3) -> list:
             name = "embedding"
         elif weights:  # named after the weight it computes with: h.0.attn.c_attn
             name = weights[0]
-        elif transposed:  # a transposed view of a weight: the tied LM head, wte^T
-            name = f"lm_head ({transposed[0]}^T)"
+        elif transposed and transposed[0] == embedding:  # the tied LM head: wte^T
+            name = f"lm_head ({embedding}^T)"
+        elif transposed:  # a weight stored (out, in), as Llama's linears and lm_head are: layers.0.self_attn.q_proj
+            name = transposed[0]
         else:  # no weight: after the op, in the module of the call before it (h.0.attn.c_attn -> h.0.attn.attention)
             name = f"{name.rpartition('.')[0]}.{op}".lstrip(".")
         results = result if isinstance(result, tuple) else (result,)

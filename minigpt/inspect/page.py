@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from minigpt.files import atomic_write
-from minigpt.inspect.arrays import GELU_FLAT, TOP_K, analyse
+from minigpt.inspect.arrays import TOP_K, analyse
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"  # the docs of a source checkout, for the data flow's links
 
@@ -39,20 +39,21 @@ def report(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None, titl
     sections = [
         ("attention", "Attention",
          "Each layer and head: row t is the query at position t, its colours the weights it gives to the positions "
-         "s &le; t (each row sums to 1). Hover for the exact value; pick a head below to see it large.",
+         "s &le; t (each row sums to 1). Hover for the exact value; pick a head below to see it large."
+         + grouped_note(a),
          figures[0]),
         ("predictions", "Predictions",
          f"At each position, the model's {top_k} most likely next tokens, and the loss where the next token of the "
          f"prompt is known: mean {a['loss']:.4f} nats over {len(a['ids']) - 1} positions.",
          [prediction_table(a)] + figures[1]),
         ("logit-lens", "Logit lens",
-         "The residual stream after each block, through ln_f and the tied head: what each layer would predict. "
+         f"The residual stream after each block, through {a['final_norm']} and {a['head']}: what each layer would predict. "
          "Top: each layer's most likely token and its probability. Bottom: the rank, at each layer, of the token "
          "the whole model finally picks (0: that layer already picks it).",
          figures[2]),
         ("activations", "Activations",
-         "Distributions of the residual stream after each block and of the GELU inputs; attention entropy per "
-         "head (0: attends to one position; ln T: uniform); the layer-norm gains. " + activation_flags(a),
+         f"Distributions of the residual stream after each block and of the {a['activation']} inputs; attention "
+         "entropy per head (0: attends to one position; ln T: uniform); the norms' gains. " + activation_flags(a),
          figures[3]),
         ("gradients", "Gradients and training",
          "From one backward of the prompt's loss: each parameter's gradient norm relative to its weight's. "
@@ -84,17 +85,31 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 """
 
 
+def grouped_note(a) -> str:
+    nh, nkv = a["n_head"], a["n_kv_head"]
+    if nkv == nh:
+        return ""
+    return (f" Grouped-query attention: {nh} query heads share {nkv} key/value head{'s' if nkv > 1 else ''}, "
+            f"query head h reading key/value head h // {nh // nkv} (the <i>kv</i> in each title).")
+
+
+def head_label(a, l: int, h: int) -> str:
+    """layer l head h, and its key/value head when heads share them."""
+    group = "" if a["n_kv_head"] == a["n_head"] else f" kv {h // (a['n_head'] // a['n_kv_head'])}"
+    return f"layer {l} head {h}{group}"
+
+
 def attention_figures(go, make_subplots, a) -> list:
     att, tokens, L, nh = a["attention"], a["tokens"], a["n_layer"], a["n_head"]
     T = len(tokens)
     ticks = dict(tickmode="array", tickvals=list(range(T)), ticktext=tokens, tickfont=dict(size=8))
     hover = [[f"query {t} {tokens[t]!r} → key {s} {tokens[s]!r}" for s in range(T)] for t in range(T)]
-    grid = make_subplots(rows=L, cols=nh, subplot_titles=[f"layer {l} head {h}" for l in range(L) for h in range(nh)],
+    grid = make_subplots(rows=L, cols=nh, subplot_titles=[head_label(a, l, h) for l in range(L) for h in range(nh)],
                          horizontal_spacing=0.02, vertical_spacing=0.06 / max(1, L - 1) if L > 1 else 0.0)
     for l in range(L):  # (the tokens go into the enlarged head's hover only: T x T labels per head would swell the page)
         for h in range(nh):
             grid.add_trace(go.Heatmap(z=att[l, h].astype(np.float32), coloraxis="coloraxis",
-                                      hovertemplate=f"layer {l} head {h}: query %{{y}} → key %{{x}}: %{{z:.4f}}"
+                                      hovertemplate=f"{head_label(a, l, h)}: query %{{y}} → key %{{x}}: %{{z:.4f}}"
                                                     "<extra></extra>"), row=l + 1, col=h + 1)
     grid.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="weight")),
                        height=max(250, 230 * L), margin=dict(t=40, l=10, r=10, b=10))
@@ -102,7 +117,7 @@ def attention_figures(go, make_subplots, a) -> list:
     grid.update_xaxes(showticklabels=False)
     big = go.Figure(go.Heatmap(z=att[0, 0], text=hover, hovertemplate="%{text}: %{z:.4f}<extra></extra>",
                                colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="weight")))
-    buttons = [dict(label=f"layer {l} head {h}", method="restyle", args=[{"z": [att[l, h].astype(np.float32)]}])
+    buttons = [dict(label=head_label(a, l, h), method="restyle", args=[{"z": [att[l, h].astype(np.float32)]}])
                for l in range(L) for h in range(nh)]
     big.update_layout(title="one head, enlarged", height=620, width=700,
                       updatemenus=[dict(buttons=buttons, direction="down", x=1.0, y=1.15)],
@@ -163,14 +178,14 @@ def lens_figures(go, a) -> list:
 
 
 def activation_flags(a) -> str:
-    flags = []
-    for l, (flat, dead) in enumerate(zip(a["gelu_flat_fraction"], a["gelu_dead_units"])):
+    flags, act = [], a["activation"]
+    for l, (flat, dead) in enumerate(zip(a["gate_flat_fraction"], a["gate_dead_units"])):
         if dead:
-            flags.append(f"layer {l}: {dead} MLP units are in GELU's flat region (input &lt; {GELU_FLAT:g}) at every "
-                         f"position: dead for this prompt")
+            flags.append(f"layer {l}: {dead} MLP units are in {act}'s flat region (input &lt; {a['flat_below']:g}) at "
+                         f"every position: dead for this prompt")
         if flat > 0.5:
-            flags.append(f"layer {l}: {flat:.0%} of the GELU inputs are in its flat region")
-    listed = "".join(f"<li>{f}</li>" for f in flags) or "<li>none: no dead units, no layer mostly in GELU's flat region</li>"
+            flags.append(f"layer {l}: {flat:.0%} of the {act} inputs are in its flat region")
+    listed = "".join(f"<li>{f}</li>" for f in flags) or f"<li>none: no dead units, no layer mostly in {act}'s flat region</li>"
     return f"Flags:<ul class='flags'>{listed}</ul>"
 
 
@@ -181,22 +196,24 @@ def activation_figures(go, make_subplots, a) -> list:
         residual.add_trace(go.Scatter(x=hist["centers"], y=hist["counts"], mode="lines",
                                       name="embedding" if l == 0 else f"after block {l - 1}"))
     residual.update_layout(title="residual stream values", height=320, xaxis_title="value", yaxis_title="count")
-    gelu_fig = go.Figure()
-    for l, hist in enumerate(a["gelu_histograms"]):
-        gelu_fig.add_trace(go.Scatter(x=hist["centers"], y=hist["counts"], mode="lines",
-                                      name=f"layer {l} ({a['gelu_flat_fraction'][l]:.0%} flat)"))
-    gelu_fig.add_vline(x=GELU_FLAT, line_dash="dash", annotation_text="flat below")
-    gelu_fig.update_layout(title="GELU inputs (c_fc's output)", height=320, xaxis_title="value", yaxis_title="count")
+    gate_fig = go.Figure()
+    for l, hist in enumerate(a["gate_histograms"]):
+        gate_fig.add_trace(go.Scatter(x=hist["centers"], y=hist["counts"], mode="lines",
+                                      name=f"layer {l} ({a['gate_flat_fraction'][l]:.0%} flat)"))
+    gate_fig.add_vline(x=a["flat_below"], line_dash="dash", annotation_text="flat below")
+    gate_fig.update_layout(title=f"{a['activation']} inputs ({a['gate_source']})", height=320, xaxis_title="value",
+                           yaxis_title="count")
     entropy = go.Figure(go.Heatmap(z=a["attention_entropy"], colorscale="Cividis", colorbar=dict(title="nats"),
                                    zmin=0, zmax=math.log(len(a["tokens"])),  # one position .. uniform over T
-                                   x=[f"head {h}" for h in range(a["n_head"])], y=[f"layer {l}" for l in range(L)],
+                                   x=[head_label(a, 0, h).removeprefix("layer 0 ") for h in range(a["n_head"])], y=[f"layer {l}" for l in range(L)],
                                    hovertemplate="%{y} %{x}: entropy %{z:.3f} nats<extra></extra>"))
     entropy.update_layout(title="attention entropy, mean over query positions", height=rows_height(L), margin=MARGIN)
     gains = go.Figure()
-    for name, w in a["layernorm_gains"].items():
-        gains.add_trace(go.Box(y=w, name=name.replace("transformer.", "").replace(".weight", ""), boxpoints=False))
-    gains.update_layout(title="layer-norm gains (w)", height=320, showlegend=False)
-    return [residual, gelu_fig, entropy, gains]
+    for name, w in a["norm_gains"].items():
+        gains.add_trace(go.Box(y=w, name=name.removeprefix("transformer.").removeprefix("model.").removesuffix(".weight"),
+                               boxpoints=False))
+    gains.update_layout(title="the norms' gains (w)", height=320, showlegend=False)
+    return [residual, gate_fig, entropy, gains]
 
 
 def gradient_figures(go, a) -> list:
