@@ -278,6 +278,7 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     disk) leaves no half-written file."""
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.chars import CharTokenizer
+    from minigpt.data.hf_tokenizer import HFTokenizer
 
     if config.arch == "gpt2" and not config.bias:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
@@ -286,8 +287,11 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        eot = tokenizer.eot_token if isinstance(tokenizer, BPETokenizer) else None
-        (tmp / "config.json").write_text(json.dumps(hf_config(config, eot), indent=1))
+        eot = tokenizer.eot_token if isinstance(tokenizer, (BPETokenizer, HFTokenizer)) else None
+        d = hf_config(config, eot)
+        if isinstance(tokenizer, HFTokenizer):  # the roles its tokenizer_config.json gives (Llama 3: bos and eos differ)
+            d.update(tokenizer.role_ids())
+        (tmp / "config.json").write_text(json.dumps(d, indent=1))
         safetensors.write(tmp / "model.safetensors", {name: p.astype(np.float32) for name, p in params.items()},
                           metadata={"format": "pt"})
         if isinstance(tokenizer, BPETokenizer):
@@ -296,6 +300,8 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
             tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": config.block_size,
                                 "add_prefix_space": False, **special}
             (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+        elif isinstance(tokenizer, HFTokenizer):  # the Hugging Face files it came from, whole
+            tokenizer.save(tmp)
         elif isinstance(tokenizer, CharTokenizer):
             write_char_vocab(tokenizer, tmp, config.block_size)
         if not directory.exists():

@@ -5,33 +5,46 @@ from pathlib import Path
 
 from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, BPETokenizer, check_vocab, read_text
 from minigpt.data.chars import CharTokenizer
+from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.data.tasks import AddTask, SortTask
 from minigpt.data.text import TextDataset
 from minigpt.validate import check_object, read_json
 
-__all__ = ["AddTask", "BPETokenizer", "CharTokenizer", "SortTask", "TextDataset", "load_tokenizer", "tokenizer_from_dict"]
+__all__ = ["AddTask", "BPETokenizer", "CharTokenizer", "HFTokenizer", "SortTask", "TextDataset", "load_tokenizer", "tokenizer_from_dict"]
 
 
 def tokenizer_from_dict(d, where: str = "tokenizer.json"):
-    """A tokenizer from to_json's object (a checkpoint's tokenizer.json): characters or byte-level BPE."""
+    """A tokenizer from to_json's object (a checkpoint's tokenizer.json): characters, byte-level BPE, or a Hugging
+    Face tokenizer.json kept whole."""
     check_object(d, where, {"type": str})
     if d["type"] == "char":
         return CharTokenizer.from_dict(d, where)
     if d["type"] == "bpe":
         return BPETokenizer.from_dict(d, where)
-    raise ValueError(f"{where}: unknown tokenizer type {d['type']!r} (minigpt writes \"char\" or \"bpe\")")
+    if d["type"] == "hf":
+        return HFTokenizer.from_dict(d, where)
+    raise ValueError(f"{where}: unknown tokenizer type {d['type']!r} (minigpt writes \"char\", \"bpe\" or \"hf\")")
 
 
 def load_tokenizer(directory):
     """The tokenizer saved in a directory, or None if there is none: minigpt's tokenizer.json (a checkpoint, or
-    `minigpt tokenizer train`), or GPT-2's vocab.json and merges.txt (a Hugging Face directory). A vocab.json of
-    single bytes without merges is a character vocabulary, as `minigpt export --hf` writes a character model's."""
+    `minigpt tokenizer train`), a Hugging Face tokenizer.json (with its tokenizer_config.json: what transformers'
+    fast tokenizers read first), or GPT-2's vocab.json and merges.txt. A vocab.json of single bytes without merges
+    is a character vocabulary, as `minigpt export --hf` writes a character model's."""
     directory = Path(directory)
     own = directory / "tokenizer.json"
     if own.is_file():
         d = read_json(own)
-        if not (isinstance(d, dict) and "model" in d and "type" not in d):  # else Hugging Face's fast-tokenizer file
+        if not (isinstance(d, dict) and "model" in d and "type" not in d):
             return tokenizer_from_dict(d, str(own))
+        config = directory / "tokenizer_config.json"  # Hugging Face's fast-tokenizer file
+        config = read_json(config) if config.is_file() else {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{directory / 'tokenizer_config.json'} is not a JSON object; the file is damaged")
+        template = directory / "chat_template.jinja"  # transformers 5 writes the chat template in a file of its own
+        if template.is_file():
+            config["chat_template"] = read_text(template)
+        return HFTokenizer(d, config, str(own))
     vocab_json, merges_txt = directory / "vocab.json", directory / "merges.txt"
     if not (vocab_json.is_file() and merges_txt.is_file()):
         return None

@@ -68,10 +68,12 @@ def read_text(path) -> str:
 
 
 # --8<-- [start:merge]
-def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None) -> list:
+def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None, pair_ranks: dict | None = None) -> list:
     """The tokens (as bytes) of one chunk: start from its bytes and merge, again and again, the adjacent
     pair whose concatenation has the lowest rank (the leftmost on a tie), while any pair is a token
-    (of rank below max_rank, if given). A heap of candidate pairs over a linked list of parts makes
+    (of rank below max_rank, if given). pair_ranks: (left bytes, right bytes) -> rank, the merges of a
+    Hugging Face tokenizer.json, which merge a pair only if it is listed (tiktoken's rule, above, merges
+    any pair whose concatenation is a token). A heap of candidate pairs over a linked list of parts makes
     this O(n log n) rather than the textbook loop's O(n^2)."""
     n = len(piece)
     if n < 2:
@@ -83,6 +85,8 @@ def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None) -> list:
         j = nxt[i]
         if j == -1:
             return None
+        if pair_ranks is not None:
+            return pair_ranks.get((piece[start[i]:end[i]], piece[start[j]:end[j]]))
         r = ranks.get(piece[start[i]:end[j]])
         return r if r is not None and (max_rank is None or r < max_rank) else None
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
+from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.files import atomic_write, cache_dir, temporary
 from minigpt.validate import read_json
 
@@ -145,9 +146,12 @@ def read_prepared(prepared: Path) -> dict | None:
 
 
 def encode_text(tokenizer, text: str) -> np.ndarray:
-    """A whole text as token ids; a BPE tokenizer reads its special tokens (<|endoftext|> between documents)."""
+    """A whole text as token ids; a BPE tokenizer reads its special tokens (<|endoftext|> between documents), as a
+    Hugging Face one always does."""
     if isinstance(tokenizer, BPETokenizer):
         return np.asarray(tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
+    if isinstance(tokenizer, HFTokenizer):
+        return np.asarray(tokenizer.encode(text), dtype=np.int64)
     return tokenizer.encode(text)
 
 

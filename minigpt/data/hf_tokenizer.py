@@ -1,0 +1,252 @@
+"""A Hugging Face fast tokenizer's tokenizer.json, read and encoded as the `tokenizers` library does: the byte-level
+BPE of GPT-2, Llama 3, Qwen 2/3 and SmolLM 2, each with its own pre-tokenizer.
+
+The file is a pipeline, and encode runs its steps in its order:
+
+    added tokens   split out of the text first (leftmost, longest): <|im_start|>, <|begin_of_text|>, ...
+    normalizer     null, or Unicode normalisation (Qwen: NFC), or a Sequence of those
+    pre_tokenizer  cuts the text into pieces: Split (a regex; its matches are pieces, as are the gaps between
+                   them), Digits (each digit, or each run of digits, a piece of its own), ByteLevel (GPT-2's regex,
+                   optionally, and the switch to bytes), or a Sequence of those, each applied to every piece
+    model          BPE on each piece's UTF-8 bytes: merge, again and again, the adjacent pair listed earliest in
+                   `merges` (minigpt.data.bpe.bpe_merge with pair_ranks); with ignore_merges (Llama 3), a piece that
+                   is a token is taken whole first
+    post_processor TemplateProcessing's special tokens around the text (Llama 3's <|begin_of_text|>), with
+                   add_special_tokens=True
+
+What minigpt cannot compute as `tokenizers` does (SentencePiece-style Metaspace, byte_fallback, WordPiece, an added
+token that strips its neighbours' spaces) is refused in one line naming the field. Docs: docs/tokenization.md;
+tests: tests/test_hf_tokenizer.py (against `tokenizers` on generated text, and on directories shaped like
+SmolLM2-135M's, Qwen3-0.6B's and Llama 3's).
+"""
+
+import hashlib
+import json
+import unicodedata
+from pathlib import Path
+
+import regex
+
+from minigpt.data.bpe import CHAR_TO_BYTE, ENDOFTEXT, bpe_merge
+
+# ByteLevel's own split (use_regex: true), as tokenizers writes it: GPT-2's, without tiktoken's \s++$
+BYTE_LEVEL_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")
+
+
+def refuse(where, what: str) -> ValueError:
+    return ValueError(f"{where}: {what}; minigpt reads byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM) only")
+
+
+def split(pieces: list, pattern, remove: bool = False) -> list:
+    """Each piece cut at the pattern's matches: the matches and the text between them, in order ("Isolated");
+    remove: drop the matches ("Removed")."""
+    out = []
+    for piece in pieces:
+        position = 0
+        for m in pattern.finditer(piece):
+            if m.start() > position:
+                out.append(piece[position:m.start()])
+            if not remove and m.end() > m.start():
+                out.append(m.group())
+            position = m.end()
+        if position < len(piece):
+            out.append(piece[position:])
+    return out
+
+
+class HFTokenizer:
+    """spec: a tokenizer.json's object; config: its tokenizer_config.json's (the special tokens' roles, the chat
+    template), kept to be written back on export; where: the file, for error messages."""
+
+    def __init__(self, spec: dict, config: dict | None = None, where: str = "tokenizer.json"):
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+            raise ValueError(f"{where} is not a Hugging Face tokenizer.json (it has no \"model\" object)")
+        self.spec, self.config, self.where = spec, dict(config or {}), where
+        model = spec["model"]
+        if model.get("type", "BPE") != "BPE":
+            raise refuse(where, f"its model is {model.get('type')!r}, not BPE")
+        for key, fine in (("byte_fallback", (False, None)), ("dropout", (None,)), ("continuing_subword_prefix", ("", None)),
+                          ("end_of_word_suffix", ("", None))):
+            if model.get(key) not in fine:
+                raise refuse(where, f"model.{key} is {model.get(key)!r}")
+        self.ignore_merges = bool(model.get("ignore_merges", False))
+        self.normalizers = self.read_normalizer(spec.get("normalizer"))
+        self.steps = self.read_pre_tokenizer(spec.get("pre_tokenizer"))
+        if not any(step[0] == "bytes" for step in self.steps):
+            raise refuse(where, "its pre_tokenizer has no ByteLevel step")
+
+        self.special_tokens = {}  # added token content -> id, split out of the text before anything else
+        for t in spec.get("added_tokens") or []:
+            if not (isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int)):
+                raise ValueError(f"{where}: an added token is not an object with a content and an id; the file is damaged")
+            if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
+                raise refuse(where, f"the added token {t['content']!r} sets lstrip, rstrip or single_word")
+            self.special_tokens[t["content"]] = t["id"]
+        vocab, merges = model.get("vocab"), model.get("merges")
+        if not isinstance(vocab, dict) or not isinstance(merges, list):
+            raise ValueError(f"{where}: model.vocab must be an object and model.merges a list; the file is damaged")
+        try:
+            to_bytes = lambda s: bytes(CHAR_TO_BYTE[c] for c in s)  # noqa: E731  GPT-2's printable form -> bytes
+            self.ranks = {to_bytes(tok): i for tok, i in vocab.items() if tok not in self.special_tokens}
+            pairs = [m.split(" ") if isinstance(m, str) else m for m in merges]  # "a b" (older files) or ["a", "b"]
+            self.pair_ranks = {(to_bytes(a), to_bytes(b)): r for r, (a, b) in enumerate(pairs)}
+        except (KeyError, ValueError, TypeError):
+            raise refuse(where, "its vocabulary or merges hold a character that is not one of byte-level BPE's 256") from None
+        missing = [b for b in range(256) if bytes([b]) not in self.ranks]
+        if missing:
+            raise refuse(where, f"byte {missing[0]} is not a token, so not every text can be encoded")
+        self.decoder = {i: b for b, i in self.ranks.items()}
+        self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
+        self.added_regex = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True))) \
+            if self.special_tokens else None
+        self.prefix, self.suffix = self.read_template(spec.get("post_processor"))
+        self.cache = {}  # piece -> its ids
+
+    # --- reading the pipeline -------------------------------------------------------------------
+
+    def read_normalizer(self, n) -> list:
+        if n is None:
+            return []
+        if isinstance(n, dict) and n.get("type") == "Sequence":
+            return [form for part in n.get("normalizers", []) for form in self.read_normalizer(part)]
+        if isinstance(n, dict) and n.get("type") in NORMALIZERS:
+            return [n["type"]]
+        raise refuse(self.where, f"its normalizer {n.get('type') if isinstance(n, dict) else n!r} is not one minigpt computes "
+                                 f"(null, {', '.join(NORMALIZERS)}, or a Sequence of these)")
+
+    def read_pre_tokenizer(self, p) -> list:
+        """The pre-tokenizer as steps: ("split", regex, remove), ("bytes",) for ByteLevel's switch to bytes."""
+        if p is None:
+            return []
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind == "Sequence":
+            return [step for part in p.get("pretokenizers", []) for step in self.read_pre_tokenizer(part)]
+        if kind == "Split":
+            pattern, behavior = p.get("pattern") or {}, p.get("behavior")
+            if p.get("invert") or behavior not in ("Isolated", "Removed"):
+                raise refuse(self.where, f"a Split pre-tokenizer with behavior {behavior!r} and invert {p.get('invert')!r} "
+                                         f"(minigpt computes Isolated and Removed)")
+            source = pattern.get("Regex") if "Regex" in pattern else regex.escape(pattern.get("String", ""))
+            try:
+                compiled = regex.compile(source)
+            except (regex.error, TypeError) as e:
+                raise ValueError(f"{self.where}: the Split pattern does not compile: {e}") from None
+            return [("split", compiled, behavior == "Removed")]
+        if kind == "Digits":
+            return [("split", regex.compile("[0-9]" if p.get("individual_digits") else "[0-9]+"), False)]
+        if kind == "ByteLevel":
+            steps = [("prefix_space",)] if p.get("add_prefix_space") else []
+            if p.get("use_regex", True):
+                steps.append(("split", regex.compile(BYTE_LEVEL_PATTERN), False))
+            return steps + [("bytes",)]
+        raise refuse(self.where, f"its pre_tokenizer {kind!r} is not one minigpt computes (Split, Digits, ByteLevel, Sequence)")
+
+    def read_template(self, p) -> tuple:
+        """The special tokens TemplateProcessing puts before and after a single text (add_special_tokens=True)."""
+        if p is None or p.get("type") in ("ByteLevel",):
+            return [], []
+        if p.get("type") == "Sequence":
+            parts = [self.read_template(q) for q in p.get("processors", [])]
+            return [i for a, _ in parts for i in a], [i for _, b in parts for i in b]
+        if p.get("type") != "TemplateProcessing":
+            raise refuse(self.where, f"its post_processor {p.get('type')!r} is not one minigpt computes "
+                                     f"(TemplateProcessing, ByteLevel)")
+        ids, where = ([], []), 0
+        for item in p.get("single", []):
+            if "Sequence" in item:
+                where = 1
+            elif "SpecialToken" in item:
+                ids[where].extend(p["special_tokens"][item["SpecialToken"]["id"]]["ids"])
+        return ids
+
+    # --- encoding and decoding --------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self.decoder) + 1
+
+    @property
+    def eot_token(self) -> int | None:
+        """The id of <|endoftext|>, the separator between documents, if the vocabulary has it."""
+        return self.special_tokens.get(ENDOFTEXT)
+
+    def role_ids(self) -> dict:
+        """bos_token_id and eos_token_id, from tokenizer_config.json's bos_token and eos_token (a string, or an
+        object with its content), as a model's config.json names them; {} where the config names none."""
+        ids = {}
+        for role in ("bos_token", "eos_token"):
+            token = self.config.get(role)
+            token = token.get("content") if isinstance(token, dict) else token
+            if token in self.special_tokens:
+                ids[f"{role}_id"] = self.special_tokens[token]
+        return ids
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list:
+        """Token ids of `text`, as tokenizers' Tokenizer.encode(text, add_special_tokens=...).ids."""
+        ids, position = [], 0
+        for m in (self.added_regex.finditer(text) if self.added_regex is not None else ()):
+            ids.extend(self.encode_ordinary(text[position:m.start()]))
+            ids.append(self.special_tokens[m.group()])
+            position = m.end()
+        ids.extend(self.encode_ordinary(text[position:]))
+        return self.prefix + ids + self.suffix if add_special_tokens else ids
+
+    def encode_ordinary(self, text: str) -> list:
+        """Token ids of text without added tokens: normalise, pre-tokenize, BPE on each piece."""
+        for form in self.normalizers:
+            text = unicodedata.normalize(form, text)
+        pieces = [text] if text else []
+        for step in self.steps:
+            if step[0] == "prefix_space":
+                pieces = [p if p.startswith(" ") else " " + p for p in pieces]
+            elif step[0] == "split":
+                pieces = split(pieces, step[1], remove=step[2])
+        ids = []
+        for piece in pieces:
+            cached = self.cache.get(piece)
+            if cached is None:
+                b = piece.encode("utf-8")
+                if self.ignore_merges and b in self.ranks:
+                    cached = [self.ranks[b]]
+                else:
+                    cached = [self.ranks[part] for part in bpe_merge(b, self.ranks, pair_ranks=self.pair_ranks)]
+                self.cache[piece] = cached
+            ids.extend(cached)
+        return ids
+
+    def decode_bytes(self, ids) -> bytes:
+        try:
+            return b"".join(self.decoder[int(i)] for i in ids)
+        except KeyError as e:
+            raise ValueError(f"token id {e.args[0]} is outside the vocabulary (size {self.vocab_size})") from None
+
+    def decode(self, ids) -> str:
+        """Text of `ids` (special tokens as their text); bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # --- identity and files -------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()
+
+    def to_json(self) -> str:
+        """minigpt's tokenizer.json for a checkpoint: the Hugging Face file and its tokenizer_config, whole."""
+        return json.dumps({"type": "hf", "tokenizer": self.spec, "tokenizer_config": self.config}, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "tokenizer.json") -> "HFTokenizer":
+        if not isinstance(d.get("tokenizer"), dict) or not isinstance(d.get("tokenizer_config", {}), dict):
+            raise ValueError(f"{where}: a tokenizer of type \"hf\" needs a \"tokenizer\" object; the file is damaged")
+        return cls(d["tokenizer"], d.get("tokenizer_config"), where)
+
+    def save(self, directory) -> None:
+        """tokenizer.json and tokenizer_config.json, as transformers' PreTrainedTokenizerFast reads them."""
+        directory = Path(directory)
+        (directory / "tokenizer.json").write_text(json.dumps(self.spec, ensure_ascii=False), encoding="utf-8")
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", **self.config}
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+
+    def __eq__(self, other):
+        return isinstance(other, HFTokenizer) and other.fingerprint() == self.fingerprint()
+
