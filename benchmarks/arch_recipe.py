@@ -66,18 +66,17 @@ def main():
                 print(f"{arch} seed {seed}: val {r['val_loss']:.4f}, train {r['train_loss']:.4f}, {r['wall']:.0f} s",
                       file=sys.stderr, flush=True)
     base = "gpt2" if "gpt2" in args.archs else args.archs[0]
-    print("| arch | parameters | " + " | ".join(f"val loss, seed {s}" for s in args.seeds)
-          + f" | mean ± sd | {base} minus arch, per seed (mean) | wall time per run (s) |")
-    print("|---|---|" + "---|" * len(args.seeds) + "---|---|---|")
+    print("| arch | parameters | val loss: seeds " + ", ".join(map(str, args.seeds))
+          + f" | mean ± sd | below {base}'s, per seed (mean) | wall time per run (s) |")
+    print("|---|---|---|---|---|---|")
     for arch in args.archs:
         losses = [results[arch][s]["val_loss"] for s in args.seeds]
         gains = [results[base][s]["val_loss"] - results[arch][s]["val_loss"] for s in args.seeds]
         spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
         walls = statistics.median(results[arch][s]["wall"] for s in args.seeds)
-        print(f"| {arch} | {num_params(arch):,} | " + " | ".join(f"{v:.4f}" for v in losses)
+        print(f"| {arch} | {num_params(arch):,} | " + ", ".join(f"{v:.4f}" for v in losses)
               + f" | {statistics.mean(losses):.4f} ± {spread:.4f} | "
-              + ", ".join(f"{g:+.4f}" for g in gains) + f" ({statistics.mean(gains):+.4f}) | {walls:.0f} |")
-
+              + ", ".join(f"{g:.3f}" for g in gains) + f" ({statistics.mean(gains):.3f}) | {walls:.0f} |")
 
 if __name__ == "__main__":
     main()
