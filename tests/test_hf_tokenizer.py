@@ -196,6 +196,10 @@ def test_sample_train_and_export_keep_the_tokenizer_and_its_chat_template(transf
     assert main(["sample", "--init-from", str(tmp_path / "hub"), "--prompt", "ROMEO:", "--max-new-tokens", "5",
                  "--num-samples", "1"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
+    code, err = cli(capsys, "inspect", "--init-from", str(tmp_path / "hub"), "--prompt", "ROMEO: speak 12",
+                    "--html", str(tmp_path / "page.html"))
+    assert code == 0, err
+    assert "layer 1 head 3 kv 1" in (tmp_path / "page.html").read_text()  # 4 query heads on 2 key/value heads
     data = tmp_path / "text.txt"
     data.write_text(corpus()[:20_000], encoding="utf-8")
     code, err = cli(capsys, "train", "--init-from", str(tmp_path / "hub"), "--data", str(data), "--out-dir",
