@@ -135,6 +135,21 @@ def test_what_minigpt_cannot_compute_is_refused_by_name(change, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["model"]["vocab"].update({"Ġthe": "7"}), "must map each token to a non-negative integer id"),
+    (lambda s: s["model"].update(merges={}), "model.merges must be a list"),
+    (lambda s: s.update(post_processor={"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}],
+                                        "special_tokens": {}}), "names a special token it does not define"),
+    (lambda s: s["added_tokens"].append({"content": 5}), "an added token is not an object with a content and an id"),
+])
+def test_a_damaged_file_is_one_line_saying_so(change, message):
+    spec = json.loads(build("gpt2-prefix", 300).to_str())
+    change(spec)
+    with pytest.raises(ValueError, match=message) as e:
+        HFTokenizer(spec, where="tok/tokenizer.json")
+    assert "tok/tokenizer.json" in str(e.value) and "\n" not in str(e.value)
+
+
 # --- whole directories: a model and its tokenizer, as transformers writes them --------------------------------------
 
 SHAPES = {  # the real models' settings, at small sizes where the shape allows

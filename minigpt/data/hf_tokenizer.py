@@ -27,7 +27,7 @@ from pathlib import Path
 
 import regex
 
-from minigpt.data.bpe import CHAR_TO_BYTE, ENDOFTEXT, bpe_merge
+from minigpt.data.bpe import CHAR_TO_BYTE, ENDOFTEXT, bpe_merge, check_vocab
 
 # ByteLevel's own split (use_regex: true), as tokenizers writes it: GPT-2's, without tiktoken's \s++$
 BYTE_LEVEL_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -84,8 +84,9 @@ class HFTokenizer:
                 raise refuse(where, f"the added token {t['content']!r} sets lstrip, rstrip or single_word")
             self.special_tokens[t["content"]] = t["id"]
         vocab, merges = model.get("vocab"), model.get("merges")
-        if not isinstance(vocab, dict) or not isinstance(merges, list):
-            raise ValueError(f"{where}: model.vocab must be an object and model.merges a list; the file is damaged")
+        if not isinstance(merges, list):
+            raise ValueError(f"{where}: model.merges must be a list; the file is damaged")
+        check_vocab(vocab, f"{where}'s model.vocab")
         try:
             to_bytes = lambda s: bytes(CHAR_TO_BYTE[c] for c in s)  # noqa: E731  GPT-2's printable form -> bytes
             self.ranks = {to_bytes(tok): i for tok, i in vocab.items() if tok not in self.special_tokens}
@@ -100,7 +101,10 @@ class HFTokenizer:
         self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self.added_regex = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True))) \
             if self.special_tokens else None
-        self.prefix, self.suffix = self.read_template(spec.get("post_processor"))
+        try:
+            self.prefix, self.suffix = self.read_template(spec.get("post_processor"))
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError(f"{where}: its post_processor names a special token it does not define; the file is damaged") from None
         self.cache = {}  # piece -> its ids
 
     # --- reading the pipeline -------------------------------------------------------------------
@@ -144,7 +148,7 @@ class HFTokenizer:
 
     def read_template(self, p) -> tuple:
         """The special tokens TemplateProcessing puts before and after a single text (add_special_tokens=True)."""
-        if p is None or p.get("type") in ("ByteLevel",):
+        if p is None or p.get("type") == "ByteLevel":
             return [], []
         if p.get("type") == "Sequence":
             parts = [self.read_template(q) for q in p.get("processors", [])]
