@@ -24,7 +24,8 @@ from torch_gpt import TorchGPT
 def train_torch(cfg: TrainConfig, same_init: bool = False) -> dict:
     """Train TorchGPT as `minigpt train` would train its model with `cfg`; evaluate on minigpt's batches."""
     data = TextDataset.load(cfg.data)
-    model = TorchGPT(data.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.bias, seed=cfg.seed)
+    bias = cfg.model_config(data.vocab_size).bias  # the family's default when the run leaves it out (GPT-2: biases)
+    model = TorchGPT(data.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, bias, seed=cfg.seed)
     if same_init:
         init = GPT(cfg.model_config(data.vocab_size), seed=cfg.seed).params
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in init.items()})

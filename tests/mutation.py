@@ -33,7 +33,8 @@ class Mutant(NamedTuple):
 
 LN, LIN, EMB, GELU, SM, ATT, CE, DROP = (f"minigpt/ops/{op}.py" for op in (
     "layernorm", "linear", "embedding", "gelu", "softmax", "attention", "cross_entropy", "dropout"))
-MODEL = "minigpt/model.py"
+MODEL, GPT2, LLAMA = "minigpt/model.py", "minigpt/gpt2.py", "minigpt/llama.py"
+RMS, ROPE, SWIGLU = (f"minigpt/ops/{op}.py" for op in ("rmsnorm", "rope", "swiglu"))
 MUTANTS = [
     Mutant("layernorm: a dropped term (dx without the term through the mean)", LN,
            "(dnorm - dnorm_mean - norm * dnorm_norm_mean)", "(dnorm - norm * dnorm_norm_mean)", "tests/ops/test_layernorm.py"),
@@ -79,12 +80,27 @@ MUTANTS = [
            "(np.ones_like(cache.valid) * (dloss / cache.n_valid))", "tests/ops/test_cross_entropy.py"),
     Mutant("dropout: the mask not applied in the backward", DROP, "    return kernel(dout, cache.mask)  # (...)",
            "    return dout  # (...)", "tests/ops/test_dropout.py"),
-    Mutant("model: a lost skip path (the MLP's residual)", MODEL, "        dx = dx + dm  # (B, T, C)",
-           "        dx = dm  # (B, T, C)", None),
-    Mutant("model: a lost skip path (the attention's residual)", MODEL, "        dx = dx + da  # (B, T, C)",
-           "        dx = da  # (B, T, C)", None),
-    Mutant("model: a lost sum (wte's gradient without the tied head's)", MODEL, "dx, cache.embedding, dwte_head.T, k)",
-           "dx, cache.embedding, None, k)", None),
+    Mutant("model: a lost skip path (the MLP's residual)", GPT2, "    dx = dx + dm  # (B, T, C)",
+           "    dx = dm  # (B, T, C)", None),
+    Mutant("model: a lost skip path (the attention's residual)", GPT2, "    dx = dx + da  # (B, T, C)",
+           "    dx = da  # (B, T, C)", None),
+    Mutant("model: a lost sum (wte's gradient without the tied head's)", MODEL, "            dwte = dhead.T  # (V, C)",
+           "            dwte = None  # (V, C)", None),
+    Mutant("llama: a lost skip path (the MLP's residual)", LLAMA, "    dx = dx + dm  # (B, T, C)",
+           "    dx = dm  # (B, T, C)", None),
+    Mutant("llama: a lost skip path (the attention's residual)", LLAMA, "    dx = dx + da  # (B, T, C)",
+           "    dx = da  # (B, T, C)", None),
+    Mutant("rmsnorm: a dropped term (dx without the term through the mean square)", RMS,
+           "dx = rstd[..., None] * (dnorm - norm * dnorm_norm_mean)", "dx = rstd[..., None] * dnorm",
+           "tests/ops/test_rmsnorm.py"),
+    Mutant("rope: the backward rotates forward again (not the transposed rotation)", ROPE,
+           "return dout * cos + rotate_half_transposed(dout * sin)", "return dout * cos + rotate_half(dout * sin)",
+           "tests/ops/test_rope.py"),
+    Mutant("swiglu: SiLU's derivative without its second term (sigmoid only)", SWIGLU,
+           "dgate = dout * up * (s * (1.0 + gate * (1.0 - s)))", "dgate = dout * up * s", "tests/ops/test_swiglu.py"),
+    Mutant("attention: a key/value head's gradient from one query head of its group, not their sum", ATT,
+           "dk = dk.reshape(B, n_kv_head, nh // n_kv_head, T, hs).sum(axis=2)",
+           "dk = dk.reshape(B, n_kv_head, nh // n_kv_head, T, hs)[:, :, 0]", "tests/ops/test_attention.py"),
     Mutant("model: the blocks' backward in the forward's order", MODEL, "for l in reversed(range(cfg.n_layer)):",
            "for l in range(cfg.n_layer):", None),
     Mutant("model: the embedding dropout's backward skipped", MODEL,
