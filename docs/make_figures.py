@@ -166,9 +166,9 @@ def data_flow_rows() -> list:
     logits, _ = model.forward(idx, idx)
     cache = model.cache
     block = cache.blocks[0]
-    q, _, _, preatt = attention.scores(block.attn.attend.qkv, nh, nh)
-    shape = {"idx": idx.shape, "x": block.ln_1.x.shape, "a": block.attn.qkv_cache.x.shape,
-             "qkv": block.attn.attend.qkv.shape, "q": q.shape, "att": preatt.shape, "y": block.attn.proj_cache.x.shape,
+    q, _, _, preatt = attention.scores(block.attend.qkv, nh, nh)
+    shape = {"idx": idx.shape, "x": block.ln_1.x.shape, "a": block.c_attn.x.shape,
+             "qkv": block.attend.qkv.shape, "q": q.shape, "att": preatt.shape, "y": block.attn_c_proj.x.shape,
              "h": block.gelu.x.shape, "g": block.c_proj.x.shape, "logits": logits.shape, "loss": ()}
     s = {k: symbolic(v) for k, v in shape.items()}
     return [

@@ -10,7 +10,8 @@ import types
 from dataclasses import Field, dataclass, fields
 
 BACKENDS = ("numpy", "numba", "c", "auto")  # how the ops are computed (minigpt/backends); auto: the fastest that loads
-TASKS = ("sort", "add")  # the built-in synthetic tasks (minigpt/data/tasks.py)
+TASKS = ("sort", "add", "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct")  # the built-in
+# synthetic tasks (minigpt/data/tasks.py) and the fine-tuning tasks made as records (minigpt/data/record_tasks.py)
 TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
@@ -51,6 +52,13 @@ class GPTConfig:
     # "high_freq_factor", "original_max_position_embeddings"}, or None
     tie_word_embeddings: bool | None = None  # the LM head is the token embedding transposed (gpt2 always); False: a
     # head of its own, lm_head.weight (V, C); llama and qwen3 by default False
+    lora_rank: int | None = None  # LoRA: adapters of this rank r on the lora_targets of every block, the other
+    # weights frozen (minigpt/lora.py); None: none
+    lora_alpha: float | None = None  # LoRA's alpha: the update is (alpha / r) B A; None: PEFT's default, 8
+    lora_dropout: float = 0.0  # dropout on the adapters' input, while training
+    lora_targets: str | None = None  # "attention" (the default), "mlp", "all", or module names: "c_attn,c_proj"
+    labels: tuple | None = None  # a classifier's label names, in order: its head score.weight (K, C), K of them, on the
+    # last token's hidden state (Hugging Face's *ForSequenceClassification, id2label); None: a language model only
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -59,9 +67,15 @@ class GPTConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        for name in ("n_kv_head", "head_dim", "intermediate_size"):
+        if self.labels is not None:
+            if not isinstance(self.labels, (list, tuple)) or len(self.labels) < 2 \
+                    or not all(isinstance(x, str) for x in self.labels) or len(set(self.labels)) != len(self.labels):
+                raise ValueError(f"labels must be two or more distinct names, got {self.labels!r:.80}")
+            object.__setattr__(self, "labels", tuple(self.labels))
+        for name in ("n_kv_head", "head_dim", "intermediate_size", "lora_rank"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
+        self.resolve_lora()
         for name in ("bias", "tie_word_embeddings"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -74,6 +88,22 @@ class GPTConfig:
             self.resolve_gpt2()
         else:
             self.resolve_llama()
+
+    def resolve_lora(self) -> None:
+        if self.lora_rank is None:
+            if self.lora_alpha is not None or self.lora_targets is not None or self.lora_dropout:
+                raise ValueError("lora_alpha, lora_targets and lora_dropout are LoRA's: give lora_rank too")
+            return
+        if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \
+                or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be a number in [0, 1), got {self.lora_dropout!r}")
+        alpha = 8.0 if self.lora_alpha is None else self.lora_alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"lora_alpha must be a positive number, got {alpha!r}")
+        object.__setattr__(self, "lora_alpha", float(alpha))
+        object.__setattr__(self, "lora_targets", self.lora_targets or "attention")
+        if not isinstance(self.lora_targets, str):
+            raise ValueError(f"lora_targets must be attention, mlp, all or module names, got {self.lora_targets!r}")
 
     def resolve_gpt2(self) -> None:
         if self.n_embd % self.n_head != 0:
@@ -114,6 +144,11 @@ class GPTConfig:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+
+    @property
+    def num_labels(self) -> int | None:
+        """K, a classifier's number of classes; None for a language model."""
+        return None if self.labels is None else len(self.labels)
 
     @property
     def head_size(self) -> int:
@@ -159,10 +194,11 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, which comes from the data, the
+# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size and the labels, which come from the data, the
 # dropout, a training setting that a resumed or fine-tuning run may change, and Llama 3's rope_scaling, which comes
 # with the checkpoint that has it. TrainConfig has a field for each.
-MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout", "rope_scaling"))
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout", "rope_scaling", "labels"))
+LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # a fine-tune may add adapters to a model
 # What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not change:
 # its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
 FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", *MODEL_KEYS, "dtype", "seed")
@@ -176,7 +212,8 @@ class TrainConfig:
 
     # data
     data: str | None = None  # a text file; None: Tiny Shakespeare (found or downloaded, see minigpt/data/text.py)
-    task: str | None = None  # "sort" or "add": a built-in synthetic task instead of a text file
+    task: str | None = None  # a built-in task instead of a text file: "sort" or "add"; or records to fine-tune on,
+    # "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct" (minigpt/data/record_tasks.py)
     out_dir: str = "out"  # checkpoints and log.jsonl go here
     tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
     # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
@@ -195,6 +232,10 @@ class TrainConfig:
     norm_eps: float | None = None
     rope_theta: float | None = None
     tie_word_embeddings: bool | None = None
+    lora_rank: int | None = None  # LoRA: fine-tune adapters of this rank, the model's weights frozen (docs/finetuning.md)
+    lora_alpha: float | None = None  # the update is (alpha / rank) B A; None: 8, as PEFT
+    lora_dropout: float = 0.0
+    lora_targets: str | None = None  # attention (default), mlp, all, or module names (c_attn,c_proj; q_proj,v_proj)
     # optimisation: AdamW, linear warmup then cosine decay to min_lr, global-norm gradient clipping
     batch_size: int = 12
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step; the batch is batch_size x this
@@ -208,6 +249,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
+    lm_loss_weight: float = 0.0  # classification: the weight of the auxiliary language-modelling loss (GPT: 0.5)
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation
@@ -229,9 +271,9 @@ class TrainConfig:
                 raise ValueError(f"{f.name} {e}") from None
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
             raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be larger than warmup_iters ({self.warmup_iters})")
-        if self.task is not None and self.data is not None:
+        if self.task is not None and self.data is not None and not self.task.startswith("shakespeare"):
             raise ValueError("give either data (a text file) or task, not both")
-        if self.tokenizer != "char" and self.task is not None:
+        if self.tokenizer != "char" and self.task in ("sort", "add"):
             raise ValueError(f"the {self.task} task has its own vocabulary of digits; drop --tokenizer")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ValueError("vocab_size is the size of a BPE vocabulary: give it with --tokenizer bpe")
@@ -243,9 +285,10 @@ class TrainConfig:
     def decay_iters(self) -> int:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
-    def model_config(self, vocab_size: int, rope_scaling: dict | None = None) -> GPTConfig:
-        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one)."""
-        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, rope_scaling=rope_scaling,
+    def model_config(self, vocab_size: int, rope_scaling: dict | None = None, labels=None) -> GPTConfig:
+        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one), and
+        labels those of a classification run's data."""
+        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, rope_scaling=rope_scaling, labels=labels,
                          **{key: getattr(self, key) for key in MODEL_KEYS})
 
     @classmethod
@@ -272,9 +315,9 @@ class TrainConfig:
 # a saved run), so that a NaN learning rate or a negative seed never reaches the loop.
 POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
             "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters", "n_kv_head",
-            "head_dim", "intermediate_size", "norm_eps", "rope_theta")
-NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed")
-FRACTIONS = ("dropout", "beta1", "beta2")  # in [0, 1)
+            "head_dim", "intermediate_size", "norm_eps", "rope_theta", "lora_rank", "lora_alpha")
+NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight")
+FRACTIONS = ("dropout", "beta1", "beta2", "lora_dropout")  # in [0, 1)
 CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES, "arch": ARCHS}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

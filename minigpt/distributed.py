@@ -84,7 +84,10 @@ class Distributed:
         if self.comm is None:
             return
         for p in params.values():
+            frozen = not p.flags.writeable  # (LoRA's frozen weights are read-only: written here once)
+            p.setflags(write=True)
             self.comm.Bcast(p, root=0)
+            p.setflags(write=not frozen)
 
     def check_same_params(self, params: dict, step: int) -> None:
         """Stop, on every rank, if the ranks' parameters have drifted apart."""

@@ -167,8 +167,9 @@ def check_op(forward, backward, inputs: dict, *, seed: int = 0, **kwargs) -> Gra
     return gradcheck(lambda: np.sum(forward(**inputs)[0] * dout), inputs, named, seed=seed, **kwargs)
 
 
-def check_model(model, idx, targets, **kwargs) -> GradcheckReport:
-    """Check `model.backward()` against finite differences of the loss `model.forward(idx, targets)`.
+def check_model(model, idx, targets, head=None, **kwargs) -> GradcheckReport:
+    """Check `model.backward()` against finite differences of the loss `model.forward(idx, targets)` (a classifier's:
+    `model.forward(idx, targets, **head)`, head holding last, labels and lm_weight).
 
     The model must be float64. Dropout masks are held fixed: the dropout generator is rewound to the
     same state before every evaluation, so each perturbed forward sees the masks of the analytic one.
@@ -177,7 +178,7 @@ def check_model(model, idx, targets, **kwargs) -> GradcheckReport:
 
     def loss():
         model.rng.bit_generator.state = rng_state
-        return model.forward(idx, targets)[1]
+        return model.forward(idx, targets, **(head or {}))[1]
 
     loss()
     grads = model.backward()

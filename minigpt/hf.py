@@ -23,11 +23,16 @@ import numpy as np
 from minigpt import weights as safetensors
 from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
 from minigpt.data import load_tokenizer
+from minigpt.data.records import EOT, role_tokens
 from minigpt.model import FAMILIES, GPT, HEAD, param_shapes
 from minigpt.ops.layernorm import EPS
 from minigpt.validate import check_object, read_json
 
 MODEL_TYPES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}  # arch -> class
+# a classifier's class (config.labels): the family's trunk with the head score.weight on the last token that is not
+# padding (pad_token_id), the class names in id2label
+CLASSIFIERS = {"gpt2": "GPT2ForSequenceClassification", "llama": "LlamaForSequenceClassification",
+               "qwen3": "Qwen3ForSequenceClassification"}
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both names mean GPT-2's tanh approximation
 # the buffers of a Hugging Face state dict that are no parameters: GPT-2's causal mask, built on the fly here, and the
 # rotary frequencies that older Llama checkpoints saved, computed from config.json here
@@ -40,7 +45,8 @@ GPT2_FIELDS = {
     "model_type": (str, None), "activation_function": (str, None), "layer_norm_epsilon": (float, None),
     "n_inner": (int, None), "resid_pdrop": (float, None), "bias": (bool, None), "tie_word_embeddings": (bool, None),
     "add_cross_attention": (bool, None), "scale_attn_weights": (bool, None),
-    "scale_attn_by_inverse_layer_idx": (bool, None),
+    "scale_attn_by_inverse_layer_idx": (bool, None), "architectures": (list, None), "id2label": (dict, None),
+    "lora": (dict, None),
 }
 # the same for a LlamaConfig or Qwen3Config (transformers 4 writes rope_theta and rope_scaling, 5 rope_parameters)
 LLAMA_FIELDS = {
@@ -50,15 +56,46 @@ LLAMA_FIELDS = {
     "rope_theta": (float, None), "rope_scaling": (dict, None), "rope_parameters": (dict, None),
     "hidden_act": (str, None), "attention_bias": (bool, None), "mlp_bias": (bool, None),
     "attention_dropout": (float, None), "use_sliding_window": (bool, None), "layer_types": (list, None),
+    "architectures": (list, None), "id2label": (dict, None), "lora": (dict, None),
 }
 
 
 def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
-    """The model's shape as a Hugging Face GPT2Config, LlamaConfig or Qwen3Config."""
+    """The model's shape as a Hugging Face GPT2Config, LlamaConfig or Qwen3Config; a classifier's with its labels
+    (id2label) and pad_token_id, the eot token, which pads its batches (minigpt/data/records.py)."""
     d = gpt2_config(config) if config.arch == "gpt2" else llama_config(config)
     if eot_token is not None:
         d.update(bos_token_id=eot_token, eos_token_id=eot_token)
+    if config.lora_rank is not None:  # minigpt's own key: a checkpoint of a run that trains adapters (minigpt/lora.py)
+        d["lora"] = {"rank": config.lora_rank, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+                     "targets": config.lora_targets}
+    if config.labels is not None:
+        d.update(architectures=[CLASSIFIERS[config.arch]], id2label={str(i): name for i, name in enumerate(config.labels)},
+                 label2id={name: i for i, name in enumerate(config.labels)}, pad_token_id=eot_token)
     return d
+
+
+def read_lora(d: dict) -> dict:
+    """The GPTConfig fields of minigpt's own "lora" key (a checkpoint of a LoRA run), or none."""
+    lora = d.get("lora")
+    if lora is None:
+        return {}
+    check_object(lora, "its lora", {"rank": int, "alpha": float, "dropout": float, "targets": str})
+    return {"lora_rank": lora["rank"], "lora_alpha": float(lora["alpha"]), "lora_dropout": float(lora["dropout"]),
+            "lora_targets": lora["targets"]}
+
+
+def read_labels(d: dict, path) -> tuple | None:
+    """A *ForSequenceClassification config's class names (id2label, ids 0..K-1); None for any other model (a causal
+    LM's config may hold transformers' default id2label, which means nothing)."""
+    architectures = d.get("architectures") or []
+    if not (architectures and isinstance(architectures[0], str) and architectures[0].endswith("ForSequenceClassification")):
+        return None
+    id2label = d.get("id2label") or {}
+    if sorted(id2label, key=lambda i: int(i) if str(i).isdigit() else -1) != [str(i) for i in range(len(id2label))] \
+            or not all(isinstance(v, str) for v in id2label.values()):
+        raise ValueError(f"{path}: id2label must name the classes 0..K-1, got {id2label!r:.80}")
+    return tuple(id2label[str(i)] for i in range(len(id2label)))
 
 
 def gpt2_config(config: GPTConfig) -> dict:
@@ -143,7 +180,8 @@ def read_gpt2_config(d, path) -> GPTConfig:
     if not get("tie_word_embeddings", True):
         raise refuse("its LM head is not tied to the token embedding")
     return GPTConfig(vocab_size=d["vocab_size"], block_size=d["n_positions"], n_layer=d["n_layer"], n_head=d["n_head"],
-                     n_embd=d["n_embd"], dropout=get("resid_pdrop", 0.0), bias=get("bias", True))
+                     n_embd=d["n_embd"], dropout=get("resid_pdrop", 0.0), bias=get("bias", True),
+                     labels=read_labels(d, path), **read_lora(d))
 
 
 def read_llama_config(d, path) -> GPTConfig:
@@ -172,7 +210,8 @@ def read_llama_config(d, path) -> GPTConfig:
                      n_kv_head=get("num_key_value_heads", None), head_dim=get("head_dim", None),
                      intermediate_size=d["intermediate_size"], norm_eps=get("rms_norm_eps", 1e-6),
                      rope_theta=rope.get("rope_theta", get("rope_theta", 10000.0)), rope_scaling=scaling,
-                     tie_word_embeddings=get("tie_word_embeddings", False), dropout=get("attention_dropout", 0.0))
+                     tie_word_embeddings=get("tie_word_embeddings", False), dropout=get("attention_dropout", 0.0),
+                     labels=read_labels(d, path), **read_lora(d))
 
 
 def read_weights(directory: Path) -> dict:
@@ -246,6 +285,11 @@ def read(directory, dtype=None) -> tuple:
     directory = Path(directory)
     config = read_config(directory / "config.json")
     arrays = to_minigpt(read_weights(directory), config)
+    if config.labels is not None and not config.tie_word_embeddings and HEAD not in arrays \
+            and FAMILIES[config.arch].WTE in arrays:
+        # a *ForSequenceClassification model has no LM head; minigpt's classifier keeps one for the auxiliary
+        # language-modelling loss, which starts as the token embedding
+        arrays[HEAD] = arrays[FAMILIES[config.arch].WTE].copy()
     check_matches(config, arrays, directory)
     stored = arrays[FAMILIES[config.arch].WTE].dtype
     dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
@@ -282,24 +326,29 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
 
     if config.arch == "gpt2" and not config.bias:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
+    if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.lora.merged)
+        from minigpt import lora
+
+        config, params = lora.merged(config, params)
     directory = Path(directory)
     tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        eot = tokenizer.eot_token if isinstance(tokenizer, (BPETokenizer, HFTokenizer)) else None
+        eot = getattr(tokenizer, "eot_token", None)
         d = hf_config(config, eot)
         if isinstance(tokenizer, HFTokenizer):  # the roles its tokenizer_config.json gives (Llama 3: bos and eos differ)
             d.update(tokenizer.role_ids())
+        if config.labels is not None and tokenizer is not None:  # the token a classifier's batches are padded with
+            d["pad_token_id"] = tokenizer.special_tokens.get(role_tokens(tokenizer)["eos_token"])
         (tmp / "config.json").write_text(json.dumps(d, indent=1))
+        if config.labels is not None:  # a *ForSequenceClassification model has no LM head
+            params = {name: p for name, p in params.items() if name != HEAD}
         safetensors.write(tmp / "model.safetensors", {name: p.astype(np.float32) for name, p in params.items()},
                           metadata={"format": "pt"})
         if isinstance(tokenizer, BPETokenizer):
             tokenizer.save_gpt2_files(tmp)
-            special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"} if eot is not None else {}
-            tokenizer_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": config.block_size,
-                                "add_prefix_space": False, **special}
-            (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+            write_tokenizer_config(tokenizer, tmp, config.block_size)
         elif isinstance(tokenizer, HFTokenizer):  # the Hugging Face files it came from, whole
             tokenizer.save(tmp)
         elif isinstance(tokenizer, CharTokenizer):
@@ -324,7 +373,21 @@ def write_char_vocab(tokenizer, directory: Path, block_size: int) -> None:
         raise ValueError(f"character {multibyte[0]!r} is more than one byte in UTF-8: this character vocabulary "
                          f"has no byte-level (GPT-2) equivalent, so it cannot be exported with --hf")
     vocab = {BYTE_TO_CHAR[c.encode("utf-8")[0]]: i for i, c in enumerate(tokenizer.chars)}
+    vocab.update(tokenizer.special_tokens)  # after the characters, as added tokens (below)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "add_prefix_space": False}, indent=1))
+    write_tokenizer_config(tokenizer, directory, block_size)
+
+
+def write_tokenizer_config(tokenizer, directory: Path, block_size: int) -> None:
+    """tokenizer_config.json for GPT2TokenizerFast: the special tokens as added tokens (split out of a text before
+    anything else, as minigpt does), <|endoftext|> as bos, eos and unk where there is one, and the chat template."""
+    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "add_prefix_space": False,
+              "added_tokens_decoder": {str(i): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
+                                                "single_word": False, "special": True}
+                                       for s, i in tokenizer.special_tokens.items()}}
+    if tokenizer.eot_token is not None:
+        config.update(bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    if tokenizer.chat_template is not None:
+        config["chat_template"] = tokenizer.chat_template
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")

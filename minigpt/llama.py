@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt import lora
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, linear, rmsnorm, rope, swiglu
 
@@ -43,6 +44,7 @@ class BlockCache(NamedTuple):  # what each op of one block saved for its backwar
     up_proj: tuple
     swiglu: tuple
     down_proj: tuple
+    lora: dict  # LoRA's branch of each adapted linear, by name within the block (minigpt/lora.py); empty without
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -97,16 +99,24 @@ def init_params(config: GPTConfig, rng, dtype) -> dict:
 
 
 # --8<-- [start:block_forward]
-def block_forward(p, config, k, l, x, p_drop, rng, kv_cache=None, angles=None):
+def block_forward(p, config, k, l, x, p_drop, rng, kv_cache=None, angles=None, lora_drop=0.0):
     """One block: x (B, T, C) -> x (B, T, C), with the parameters p, the kernels k, and angles, the rotary
-    embeddings' cos and sin of these T positions (rope.angles)."""
+    embeddings' cos and sin of these T positions (rope.angles). Each linear adds its LoRA branch where the model has
+    adapters (lora.adapt; their dropout lora_drop): out unchanged without."""
     h, eps = f"model.layers.{l}.", config.norm_eps
     B, T, C = x.shape
     nh, nkv, hs = config.n_head, config.n_kv_head, config.head_dim
+    branches = {}
+
+    def project(module, x):  # linear (a weight (out, in), used as its transpose), and its LoRA branch
+        out, cache = linear.forward(x, p[h + module + ".weight"].T, None, k)
+        out, branches[module] = lora.adapt(p, config, h + module, x, out, lora_drop, rng, k)
+        return out, cache
+
     a, input_layernorm = rmsnorm.forward(x, p[h + "input_layernorm.weight"], eps, k)  # (B, T, C)
-    q, q_proj = linear.forward(a, p[h + "self_attn.q_proj.weight"].T, None, k)  # (B, T, nh hs)
-    kk, k_proj = linear.forward(a, p[h + "self_attn.k_proj.weight"].T, None, k)  # (B, T, nkv hs)
-    v, v_proj = linear.forward(a, p[h + "self_attn.v_proj.weight"].T, None, k)  # (B, T, nkv hs)
+    q, q_proj = project("self_attn.q_proj", a)  # (B, T, nh hs)
+    kk, k_proj = project("self_attn.k_proj", a)  # (B, T, nkv hs)
+    v, v_proj = project("self_attn.v_proj", a)  # (B, T, nkv hs)
     q_norm = k_norm = None
     if config.arch == "qwen3":  # QK-norm: each head's query and key, hs channels, is one row of an RMSNorm
         q, q_norm = rmsnorm.forward(q.reshape(B, T * nh, hs), p[h + "self_attn.q_norm.weight"], eps, k)  # (B, T nh, hs)
@@ -115,40 +125,44 @@ def block_forward(p, config, k, l, x, p_drop, rng, kv_cache=None, angles=None):
     kk, _ = rope.forward(kk.reshape(B, T, nkv, hs), angles, k)  # (B, T, nkv, hs)
     qkv = np.concatenate([q.reshape(B, T, nh * hs), kk.reshape(B, T, nkv * hs), v], axis=2)  # (B, T, (nh + 2 nkv) hs)
     y, attend = attention.attend(qkv, nh, nkv, p_drop, rng, kv_cache, k)  # (B, T, nh hs)
-    a, o_proj = linear.forward(y, p[h + "self_attn.o_proj.weight"].T, None, k)  # (B, T, C)
+    a, o_proj = project("self_attn.o_proj", y)  # (B, T, C)
     x = x + a  # (B, T, C) residual
     m, post_attention_layernorm = rmsnorm.forward(x, p[h + "post_attention_layernorm.weight"], eps, k)  # (B, T, C)
-    g, gate_proj = linear.forward(m, p[h + "mlp.gate_proj.weight"].T, None, k)  # (B, T, F)
-    u, up_proj = linear.forward(m, p[h + "mlp.up_proj.weight"].T, None, k)  # (B, T, F)
+    g, gate_proj = project("mlp.gate_proj", m)  # (B, T, F)
+    u, up_proj = project("mlp.up_proj", m)  # (B, T, F)
     m, swiglu_cache = swiglu.forward(g, u, k)  # (B, T, F) silu(g) * u
-    m, down_proj = linear.forward(m, p[h + "mlp.down_proj.weight"].T, None, k)  # (B, T, C)
+    m, down_proj = project("mlp.down_proj", m)  # (B, T, C)
     x = x + m  # (B, T, C) residual
     return x, BlockCache(input_layernorm, q_proj, k_proj, v_proj, q_norm, k_norm, rope_cache, attend, o_proj,
-                         post_attention_layernorm, gate_proj, up_proj, swiglu_cache, down_proj)
+                         post_attention_layernorm, gate_proj, up_proj, swiglu_cache, down_proj,
+                         {name: c for name, c in branches.items() if c is not None})
 # --8<-- [end:block_forward]
 
 
 # --8<-- [start:block_backward]
 def block_backward(k, l, dx, c, grads):
     """The reverse of block_forward: dx (B, T, C) -> dx (B, T, C); writes this block's grads. A weight W (out, in)
-    entered its linear op as W.T, so its gradient is the transpose of the op's dw."""
+    entered its linear op as W.T, so its gradient is the transpose of the op's dw (a frozen weight's is None:
+    minigpt/lora.py)."""
     h = f"model.layers.{l}."
     B, T, C = dx.shape
     nh, nkv = c.attend.n_head, c.attend.n_kv_head
+
+    def project_backward(module, dout, cache):  # linear's backward, and its LoRA branch's
+        din, dw, _ = linear.backward(dout, cache, k)
+        grads[h + module + ".weight"] = None if dw is None else dw.T
+        return lora.adapt_backward(dout, c.lora.get(module), din, h + module, grads, k)
+
     # x = x + m: the residual passes dx through unchanged and also feeds it into the MLP branch
-    dm, dw, _ = linear.backward(dx, c.down_proj, k)  # (B, T, F)
-    grads[h + "mlp.down_proj.weight"] = dw.T
+    dm = project_backward("mlp.down_proj", dx, c.down_proj)  # (B, T, F)
     dg, du = swiglu.backward(dm, c.swiglu, k)  # (B, T, F) x2
-    dm_up, dw, _ = linear.backward(du, c.up_proj, k)  # (B, T, C)
-    grads[h + "mlp.up_proj.weight"] = dw.T
-    dm, dw, _ = linear.backward(dg, c.gate_proj, k)  # (B, T, C)
-    grads[h + "mlp.gate_proj.weight"] = dw.T
+    dm_up = project_backward("mlp.up_proj", du, c.up_proj)  # (B, T, C)
+    dm = project_backward("mlp.gate_proj", dg, c.gate_proj)  # (B, T, C)
     dm = dm + dm_up  # (B, T, C) m fed both projections: their gradients add
     dm, grads[h + "post_attention_layernorm.weight"] = rmsnorm.backward(dm, c.post_attention_layernorm, k)  # (B, T, C)
     dx = dx + dm  # (B, T, C)
     # x = x + a: the same for the attention branch
-    dy, dw, _ = linear.backward(dx, c.o_proj, k)  # (B, T, nh hs)
-    grads[h + "self_attn.o_proj.weight"] = dw.T
+    dy = project_backward("self_attn.o_proj", dx, c.o_proj)  # (B, T, nh hs)
     dqkv = attention.attend_backward(dy, c.attend, k)  # (B, T, (nh + 2 nkv) hs)
     hs = dqkv.shape[2] // (nh + 2 * nkv)
     dq, dk, dv = np.split(dqkv, [nh * hs, (nh + nkv) * hs], axis=2)  # (B, T, nh hs), (B, T, nkv hs) x2
@@ -158,12 +172,9 @@ def block_backward(k, l, dx, c, grads):
     if c.q_norm is not None:
         dq, grads[h + "self_attn.q_norm.weight"] = rmsnorm.backward(dq.reshape(B, T * nh, hs), c.q_norm, k)  # (B, T nh, hs)
         dk, grads[h + "self_attn.k_norm.weight"] = rmsnorm.backward(dk.reshape(B, T * nkv, hs), c.k_norm, k)  # (B, T nkv, hs)
-    da_v, dw, _ = linear.backward(dv, c.v_proj, k)  # (B, T, C)
-    grads[h + "self_attn.v_proj.weight"] = dw.T
-    da_k, dw, _ = linear.backward(dk.reshape(B, T, nkv * hs), c.k_proj, k)  # (B, T, C)
-    grads[h + "self_attn.k_proj.weight"] = dw.T
-    da, dw, _ = linear.backward(dq.reshape(B, T, nh * hs), c.q_proj, k)  # (B, T, C)
-    grads[h + "self_attn.q_proj.weight"] = dw.T
+    da_v = project_backward("self_attn.v_proj", dv, c.v_proj)  # (B, T, C)
+    da_k = project_backward("self_attn.k_proj", dk.reshape(B, T, nkv * hs), c.k_proj)  # (B, T, C)
+    da = project_backward("self_attn.q_proj", dq.reshape(B, T, nh * hs), c.q_proj)  # (B, T, C)
     da = da + da_k + da_v  # (B, T, C) a fed all three projections
     da, grads[h + "input_layernorm.weight"] = rmsnorm.backward(da, c.input_layernorm, k)  # (B, T, C)
     dx = dx + da  # (B, T, C)

@@ -70,3 +70,22 @@ def load_model(ckpt, backend: str = "numpy"):
     except ValueError as e:
         raise ValueError(f"{ckpt}: {e}") from None
     return model.eval(), tokenizer
+
+
+def with_adapters(base, adapters, dtype=None, backend: str = "numpy") -> GPT:
+    """A model (in evaluation mode) from a base model's directory (Hugging Face's or minigpt's) and the PEFT adapters
+    written for it (by peft's save_pretrained, or `minigpt export --peft`): minigpt/lora.py."""
+    import numpy as np
+
+    from minigpt import lora
+    from minigpt.model import SCORE
+
+    config, weights, _ = read(resolve(base))
+    config, arrays = lora.read_peft(adapters, config)
+    if SCORE in arrays and config.labels is None:
+        raise ValueError(f"{adapters} trains a classifier's head, but {base} is not a classifier")
+    weights = {**weights, **arrays}
+    dtype = np.dtype(dtype or weights[FAMILIES[config.arch].WTE].dtype)
+    model = GPT(config, dtype=dtype, backend=backend)
+    model.load_state_dict({name: a.astype(dtype) for name, a in weights.items()})
+    return model.eval()

@@ -6,6 +6,12 @@
     logits = norm(x) @ head^T                  head: the token embedding (tied), or lm_head.weight (V, C)
     loss = cross_entropy(logits, targets)
 
+A classifier (config.num_labels) has a second head, score.weight (K, C), on the last token's hidden state, trained
+with the labels' cross-entropy and, optionally, the language-modelling loss weighted by lm_weight (the GPT paper's
+lambda, 0.5 there):
+    scores = norm(x)[b, last[b]] @ score^T     (B, K)
+    loss = cross_entropy(scores, labels) + lm_weight cross_entropy(logits, targets)
+
 config.arch picks the family module (FAMILIES), which names the parameters and holds its block's forward and
 backward; this module does what every family shares, and `backward` calls the ops in exactly the reverse order of
 `forward`. The backend is resolved once, into the table of kernels that every op is handed (`self.kernels`,
@@ -16,16 +22,18 @@ Overview and data flow: docs/model.md, docs/llama.md. Tests: tests/test_model.py
 tests/test_torch_llama.py.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends, generate, gpt2, llama, runtime
+from minigpt import backends, generate, gpt2, llama, lora, runtime
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, cross_entropy, dropout, embedding, linear, rope
+from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, rope
 
 FAMILIES = {"gpt2": gpt2, "llama": llama, "qwen3": llama}  # config.arch -> the module of its parameters and block
 HEAD = "lm_head.weight"  # an LM head of its own (tie_word_embeddings false), (V, C) as Hugging Face lays it out
+SCORE = "score.weight"  # a classifier's head, (K, C), as Hugging Face's *ForSequenceClassification names it
 # names in a Hugging Face state dict that are no parameters here: buffers (GPT-2's causal mask, built on the fly; the
 # rotary frequencies older Llama files saved) and a tied head's copy of the token embedding. minigpt.hf.to_minigpt
 # drops them.
@@ -37,18 +45,27 @@ class ModelCache(NamedTuple):
     embd_dropout: tuple
     blocks: list  # one BlockCache of the family per layer
     norm: tuple
-    lm_head: tuple
-    loss: tuple
+    lm_head: tuple | None  # None: a classifier trained without the language-modelling loss
+    loss: tuple | None
+    last_token: tuple | None = None  # a classifier's: the gather of each sequence's last token
+    score: tuple | None = None  # its head
+    class_loss: tuple | None = None  # and its labels' cross-entropy
+    lm_weight: float = 1.0  # the weight of the language-modelling loss in the total
 
 
 def param_shapes(config: GPTConfig) -> dict:
-    """Name -> shape of every parameter, in the family's Hugging Face state-dict order."""
-    return FAMILIES[config.arch].param_shapes(config)
+    """Name -> shape of every parameter, in the family's Hugging Face state-dict order; a classifier's head last."""
+    shapes = FAMILIES[config.arch].param_shapes(config)
+    if config.num_labels is not None:
+        shapes[SCORE] = (config.num_labels, config.n_embd)
+    shapes.update(lora.param_shapes(config))  # LoRA's adapters, if any (minigpt/lora.py)
+    return shapes
 
 
 def num_params(config: GPTConfig) -> int:
     """The number of parameters of param_shapes(config), counted without listing them."""
-    return FAMILIES[config.arch].num_params(config)
+    adapters = sum(math.prod(shape) for shape in lora.param_shapes(config).values())
+    return FAMILIES[config.arch].num_params(config) + (config.num_labels or 0) * config.n_embd + adapters
 
 
 class GPT:
@@ -75,7 +92,18 @@ class GPT:
         self.dtype = np.dtype(dtype)
         runtime.check_memory(num_params(config) * self.dtype.itemsize, f"a model of {num_params(config):,} parameters",
                              "make it smaller (n_layer, n_embd, block_size, vocab_size)")
-        self.params = self.family.init_params(config, np.random.default_rng(seed), self.dtype)
+        init_rng = np.random.default_rng(seed)
+        self.params = self.family.init_params(config, init_rng, self.dtype)
+        if config.num_labels is not None:  # N(0, 0.02), as transformers initialises score.weight
+            self.params[SCORE] = init_rng.normal(0.0, 0.02, size=(config.num_labels, config.n_embd)).astype(self.dtype)
+        # LoRA: the adapters, and every other weight frozen: read-only, so that no op computes its gradient and
+        # nothing changes it (a classifier's head trains with the adapters)
+        self.params.update(lora.init_params(config, init_rng, self.dtype))
+        self.frozen = set()
+        if config.lora_rank is not None:
+            self.frozen = {name for name in self.params if not lora.is_adapter(name) and name != SCORE}
+            for name in self.frozen:
+                self.params[name].setflags(write=False)
         # the rotary embeddings' frequencies (hs/2,), float64, or None: GPT-2 learns a table of positions instead
         self.inv_freq = (None if config.rope_theta is None else
                          rope.inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling))
@@ -100,6 +128,10 @@ class GPT:
         """Number of parameters (a tied LM head is counted once, as part of the token embedding)."""
         return sum(p.size for p in self.params.values())
 
+    def trainable(self) -> dict:
+        """The parameters that train: all but LoRA's frozen ones, by name (the same arrays)."""
+        return {name: p for name, p in self.params.items() if name not in self.frozen}
+
     def new_kv_cache(self, B, length=None) -> list:
         """Empty key/value caches, one per layer, for incremental decoding of B sequences of up to `length` positions
         (None: block_size) (minigpt/generate.py)."""
@@ -109,12 +141,15 @@ class GPT:
                 for _ in range(cfg.n_layer)]
 
     # --8<-- [start:forward]
-    def forward(self, idx, targets=None, kv_cache=None, keep_cache=True):
+    def forward(self, idx, targets=None, kv_cache=None, keep_cache=True, last=None, labels=None, lm_weight=0.0):
         """idx (B, T) int -> logits (B, T, V), loss (mean cross-entropy against targets, or None).
 
         keep_cache=False (evaluation) keeps nothing for a backward, so each layer's arrays are freed as soon
         as the next layer has used them. With kv_cache (from new_kv_cache), idx holds only new positions,
-        which attend to the cached ones as well; that is inference: there is no backward afterwards."""
+        which attend to the cached ones as well; that is inference: there is no backward afterwards.
+        A classifier given last (B,), the position of each sequence's last token, returns its scores (B, K) instead
+        of the logits, and with labels (B,) the loss cross_entropy(scores, labels) + lm_weight x the language-modelling
+        loss against targets (when lm_weight > 0)."""
         cfg, p, k, f = self.config, self.params, self.kernels, self.family
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
@@ -125,7 +160,10 @@ class GPT:
             )
         if idx.ndim == 2 and idx.shape[1] == 0:
             raise ValueError("idx has no positions (T = 0); give at least one token")
+        if last is not None and cfg.num_labels is None:
+            raise ValueError("this model has no classification head (num_labels); it computes logits only")
         p_drop = cfg.dropout if self.training else 0.0
+        lora_drop = cfg.lora_dropout if self.training else 0.0  # LoRA's adapters' dropout
 
         keep_cache = keep_cache and kv_cache is None
         wpe = p[f.WPE] if f.WPE else None  # GPT-2's table of positions; None with rotary embeddings
@@ -135,38 +173,77 @@ class GPT:
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = f.block_forward(p, cfg, k, l, x, p_drop, self.rng,
-                                             None if kv_cache is None else kv_cache[l], angles)  # (B, T, C)
+                                             None if kv_cache is None else kv_cache[l], angles, lora_drop)  # (B, T, C)
             if keep_cache:
                 block_caches.append(block_cache)
         x, norm_cache = f.final_norm(p, cfg, k, x)  # (B, T, C)
-        head = p[f.WTE] if cfg.tie_word_embeddings else p[HEAD]  # (V, C)
-        logits, head_cache = linear.forward(x, head.T, kernels=k)  # (B, T, V)
+        if last is not None:
+            return self.classify(x, last, labels, targets if lm_weight > 0 else None, lm_weight,
+                                 (emb_cache, embd_drop, block_caches, norm_cache) if keep_cache else None)
+        logits, loss, head_cache, loss_cache = self.lm_head(x, targets)  # (B, T, V)
+        self.cache = ModelCache(emb_cache, embd_drop, block_caches, norm_cache, head_cache, loss_cache) if keep_cache else None
+        return logits, loss
 
+    def lm_head(self, x, targets):
+        """x (B, T, C) -> logits (B, T, V), their loss against targets (or None), and the caches of both."""
+        k = self.kernels
+        head = self.params[self.family.WTE] if self.config.tie_word_embeddings else self.params[HEAD]  # (V, C)
+        logits, head_cache = linear.forward(x, head.T, kernels=k)  # (B, T, V)
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy.forward(logits, targets, kernels=k)
             loss = float(loss)
-        self.cache = ModelCache(emb_cache, embd_drop, block_caches, norm_cache, head_cache, loss_cache) if keep_cache else None
-        return logits, loss
+        return logits, loss, head_cache, loss_cache
+
+    def classify(self, x, last, labels, targets, lm_weight, trunk):
+        """A classifier's head on x (B, T, C), the final norm's output: scores (B, K) and the loss (or None)."""
+        k = self.kernels
+        h, last_cache = last_token.forward(x, last)  # (B, C)
+        scores, score_cache = linear.forward(h[:, None, :], self.params[SCORE].T, kernels=k)  # (B, 1, K)
+        loss = class_cache = head_cache = loss_cache = None
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1, 1)  # (B, 1)
+            loss, class_cache = cross_entropy.forward(scores, labels, kernels=k)
+            loss = float(loss)
+            if targets is not None:  # the auxiliary language-modelling loss
+                _, lm_loss, head_cache, loss_cache = self.lm_head(x, targets)
+                loss += lm_weight * lm_loss
+        self.cache = None if trunk is None or labels is None else ModelCache(
+            *trunk, head_cache, loss_cache, last_cache, score_cache, class_cache, lm_weight)
+        return scores[:, 0, :], loss
     # --8<-- [end:forward]
 
     # --8<-- [start:backward]
     def backward(self):
-        """Gradients of the mean loss of the last forward(idx, targets) with respect to every parameter:
-        a dict with the same keys and shapes as `params`."""
+        """Gradients of the mean loss of the last forward(idx, targets) (or of a classifier's loss) with respect to
+        every parameter: a dict with the same keys and shapes as `params`."""
         cache = self.cache
-        if cache is None or cache.loss is None:
+        if cache is None or (cache.loss is None and cache.class_loss is None):
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
         cfg, k, f = self.config, self.kernels, self.family
         grads = {}
 
-        dlogits = cross_entropy.backward(1.0, cache.loss, k)  # (B, T, V)
-        dx, dhead, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
+        dx = dhead = None
+        if cache.class_loss is not None:  # a classifier's head
+            dscores = cross_entropy.backward(1.0, cache.class_loss, k)  # (B, 1, K)
+            dh, dscore, _ = linear.backward(dscores, cache.score, k)  # (B, 1, C), (C, K) a view of (K, C)
+            grads[SCORE] = dscore.T  # (K, C)
+            dx = last_token.backward(dh[:, 0, :], cache.last_token)  # (B, T, C)
+        if cache.loss is not None:  # the language-modelling loss, weighted in a classifier's total
+            dlogits = cross_entropy.backward(1.0 if cache.class_loss is None else cache.lm_weight, cache.loss, k)  # (B, T, V)
+            dx_lm, dhead, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
+            dx = dx_lm if dx is None else dx + dx_lm  # (B, T, C)
         dx = f.final_norm_backward(k, dx, cache.norm, grads)  # (B, T, C)
         for l in reversed(range(cfg.n_layer)):
             dx = f.block_backward(k, l, dx, cache.blocks[l], grads)  # (B, T, C)
+        if f.WTE in self.frozen:  # LoRA: the embeddings are frozen, and the input needs no gradient
+            return {name: grads[name] for name in self.params if name not in self.frozen}
         dx = dropout.backward(dx, cache.embd_dropout, k)  # (B, T, C)
-        if cfg.tie_word_embeddings:
+        if dhead is None:  # a classifier without the language-modelling loss: the LM head had no part in it
+            dwte = None
+            if not cfg.tie_word_embeddings:
+                grads[HEAD] = np.zeros_like(self.params[HEAD])
+        elif cfg.tie_word_embeddings:
             # the token embedding is used twice, by the LM head and by the embedding: its gradient is the sum of
             # both, so the embedding's scatter-add goes straight into the head's part (both (V, C))
             dwte = dhead.T  # (V, C)
@@ -175,7 +252,7 @@ class GPT:
         grads[f.WTE], dwpe = embedding.backward(dx, cache.embedding, dwte, k)  # (V, C), (block_size, C) or None
         if f.WPE:
             grads[f.WPE] = dwpe
-        return {name: grads[name] for name in self.params}  # the params' order; drops None biases
+        return {name: grads[name] for name in self.params if name not in self.frozen}  # the params' order
     # --8<-- [end:backward]
 
     def generate(self, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
@@ -217,4 +294,6 @@ class GPT:
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"parameter {name!r} contains NaN or infinite values")
         for name, a in arrays.items():
+            self.params[name].setflags(write=True)  # (a frozen weight, read-only while it trains, is written here)
             np.copyto(self.params[name], a)
+            self.params[name].setflags(write=name not in self.frozen)

@@ -25,13 +25,16 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from minigpt import checkpoint, load, runtime, settings
-from minigpt.config import FIXED_ON_RESUME, MODEL_KEYS, TOKENIZERS, TrainConfig
+from minigpt import checkpoint, load, lora, runtime, settings
+from minigpt.config import FIXED_ON_RESUME, LORA_KEYS, MODEL_KEYS, TOKENIZERS, TrainConfig
 from minigpt.data import load_tokenizer
+from minigpt.data import record_tasks
+from minigpt.data.record_tasks import RECORD_TASKS
+from minigpt.data.records import Records
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset
 from minigpt.distributed import Distributed
-from minigpt.model import GPT, num_params
+from minigpt.model import GPT, HEAD, SCORE, num_params
 from minigpt.optim import AdamW
 
 BPE_VOCAB_SIZE = 512  # --tokenizer bpe without --vocab-size
@@ -80,13 +83,24 @@ def check_against(cfg: TrainConfig, start: Origin) -> None:
                                  f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
     if start.kind == "fine-tune":
         for key in MODEL_KEYS:
+            if key in LORA_KEYS:  # adapters may be added to (or left off) the model
+                continue
             want, have = getattr(cfg, key), start.settings[key]
             if want != have and not (key == "block_size" and want < have):
                 raise ValueError(f"the checkpoint {start.ckpt} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")
 
 
-def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False):
-    """The task, or the text dataset (tokenized with `tokenizer` when the model already has one)."""
+def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, labels=None):
+    """The task, the records (a .jsonl file, or a task made of records), or the text dataset (tokenized with
+    `tokenizer` when the model already has one; a fine-tuned classifier's labels stay its own)."""
+    if cfg.task in RECORD_TASKS or (cfg.data is not None and cfg.data.endswith(".jsonl")):
+        path, n_val = record_tasks.build(cfg.task, cfg.data) if cfg.task in RECORD_TASKS else (cfg.data, None)
+        if tokenizer is None and cfg.tokenizer not in TOKENIZERS:
+            tokenizer = load_tokenizer(cfg.tokenizer)
+        elif tokenizer is None and cfg.tokenizer != "char":
+            raise ValueError("records train from scratch with a character vocabulary made from them; for BPE, give "
+                             "--tokenizer DIR (minigpt tokenizer train) or --init-from a model that has one")
+        return Records(path, tokenizer, labels, n_val)
     if cfg.task is not None:
         task = TASKS[cfg.task]()
         if tokenizer is not None and tokenizer != task.tokenizer:
@@ -201,21 +215,29 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
           progress: bool) -> Run:
     """The data, then the model and its optimizer with the origin's weights and state: what the loop needs."""
     state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
-    weights = tokenizer = rope_scaling = None
+    weights = tokenizer = rope_scaling = labels = None
+    vocab_size = 0
     if start.ckpt is not None:
         shape, weights, tokenizer = load.read(start.ckpt)
         rope_scaling = shape.rope_scaling  # Llama 3's, which comes with the weights trained with it (no flag sets it)
-    dataset = load_dataset(cfg, tokenizer, progress)
+        labels, vocab_size = shape.labels, shape.vocab_size
+    dataset = load_dataset(cfg, tokenizer, progress, labels)
     if state is not None:
         check_same_data(state["data"], dataset, allow_data_change, say)
     T = sequence_length(cfg, dataset)
-    if T > cfg.block_size:
+    if isinstance(dataset, Records):
+        dataset.check_fits(cfg.block_size)
+    elif T > cfg.block_size:
         raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
-    runtime.check_memory(memory_needed(cfg, dataset.vocab_size, T), "training this model",
+    vocab_size = max(vocab_size, dataset.vocab_size)  # (a fine-tune's special tokens may add rows: load_weights)
+    runtime.check_memory(memory_needed(cfg, vocab_size, T), "training this model",
                          "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
 
-    model = GPT(cfg.model_config(dataset.vocab_size, rope_scaling), seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
-    optimizer = AdamW(model.params, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
+    labels = getattr(dataset, "labels", None) if getattr(dataset, "kind", None) == "classification" else None
+    model = GPT(cfg.model_config(vocab_size, rope_scaling, labels), seed=cfg.seed, dtype=np.dtype(cfg.dtype),
+                backend=cfg.backend)
+    # only what trains has optimizer state: with LoRA, the adapters (and a classifier's head), not the frozen weights
+    optimizer = AdamW(model.trainable(), cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
     if weights is not None:
         load_weights(model, weights, start, cfg.block_size, say)
@@ -252,6 +274,19 @@ def load_weights(model: GPT, weights: dict, start: Origin, block_size: int, say:
         weights = {name: p.astype(model.dtype) for name, p in weights.items()}
         if "transformer.wpe.weight" in weights:  # GPT-2's table of positions (rotary embeddings have none)
             weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:block_size].copy()
+        for name in (model.family.WTE, HEAD):  # special tokens added for fine-tuning: new rows, each the mean row
+            if name in weights and len(weights[name]) < model.config.vocab_size:
+                old = weights[name]
+                new = np.repeat(old.mean(axis=0, keepdims=True), model.config.vocab_size - len(old), axis=0)
+                weights[name] = np.concatenate([old, new])  # (V, C)
+                say(f"{name}: {len(new)} rows added for the special tokens of fine-tuning, each the mean of the others")
+        if SCORE in model.params and SCORE not in weights:  # a new classifier's head keeps its initialisation
+            weights[SCORE] = model.params[SCORE]
+        for name in model.params:  # LoRA's new adapters keep their initialisation (B = 0: the model unchanged)
+            if lora.is_adapter(name) and name not in weights:
+                weights[name] = model.params[name]
+        if SCORE not in model.params and weights.pop(SCORE, None) is not None:
+            say(f"{start.ckpt} is a classifier; its head is left out, and its language model fine-tuned")
     try:
         model.load_state_dict(weights)
     except ValueError as e:

@@ -32,6 +32,16 @@ TASK_PRESETS = {
                  min_lr=5e-4, warmup_iters=50, eval_interval=250, eval_iters=10, weight_decay=0.1, beta2=0.99),
     "add": dict(n_layer=3, n_head=3, n_embd=48, block_size=6, batch_size=64, max_iters=2000, learning_rate=5e-3,
                 min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10, weight_decay=0.1, beta2=0.99),
+    # records (minigpt/data/record_tasks.py): the synthetic two from scratch, the Shakespeare two from a model
+    # pretrained by `minigpt train` (--init-from out), whose shape they keep
+    "sort-instruct": dict(n_layer=3, n_head=3, n_embd=48, block_size=16, batch_size=64, max_iters=750,
+                          learning_rate=5e-3, min_lr=5e-4, warmup_iters=50, eval_interval=250, eval_iters=10),
+    "add-instruct": dict(n_layer=3, n_head=3, n_embd=48, block_size=16, batch_size=64, max_iters=3000,
+                         learning_rate=5e-3, min_lr=5e-4, warmup_iters=100, eval_interval=500, eval_iters=10),
+    "shakespeare-speakers": dict(batch_size=64, max_iters=300, learning_rate=5e-4, min_lr=1e-5, warmup_iters=20,
+                                 eval_interval=50, eval_iters=20, dropout=0.2, lm_loss_weight=0.5),
+    "shakespeare-instruct": dict(batch_size=32, max_iters=300, learning_rate=3e-4, min_lr=3e-5, warmup_iters=20,
+                                 eval_interval=100, eval_iters=20),
 }
 
 

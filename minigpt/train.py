@@ -17,7 +17,9 @@ from tqdm import tqdm
 
 from minigpt import distributed, interrupt, runtime
 from minigpt.config import TrainConfig
+from minigpt.data.records import Records
 from minigpt.distributed import Distributed
+from minigpt.evaluation import held_out_accuracy
 from minigpt.model import GPT
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import clip_grad_norm, get_lr
@@ -63,7 +65,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             # every rank draws the whole global batch (keeping the samplers in step), and computes its share
             batches = [run.dataset.get_batch("train", cfg.batch_size, T, run.sampler)
                        for _ in range(cfg.gradient_accumulation_steps)]
-            loss, grads = accumulate_gradients(model, batches, share)
+            loss, grads = accumulate_gradients(model, batches, share, cfg.lm_loss_weight)
             # one all-reduce: the gradients, the loss, and whether any rank got a Ctrl-C (all stop at this step)
             loss, stop = dist.sum_gradients(grads, [loss, float(interrupt.requested())])
             grad_norm = clip_grad_norm(grads, cfg.grad_clip)
@@ -128,28 +130,47 @@ def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = N
         rng = np.random.default_rng([cfg.seed, 2, i])
         mine = 0.0
         for k in range(cfg.eval_iters):
-            x, y = dataset.get_batch(split, cfg.batch_size, T, rng)
+            batch = dataset.get_batch(split, cfg.batch_size, T, rng)
             if k % dist.size == dist.rank:
-                mine += model.forward(x, y, keep_cache=False)[1]
+                mine += batch_loss(model, batch, cfg.lm_loss_weight, keep_cache=False)
         result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
-    if hasattr(dataset, "accuracy"):
+    if isinstance(dataset, Records):  # instructions' exact match, or a classifier's accuracy
+        result["val_accuracy"] = held_out_accuracy(model, dataset)
+    elif hasattr(dataset, "accuracy"):  # a synthetic task's
         result["val_accuracy"] = dataset.accuracy(model, "val")
     model.train()
     return result
 
 
+def batch_loss(model: GPT, batch: tuple, lm_weight: float = 0.0, keep_cache: bool = True) -> float:
+    """The loss of a batch: a language model's (x, y), or a classifier's (x, y, last, labels), whose loss adds
+    lm_weight x the language-modelling loss on y (minigpt/model.py)."""
+    x, y, *head = batch
+    if head:
+        last, labels = head
+        return model.forward(x, y, keep_cache=keep_cache, last=last, labels=labels, lm_weight=lm_weight)[1]
+    return model.forward(x, y, keep_cache=keep_cache)[1]
+
+
+def targets_in(batch: tuple) -> int:
+    """What a batch's loss is the mean over: its targets, or a classifier's sequences."""
+    return len(batch[3]) if len(batch) == 4 else int((batch[1] != IGNORE_INDEX).sum())
+
+
 # --8<-- [start:accumulate]
-def accumulate_gradients(model: GPT, batches: list, share=None) -> tuple[float, dict]:
+def accumulate_gradients(model: GPT, batches: list, share=None, lm_weight: float = 0.0) -> tuple[float, dict]:
     """Mean loss and its gradients over several micro-batches, each weighted by its share of the
     targets: exactly the loss and gradients of one batch holding all of them. With `share` (a range of
     indices), only those micro-batches are computed, still weighted by their share of all the targets:
-    the parts that the ranks of a data-parallel run sum (minigpt/distributed.py)."""
-    counts = [int((y != IGNORE_INDEX).sum()) for _, y in batches]
+    the parts that the ranks of a data-parallel run sum (minigpt/distributed.py). (A classifier's micro-batches
+    are weighted by their sequences; its auxiliary language-modelling loss, lm_weight > 0, is then each
+    micro-batch's mean over its tokens.)"""
+    counts = [targets_in(batch) for batch in batches]
     total = sum(counts)
     loss, grads = 0.0, None
     for i in range(len(batches)) if share is None else share:
-        (x, y), n = batches[i], counts[i]
-        _, micro_loss = model.forward(x, y)
+        n = counts[i]
+        micro_loss = batch_loss(model, batches[i], lm_weight)
         micro_grads = model.backward()
         w = n / total
         loss += w * micro_loss

@@ -47,7 +47,7 @@ def test_attention_rows_are_causal_probabilities_of_the_model_s_own_queries_and_
     model.train()
     p, C, hs = model.params, 8, 4
     for l in range(2):
-        x = cache.blocks[l].attn.qkv_cache.x[0]  # (T, C) ln_1's output
+        x = cache.blocks[l].c_attn.x[0]  # (T, C) ln_1's output
         qkv = x @ p[f"transformer.h.{l}.attn.c_attn.weight"] + p[f"transformer.h.{l}.attn.c_attn.bias"]  # (T, 3C)
         for h in range(2):
             q, k = qkv[:, h * hs:(h + 1) * hs], qkv[:, C + h * hs:C + (h + 1) * hs]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minigpt import backends, config
-from minigpt.data import tasks
+from minigpt.data import record_tasks, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,8 +17,9 @@ LAYERS = [  # bottom to top: a module may import from its own layer and those be
      "minigpt.distributed"],
     ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
     ["minigpt.backends", "minigpt.data"],
-    ["minigpt.gpt2", "minigpt.llama", "minigpt.model"],
-    ["minigpt.hf", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.load"],
+    ["minigpt.lora", "minigpt.gpt2", "minigpt.llama", "minigpt.model"],
+    ["minigpt.hf", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.load", "minigpt.evaluation",
+     "minigpt.chat"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],
 ]
@@ -141,6 +142,6 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
 def test_the_names_the_config_lists_are_the_ones_that_exist():
     # the config sits at the bottom and imports neither the registry nor the tasks: it lists their names, and
     # those must be exactly what the registry and the tasks provide
-    assert config.TASKS == tuple(tasks.TASKS)
+    assert config.TASKS == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS)
     assert tuple(name for name in config.BACKENDS if name != "auto") == backends.NAMES
     assert all((ROOT / "minigpt" / "backends" / name / "__init__.py").is_file() for name in backends.NAMES if name != "numpy")

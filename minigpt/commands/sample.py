@@ -19,6 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--stop", help="stop a sample once it contains this text")
+    p.add_argument("--chat", action="store_true", help="--prompt is a user's message: print the reply of a model "
+                                                        "fine-tuned on records, formatted by its chat template")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
 
@@ -49,6 +51,8 @@ def run(args) -> int:
     check_flags(args)
     runtime.set_threads(args.threads)
     model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    if args.chat:
+        return chat_reply(args, model, tokenizer)
     prompt = args.prompt
     if prompt is None:
         prompt = "\n"
@@ -83,4 +87,22 @@ def run(args) -> int:
         print(text)
         if i < len(texts) - 1:
             print("-" * 40)
+    return 0
+
+
+def chat_reply(args, model, tokenizer) -> int:
+    """One turn: --prompt as the user's message, the reply (each of --num-samples) on stdout, streamed."""
+    import sys
+
+    from minigpt.chat import reply
+
+    if args.prompt is None:
+        raise ValueError("--chat needs the user's message in --prompt")
+    for i in range(args.num_samples):
+        for piece in reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args.max_new_tokens,
+                           do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           seed=args.seed + i):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n" + ("-" * 40 + "\n" if i < args.num_samples - 1 else ""))
     return 0

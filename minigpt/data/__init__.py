@@ -50,20 +50,29 @@ def load_tokenizer(directory):
         return None
     merges = [line for line in read_text(merges_txt).splitlines() if line.strip() and not line.startswith("#version")]
     vocab = check_vocab(read_json(vocab_json), vocab_json)
-    if not merges and len(vocab) < 256:
-        return char_vocabulary(vocab, vocab_json)
-    return BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
+    config = directory / "tokenizer_config.json"
+    config = read_json(config) if config.is_file() else {}
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    template = template if isinstance(template, str) else None
+    single = [t for t in vocab if len(t) == 1 and t in CHAR_TO_BYTE]
+    if not merges and len(single) < 256:
+        return char_vocabulary(vocab, vocab_json, template)
+    tokenizer = BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
+    tokenizer.chat_template = template
+    return tokenizer
 
 
-def char_vocabulary(vocab: dict, where) -> CharTokenizer:
-    """The character tokenizer of a vocab.json of single bytes, ids 0..n-1 in the characters' order (the reverse of
-    minigpt.hf.write_char_vocab)."""
+def char_vocabulary(vocab: dict, where, chat_template: str | None = None) -> CharTokenizer:
+    """The character tokenizer of a vocab.json of single bytes, ids 0..n-1 in the characters' order, then its special
+    tokens (the reverse of minigpt.hf.write_char_vocab)."""
     order = sorted(vocab, key=vocab.get)
-    if [vocab[t] for t in order] != list(range(len(order))) or not all(len(t) == 1 and t in CHAR_TO_BYTE for t in order):
+    n = sum(1 for t in order if len(t) == 1)
+    if [vocab[t] for t in order] != list(range(len(order))) or not all(len(t) == 1 and t in CHAR_TO_BYTE for t in order[:n]) \
+            or any(len(t) == 1 for t in order[n:]):
         raise ValueError(f"{where} is neither a byte-level BPE vocabulary (it has no merges and not all 256 bytes) "
-                         f"nor a character vocabulary minigpt reads (single bytes, ids 0..n-1 in order)")
+                         f"nor a character vocabulary minigpt reads (single bytes, ids 0..n-1 in order, then special tokens)")
     try:
-        return CharTokenizer("".join(chr(CHAR_TO_BYTE[t]) for t in order))
+        return CharTokenizer("".join(chr(CHAR_TO_BYTE[t]) for t in order[:n]), order[n:], chat_template)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 

@@ -109,9 +109,11 @@ def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None, pair_ranks
 
 class BPETokenizer:
     """ranks: token bytes -> id (the single bytes included); pattern: a name in PATTERNS or a regex;
-    special_tokens: string -> id, ids above every rank."""
+    special_tokens: string -> id, ids above every rank; chat_template: a Jinja template, as a Hugging Face
+    tokenizer_config.json has one (minigpt/data/records.py), or None."""
 
-    def __init__(self, ranks: dict, pattern: str = "r50k", special_tokens: dict | None = None):
+    def __init__(self, ranks: dict, pattern: str = "r50k", special_tokens: dict | None = None,
+                 chat_template: str | None = None):
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
             raise ValueError(f"a byte-level BPE vocabulary needs all 256 bytes as tokens; byte {missing[0]} is missing")
@@ -123,7 +125,16 @@ class BPETokenizer:
         self.decoder = {i: b for b, i in self.ranks.items()}
         self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self.special_regex = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True)))
+        self.chat_template = chat_template
         self.cache = {}  # chunk -> its token ids: text repeats its words
+
+    def with_chat(self, special_tokens, chat_template: str | None) -> "BPETokenizer":
+        """This vocabulary with the special tokens it lacks added after every id, and the chat template set."""
+        special = dict(self.special_tokens)
+        for s in special_tokens:
+            if s not in special:
+                special[s] = self.vocab_size + len(special) - len(self.special_tokens)
+        return BPETokenizer(self.ranks, self.pattern, special, chat_template)
 
     @property
     def vocab_size(self) -> int:
@@ -326,25 +337,30 @@ class BPETokenizer:
         for b, r in sorted(self.ranks.items(), key=lambda kv: kv[1]):
             digest.update(b + r.to_bytes(4, "little"))
         digest.update(json.dumps(self.special_tokens, sort_keys=True).encode())
+        if self.chat_template is not None:
+            digest.update(self.chat_template.encode())
         return digest.hexdigest()
 
     def to_json(self) -> str:
         ranks = [base64.b64encode(b).decode() for b, _ in sorted(self.ranks.items(), key=lambda kv: kv[1])]
         ids = sorted(self.ranks.values())
-        return json.dumps({"type": "bpe", "pattern": self.pattern, "ranks": ranks, "ids": ids,
-                           "special_tokens": self.special_tokens})
+        d = {"type": "bpe", "pattern": self.pattern, "ranks": ranks, "ids": ids, "special_tokens": self.special_tokens}
+        if self.chat_template is not None:
+            d["chat_template"] = self.chat_template
+        return json.dumps(d)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "tokenizer.json") -> "BPETokenizer":
         """From to_json's object, checked (minigpt.data.load_tokenizer reads it from a file)."""
-        check_object(d, where, {"type": str, "pattern": str, "ranks": list, "ids": list, "special_tokens": dict})
+        check_object(d, where, {"type": str, "pattern": str, "ranks": list, "ids": list, "special_tokens": dict,
+                                "chat_template": (str, None)})
         if len(d["ranks"]) != len(d["ids"]) or not all(isinstance(t, str) for t in d["ranks"]) \
                 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in d["ids"]) \
                 or not all(isinstance(s, str) and isinstance(i, int) and i >= 0 for s, i in d["special_tokens"].items()):
             raise ValueError(f"{where}: its ranks, ids and special tokens do not match up; the file is damaged")
         try:
             ranks = {base64.b64decode(t, validate=True): i for t, i in zip(d["ranks"], d["ids"])}
-            return cls(ranks, d["pattern"], d["special_tokens"])
+            return cls(ranks, d["pattern"], d["special_tokens"], d.get("chat_template"))
         except (ValueError, regex.error) as e:  # (binascii.Error is a ValueError)
             raise ValueError(f"{where}: {e}") from None
 

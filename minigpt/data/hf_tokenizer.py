@@ -175,6 +175,24 @@ class HFTokenizer:
         """The id of <|endoftext|>, the separator between documents, if the vocabulary has it."""
         return self.special_tokens.get(ENDOFTEXT)
 
+    @property
+    def chat_template(self) -> str | None:
+        """tokenizer_config.json's chat template (a Jinja template), if it has one as a string."""
+        template = self.config.get("chat_template")
+        return template if isinstance(template, str) else None
+
+    def with_chat(self, special_tokens, chat_template: str | None) -> "HFTokenizer":
+        """This tokenizer with the special tokens it lacks added (added_tokens, after every id) and the chat
+        template set."""
+        spec = {**self.spec, "added_tokens": list(self.spec.get("added_tokens") or [])}
+        for s in special_tokens:
+            if s not in self.special_tokens:
+                spec["added_tokens"].append({"id": self.vocab_size + len(spec["added_tokens"]) - len(self.special_tokens),
+                                             "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                                             "normalized": False, "special": True})
+        config = {**self.config, "chat_template": chat_template}
+        return HFTokenizer(spec, config, self.where)
+
     def role_ids(self) -> dict:
         """bos_token_id and eos_token_id, from tokenizer_config.json's bos_token and eos_token (a string, or an
         object with its content), as a model's config.json names them; {} where the config names none."""

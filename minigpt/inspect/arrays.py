@@ -20,7 +20,7 @@ def block_parts(arch: str, b) -> tuple:
     """What inspect reads from one block's cache: the attention core's cache (queries, keys, log-sum-exp), the
     block's input (the residual stream, before its first norm) and the MLP gate's input."""
     if arch == "gpt2":
-        return b.attn.attend, b.ln_1.x, b.gelu.x
+        return b.attend, b.ln_1.x, b.gelu.x
     return b.attend, b.input_layernorm.x, b.swiglu.gate  # llama and qwen3
 
 
@@ -64,7 +64,7 @@ def default_prompt(model, tokenizer, task: str | None = None) -> str:
     from minigpt.data.tasks import TASKS
     from minigpt.data.text import encode_text
 
-    if task is not None:
+    if task in TASKS:  # (a task of records, minigpt/data/record_tasks.py, has a template of its own: a continuation)
         t = TASKS[task]()
         question = t.problems["val"][:1]  # (1, question_length)
         sequence = np.concatenate([question, t.answer(question)], axis=1)[0]  # the last answer token is never an input

@@ -43,12 +43,15 @@ def forward_kernel(x, w, b):
 
 # --8<-- [start:backward]
 def backward(dout, cache, kernels=None):
-    """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None."""
+    """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None. A frozen weight (read-only: LoRA's base,
+    minigpt/lora.py) gets no gradient: dx alone is computed, and dw and db are None."""
     x, w = cache.x, cache.w
     B, T, C = x.shape
     OC = w.shape[1]
     check_shape("linear dout", dout, (B, T, OC))
     check_same_dtype("linear backward", dout=dout, x=x)
+    if not w.flags.writeable:
+        return (dout.reshape(B * T, OC) @ w.T).reshape(B, T, C), None, None  # (B, T, C)
     kernel = backward_kernel if kernels is None else kernels.linear.backward_kernel
     dx, dw, db = kernel(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)  # (N, C), (C, OC), (OC,)
     return dx.reshape(B, T, C), dw, db

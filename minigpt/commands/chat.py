@@ -1,0 +1,67 @@
+"""`minigpt chat`: a conversation with a fine-tuned model at the terminal (minigpt/chat.py). Each line you type is a
+user turn; the reply streams as it is generated; the whole conversation is the next prompt. Ctrl-D ends it; so does
+Ctrl-C (exit status 130)."""
+
+HELP = "talk with a model fine-tuned on records (its chat template); Ctrl-D ends"
+DESCRIPTION = ("Talk with a fine-tuned model: each line is a user turn, the model's reply streams back, and the "
+               "conversation so far is the prompt of the next reply (its oldest turns dropped when it outgrows the "
+               "context). Ctrl-D or Ctrl-C ends it. Docs: docs/finetuning.md.")
+
+
+def add_arguments(p) -> None:
+    from minigpt.config import BACKENDS
+
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--system", help="a system message that opens the conversation")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="the longest reply (default: 200)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
+
+
+def sampling(args) -> dict:
+    """The sampling flags, checked by name, as generate's arguments."""
+    from minigpt.generate import check_sampling_args
+
+    check_sampling_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, flags=True)
+    return dict(do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+
+
+def run(args) -> int:
+    import sys
+
+    import numpy as np
+
+    from minigpt import load, runtime
+    from minigpt.chat import reply, template_of
+
+    options = sampling(args)
+    runtime.set_threads(args.threads)
+    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    template_of(tokenizer)  # no template: say so before the first prompt
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    rng = np.random.default_rng(args.seed)
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:  # Ctrl-D, or the end of piped input
+            if interactive:
+                print()
+            return 0
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        text = ""
+        for piece in reply(model, tokenizer, messages, args.max_new_tokens, seed=int(rng.integers(2**31)), **options):
+            text += piece
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": text})

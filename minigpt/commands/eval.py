@@ -1,0 +1,74 @@
+"""`minigpt eval`: a model scored on a JSONL file of records (minigpt/evaluation.py): one table on stdout, and the
+same numbers as JSON with --json."""
+
+HELP = "score a model on a JSONL file: completion loss, exact match, classification accuracy and F1, multiple choice"
+DESCRIPTION = ("Score a model on records: {\"prompt\", \"completion\"} or {\"messages\"} (mean loss and perplexity on the "
+               "completions, exact match of greedy completions), {\"text\", \"label\"} (a classifier's accuracy and "
+               "per-class F1), {\"prompt\", \"choices\", \"answer\"} (multiple choice: the ending of lowest mean loss). "
+               "Docs: docs/finetuning.md.")
+
+
+def add_arguments(p) -> None:
+    from minigpt.config import BACKENDS
+
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    p.add_argument("--data", required=True, metavar="F.jsonl", help="the records to score")
+    p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
+
+
+def score(model, tokenizer, path) -> dict:
+    """Every number `minigpt eval` reports for the records of `path`."""
+    from minigpt import evaluation
+    from minigpt.data.records import Records, read_jsonl
+
+    records = Records(path, tokenizer, model.config.labels)
+    result = {"data": str(path), "records": len(records.records), "kind": records.kind}
+    if records.kind == "choice":
+        result.update(evaluation.multiple_choice(model, tokenizer, read_jsonl(path)))
+        return result
+    if records.kind == "classification":
+        if model.config.labels is None:
+            raise ValueError(f"{path} holds classification records but the model has no classification head; "
+                             f"fine-tune one first: minigpt train --data {path} --init-from ...")
+        records.check_fits(model.config.block_size)
+        result.update(evaluation.classification(model, records, records.examples))
+        return result
+    if records.vocab_size > model.config.vocab_size:
+        raise ValueError(f"the records need special tokens the model does not have ({records.template!r:.40}...); "
+                         f"fine-tune it on such records first")
+    records.check_fits(model.config.block_size)
+    result.update(evaluation.completion_loss(model, records, records.examples))
+    result["exact_match"] = evaluation.exact_match(model, records, records.examples)
+    return result
+
+
+def table(result: dict) -> str:
+    rows = [("data", result["data"]), ("records", str(result["records"]))]
+    for key in ("loss", "perplexity", "exact_match", "accuracy", "macro_f1"):
+        if key in result:
+            rows.append((key.replace("_", " "), f"{result[key]:.4f}"))
+    for name, c in result.get("per_class", {}).items():
+        rows.append((f"F1 {name}", f"{c['f1']:.4f}  (precision {c['precision']:.3f}, recall {c['recall']:.3f}, "
+                                   f"{c['support']} records)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args) -> int:
+    import json
+
+    from minigpt import load, runtime
+    from minigpt.files import atomic_write
+
+    runtime.set_threads(args.threads)
+    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    result = score(model, tokenizer, args.data)
+    if args.json:
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(result, indent=1) + "\n")
+    print(table(result))
+    return 0

@@ -1,0 +1,351 @@
+"""Records for supervised fine-tuning: a JSONL file, one record a line, of one of two kinds (by its keys):
+
+    {"prompt": "201102", "completion": "001122"}                                    instruction
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}   instruction (chat)
+    {"text": "To be, or not to be", "label": "HAMLET"}                              classification
+
+An instruction record is a conversation (a prompt and its completion are a user turn and an assistant turn), rendered
+into text by a chat template and tokenized; the loss counts the assistant's tokens only (the others' targets are
+ignore_index). The template is a Jinja template rendered as transformers' apply_chat_template renders it:
+    - a tokenizer's own (a Hugging Face directory's chat_template), so that a fine-tuned model formats its prompts as
+      its original did;
+    - otherwise CHATML below for chat records (special tokens <|im_start|> and <|im_end|>);
+    - PLAIN below for prompt/completion records: the prompt, then the completion and <|endoftext|>.
+The special tokens a template needs are added to the tokenizer (minigpt/run.py grows the embedding to match), and the
+template is saved with it, so that `minigpt chat`, `sample --chat`, `eval` and an export all format prompts alike.
+
+Batches of records of different lengths are padded on the right, with targets ignore_index on the padding. Causal
+attention never looks right, so a record's logits, and its loss, do not depend on what it is batched with (tested:
+tests/test_records.py). Docs: docs/finetuning.md.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from minigpt.ops.cross_entropy import IGNORE_INDEX
+from minigpt.validate import read_text
+
+EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+# ChatML, the format of Qwen's and SmolLM's chat models: every turn between <|im_start|>role and <|im_end|>
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+# a prompt and its completion, as they are, the completion ended by <|endoftext|>
+PLAIN = ("{% for message in messages %}{{ message['content'] }}{% if message['role'] == 'assistant' %}{{ eos_token }}"
+         "{% endif %}{% endfor %}")
+ROLES = ("system", "user", "assistant")
+VAL_FRACTION = 0.1  # the last 10% of a file's records are held out, as the last 10% of a text is
+MAX_LABELS = 1000
+
+
+class Conversation(NamedTuple):
+    messages: list  # [{"role", "content"}, ...]
+    template: str  # CHATML or PLAIN: the one the record's kind needs, where the tokenizer has none of its own
+
+
+def read_jsonl(path) -> list:
+    """The records of a JSONL file, each a JSON object; an error names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist; give the path of a JSONL file with --data")
+    records = []
+    for n, line in enumerate(read_text(path, what="data file ", fix="save it as UTF-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} line {n} is a JSON {type(record).__name__}, not an object")
+        records.append((n, record))
+    if not records:
+        raise ValueError(f"{path} holds no records; give one JSON object a line")
+    return records
+
+
+def kind_of(record: dict, where: str) -> str:
+    """"instruction", "chat", "classification" or "choice" (multiple choice, scored by minigpt eval), by the keys."""
+    keys = set(record)
+    for kind, need in (("instruction", {"prompt", "completion"}), ("chat", {"messages"}),
+                       ("classification", {"text", "label"}), ("choice", {"prompt", "choices", "answer"})):
+        if keys == need:
+            return kind
+    raise ValueError(f"{where} has the keys {sorted(keys)}; a record is {{\"prompt\", \"completion\"}}, "
+                     f"{{\"messages\"}}, {{\"text\", \"label\"}} or {{\"prompt\", \"choices\", \"answer\"}}")
+
+
+def check_string(value, what: str, where: str) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        raise ValueError(f"{where}: {what} must be a string without NUL characters, got {value!r:.40}")
+    return value
+
+
+def conversation(record: dict, kind: str, where: str) -> Conversation:
+    """An instruction or chat record as a conversation, checked: roles, strings, an assistant turn to learn."""
+    if kind == "instruction":
+        return Conversation([{"role": "user", "content": check_string(record["prompt"], "prompt", where)},
+                             {"role": "assistant", "content": check_string(record["completion"], "completion", where)}],
+                            PLAIN)
+    messages = record["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: messages must be a non-empty list of {{\"role\", \"content\"}} objects")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise ValueError(f"{where}: message {i} must be an object with exactly a role and a content")
+        if m["role"] not in ROLES:
+            raise ValueError(f"{where}: message {i} has role {m['role']!r}; roles are {', '.join(ROLES)}")
+        check_string(m["content"], f"message {i}'s content", where)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError(f"{where}: no message has the role assistant, so there is nothing to learn")
+    return Conversation(messages, CHATML)
+
+
+def special_tokens_of(template: str, tokenizer) -> list:
+    """The special tokens a built-in template writes, which the tokenizer must have: its eos (<|endoftext|> unless a
+    Hugging Face tokenizer names another), and ChatML's two."""
+    eos = role_tokens(tokenizer)["eos_token"]
+    return [eos] if template == PLAIN else [eos, IM_START, IM_END] if template == CHATML else []
+
+
+def render(template: str, messages: list, add_generation_prompt: bool, tokenizer) -> str:
+    """A conversation as text, by a Jinja chat template, as transformers' apply_chat_template(tokenize=False) renders
+    it: a sandboxed environment with trim_blocks and lstrip_blocks, raise_exception, and the tokenizer's special
+    tokens as bos_token and eos_token."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise ValueError(f"the chat template refuses the conversation: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, indent=indent, ensure_ascii=False)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                                **role_tokens(tokenizer))
+    except jinja2.TemplateError as e:
+        raise ValueError(f"the chat template cannot be rendered: {e}") from None
+
+
+def role_tokens(tokenizer) -> dict:
+    """bos_token and eos_token as a template reads them: a Hugging Face tokenizer's, else <|endoftext|>."""
+    config = getattr(tokenizer, "config", {})
+    tokens = {}
+    for role in ("bos_token", "eos_token"):
+        token = config.get(role)
+        tokens[role] = (token.get("content") if isinstance(token, dict) else token) or EOT
+    return tokens
+
+
+def pieces(template: str, messages: list, tokenizer) -> list:
+    """A conversation's text in pieces, (text, trained): each assistant turn is the text its conversation gains
+    from the prompt for it (the messages before it, with the generation prompt) to the turn itself; the rest is
+    prompt. A template must render a conversation as the prefix of its continuation (transformers' templates do)."""
+    out, done = [], ""
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = render(template, messages[:i], True, tokenizer)
+        full = render(template, messages[:i + 1], False, tokenizer)
+        if not (prompt.startswith(done) and full.startswith(prompt)):
+            raise ValueError("the chat template does not render a conversation as the beginning of its continuation, "
+                             "so the assistant's turns cannot be told apart; use another template")
+        out += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    rest = render(template, messages, False, tokenizer)[len(done):]
+    return out + ([(rest, False)] if rest else [])
+
+
+def encode(tokenizer, text: str) -> np.ndarray:
+    """text -> (n,) int64 ids, its special tokens' strings read as the special tokens."""
+    from minigpt.data.text import encode_text
+
+    return encode_text(tokenizer, text)
+
+
+def tokenize_conversation(tokenizer, template: str, messages: list) -> tuple:
+    """(ids (n,) int64, trained (n,) bool): the conversation's tokens, and which of them the loss counts."""
+    ids, trained = [], []
+    for text, learn in pieces(template, messages, tokenizer):
+        piece = encode(tokenizer, text)
+        ids.append(piece)
+        trained.append(np.full(len(piece), learn))
+    return np.concatenate(ids), np.concatenate(trained)
+
+
+def template_for(tokenizer, kind: str) -> str:
+    """The template a run on records of `kind` renders with: the tokenizer's own for chats, else the built-in."""
+    if kind == "chat" and tokenizer.chat_template is not None:
+        return tokenizer.chat_template
+    return PLAIN if kind == "instruction" else CHATML
+
+
+def chat_tokenizer(tokenizer, template: str):
+    """The tokenizer, with the special tokens of a built-in template and the template itself."""
+    return tokenizer.with_chat(special_tokens_of(template, tokenizer), template)
+
+
+def stop_tokens(tokenizer) -> set:
+    """The ids that end an assistant's turn: <|im_end|>, <|endoftext|> and the tokenizer's eos, where it has them."""
+    special = tokenizer.special_tokens
+    ids = {special[s] for s in (EOT, IM_END, "<|eot_id|>", "<|end|>") if s in special}
+    eos = role_tokens(tokenizer)["eos_token"]
+    if eos in special:
+        ids.add(special[eos])
+    return ids
+
+
+class Example(NamedTuple):
+    ids: np.ndarray  # (n,) int64 the tokens
+    trained: np.ndarray | None  # (n,) bool, which tokens the loss counts (instruction); None for classification
+    label: int | None  # the class (classification)
+    line: int  # where the record is in its file
+
+
+class Records:
+    """A JSONL file of instruction or classification records, tokenized, split (the last VAL_FRACTION held out) and
+    batched. What the training loop needs of a dataset: get_batch, sequence_length, vocab_size, tokenizer, identity
+    (its held-out accuracy: minigpt/evaluation.py)."""
+
+    def __init__(self, path, tokenizer, labels: list | None = None, n_val: int | None = None):
+        """tokenizer: the model's (a fine-tune's), or one to build from the records' characters (None). labels: a
+        classification run's label names, in order (a fine-tuned classifier keeps its own); None: the sorted labels
+        of the file. n_val: how many of the last records are held out (None: VAL_FRACTION of them)."""
+        path = Path(path)
+        raw = path.read_bytes() if path.is_file() else b""
+        records = read_jsonl(path)
+        kinds = [(n, kind_of(r, f"{path} line {n}")) for n, r in records]
+        first = kinds[0][1]
+        for n, k in kinds:
+            if k != first:
+                raise ValueError(f"{path} line {n} is a {k} record but the file's first is a {first} record; "
+                                 f"one file holds one kind of record")
+        self.kind = {"chat": "instruction"}.get(first, first)  # instruction, classification or choice
+        self.source = path
+        self.identity = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+        self.records = records
+        if tokenizer is None:
+            tokenizer = characters_of(records, kinds, path)
+        if self.kind == "classification":
+            self.init_classification(records, tokenizer, labels, path)
+        elif self.kind == "instruction":
+            self.init_instruction(records, kinds, tokenizer, path)
+        else:
+            self.tokenizer, self.examples = tokenizer, []
+        if n_val is None:
+            n_val = max(1, int(len(self.examples) * VAL_FRACTION)) if len(self.examples) > 1 else 0
+        self.splits = {"train": self.examples[:len(self.examples) - n_val] or self.examples,
+                       "val": self.examples[len(self.examples) - n_val:] or self.examples}
+
+    def init_instruction(self, records, kinds, tokenizer, path) -> None:
+        self.template = template_for(tokenizer, kinds[0][1])
+        self.tokenizer = chat_tokenizer(tokenizer, self.template)
+        self.examples = []
+        for n, record in records:
+            where = f"{path} line {n}"
+            conv = conversation(record, kinds[0][1], where)
+            try:
+                ids, trained = tokenize_conversation(self.tokenizer, self.template, conv.messages)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if not trained[1:].any():
+                raise ValueError(f"{where}: the assistant's turn is empty, so there is nothing to learn")
+            self.examples.append(Example(ids, trained, None, n))
+
+    def init_classification(self, records, tokenizer, labels, path) -> None:
+        self.tokenizer = tokenizer.with_chat(special_tokens_of(PLAIN, tokenizer), tokenizer.chat_template)  # eos pads
+        for n, r in records:
+            check_string(r["text"], "text", f"{path} line {n}")
+            if not isinstance(r["label"], (str, int)) or isinstance(r["label"], bool):
+                raise ValueError(f"{path} line {n}: label must be a string or an integer, got {r['label']!r:.40}")
+        found = sorted({str(r["label"]) for _, r in records})
+        self.labels = list(labels) if labels is not None else found
+        if len(self.labels) < 2 or len(self.labels) > MAX_LABELS:
+            raise ValueError(f"{path} has {len(self.labels)} labels; classification needs 2 to {MAX_LABELS}")
+        index = {name: i for i, name in enumerate(self.labels)}
+        self.examples = []
+        for n, r in records:
+            if str(r["label"]) not in index:
+                raise ValueError(f"{path} line {n}: label {r['label']!r} is not one of the model's "
+                                 f"{', '.join(self.labels)}")
+            try:
+                ids = encode(self.tokenizer, r["text"])
+            except ValueError as e:
+                raise ValueError(f"{path} line {n}: {e}") from None
+            if len(ids) == 0:
+                raise ValueError(f"{path} line {n}: the text is empty")
+            self.examples.append(Example(ids, None, index[str(r["label"])], n))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def pad_token(self) -> int:
+        """The eos token, which pads (a classification record never ends with it: minigpt/ops/last_token.py)."""
+        return self.tokenizer.special_tokens[role_tokens(self.tokenizer)["eos_token"]]
+
+    @property
+    def sequence_length(self) -> int:
+        """The longest batch's T: a record's tokens, minus the last (only a target) for an instruction."""
+        longest = max(len(e.ids) for e in self.examples)
+        return longest if self.kind == "classification" else longest - 1
+
+    def check_fits(self, block_size: int) -> None:
+        longest = max(self.examples, key=lambda e: len(e.ids))
+        if self.sequence_length > block_size:
+            raise ValueError(f"{self.source} line {longest.line} has {len(longest.ids)} tokens, more than the model's "
+                             f"context of {block_size} (--block-size) takes; shorten it or raise --block-size")
+
+    def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
+        """B random records of the split: see batch."""
+        examples = self.splits[split]
+        return self.batch([examples[i] for i in rng.integers(0, len(examples), size=batch_size)])
+
+    def batch(self, examples: list):
+        """Records padded on the right to the longest: x (B, T) and y (B, T), the next tokens where the loss counts
+        them and ignore_index elsewhere (padding, prompts); a classification batch also has last (B,), the position
+        of each record's last token, and labels (B,): (x, y, last, labels), y its language-modelling targets."""
+        B = len(examples)
+        if self.kind == "classification":
+            T = max(len(e.ids) for e in examples)
+            x = np.full((B, T), self.pad_token, dtype=np.int64)  # (B, T)
+            y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
+            for b, e in enumerate(examples):
+                x[b, :len(e.ids)] = e.ids
+                y[b, :len(e.ids) - 1] = e.ids[1:]
+            last = np.array([len(e.ids) - 1 for e in examples], dtype=np.int64)  # (B,)
+            labels = np.array([e.label for e in examples], dtype=np.int64)  # (B,)
+            return x, y, last, labels
+        T = max(len(e.ids) for e in examples) - 1
+        x = np.full((B, T), self.pad_token, dtype=np.int64)  # (B, T)
+        y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
+        for b, e in enumerate(examples):
+            n = len(e.ids) - 1
+            x[b, :n] = e.ids[:-1]
+            y[b, :n] = np.where(e.trained[1:], e.ids[1:], IGNORE_INDEX)
+        return x, y
+
+
+def characters_of(records: list, kinds: list, path):
+    """A character vocabulary for a model trained from scratch on the records: every character of their text, as
+    their template renders it (its special tokens are added after the characters)."""
+    from minigpt.data.chars import CharTokenizer
+
+    plain = CharTokenizer(" ")  # (a stand-in, for role_tokens: <|endoftext|>)
+    texts = []
+    for (n, record), (_, kind) in zip(records, kinds):
+        if kind in ("instruction", "chat"):
+            conv = conversation(record, kind, f"{path} line {n}")
+            texts.append(render(conv.template, conv.messages, False, plain))
+        else:
+            texts.extend(str(v) for k, v in record.items() if k in ("text", "prompt") and isinstance(v, str))
+            texts.extend(c for c in record.get("choices", []) if isinstance(c, str))
+    text = "".join(texts)
+    for special in (EOT, IM_START, IM_END):
+        text = text.replace(special, "")
+    return CharTokenizer.from_text(text or " ")
