@@ -216,8 +216,9 @@ class GPT:
     # --8<-- [start:backward]
     def backward(self):
         """Gradients of the mean loss of the last forward(idx, targets) (or of a classifier's loss) with respect to
-        every parameter: a dict with the same keys and shapes as `params`."""
-        cache = self.cache
+        every parameter that trains: a dict with the keys and shapes of `params` (LoRA's frozen ones left out). The
+        forward's cache is consumed, as PyTorch frees its graph: its arrays are not kept beside the next forward's."""
+        cache, self.cache = self.cache, None
         if cache is None or (cache.loss is None and cache.class_loss is None):
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
         cfg, k, f = self.config, self.kernels, self.family

@@ -56,6 +56,7 @@ def bad_flag_values(name):
                 "backend": st.sampled_from(["", "gpu", "cuda"]),
                 "arch": st.sampled_from(["", "GPT2", "mistral", "llama3"]),
                 "init_from": st.sampled_from(["", "/nonexistent", "."]),
+                "lora_targets": st.sampled_from(["", "wq", "attention,gate", "\0"]),
                 "out_dir": st.sampled_from(["", "\0"])}[name]
     if kind is float:
         numbers = st.sampled_from(["nan", "inf", "-inf", "1e400", "-nan"])

@@ -232,9 +232,9 @@ def test_wte_gradient_sums_the_embedding_and_the_lm_head():
     model = random_model(TINY, seed=2)
     idx = np.array([[1, 2, 3]])
     model.forward(idx, targets=idx)
+    cache = model.cache  # (backward consumes it)
     grads = model.backward()
     # the LM head part alone: the gradient of the loss through logits = ln_f(x) @ wte^T
-    cache = model.cache
     from minigpt.ops import cross_entropy, linear
     _, dwte_head, _ = linear.backward(cross_entropy.backward(1.0, cache.loss), cache.lm_head)
     assert not np.allclose(grads["transformer.wte.weight"], dwte_head.T)

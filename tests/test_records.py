@@ -274,3 +274,73 @@ def test_the_plain_template_is_the_prompt_then_the_completion_and_eot():
     tok = CharTokenizer("12=").with_chat([EOT], PLAIN)
     assert render(PLAIN, [{"role": "user", "content": "21="}, {"role": "assistant", "content": "12"}], False, tok) \
         == "21=12<|endoftext|>"
+
+
+def test_a_lora_classifier_resumed_ends_as_the_uninterrupted_run(tmp_path, capsys):
+    from helpers import read_log, without_timing
+
+    text = tmp_path / "t.txt"
+    text.write_text("abba baab ab ba\n" * 300)
+    common = ["--max-iters", "6", "--eval-interval", "3", "--eval-iters", "1", "--n-layer", "1", "--n-embd", "16",
+              "--block-size", "16", "--backend", "numpy"]
+    assert cli(capsys, "train", "--data", str(text), "--out-dir", str(tmp_path / "lm"), *common)[0] == 0
+    data = write_jsonl(tmp_path / "c.jsonl", [{"text": t, "label": t[0]} for t in ("abba", "baab", "ab", "ba") * 10])
+    fine = ["--data", str(data), "--init-from", str(tmp_path / "lm"), "--lora-rank", "2", "--lm-loss-weight", "0.5",
+            "--batch-size", "4"]
+    assert cli(capsys, "train", *fine, "--out-dir", str(tmp_path / "whole"), *common)[0] == 0
+    half = [c if c != "6" else "3" for c in common]
+    assert cli(capsys, "train", *fine, "--out-dir", str(tmp_path / "half"), *half)[0] == 0
+    assert cli(capsys, "train", "--resume", "--out-dir", str(tmp_path / "half"), "--max-iters", "6")[0] == 0
+    whole, resumed = read_log(tmp_path / "whole"), read_log(tmp_path / "half")
+    assert without_timing(resumed) == without_timing(whole) and "val_accuracy" in whole[-1]
+
+
+def test_a_hugging_face_chat_model_fine_tunes_with_its_own_template_and_its_adapters_load_in_peft(
+        transformers, torch, tmp_path, capsys):
+    from helpers import require
+    from test_hf_tokenizer import CHAT_TEMPLATE, model_directory
+
+    peft = require("peft")
+    model_directory(transformers, torch, "qwen3", tmp_path / "hub")
+    chat = [{"role": "user", "content": "Speak 12 words"}, {"role": "assistant", "content": "Thou art 5 times blest."}]
+    data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": chat}] * 8)
+    records = Records(data, load_tokenizer(tmp_path / "hub"))
+    assert records.template == CHAT_TEMPLATE and records.vocab_size == load_tokenizer(tmp_path / "hub").vocab_size
+    theirs_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hub")
+    assert records.examples[0].ids.tolist() == theirs_tok.apply_chat_template(chat, tokenize=True, return_dict=False)
+    code, err = cli(capsys, "train", "--init-from", str(tmp_path / "hub"), "--data", str(data), "--out-dir",
+                    str(tmp_path / "run"), "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1",
+                    "--batch-size", "2", "--block-size", "48", "--lora-rank", "2", "--learning-rate", "1e-2")
+    assert code == 0, err
+    assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--peft", str(tmp_path / "adapters"))[0] == 0
+    from minigpt import load
+
+    ours, _ = load.load_model(load.resolve(tmp_path / "run"))
+    base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hub")
+    theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapters").eval()
+    idx = np.array([records.examples[0].ids])
+    with torch.no_grad():
+        logits = theirs(torch.from_numpy(idx)).logits.numpy()
+    np.testing.assert_allclose(ours.forward(idx)[0], logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max())
+    assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "merged"))[0] == 0
+    merged = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(merged(torch.from_numpy(idx)).logits.numpy(), logits, rtol=1e-4,
+                                   atol=1e-4 * np.abs(logits).max())
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path / "merged").chat_template == CHAT_TEMPLATE
+
+
+@pytest.mark.slow
+def test_the_sort_task_as_instructions_reaches_full_exact_match_on_held_out_prompts(tmp_path, capsys):
+    """The sort-instruct preset from scratch (750 steps), then minigpt eval on the 182 held-out prompts."""
+    from minigpt.cli import main
+
+    run = tmp_path / "sort"
+    assert main(["train", "--task", "sort-instruct", "--out-dir", str(run)]) == 0
+    from minigpt.data import record_tasks
+
+    path, n_val = record_tasks.build("sort-instruct")
+    held_out = write_jsonl(tmp_path / "held-out.jsonl", [json.loads(line) for line in path.read_text().splitlines()[-n_val:]])
+    assert main(["eval", "--out-dir", str(run), "--data", str(held_out), "--json", str(tmp_path / "e.json")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["records"] == 182 and result["exact_match"] == 1.0

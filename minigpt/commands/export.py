@@ -61,7 +61,7 @@ def run(args) -> int:
         Path(args.peft).mkdir(parents=True, exist_ok=True)
         lora.save_peft(config, params, args.peft)
         back_config, adapters = lora.read_peft(args.peft, lora.merged(config, params)[0])
-        same = lora.modules(back_config) == lora.modules(config) and all(
+        same = sorted(lora.modules(back_config)) == sorted(lora.modules(config)) and all(
             getattr(back_config, key) == getattr(config, key) for key in ("lora_rank", "lora_alpha", "lora_dropout"))
         same = same and all(np.array_equal(a, params[name].astype(np.float32)) for name, a in adapters.items())
         if not same:

@@ -50,8 +50,9 @@ def backward(dout, cache, kernels=None):
     OC = w.shape[1]
     check_shape("linear dout", dout, (B, T, OC))
     check_same_dtype("linear backward", dout=dout, x=x)
-    if not w.flags.writeable:
-        return (dout.reshape(B * T, OC) @ w.T).reshape(B, T, C), None, None  # (B, T, C)
+    if not w.flags.writeable:  # dx = dout w^T: the forward kernel's product, with w^T as the weight
+        forward = forward_kernel if kernels is None else kernels.linear.forward_kernel
+        return forward(dout.reshape(B * T, OC), w.T, None).reshape(B, T, C), None, None  # (B, T, C)
     kernel = backward_kernel if kernels is None else kernels.linear.backward_kernel
     dx, dw, db = kernel(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)  # (N, C), (C, OC), (OC,)
     return dx.reshape(B, T, C), dw, db

@@ -14,33 +14,30 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt.ops import dropout
+from minigpt.ops import dropout, linear
 from minigpt.validate import check_same_dtype, check_shape
 
 
 class LoRACache(NamedTuple):
-    xd: np.ndarray  # (N, in) the input after the adapter's dropout
-    h: np.ndarray  # (N, r) xd A^T, the input in the update's r dimensions
-    A: np.ndarray  # (r, in)
-    B: np.ndarray  # (out, r)
+    down: tuple  # the linear op's cache of h = xd A^T (it holds xd, the input after the adapter's dropout)
+    up: tuple  # and of h B^T (it holds h)
     scale: float  # s = alpha / r
     drop: tuple  # the dropout's cache
-    shape: tuple  # (B, T, in) of x
 
 
 # --8<-- [start:forward]
 def forward(x, A, B, scale, p_drop=0.0, rng=None, kernels=None):
-    """x (B, T, in), A (r, in), B (out, r) -> out (B, T, out) = scale dropout(x) A^T B^T."""
-    Bt, T, C = x.shape
+    """x (B, T, in), A (r, in), B (out, r) -> out (B, T, out) = scale dropout(x) A^T B^T: two linear ops, down to r
+    channels and up again (through the backend's matmul, as every other linear)."""
+    C = x.shape[2]
     check_shape("lora A", A, (None, C))
-    r = A.shape[0]
-    check_shape("lora B", B, (None, r))
+    check_shape("lora B", B, (None, A.shape[0]))
     check_same_dtype("lora", x=x, A=A, B=B)
     xd, drop = dropout.forward(x, p_drop, rng, kernels)  # (B, T, in)
-    xd = xd.reshape(Bt * T, C)  # (N, in)
-    h = xd @ A.T  # (N, r)
-    out = scale * (h @ B.T)  # (N, out)
-    return out.reshape(Bt, T, -1), LoRACache(xd, h, A, B, scale, drop, x.shape)
+    h, down = linear.forward(xd, A.T, None, kernels)  # (B, T, r)
+    out, up = linear.forward(h, B.T, None, kernels)  # (B, T, out)
+    out *= scale
+    return out, LoRACache(down, up, scale, drop)
 # --8<-- [end:forward]
 
 
@@ -48,15 +45,10 @@ def forward(x, A, B, scale, p_drop=0.0, rng=None, kernels=None):
 def backward(dout, cache, kernels=None):
     """dout (B, T, out) -> dx (B, T, in), dA (r, in), dB (out, r): the branch's part of dx (the frozen map adds its
     own)."""
-    Bt, T, C = cache.shape
-    dout = dout.reshape(Bt * T, -1)  # (N, out)
-    check_shape("lora dout", dout, (Bt * T, cache.B.shape[0]))
-    dB = cache.scale * (dout.T @ cache.h)  # (out, r)
-    dh = cache.scale * (dout @ cache.B)  # (N, r)
-    dA = dh.T @ cache.xd  # (r, in)
-    dxd = dh @ cache.A  # (N, in)
-    dx = dropout.backward(dxd.reshape(Bt, T, C), cache.drop, kernels)  # (B, T, in)
-    return dx, dA, dB
+    dh, dBt, _ = linear.backward(cache.scale * dout, cache.up, kernels)  # (B, T, r), (r, out) a view of (out, r)
+    dxd, dAt, _ = linear.backward(dh, cache.down, kernels)  # (B, T, in), (in, r) a view of (r, in)
+    dx = dropout.backward(dxd, cache.drop, kernels)  # (B, T, in)
+    return dx, dAt.T, dBt.T
 # --8<-- [end:backward]
 
 
