@@ -100,7 +100,11 @@ def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, label
         elif tokenizer is None and cfg.tokenizer != "char":
             raise ValueError("records train from scratch with a character vocabulary made from them; for BPE, give "
                              "--tokenizer DIR (minigpt tokenizer train) or --init-from a model that has one")
-        return Records(path, tokenizer, labels, n_val)
+        records = Records(path, tokenizer, labels, n_val)
+        if records.kind == "choice":
+            raise ValueError(f"{path} holds multiple-choice records, which minigpt eval scores; train on prompt and "
+                             f"completion, chat, or text and label records")
+        return records
     if cfg.task is not None:
         task = TASKS[cfg.task]()
         if tokenizer is not None and tokenizer != task.tokenizer:

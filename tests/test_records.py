@@ -129,6 +129,7 @@ def test_chat_records_learn_the_assistants_turns_only_in_chatml(tmp_path, transf
     ('{"text": "x", "label": "a"}', "line 2 is a classification record but the file's first is a instruction"),
     ('{"prompt": "1=", "completion": 5}', "line 2: completion must be a string"),
     ('{"messages": [{"role": "bot", "content": "x"}]}', "line 2 is a chat record"),
+    ('{"prompt": "1=", "choices": ["1", "2"], "answer": 0}', "line 2 is a choice record"),
 ])
 def test_a_bad_record_is_one_line_naming_its_file_and_line(tmp_path, capsys, line, fragment):
     path = tmp_path / "bad.jsonl"
@@ -344,3 +345,54 @@ def test_the_sort_task_as_instructions_reaches_full_exact_match_on_held_out_prom
     assert main(["eval", "--out-dir", str(run), "--data", str(held_out), "--json", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["records"] == 182 and result["exact_match"] == 1.0
+
+
+def test_multiple_choice_scores_each_ending_by_its_mean_loss_and_picks_the_lowest(tmp_path, capsys):
+    from minigpt import load
+    from minigpt.cli import main
+    from minigpt.evaluation import choice_losses
+
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "--task", "sort-instruct", "--out-dir", str(run), "--max-iters", "20",
+               "--eval-iters", "1", "--backend", "numpy")[0] == 0
+    model, tok = load.load_model(load.resolve(run))
+    prompt, choices = "2101=", ["0112", "2110", "1"]
+    losses = choice_losses(model, tok, prompt, choices)
+    for choice, loss in zip(choices, losses):  # independently: -log p of each ending token, from the whole sequence
+        ids = tok.encode(prompt + choice)
+        logits, _ = model.forward(ids[None, :-1])
+        logp = logits[0] - np.log(np.exp(logits[0] - logits[0].max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+            - logits[0].max(-1, keepdims=True)
+        n = len(tok.encode(prompt))
+        expected = -np.mean([logp[i - 1, ids[i]] for i in range(n, len(ids))])
+        assert abs(loss - expected) < 1e-5
+    best = int(np.argmin(losses))
+    data = write_jsonl(tmp_path / "mc.jsonl", [{"prompt": prompt, "choices": choices, "answer": best},
+                                              {"prompt": prompt, "choices": choices, "answer": (best + 1) % 3}])
+    capsys.readouterr()
+    assert main(["eval", "--out-dir", str(run), "--data", str(data), "--json", str(tmp_path / "mc.json")]) == 0
+    assert json.loads((tmp_path / "mc.json").read_text())["accuracy"] == 0.5
+
+
+def test_chat_keeps_the_conversation_and_ends_cleanly_on_end_of_input_and_on_ctrl_c(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "--task", "sort-instruct", "--out-dir", str(run), "--max-iters", "3",
+               "--eval-iters", "1", "--backend", "numpy")[0] == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "minigpt.cli", "chat", "--out-dir", str(run), "--greedy", "--max-new-tokens", "6",
+               "--backend", "numpy"]
+    done = subprocess.run(command, input="210=\n\n012=\n", capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert len(done.stdout.splitlines()) == 2  # one reply a message (the blank line is skipped), then end of input
+    waiting = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    time.sleep(3)  # loaded, and waiting for a line
+    waiting.send_signal(signal.SIGINT)
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130 and err.strip() == "minigpt: interrupted"

@@ -23,6 +23,18 @@ class Parser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
+def model_arguments(p) -> None:
+    """The flags of a command that runs a model: where it is (--out-dir, --checkpoint) and how it computes
+    (--backend, --threads)."""
+    from minigpt.config import BACKENDS
+
+    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
+                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
+
+
 def report(line: str) -> None:
     """One line on stderr; a file name's undecodable bytes (surrogates) are shown escaped, whatever stderr's encoding."""
     import sys

@@ -9,11 +9,9 @@ DESCRIPTION = ("Talk with a fine-tuned model: each line is a user turn, the mode
 
 
 def add_arguments(p) -> None:
-    from minigpt.config import BACKENDS
+    from minigpt.commands import model_arguments
 
-    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    model_arguments(p)
     p.add_argument("--system", help="a system message that opens the conversation")
     p.add_argument("--max-new-tokens", type=int, default=200, help="the longest reply (default: 200)")
     p.add_argument("--temperature", type=float, default=0.8)
@@ -21,8 +19,6 @@ def add_arguments(p) -> None:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
 
 
 def sampling(args) -> dict:

@@ -9,15 +9,11 @@ DESCRIPTION = ("Score a model on records: {\"prompt\", \"completion\"} or {\"mes
 
 
 def add_arguments(p) -> None:
-    from minigpt.config import BACKENDS
+    from minigpt.commands import model_arguments
 
-    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    model_arguments(p)
     p.add_argument("--data", required=True, metavar="F.jsonl", help="the records to score")
     p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
 
 
 def score(model, tokenizer, path) -> dict:

@@ -7,18 +7,14 @@ DESCRIPTION = ("Write one HTML page (everything inline: it opens offline) showin
 
 
 def add_arguments(p) -> None:
-    from minigpt.config import BACKENDS
+    from minigpt.commands import model_arguments
 
-    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    model_arguments(p)
     p.add_argument("--prompt", help="the text to inspect (default: a held-out problem of a task run, else the model's own "
                                     "greedy continuation of a newline)")
     p.add_argument("--html", metavar="FILE", help="where to write the page (default: DIR/inspect.html for a run, "
                                                   "else ./inspect.html)")
     p.add_argument("--top-k", type=int, default=5, help="next tokens shown at each position (default: 5)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="threads for BLAS and OpenMP (default: every core)")
 
 
 def run(args) -> int:

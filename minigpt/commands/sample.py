@@ -5,11 +5,9 @@ DESCRIPTION = None
 
 
 def add_arguments(p) -> None:
-    from minigpt.config import BACKENDS
+    from minigpt.commands import model_arguments
 
-    p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
+    model_arguments(p)
     p.add_argument("--prompt", help="text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -21,8 +19,6 @@ def add_arguments(p) -> None:
     p.add_argument("--stop", help="stop a sample once it contains this text")
     p.add_argument("--chat", action="store_true", help="--prompt is a user's message: print the reply of a model "
                                                         "fine-tuned on records, formatted by its chat template")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
 
 
 def check_flags(args) -> None:

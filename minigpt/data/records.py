@@ -26,10 +26,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.validate import read_text
 
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+EXTRACT = "<|extract|>"  # ends every text a classifier reads, as the GPT paper's extract token: its label is read there
 # ChatML, the format of Qwen's and SmolLM's chat models: every turn between <|im_start|>role and <|im_end|>
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -162,8 +164,6 @@ def pieces(template: str, messages: list, tokenizer) -> list:
 
 def encode(tokenizer, text: str) -> np.ndarray:
     """text -> (n,) int64 ids, its special tokens' strings read as the special tokens."""
-    from minigpt.data.text import encode_text
-
     return encode_text(tokenizer, text)
 
 
@@ -257,7 +257,9 @@ class Records:
             self.examples.append(Example(ids, trained, None, n))
 
     def init_classification(self, records, tokenizer, labels, path) -> None:
-        self.tokenizer = tokenizer.with_chat(special_tokens_of(PLAIN, tokenizer), tokenizer.chat_template)  # eos pads
+        # eos pads; EXTRACT ends each text, a position of its own for the head to read (its row starts as the mean)
+        self.tokenizer = tokenizer.with_chat([*special_tokens_of(PLAIN, tokenizer), EXTRACT], tokenizer.chat_template)
+        extract = np.array([self.tokenizer.special_tokens[EXTRACT]])
         for n, r in records:
             check_string(r["text"], "text", f"{path} line {n}")
             if not isinstance(r["label"], (str, int)) or isinstance(r["label"], bool):
@@ -278,7 +280,7 @@ class Records:
                 raise ValueError(f"{path} line {n}: {e}") from None
             if len(ids) == 0:
                 raise ValueError(f"{path} line {n}: the text is empty")
-            self.examples.append(Example(ids, None, index[str(r["label"])], n))
+            self.examples.append(Example(np.concatenate([ids, extract]), None, index[str(r["label"])], n))
 
     @property
     def vocab_size(self) -> int:
@@ -286,7 +288,8 @@ class Records:
 
     @property
     def pad_token(self) -> int:
-        """The eos token, which pads (a classification record never ends with it: minigpt/ops/last_token.py)."""
+        """The eos token, which pads (a classification record ends with EXTRACT, the last token that is not padding:
+        what Hugging Face's *ForSequenceClassification reads)."""
         return self.tokenizer.special_tokens[role_tokens(self.tokenizer)["eos_token"]]
 
     @property
@@ -317,8 +320,8 @@ class Records:
             y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
             for b, e in enumerate(examples):
                 x[b, :len(e.ids)] = e.ids
-                y[b, :len(e.ids) - 1] = e.ids[1:]
-            last = np.array([len(e.ids) - 1 for e in examples], dtype=np.int64)  # (B,)
+                y[b, :len(e.ids) - 2] = e.ids[1:-1]  # the text's next tokens (not EXTRACT, which is no text)
+            last = np.array([len(e.ids) - 1 for e in examples], dtype=np.int64)  # (B,) EXTRACT's position
             labels = np.array([e.label for e in examples], dtype=np.int64)  # (B,)
             return x, y, last, labels
         T = max(len(e.ids) for e in examples) - 1
