@@ -6,7 +6,7 @@
     logits = norm(x) @ head^T                  head: the token embedding (tied), or lm_head.weight (V, C)
     loss = cross_entropy(logits, targets)
 
-A classifier (config.num_labels) has a second head, score.weight (K, C), on the last token's hidden state, trained
+A classifier (config.labels) has a second head, score.weight (K, C), on the last token's hidden state, trained
 with the labels' cross-entropy and, optionally, the language-modelling loss weighted by lm_weight (the GPT paper's
 lambda, 0.5 there):
     scores = norm(x)[b, last[b]] @ score^T     (B, K)
@@ -161,7 +161,7 @@ class GPT:
         if idx.ndim == 2 and idx.shape[1] == 0:
             raise ValueError("idx has no positions (T = 0); give at least one token")
         if last is not None and cfg.num_labels is None:
-            raise ValueError("this model has no classification head (num_labels); it computes logits only")
+            raise ValueError("this model has no classification head (it was not trained on labels); it computes logits only")
         p_drop = cfg.dropout if self.training else 0.0
         lora_drop = cfg.lora_dropout if self.training else 0.0  # LoRA's adapters' dropout
 
