@@ -311,7 +311,7 @@ def test_a_hugging_face_chat_model_fine_tunes_with_its_own_template_and_its_adap
     assert records.examples[0].ids.tolist() == theirs_tok.apply_chat_template(chat, tokenize=True, return_dict=False)
     code, err = cli(capsys, "train", "--init-from", str(tmp_path / "hub"), "--data", str(data), "--out-dir",
                     str(tmp_path / "run"), "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1",
-                    "--batch-size", "2", "--block-size", "48", "--lora-rank", "2", "--learning-rate", "1e-2")
+                    "--batch-size", "2", "--block-size", "96", "--lora-rank", "2", "--learning-rate", "1e-2")
     assert code == 0, err
     assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--peft", str(tmp_path / "adapters"))[0] == 0
     from minigpt import load
