@@ -263,10 +263,11 @@ def test_sizes_that_do_not_fit_in_memory_are_refused_before_anything_is_allocate
 def test_ctrl_c_during_start_up_ends_in_one_line(text, tmp_path):
     # in the imports, in building the run. Before minigpt runs a line (the interpreter's own start-up, compiling the
     # main module) a Ctrl-C is Python's, so each delay counts from the moment NumPy's extension is mapped: minigpt's
-    # handler is in place by then (minigpt/cli.py main) and its imports are under way.
+    # handler is in place by then (minigpt/cli.py main) and its imports are under way. (On a fast machine the last
+    # delay may reach the loop, whose Ctrl-C saves a checkpoint: each delay has a run directory of its own.)
     for delay in (0.0, 0.15, 0.3):
-        process = minigpt("train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "100000",
-                          *TINY, wait=False)
+        process = minigpt("train", "--data", str(text), "--out-dir", str(tmp_path / f"run-{delay}"), "--max-iters",
+                          "100000", *TINY, wait=False)
         maps = Path(f"/proc/{process.pid}/maps")
         deadline = time.monotonic() + 60
         while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:
