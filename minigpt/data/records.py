@@ -19,6 +19,7 @@ attention never looks right, so a record's logits, and its loss, do not depend o
 tests/test_records.py). Docs: docs/finetuning.md.
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -118,6 +119,18 @@ def render(template: str, messages: list, add_generation_prompt: bool, tokenizer
     it: a sandboxed environment with trim_blocks and lstrip_blocks, raise_exception, and the tokenizer's special
     tokens as bos_token and eos_token."""
     import jinja2
+
+    try:
+        return compiled(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                         **role_tokens(tokenizer))
+    except jinja2.TemplateError as e:
+        raise ValueError(f"the chat template cannot be rendered: {e}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def compiled(template: str):
+    """The template, compiled once (a file of records renders it thousands of times)."""
+    import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message):
@@ -127,10 +140,9 @@ def render(template: str, messages: list, add_generation_prompt: bool, tokenizer
     env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, indent=indent, ensure_ascii=False)
     env.globals["raise_exception"] = raise_exception
     try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                **role_tokens(tokenizer))
+        return env.from_string(template)
     except jinja2.TemplateError as e:
-        raise ValueError(f"the chat template cannot be rendered: {e}") from None
+        raise ValueError(f"the chat template cannot be compiled: {e}") from None
 
 
 def role_tokens(tokenizer) -> dict:
