@@ -396,3 +396,22 @@ def test_chat_keeps_the_conversation_and_ends_cleanly_on_end_of_input_and_on_ctr
     waiting.send_signal(signal.SIGINT)
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 130 and err.strip() == "minigpt: interrupted"
+
+
+def test_the_shakespeare_tasks_hold_out_the_last_lines_of_each_speaker_and_fit_the_default_context(shakespeare):
+    from minigpt.data import record_tasks
+
+    text = shakespeare.read_text(encoding="utf-8")
+    records, n_val = record_tasks.speaker_records(text)
+    train, val = records[:-n_val], records[-n_val:]
+    assert {r["label"] for r in records} == set(record_tasks.SPEAKERS) and len(train) > 2000 and len(val) > 500
+    cut = int(len(text) * 0.9)  # every line is from the text's training split ...
+    assert all(text.find("\n" + r["text"] + "\n") < cut for r in records[:50])
+    for speaker in record_tasks.SPEAKERS:  # ... and each speaker's held-out lines are the last fifth of the part
+        part = [line for offset, s, lines in record_tasks.speeches(text) if s == speaker and offset < cut
+                for line in lines if 0 < len(line) <= record_tasks.MAX_LINE]  # in the order of the text
+        trained = [r["text"] for r in train if r["label"] == speaker]
+        held = [r["text"] for r in val if r["label"] == speaker]
+        assert trained + held == part and len(held) == len(part) - int(len(part) * 0.8)
+    instruct, _ = record_tasks.speaker_instruct_records(text)
+    assert max(len(r["prompt"]) + len(r["completion"]) + 1 for r in instruct) <= 65  # 64 inputs and their targets

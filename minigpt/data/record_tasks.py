@@ -76,7 +76,10 @@ def speaker_records(text: str) -> tuple[list, int]:
 
 
 def speaker_instruct_records(text: str) -> tuple[list, int]:
-    train, val = shakespeare_lines(text)
+    """The lines that fit the default context with their prompt and end token: "NAME:\n", the line and the end
+    token, at most 65 tokens, are the model's 64 inputs and their targets."""
+    fits = lambda pair: len(pair[0]) + 2 + len(pair[1]) + 1 <= MAX_LINE + 2  # noqa: E731
+    train, val = (list(filter(fits, part)) for part in shakespeare_lines(text))
     return [{"prompt": f"{speaker}:\n", "completion": line} for speaker, line in train + val], len(val)
 
 
