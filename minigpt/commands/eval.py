@@ -33,9 +33,11 @@ def score(model, tokenizer, path) -> dict:
         records.check_fits(model.config.block_size)
         result.update(evaluation.classification(model, records, records.examples))
         return result
-    if records.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the records need special tokens the model does not have ({records.template!r:.40}...); "
-                         f"fine-tune it on such records first")
+    missing = sorted(set(records.tokenizer.special_tokens) - set(tokenizer.special_tokens))
+    if missing:
+        raise ValueError(f"the records' template writes {', '.join(missing)}, which the model's vocabulary lacks: it "
+                         f"was not fine-tuned on such records; fine-tune it first (minigpt train --data {path} "
+                         f"--init-from ...)")
     records.check_fits(model.config.block_size)
     result.update(evaluation.completion_loss(model, records, records.examples))
     result["exact_match"] = evaluation.exact_match(model, records, records.examples)
