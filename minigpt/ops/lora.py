@@ -4,15 +4,13 @@
 
 This op is the update's branch, from x to s dropout(x) A^T B^T; the frozen map beside it is the linear op, whose
 weight is read-only and so gets no gradient (minigpt/ops/linear.py). The update is the matrix s B A (out, in), of rank
-at most r, never formed: the branch costs 2 r (in + out) numbers a position instead of in x out. `merge` adds it into
+at most r, never formed: the branch costs r (in + out) multiplications a position instead of in x out. `merge` adds it into
 the weight. A and B are laid out as PEFT's lora_A.weight and lora_B.weight, whichever layout the weight has.
 
 Math and derivation: docs/ops/lora.md. Test: tests/ops/test_lora.py.
 """
 
 from typing import NamedTuple
-
-import numpy as np
 
 from minigpt.ops import dropout, linear
 from minigpt.validate import check_same_dtype, check_shape
