@@ -27,8 +27,7 @@ import numpy as np
 
 from minigpt import checkpoint, load, lora, runtime, settings
 from minigpt.config import FIXED_ON_RESUME, LORA_KEYS, MODEL_KEYS, TOKENIZERS, TrainConfig
-from minigpt.data import load_tokenizer
-from minigpt.data import record_tasks
+from minigpt.data import load_tokenizer, record_tasks
 from minigpt.data.record_tasks import RECORD_TASKS
 from minigpt.data.records import Records
 from minigpt.data.tasks import TASKS
