@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu_name
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,9 +57,7 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n", flush=True)
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}\n", flush=True)
     results = {arch: {} for arch in args.archs}
     with tempfile.TemporaryDirectory(prefix="minigpt-arch-") as tmp:
         for seed in args.seeds:  # alternate architectures within a seed, so a slow spell hits all of them

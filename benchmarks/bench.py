@@ -344,12 +344,17 @@ def section_cold(args):
     print(flush=True)
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as lscpu's "Model name" gives it (from /proc/cpuinfo)."""
+    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), platform.processor() or "?")
+
+
 def machine() -> str:
     import numpy
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {numpy.__version__}, "
             f"PyTorch {torch.__version__}")
 

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from bench import cpu_name
+
 
 def worker(mode: str, steps: int) -> dict:
     import tracemalloc
@@ -64,9 +66,7 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(args.steps)],
                                  check=True, capture_output=True, text=True).stdout
             results[mode].append(json.loads(out.strip().splitlines()[-1]))
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
-    print(f"{model}; backend {results['full'][0]['backend']}; {args.rounds} rounds of {args.steps} steps each")
+    print(f"{cpu_name()}; backend {results['full'][0]['backend']}; {args.rounds} rounds of {args.steps} steps each")
     keys = ("step_s", "arrays_mb", "peak_mb")
     med = {m: {k: float(np.median([r[k] for r in rs])) for k in keys} for m, rs in results.items()}
     for mode in ("full", "lora"):
