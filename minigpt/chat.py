@@ -13,7 +13,8 @@ import codecs
 
 import numpy as np
 
-from minigpt.data.records import encode, render, stop_tokens
+from minigpt.data.records import render, stop_tokens
+from minigpt.data.text import encode_text
 from minigpt.generate import stream
 
 
@@ -30,7 +31,7 @@ def prompt_ids(tokenizer, messages: list, room: int) -> np.ndarray:
     template = template_of(tokenizer)
     messages = list(messages)
     while True:
-        ids = encode(tokenizer, render(template, messages, True, tokenizer))
+        ids = encode_text(tokenizer, render(template, messages, True, tokenizer))
         if len(ids) <= room:
             return ids[None, :]
         first = 1 if messages[0]["role"] == "system" else 0

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from minigpt.data.records import encode, stop_tokens
+from minigpt.data.records import stop_tokens
+from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
 BATCH = 64
@@ -112,10 +113,10 @@ def held_out_accuracy(model, records, limit: int = 256) -> float:
 
 def choice_losses(model, tokenizer, prompt: str, choices: list) -> list:
     """The mean loss per token of each ending after the prompt."""
-    p = encode(tokenizer, prompt)
+    p = encode_text(tokenizer, prompt)
     losses = []
     for choice in choices:
-        c = encode(tokenizer, choice)
+        c = encode_text(tokenizer, choice)
         if len(c) == 0:
             raise ValueError("a choice is empty")
         ids = np.concatenate([p, c])[None, :]  # (1, n)

@@ -15,6 +15,7 @@ Docs: docs/finetuning.md, docs/ops/lora.md. Tests: tests/test_adapters.py.
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from minigpt import weights as safetensors
 from minigpt.ops import lora as lora_op
 from minigpt.validate import check_object, read_json
 
-# the linears of a block that adapters may go on, by family: name within the block -> (in, out) of its weight
+# the linears of a block that adapters may go on, by family, named within the block (their shapes: in_out)
 ATTENTION = {"gpt2": ("attn.c_attn", "attn.c_proj"),
              "llama": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")}
 MLP = {"gpt2": ("mlp.c_fc", "mlp.c_proj"), "llama": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
@@ -124,17 +125,20 @@ def adapt_backward(dout, cache, dx, module, grads, k):
 # --8<-- [end:adapt]
 
 
+def without_adapters(config):
+    """The config of the same model without adapters: what the adapters were trained on, and what merging gives."""
+    return replace(config, lora_rank=None, lora_alpha=None, lora_dropout=0.0, lora_targets=None)
+
+
 def merged(config, params: dict) -> tuple:
     """(config, params) of the same model without adapters: each adapted weight W + (alpha / r) B A, in its layout
     (GPT-2's (in, out), Llama's (out, in))."""
-    from dataclasses import replace
-
     out = {name: p for name, p in params.items() if not is_adapter(name)}
     for name in modules(config):
         w = name + ".weight"
         out[w] = lora_op.merge(params[w], params[name + ".lora_A.weight"], params[name + ".lora_B.weight"],
                                scale(config), transposed=config.arch == "gpt2")
-    return replace(config, lora_rank=None, lora_alpha=None, lora_dropout=0.0, lora_targets=None), out
+    return without_adapters(config), out
 
 
 # --- PEFT's files ------------------------------------------------------------------------------------------------
@@ -190,8 +194,6 @@ def read_peft(directory, config) -> tuple:
         arrays[name.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B.")] = a
     adapted = sorted({name.rsplit(".", 2)[0] for name in arrays if is_adapter(name)})
     short = sorted({name.split(".", 3)[3] for name in adapted})
-    from dataclasses import replace
-
     try:
         adapted_config = replace(config, lora_rank=d["r"], lora_alpha=float(d["lora_alpha"]),
                                  lora_dropout=float(d.get("lora_dropout") or 0.0), lora_targets=",".join(short))

@@ -82,7 +82,7 @@ def test_exported_adapters_load_in_peft_with_the_same_logits(transformers, torch
             p.setflags(write=True)
             p[...] = p.astype(np.float32)
         base_dir, peft_dir = tmp_path / f"{arch}-base", tmp_path / f"{arch}-peft"
-        base_config, _ = lora.merged(model.config, model.params)
+        base_config = lora.without_adapters(model.config)
         hf.write(base_dir, base_config, {n: p for n, p in model.params.items() if not lora.is_adapter(n)})
         peft_dir.mkdir()
         lora.save_peft(model.config, model.params, peft_dir)

@@ -19,12 +19,12 @@ def add_arguments(p) -> None:
 def score(model, tokenizer, path) -> dict:
     """Every number `minigpt eval` reports for the records of `path`."""
     from minigpt import evaluation
-    from minigpt.data.records import Records, read_jsonl
+    from minigpt.data.records import Records
 
     records = Records(path, tokenizer, model.config.labels)
     result = {"data": str(path), "records": len(records.records), "kind": records.kind}
     if records.kind == "choice":
-        result.update(evaluation.multiple_choice(model, tokenizer, read_jsonl(path)))
+        result.update(evaluation.multiple_choice(model, tokenizer, records.records))
         return result
     if records.kind == "classification":
         if model.config.labels is None:

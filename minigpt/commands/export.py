@@ -60,7 +60,7 @@ def run(args) -> int:
             raise ValueError(f"{args.out_dir} trained no LoRA adapters (train with --lora-rank R); export it with --hf")
         Path(args.peft).mkdir(parents=True, exist_ok=True)
         lora.save_peft(config, params, args.peft)
-        back_config, adapters = lora.read_peft(args.peft, lora.merged(config, params)[0])
+        back_config, adapters = lora.read_peft(args.peft, lora.without_adapters(config))
         same = sorted(lora.modules(back_config)) == sorted(lora.modules(config)) and all(
             getattr(back_config, key) == getattr(config, key) for key in ("lora_rank", "lora_alpha", "lora_dropout"))
         same = same and all(np.array_equal(a, params[name].astype(np.float32)) for name, a in adapters.items())

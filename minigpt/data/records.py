@@ -174,16 +174,11 @@ def pieces(template: str, messages: list, tokenizer) -> list:
     return out + ([(rest, False)] if rest else [])
 
 
-def encode(tokenizer, text: str) -> np.ndarray:
-    """text -> (n,) int64 ids, its special tokens' strings read as the special tokens."""
-    return encode_text(tokenizer, text)
-
-
 def tokenize_conversation(tokenizer, template: str, messages: list) -> tuple:
     """(ids (n,) int64, trained (n,) bool): the conversation's tokens, and which of them the loss counts."""
     ids, trained = [], []
     for text, learn in pieces(template, messages, tokenizer):
-        piece = encode(tokenizer, text)
+        piece = encode_text(tokenizer, text)  # (n,) its special tokens' strings read as the tokens
         ids.append(piece)
         trained.append(np.full(len(piece), learn))
     return np.concatenate(ids), np.concatenate(trained)
@@ -287,7 +282,7 @@ class Records:
                 raise ValueError(f"{path} line {n}: label {r['label']!r} is not one of the model's "
                                  f"{', '.join(self.labels)}")
             try:
-                ids = encode(self.tokenizer, r["text"])
+                ids = encode_text(self.tokenizer, r["text"])
             except ValueError as e:
                 raise ValueError(f"{path} line {n}: {e}") from None
             if len(ids) == 0:
