@@ -42,11 +42,7 @@ PLAIN = ("{% for message in messages %}{{ message['content'] }}{% if message['ro
 ROLES = ("system", "user", "assistant")
 VAL_FRACTION = 0.1  # the last 10% of a file's records are held out, as the last 10% of a text is
 MAX_LABELS = 1000
-
-
-class Conversation(NamedTuple):
-    messages: list  # [{"role", "content"}, ...]
-    template: str  # CHATML or PLAIN: the one the record's kind needs, where the tokenizer has none of its own
+BUILT_IN = {"instruction": PLAIN, "chat": CHATML}  # the template of each kind, where the tokenizer has none of its own
 
 
 def read_jsonl(path) -> list:
@@ -87,12 +83,12 @@ def check_string(value, what: str, where: str) -> str:
     return value
 
 
-def conversation(record: dict, kind: str, where: str) -> Conversation:
-    """An instruction or chat record as a conversation, checked: roles, strings, an assistant turn to learn."""
+def conversation(record: dict, kind: str, where: str) -> list:
+    """An instruction or chat record as a conversation, its messages checked: roles, strings, an assistant turn to
+    learn."""
     if kind == "instruction":
-        return Conversation([{"role": "user", "content": check_string(record["prompt"], "prompt", where)},
-                             {"role": "assistant", "content": check_string(record["completion"], "completion", where)}],
-                            PLAIN)
+        return [{"role": "user", "content": check_string(record["prompt"], "prompt", where)},
+                {"role": "assistant", "content": check_string(record["completion"], "completion", where)}]
     messages = record["messages"]
     if not isinstance(messages, list) or not messages:
         raise ValueError(f"{where}: messages must be a non-empty list of {{\"role\", \"content\"}} objects")
@@ -104,7 +100,7 @@ def conversation(record: dict, kind: str, where: str) -> Conversation:
         check_string(m["content"], f"message {i}'s content", where)
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError(f"{where}: no message has the role assistant, so there is nothing to learn")
-    return Conversation(messages, CHATML)
+    return messages
 
 
 def special_tokens_of(template: str, tokenizer) -> list:
@@ -188,7 +184,7 @@ def template_for(tokenizer, kind: str) -> str:
     """The template a run on records of `kind` renders with: the tokenizer's own for chats, else the built-in."""
     if kind == "chat" and tokenizer.chat_template is not None:
         return tokenizer.chat_template
-    return PLAIN if kind == "instruction" else CHATML
+    return BUILT_IN[kind]
 
 
 def chat_tokenizer(tokenizer, template: str):
@@ -254,9 +250,9 @@ class Records:
         self.examples = []
         for n, record in records:
             where = f"{path} line {n}"
-            conv = conversation(record, kinds[0][1], where)
+            messages = conversation(record, kinds[0][1], where)
             try:
-                ids, trained = tokenize_conversation(self.tokenizer, self.template, conv.messages)
+                ids, trained = tokenize_conversation(self.tokenizer, self.template, messages)
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
             if not trained[1:].any():
@@ -350,8 +346,7 @@ def characters_of(records: list, kinds: list, path):
     texts = []
     for (n, record), (_, kind) in zip(records, kinds):
         if kind in ("instruction", "chat"):
-            conv = conversation(record, kind, f"{path} line {n}")
-            texts.append(render(conv.template, conv.messages, False, plain))
+            texts.append(render(BUILT_IN[kind], conversation(record, kind, f"{path} line {n}"), False, plain))
         else:
             texts.extend(str(v) for k, v in record.items() if k in ("text", "prompt") and isinstance(v, str))
             texts.extend(c for c in record.get("choices", []) if isinstance(c, str))
