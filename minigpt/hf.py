@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt import lora
 from minigpt import weights as safetensors
 from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
 from minigpt.data import load_tokenizer
@@ -327,8 +328,6 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     if config.arch == "gpt2" and not config.bias:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
     if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.lora.merged)
-        from minigpt import lora
-
         config, params = lora.merged(config, params)
     directory = Path(directory)
     tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
