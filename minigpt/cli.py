@@ -14,7 +14,9 @@ EXIT_CODES = """exit status:
   0    done
   1    error: one line on stderr, "minigpt: error: ..." says what is wrong and what to do
   2    usage: an unknown flag or a flag's value of the wrong kind
-  130  interrupted (Ctrl-C); `train` first saves a checkpoint to --resume from"""
+  130  interrupted (Ctrl-C); `train` first saves a checkpoint to --resume from
+  143  stopped by SIGTERM (kill, docker stop, a scheduler): as a Ctrl-C, a checkpoint saved first
+  129  stopped by SIGHUP (the terminal closed): the same"""
 
 
 def build_parser():
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
         except Interrupted as e:  # every rank stops at the same step; rank 0 says so
             if rank == "0":
                 report(f"minigpt: {e}")
-            return 130
+            return interrupt.exit_status()
         except KeyboardInterrupt:
             return interrupted(prefix)
         except BrokenPipeError:  # e.g. `minigpt sample | head`
@@ -80,11 +82,13 @@ def main(argv=None) -> int:
 
 
 def interrupted(prefix: str) -> int:
+    """One line, and the stop's exit status: 130 for a Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    from minigpt import interrupt
     from minigpt.commands import report
 
-    report(f"{prefix}: interrupted")
-    abort(130)
-    return 130
+    report(f"{prefix}: interrupted" + ("" if interrupt.name() == "Ctrl-C" else f" ({interrupt.name()})"))
+    abort(interrupt.exit_status())
+    return interrupt.exit_status()
 
 
 def abort(code: int) -> None:
@@ -96,15 +100,15 @@ def abort(code: int) -> None:
 def entry() -> None:
     """The `minigpt` command: main(), then exit with its status. A Ctrl-C that lands while CPython runs code on behalf
     of a C extension's import can leave CPython set to kill itself with SIGINT at exit, which reports -2 rather than
-    130: after a Ctrl-C the process ends at once, its output flushed."""
+    130: after a Ctrl-C (or SIGTERM, SIGHUP) the process ends at once, its output flushed."""
     code = main()
-    if code == 130:
+    if code in (129, 130, 143):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except OSError:
                 pass
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 

@@ -1,4 +1,7 @@
-"""Ctrl-C (SIGINT), one mechanism for the whole of a command: a handler that remembers it, and the places that look.
+"""Ctrl-C (SIGINT), and the other stops a run can be sent: SIGTERM (kill, docker stop, systemd, a scheduler's
+preemption) and SIGHUP (a closed terminal or SSH session). One mechanism for the whole of a command: a handler that
+remembers the signal, and the places that look. Each is handled as a Ctrl-C (train saves a checkpoint at the step it
+is in), and the command ends with the conventional status 128 + the signal's number: 130, 143, 129 (exit_status).
 
     with interrupt.handled():           # the `minigpt` command, for its whole length (minigpt/cli)
         ...                             # a Ctrl-C raises KeyboardInterrupt, as Python's own handler does
@@ -12,7 +15,7 @@ callback of the import lock or a __del__ (Python prints it as "Exception ignored
 requested() still says a Ctrl-C came: check() raises it again where the command looks (after its imports, before
 the training loop), and an error that a Ctrl-C caused (NumPy turns one inside its import into an ImportError) is
 reported as the interruption it is. The handler only runs on the main thread; elsewhere Python's is left alone.
-Tests: tests/test_cli.py, tests/test_train.py.
+Tests: tests/test_cli.py, tests/test_train.py (a stop by each signal, then --resume), tests/test_checkpoint.py.
 """
 
 import signal
@@ -20,7 +23,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
-_requested = False  # a Ctrl-C came during the current command (or deferred block)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # every catchable stop; each is handled as a Ctrl-C
+NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+_requested = False  # a Ctrl-C (or SIGTERM, SIGHUP) came during the current command (or deferred block)
+_signal = signal.SIGINT  # the first that came
 _deferring = False  # inside deferred(): the first Ctrl-C only sets _requested
 _commands = 0  # handled() blocks open: they own _requested, which deferred() alone would reset
 
@@ -30,6 +37,16 @@ def requested() -> bool:
     return _requested
 
 
+def exit_status() -> int:
+    """The command's exit status after the stop: 128 + the signal's number (130 for a Ctrl-C)."""
+    return 128 + int(_signal)
+
+
+def name() -> str:
+    """What stopped the command, as its message says it: Ctrl-C, SIGTERM or SIGHUP."""
+    return NAMES[_signal]
+
+
 def check() -> None:
     """Stop here, with a KeyboardInterrupt, if a Ctrl-C came whose KeyboardInterrupt was lost."""
     if _requested:
@@ -37,8 +54,10 @@ def check() -> None:
 
 
 def _handle(signum, frame):
-    global _requested
+    global _requested, _signal
     first = not _requested
+    if first:
+        _signal = signal.Signals(signum)
     _requested = True
     if not (_deferring and first):
         raise KeyboardInterrupt
@@ -56,20 +75,21 @@ def _install():
     """Put the handler in place (on the main thread); return what it replaced, for _restore."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGINT, _handle)
+    return {s: signal.signal(s, _handle) for s in SIGNALS}
 
 
 def _restore(previous) -> None:
     if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextmanager
 def handled():
     """For the length of a command: a Ctrl-C raises KeyboardInterrupt and is remembered (requested()); a
     KeyboardInterrupt Python cannot raise is not printed."""
-    global _requested, _commands
-    _requested = False
+    global _requested, _commands, _signal
+    _requested, _signal = False, signal.SIGINT
     _commands += 1
     previous = _install()
     previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet

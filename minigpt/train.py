@@ -95,7 +95,8 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             elif run.it % cfg.log_interval == 0:
                 run.write(record)
             if stop:
-                raise Interrupted(f"interrupted at iter {run.it}; checkpoint saved in {run.out_dir}; continue with "
+                by = "" if interrupt.name() == "Ctrl-C" else f" by {interrupt.name()}"
+                raise Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}; continue with "
                                   f"minigpt train --resume --out-dir {run.out_dir}")
     return {"iter": run.it, "best_val_loss": run.best_val_loss, **last_eval, "out_dir": str(run.out_dir),
             "seconds": time.perf_counter() - started, "num_params": model.num_params(), "rank": dist.rank}

@@ -280,6 +280,21 @@ def test_ctrl_c_during_start_up_ends_in_one_line(text, tmp_path):
         assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("stop, status, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_and_sighup_during_start_up_end_in_one_line_with_their_status(text, tmp_path, stop, status, name):
+    process = minigpt("train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "100000",
+                      *TINY, wait=False)
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(stop)
+    _, stderr = process.communicate()
+    assert process.returncode == status, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("minigpt: interrupted") and name in last and "Traceback" not in stderr, stderr
+
+
 def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
     # a KeyboardInterrupt raised inside a library's import can be caught by its bare `except:`; the command's
     # handler has seen the Ctrl-C all the same, and the loop must not start

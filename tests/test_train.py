@@ -67,7 +67,12 @@ def test_resume_continues_exactly(text, tmp_path):
         assert a == b
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(text, tmp_path):
+@pytest.mark.parametrize("stop, status, said", [(signal.SIGINT, 130, "interrupted at iter"),
+                                               (signal.SIGTERM, 143, "interrupted by SIGTERM at iter"),
+                                               (signal.SIGHUP, 129, "interrupted by SIGHUP at iter")])
+def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(text, tmp_path, stop, status, said):
+    # and so do SIGTERM (kill, docker stop, a scheduler's preemption) and SIGHUP (a closed terminal), each with its
+    # conventional exit status
     args = ["--data", str(text), "--max-iters", "300", "--eval-interval", "100", "--n-layer", "2", "--n-head", "2",
             "--n-embd", "32", "--block-size", "32", "--batch-size", "8", "--eval-iters", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -78,10 +83,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tex
     deadline = time.time() + 120
     while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 30):
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert len(stderr.strip().splitlines()) == 1 and "interrupted at iter" in stderr and "Traceback" not in stderr
+    assert proc.returncode == status, stderr
+    assert len(stderr.strip().splitlines()) == 1 and said in stderr and "Traceback" not in stderr
     stopped = read_log(out)[-1]["iter"]
     assert 30 <= stopped < 300  # it stopped early, with a checkpoint of that step
     assert json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{stopped:06d}"
