@@ -102,6 +102,9 @@ def read_pointer(run_dir: Path) -> dict | None:
         if not NAME.fullmatch(name):
             raise ValueError(f"{path}: {which!r} must name a checkpoint directory (ckpt-NNNNNN), got {name!r:.60}; "
                              f"the file is damaged")
+        if (path.parent / name).is_symlink():
+            raise ValueError(f"{path.parent / name} is a symbolic link; a run directory's checkpoints are its own "
+                             f"directories: replace the link by the checkpoint")
         if not (path.parent / name).is_dir():
             raise ValueError(f"{path} names {name} as {which}, which does not exist; the run directory is damaged")
     return pointer
@@ -175,9 +178,17 @@ def is_checkpoint(path: Path) -> bool:
 def verified(ckpt: Path, f: str) -> Path:
     """The path of file f of a checkpoint, after checking it has the size and SHA-256 that manifest.json recorded:
     a flipped byte, a truncated or a missing file is caught here, before anything is parsed."""
+    for link in (ckpt, ckpt / MANIFEST, ckpt / f):
+        if link.is_symlink():
+            raise ValueError(f"{link} is a symbolic link; a checkpoint is read from its own files only, never "
+                             f"through a link out of it: replace the link by the file")
     if not (ckpt / MANIFEST).is_file():
         raise ValueError(f"{ckpt} has no {MANIFEST}: the checkpoint is incomplete, or was written by an older minigpt")
     manifest = check_object(read_json(ckpt / MANIFEST), ckpt / MANIFEST, {"files": dict})["files"]
+    strange = [name for name in manifest if name not in FILES]
+    if strange:
+        raise ValueError(f"{ckpt / MANIFEST} lists {strange[0]!r:.80}, which is not a file of a checkpoint "
+                         f"({', '.join(FILES)}); the manifest is damaged")
     entry = manifest.get(f)
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("size"), int):
         raise ValueError(f"{ckpt / MANIFEST} has no size and SHA-256 for {f}; the checkpoint is damaged")
@@ -250,6 +261,10 @@ class RunDirectory:
             self.lock = lock(self.path)
             if read_pointer(self.path) is not None:
                 raise ValueError(f"{self.path} already holds a run; continue it with --resume, or choose another --out-dir")
+        for name in (LOG, POINTER):  # written in place (the log is appended to): never through a link out of the run
+            if (self.path / name).is_symlink():
+                raise ValueError(f"{self.path / name} is a symbolic link; a run writes its own files only, never "
+                                 f"through a link: replace the link by the file")
         clean(self.path, say)
         if resume_at is not None:
             resume_log(self.path, resume_at, say)

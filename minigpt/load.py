@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 from minigpt import hf
 from minigpt import weights as safetensors
-from minigpt.checkpoint import POINTER, is_checkpoint, read_pointer, verified
+from minigpt.checkpoint import POINTER, is_checkpoint, read_pointer, read_train_config, verified
 from minigpt.config import GPTConfig
 from minigpt.data import tokenizer_from_dict
 from minigpt.model import FAMILIES, GPT
+from minigpt.runlog import LOG
 from minigpt.validate import read_json
 
 
@@ -30,6 +31,9 @@ def resolve(path, which: str = "best") -> Path:
         return path / pointer[which]
     if is_checkpoint(path) or (path / "config.json").is_file():
         return path
+    if (path / LOG).is_file():
+        raise FileNotFoundError(f"{path} holds a run that has saved no checkpoint yet; it saves its first at its first "
+                                f"evaluation (--eval-interval): try again then")
     raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
 
 
@@ -70,6 +74,38 @@ def load_model(ckpt, backend: str = "numpy"):
     except ValueError as e:
         raise ValueError(f"{ckpt}: {e}") from None
     return model.eval(), tokenizer
+
+
+class Opened(NamedTuple):
+    model: GPT  # in evaluation mode
+    tokenizer: object
+    path: Path  # the checkpoint (or Hugging Face) directory it was read from
+    train: object  # the checkpoint's TrainConfig; None for a Hugging Face directory
+
+
+def open_model(path, which: str = "best", backend: str = "numpy", attempts: int = 5) -> Opened:
+    """The model that `path` names (see resolve), for the commands that read one: `sample`, `chat`, `eval`,
+    `inspect`, `export`. A run may be training in `path` at the same moment: between reading its pointer and reading
+    the checkpoint it names, the run can commit a newer one and remove that one (docs/runs.md, step 4 of the
+    protocol). A checkpoint is only ever read whole and verified, so a read that fails while the pointer has moved on
+    is tried again on the checkpoint the pointer names now."""
+    for attempt in range(attempts):
+        ckpt = None
+        try:
+            ckpt = resolve(path, which)
+            model, tokenizer = load_model(ckpt, backend)
+            return Opened(model, tokenizer, ckpt, read_train_config(ckpt) if is_checkpoint(ckpt) else None)
+        except (ValueError, OSError):
+            if attempt == attempts - 1 or (ckpt is not None and not moved(path, which, ckpt)):
+                raise
+
+
+def moved(path, which: str, ckpt: Path) -> bool:
+    """Whether the pointer of the run in `path` names another checkpoint than `ckpt` now (or is being rewritten)."""
+    try:
+        return resolve(path, which) != ckpt
+    except (ValueError, OSError):
+        return True
 
 
 def with_adapters(base, adapters, dtype=None, backend: str = "numpy") -> GPT:

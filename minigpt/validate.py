@@ -1,6 +1,8 @@
 """Input checks shared by the ops and the model. Each raises a ValueError that says what is wrong and where."""
 
 import json
+import stat
+from pathlib import Path
 
 import numpy as np
 
@@ -71,16 +73,42 @@ def check_contiguous(op: str, **arrays) -> None:
 
 # --- files: parsed and checked where they enter, with one line that names the file -------------------------
 
-def read_text(path, what: str = "", fix: str = "the file is damaged") -> str:
-    """The UTF-8 text of the file at path, or an error that names it (as `what` path): missing, or not UTF-8."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what}{path} does not exist")
+def regular_file(path, what: str = "", fix: str = "") -> Path:
+    """path, if it names a regular file (a symlink to one is followed); else an error that names it as `what` path
+    and says what it is instead: missing, a directory, or a FIFO, a device or a socket (which a read would hang on
+    or never finish)."""
+    path = Path(path)
+    fix = f"; {fix}" if fix else ""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}{path} does not exist{fix}") from None
+    except OSError as e:  # (a dangling symlink's loop, a path through a file, no permission)
+        raise FileNotFoundError(f"{what}{path} cannot be read ({e.strerror}){fix}") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{what}{path} is a directory, not a file{fix}")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ValueError(f"{what}{path} is {kind}, not a regular file{fix}")
+    return path
+
+
+def decode(raw: bytes, path, what: str = "", fix: str = "the file is damaged") -> str:
+    """The UTF-8 text of a file's bytes, or an error that names it: not UTF-8, or binary (a NUL byte, which no
+    text holds)."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{what}{path} is not UTF-8 text (byte {e.start}); {fix}") from None
+    if "\0" in text:
+        raise ValueError(f"{what}{path} is binary, not text (a NUL byte at byte {raw.index(0)}); {fix}")
+    return text
+
+
+def read_text(path, what: str = "", fix: str = "the file is damaged") -> str:
+    """The UTF-8 text of the file at path, or an error that names it (as `what` path): missing, not a regular file,
+    not UTF-8, binary."""
+    return decode(regular_file(path, what).read_bytes(), path, what, fix)
 
 
 def read_json(path) -> object:

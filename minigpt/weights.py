@@ -11,9 +11,10 @@ failed write (a full disk) is an OSError. tests/test_checkpoint.py checks both a
 import json
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
+
+from minigpt.validate import regular_file
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
           "I32": np.int32, "U8": np.uint8}
@@ -22,47 +23,78 @@ MAX_HEADER = 100 << 20  # bytes: the library's own limit
 
 def read(path) -> dict:
     """The arrays of a safetensors file, name -> array (BF16 and F16 widened to float32), or a ValueError that
-    names the file and what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    data = path.read_bytes()
+    names the file and what is wrong with it. The header is read and checked first, against the file's size, before
+    anything as large as the file is allocated: its length, its JSON (not nested thousands deep), each entry's dtype,
+    shape and offsets, and offsets that tile the data exactly (in order, no gap, no overlap, to the file's end)."""
+    path = regular_file(path, fix="give a safetensors file")
+    size = path.stat().st_size
 
     def damaged(what):
         return ValueError(f"{path} is damaged or truncated ({what}); the weights cannot be read")
 
-    if len(data) < 8:
-        raise damaged("shorter than its 8-byte header size")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > min(MAX_HEADER, len(data) - 8):
-        raise damaged(f"a header of {n} bytes in a file of {len(data)}")
+    with open(path, "rb") as f:
+        if size < 8:
+            raise damaged("shorter than its 8-byte header size")
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > min(MAX_HEADER, size - 8):
+            raise damaged(f"a header of {n} bytes in a file of {size}")
+        header = parse_header(f.read(n), damaged)
+        entries = check_entries(header, size - 8 - n, damaged)
+        arrays = {}
+        for name, dtype, shape, start, end in entries:  # in the order of their bytes: one pass over the file
+            array = np.fromfile(f, dtype=DTYPES[dtype], count=(end - start) // np.dtype(DTYPES[dtype]).itemsize)
+            if array.nbytes != end - start:  # (the file shrank while it was read)
+                raise damaged(f"{name!r} ends past the end of the file")
+            array = array.reshape(shape)
+            if dtype == "BF16":  # the high half of a float32: shift it back into place
+                array = (array.astype(np.uint32) << 16).view(np.float32)
+            elif dtype == "F16":
+                array = array.astype(np.float32)
+            arrays[name] = array
+    return arrays
+
+
+def parse_header(raw: bytes, damaged) -> dict:
+    """A safetensors header: a JSON object of entries (dtype, shape, offsets) and an optional __metadata__ of strings."""
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise damaged("its header is not JSON") from None
+    except RecursionError:  # (json's parser recurses once a level: a header is three levels deep)
+        raise damaged("its header nests its JSON thousands of levels deep") from None
     if not isinstance(header, dict):
         raise damaged("its header is not a JSON object")
-    header.pop("__metadata__", None)
-    body = memoryview(data)[8 + n:]
-    arrays = {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise damaged("its __metadata__ is not an object of strings")
+    return header
+
+
+def check_entries(header: dict, body: int, damaged) -> list:
+    """(name, dtype, shape, start, end) of each array, in the order of their bytes, checked: a dtype of DTYPES, a
+    shape of non-negative integers whose byte count is end - start, and offsets that tile the body's bytes."""
+    entries = []
     for name, entry in header.items():
         if not (isinstance(entry, dict) and entry.get("dtype") in DTYPES and isinstance(entry.get("shape"), list)
                 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
                 and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
                 and all(isinstance(o, int) and not isinstance(o, bool) for o in entry["data_offsets"])):
-            raise damaged(f"the header's entry for {name!r} is not a dtype, a shape and two offsets")
-        dtype = np.dtype(DTYPES[entry["dtype"]])
+            raise damaged(f"the header's entry for {name!r:.80} is not a dtype, a shape and two offsets")
         start, end = entry["data_offsets"]
-        size = int(np.prod(entry["shape"], dtype=object)) * dtype.itemsize
-        if not 0 <= start <= end <= len(body) or end - start != size:
-            raise damaged(f"{name!r} claims bytes {start}..{end} of {len(body)} for {size} bytes of data")
-        array = np.frombuffer(body[start:end], dtype=dtype).reshape(entry["shape"])
-        if entry["dtype"] == "BF16":  # the high half of a float32: shift it back into place
-            array = (array.astype(np.uint32) << 16).view(np.float32)
-        elif entry["dtype"] == "F16":
-            array = array.astype(np.float32)
-        arrays[name] = array.copy()  # its own memory: the file's bytes can go
-    return arrays
+        nbytes = int(np.prod(entry["shape"], dtype=object)) * np.dtype(DTYPES[entry["dtype"]]).itemsize
+        if not 0 <= start <= end <= body or end - start != nbytes:
+            raise damaged(f"{name!r:.80} claims bytes {start}..{end} of {body} for {nbytes} bytes of data")
+        entries.append((name, entry["dtype"], entry["shape"], start, end))
+    entries.sort(key=lambda e: (e[3], e[4]))
+    offset = 0
+    for name, _, _, start, end in entries:
+        if start != offset:
+            raise damaged(f"{name!r:.80} starts at byte {start}, where {offset} was expected: the arrays' bytes "
+                          f"{'overlap' if start < offset else 'leave a gap'}")
+        offset = end
+    if offset != body:
+        raise damaged(f"the arrays end at byte {offset} of {body}: the file has bytes that no array claims")
+    return entries
 
 
 def write(path, arrays: dict, metadata: dict | None = None, fsync: bool = False) -> None:

@@ -39,7 +39,7 @@ def run(args) -> int:
 
     options = sampling(args)
     runtime.set_threads(args.threads)
-    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     template_of(tokenizer)  # no template: say so before the first prompt
     messages = [{"role": "system", "content": args.system}] if args.system else []
     rng = np.random.default_rng(args.seed)

@@ -63,7 +63,7 @@ def run(args) -> int:
     from minigpt.files import atomic_write
 
     runtime.set_threads(args.threads)
-    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     result = score(model, tokenizer, args.data)
     if args.json:
         with atomic_write(args.json) as f:

@@ -53,7 +53,7 @@ def run(args) -> int:
         raise ValueError("give one of --hf DIR (a Hugging Face directory), --peft DIR (LoRA adapters) or --llmc FILE "
                          "(llm.c's model file)")
     check_target(args.hf or args.peft or args.llmc, args.force, directory=args.llmc is None)
-    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint))
+    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint)
     config, params = model.config, model.params
     if args.peft is not None:
         if config.lora_rank is None:

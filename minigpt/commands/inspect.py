@@ -28,12 +28,9 @@ def run(args) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     inspect.plotly()  # before any work: without plotly, say so at once
     runtime.set_threads(args.threads)
-    ckpt = load.resolve(args.out_dir, args.checkpoint)
-    is_run = checkpoint.read_pointer(Path(args.out_dir)) is not None
-    model, tokenizer = load.load_model(ckpt, backend=args.backend)
-    task = None
-    if (ckpt / "train_config.json").is_file():  # a checkpoint of minigpt's (not a Hugging Face directory)
-        task = checkpoint.read_train_config(ckpt).task
+    model, tokenizer, ckpt, train = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
+    is_run = (Path(args.out_dir) / checkpoint.POINTER).is_file()
+    task = train.task if train is not None else None  # (None: a Hugging Face directory)
     prompt = args.prompt if args.prompt is not None else inspect.default_prompt(model, tokenizer, task)
     records = read_log(args.out_dir) if is_run and (Path(args.out_dir) / LOG).is_file() else None
     page = inspect.report(model, tokenizer, prompt, args.top_k, records, title=f"minigpt inspect: {ckpt}",

@@ -46,7 +46,7 @@ def run(args) -> int:
 
     check_flags(args)
     runtime.set_threads(args.threads)
-    model, tokenizer = load.load_model(load.resolve(args.out_dir, args.checkpoint), backend=args.backend)
+    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     if args.chat:
         return chat_reply(args, model, tokenizer)
     prompt = args.prompt

@@ -23,11 +23,11 @@ def run(args) -> int:
 
     from minigpt.data import load_tokenizer
     from minigpt.data.bpe import BPETokenizer
-    from minigpt.data.text import find_text
+    from minigpt.data.text import find_text, read_text_file
 
     if args.action == "train":
-        source = find_text(args.data)
-        tokenizer = BPETokenizer.train(source.read_text(encoding="utf-8"), args.vocab_size, args.pattern, progress=True)
+        _, text = read_text_file(find_text(args.data))
+        tokenizer = BPETokenizer.train(text, args.vocab_size, args.pattern, progress=True)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "tokenizer.json").write_text(tokenizer.to_json())

@@ -19,7 +19,7 @@ from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
 from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.files import atomic_write, cache_dir, temporary
-from minigpt.validate import read_json
+from minigpt.validate import decode, read_json, regular_file
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -30,15 +30,10 @@ TRAIN_FRACTION = 0.9  # first 90% train, last 10% validation, as nanoGPT splits 
 def find_text(path: str | None = None) -> Path:
     """The text file to train on: `path` if given, else Tiny Shakespeare (found or downloaded)."""
     if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"data file {path} does not exist; give the path of a text file with --data")
-        return p
+        return regular_file(Path(path).expanduser(), "data file ", "give the path of a text file with --data")
     if os.environ.get("MINIGPT_DATA"):
-        p = Path(os.environ["MINIGPT_DATA"]).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"MINIGPT_DATA={p} does not exist; point it at the Tiny Shakespeare text file")
-        return p
+        return regular_file(Path(os.environ["MINIGPT_DATA"]).expanduser(), "MINIGPT_DATA=",
+                            "point it at the Tiny Shakespeare text file")
     cached = cache_dir() / SHAKESPEARE_FILE
     if cached.is_file():
         return cached
@@ -50,6 +45,15 @@ def find_text(path: str | None = None) -> Path:
             f"MINIGPT_DATA=PATH, or save {SHAKESPEARE_URL} as {cached}"
         ) from None
     return cached
+
+
+def read_text_file(source: Path) -> tuple:
+    """(bytes, text) of a data file, or one line: not UTF-8, binary, or empty."""
+    raw = source.read_bytes()
+    text = decode(raw, source, "data file ", "give a UTF-8 text file")
+    if not text.strip():
+        raise ValueError(f"data file {source} is {'empty' if not raw else 'only whitespace'}; give a text to train on")
+    return raw, text
 
 
 def download(url: str, dest: Path, sha256: str) -> None:
@@ -99,11 +103,7 @@ class TextDataset:
         vocabulary), or else with one made from the text itself: kind "char" (its sorted characters) or
         "bpe" (byte-level BPE with vocab_size tokens, trained once and cached)."""
         source = find_text(path)
-        raw = source.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"data file {source} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
+        raw, text = read_text_file(source)
         if tokenizer is None:
             tokenizer = bpe_for(text, raw, vocab_size, progress) if kind == "bpe" else CharTokenizer.from_text(text)
         identity = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
