@@ -13,6 +13,7 @@ built of this step. Tests: tests/test_files.py, tests/test_faults.py.
 
 import hashlib
 import os
+import shutil
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +73,32 @@ def atomic_write(path, mode: str = "w", point: str | None = None):
     fsync_dir(path.parent)
 
 
+@contextmanager
+def directory_write(directory):
+    """Yield a temporary directory beside `directory` (directory.tmp-PID) to write files into. When the block ends
+    without an error they are put in place: the temporary is renamed to `directory` if that does not exist, else each
+    file is moved over its namesake in it (its other files stay, as transformers' save_pretrained leaves them); no
+    Ctrl-C (SIGTERM, SIGHUP) cuts the moves short. On an error, or a stop inside the block, the temporary is removed
+    and `directory` is left as it was. A kill -9 leaves only the temporary."""
+    from minigpt import interrupt
+
+    directory = Path(directory)
+    tmp = temporary(directory)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        with interrupt.shielded():
+            if not directory.exists():
+                os.rename(tmp, directory)
+            else:
+                for f in sorted(tmp.iterdir()):
+                    os.replace(f, directory / f.name)
+            fsync_dir(directory.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- testing hook: a kill at a named step of a protocol -------------------------------------------------------
 
 _passes = {}
@@ -79,12 +106,18 @@ _passes = {}
 
 def fault(point: str) -> None:
     """A named step of a write protocol. Tests set MINIGPT_FAULT=POINT (or POINT@N, its N-th pass) to have the process
-    killed right here with SIGKILL, as kill -9 or a power cut would end it: no cleanup, no buffer flushed. The points
-    of a run directory: save.begin, save.files, save.manifest, save.renamed, save.pointer, save.committed,
-    log.written (minigpt/checkpoint.py)."""
-    target = os.environ.get("MINIGPT_FAULT")
-    if not target or target.split("@")[0] != point:
+    killed right here with SIGKILL, as kill -9 or a power cut would end it: no cleanup, no buffer flushed; or
+    POINT@N:SIGNAL to have it sent that signal instead (SIGTERM: a stop that comes in the middle of the step). Several,
+    comma-separated, each act on their own pass. The points of a run directory: save.begin, save.files,
+    save.manifest, save.renamed, save.pointer, save.committed, log.written (minigpt/checkpoint.py)."""
+    specs = []  # (point, pass, signal) of each comma-separated POINT@N:SIGNAL
+    for spec in filter(None, os.environ.get("MINIGPT_FAULT", "").split(",")):
+        spec, _, name = spec.partition(":")
+        target, _, n = spec.partition("@")
+        specs.append((target, int(n or 1), getattr(signal, name) if name else signal.SIGKILL))
+    if not any(target == point for target, _, _ in specs):
         return
     _passes[point] = _passes.get(point, 0) + 1
-    if _passes[point] == int(target.partition("@")[2] or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    for target, n, signum in specs:
+        if target == point and _passes[point] == n:
+            os.kill(os.getpid(), signum)

@@ -74,6 +74,7 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
         raise ValueError("the prompt is empty; give at least one token")
     if T > cfg.block_size:
         raise ValueError(f"the prompt has {T} tokens but the model's context (block_size) is {cfg.block_size}; shorten it")
+    check_memory(model, B, T, max_new_tokens)
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -101,6 +102,21 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
     finally:
         model.train(was_training)
 # --8<-- [end:stream]
+
+
+def check_memory(model, B: int, T: int, max_new_tokens: int) -> None:
+    """Refuse in one line, before anything is allocated, B sequences that would not fit in memory together: their
+    key/value caches and the longest forward pass (the prefill, or a full window once it slides), whose logits
+    (V a position), activations (about 16 C) and attention scores (n_head a pair of positions) dominate."""
+    from minigpt import runtime
+
+    cfg = model.config
+    cached = min(cfg.block_size, T + max_new_tokens)
+    window = T if T + max_new_tokens <= cfg.block_size else cfg.block_size
+    per_sequence = (2 * cfg.n_layer * cfg.n_kv_head * cfg.head_size * cached
+                    + window * (cfg.vocab_size + 16 * cfg.n_embd + cfg.n_head * window)) * model.dtype.itemsize
+    runtime.check_memory(B * per_sequence, f"generating {B:,} sequences at once",
+                         "generate fewer at once (--num-samples)")
 
 
 def generate(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):

@@ -14,8 +14,6 @@ Docs: docs/gpt2.md, docs/llama.md. Tests: tests/test_hf.py, tests/test_hf_llama.
 """
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy as np
 from minigpt import lora
 from minigpt import weights as safetensors
 from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
+from minigpt.files import directory_write
 from minigpt.data import load_tokenizer
 from minigpt.data.records import EOT, role_tokens
 from minigpt.model import FAMILIES, GPT, HEAD, param_shapes
@@ -319,8 +318,8 @@ def save_pretrained(model: GPT, directory, tokenizer=None) -> None:
 
 def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     """Write a directory that AutoModelForCausalLM.from_pretrained and GPT2TokenizerFast.from_pretrained read. The files
-    are written into a temporary directory beside it and moved in when all are complete, so that a failure (a full
-    disk) leaves no half-written file."""
+    are written into a temporary directory beside it and moved in when all are complete (minigpt.files.directory_write),
+    so that a failure (a full disk) or a stop leaves no half-written file."""
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.hf_tokenizer import HFTokenizer
@@ -329,11 +328,7 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
     if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.lora.merged)
         config, params = lora.merged(config, params)
-    directory = Path(directory)
-    tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with directory_write(directory) as tmp:
         eot = getattr(tokenizer, "eot_token", None)
         d = hf_config(config, eot)
         if isinstance(tokenizer, HFTokenizer):  # the roles its tokenizer_config.json gives (Llama 3: bos and eos differ)
@@ -352,13 +347,6 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
             tokenizer.save(tmp)
         elif isinstance(tokenizer, CharTokenizer):
             write_char_vocab(tokenizer, tmp, config.block_size)
-        if not directory.exists():
-            os.rename(tmp, directory)
-        else:  # as transformers does, other files in the directory stay; each of ours is replaced whole
-            for f in tmp.iterdir():
-                os.replace(f, directory / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_char_vocab(tokenizer, directory: Path, block_size: int) -> None:

@@ -8,6 +8,8 @@ is in), and the command ends with the conventional status 128 + the signal's num
         interrupt.check()               # and stops the command here if its KeyboardInterrupt was lost
         with interrupt.deferred():      # the training loop (minigpt/train.py): a Ctrl-C only makes requested() true;
             ...                         # the step finishes and a checkpoint is saved; a second Ctrl-C raises at once
+            with interrupt.shielded():  # a checkpoint's save, an export's last renames: no signal cuts it short;
+                ...                     # one that comes is remembered, and acted on when the block ends
 
 Remembering is what makes it reliable. A KeyboardInterrupt can be lost: swallowed by a library's bare `except:`
 during an import (then a run would train on for minutes), or raised where Python cannot raise it, in a weakref
@@ -29,6 +31,7 @@ NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIG
 _requested = False  # a Ctrl-C (or SIGTERM, SIGHUP) came during the current command (or deferred block)
 _signal = signal.SIGINT  # the first that came
 _deferring = False  # inside deferred(): the first Ctrl-C only sets _requested
+_shielding = 0  # shielded() blocks open: no Ctrl-C raises inside them
 _commands = 0  # handled() blocks open: they own _requested, which deferred() alone would reset
 
 
@@ -59,7 +62,7 @@ def _handle(signum, frame):
     if first:
         _signal = signal.Signals(signum)
     _requested = True
-    if not (_deferring and first):
+    if not (_shielding or (_deferring and first)):
         raise KeyboardInterrupt
 
 
@@ -100,6 +103,22 @@ def handled():
         _restore(previous)
         _commands -= 1
         _requested = False
+
+
+@contextmanager
+def shielded():
+    """For a write that must finish once begun (a checkpoint's save, the renames that put an export in place): a
+    Ctrl-C (SIGTERM, SIGHUP), first or second, that comes inside the block only makes requested() true. When the
+    block ends, inside deferred() the training loop stops at its step as usual; elsewhere KeyboardInterrupt is raised
+    then. (kill -9 still ends it anywhere: the write protocols are what keep their files whole through that.)"""
+    global _shielding
+    _shielding += 1
+    try:
+        yield
+    finally:
+        _shielding -= 1
+    if not _deferring:
+        check()
 
 
 @contextmanager

@@ -210,7 +210,9 @@ def open_run(given: dict, dist: Distributed, say: Callable, source: str | None =
             directory.close()
         raise
     if start.kind == "resume":
-        say(f"resuming {out_dir} at iter {run.it}")
+        changed = [f"{key} {getattr(cfg, key)!r} (was {start.settings[key]!r})" for key in sorted(start.settings)
+                   if key not in checkpoint.UNSAVED and start.settings[key] != getattr(cfg, key)]
+        say(f"resuming {out_dir} at iter {run.it}" + (f", with {', '.join(changed)}" if changed else ""))
     return run
 
 

@@ -91,7 +91,8 @@ def loop(run: Run, progress: bool, started: float) -> dict:
                 last_eval, is_best = evaluation(run)
                 record.update(last_eval)
             if evaluating or stop:
-                run.save(record, is_best)
+                with interrupt.shielded():  # a second Ctrl-C (SIGTERM, SIGHUP) does not cut the save short
+                    run.save(record, is_best)
             elif run.it % cfg.log_interval == 0:
                 run.write(record)
             if stop:

@@ -42,11 +42,8 @@ def check_target(path, force: bool, directory: bool) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from minigpt import hf, llmc, load
-
-    from pathlib import Path
-
-    from minigpt import lora
+    from minigpt import hf, llmc, load, lora
+    from minigpt.files import directory_write
     from minigpt.model import HEAD
 
     if sum(x is not None for x in (args.hf, args.peft, args.llmc)) != 1:
@@ -58,8 +55,8 @@ def run(args) -> int:
     if args.peft is not None:
         if config.lora_rank is None:
             raise ValueError(f"{args.out_dir} trained no LoRA adapters (train with --lora-rank R); export it with --hf")
-        Path(args.peft).mkdir(parents=True, exist_ok=True)
-        lora.save_peft(config, params, args.peft)
+        with directory_write(args.peft) as tmp:  # (in place whole, or not at all)
+            lora.save_peft(config, params, tmp)
         back_config, adapters = lora.read_peft(args.peft, lora.without_adapters(config))
         same = sorted(lora.modules(back_config)) == sorted(lora.modules(config)) and all(
             getattr(back_config, key) == getattr(config, key) for key in ("lora_rank", "lora_alpha", "lora_dropout"))

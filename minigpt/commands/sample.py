@@ -42,7 +42,7 @@ def run(args) -> int:
     from minigpt import load, runtime
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
-    from minigpt.generate import stream
+    from minigpt.generate import check_memory, stream
 
     check_flags(args)
     runtime.set_threads(args.threads)
@@ -55,6 +55,7 @@ def run(args) -> int:
         if isinstance(tokenizer, CharTokenizer) and "\n" not in tokenizer.chars:
             raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
     idx = encode_text(tokenizer, prompt)[None, :]  # (1, T)
+    check_memory(model, args.num_samples, idx.shape[1], args.max_new_tokens)  # (before the prompt is repeated)
     steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     # tokens are decoded to bytes and the bytes to text incrementally: a BPE token can end inside a character
@@ -73,15 +74,16 @@ def run(args) -> int:
             sys.stdout.flush()
         sys.stdout.write(decoders[0].decode(b"", final=True) + "\n")
         return 0
-    texts = [prompt] * args.num_samples  # several: generated together, printed one after another
+    pieces = [[prompt] for _ in range(args.num_samples)]  # several: generated together, printed one after another
     for next_id in steps:
-        texts = [t + d.decode(tokenizer.decode_bytes([i])) for t, d, i in zip(texts, decoders, next_id)]
-    for i, text in enumerate(texts):
-        text += decoders[i].decode(b"", final=True)
+        for piece, decoder, i in zip(pieces, decoders, next_id):
+            piece.append(decoder.decode(tokenizer.decode_bytes([i])))
+    for i, piece in enumerate(pieces):
+        text = "".join(piece) + decoders[i].decode(b"", final=True)
         if args.stop and args.stop in text[len(prompt):]:
             text = text[: text.index(args.stop, len(prompt)) + len(args.stop)]
         print(text)
-        if i < len(texts) - 1:
+        if i < len(pieces) - 1:
             print("-" * 40)
     return 0
 

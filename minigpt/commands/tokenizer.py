@@ -24,15 +24,16 @@ def run(args) -> int:
     from minigpt.data import load_tokenizer
     from minigpt.data.bpe import BPETokenizer
     from minigpt.data.text import find_text, read_text_file
+    from minigpt.files import directory_write
 
     if args.action == "train":
         _, text = read_text_file(find_text(args.data))
         tokenizer = BPETokenizer.train(text, args.vocab_size, args.pattern, progress=True)
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "tokenizer.json").write_text(tokenizer.to_json())
-        tokenizer.save_gpt2_files(out)
-        tokenizer.save_tiktoken(out / "tokenizer.tiktoken")
+        with directory_write(out) as tmp:  # (in place whole, or not at all)
+            (tmp / "tokenizer.json").write_text(tokenizer.to_json())
+            tokenizer.save_gpt2_files(tmp)
+            tokenizer.save_tiktoken(tmp / "tokenizer.tiktoken")
         print(f"wrote {out}: tokenizer.json (minigpt), vocab.json + merges.txt (GPT-2), tokenizer.tiktoken (tiktoken)")
     else:
         tokenizer = load_tokenizer(args.tokenizer)
