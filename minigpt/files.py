@@ -88,12 +88,15 @@ def directory_write(directory):
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        fault("directory.written")
         with interrupt.shielded():
             if not directory.exists():
                 os.rename(tmp, directory)
+                fault("directory.moved")
             else:
                 for f in sorted(tmp.iterdir()):
                     os.replace(f, directory / f.name)
+                    fault("directory.moved")
             fsync_dir(directory.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,7 +112,8 @@ def fault(point: str) -> None:
     killed right here with SIGKILL, as kill -9 or a power cut would end it: no cleanup, no buffer flushed; or
     POINT@N:SIGNAL to have it sent that signal instead (SIGTERM: a stop that comes in the middle of the step). Several,
     comma-separated, each act on their own pass. The points of a run directory: save.begin, save.files,
-    save.manifest, save.renamed, save.pointer, save.committed, log.written (minigpt/checkpoint.py)."""
+    save.manifest, save.renamed, save.pointer, save.committed, log.written (minigpt/checkpoint.py); of a directory
+    written whole (directory_write): directory.written, directory.moved (after each file moved into place)."""
     specs = []  # (point, pass, signal) of each comma-separated POINT@N:SIGNAL
     for spec in filter(None, os.environ.get("MINIGPT_FAULT", "").split(",")):
         spec, _, name = spec.partition(":")

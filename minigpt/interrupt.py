@@ -40,6 +40,23 @@ def requested() -> bool:
     return _requested
 
 
+def received() -> list:
+    """For each of SIGNALS, 1.0 if it is the one that came, else 0.0: what the ranks of a data-parallel run sum in
+    their all-reduce, so that a signal to any one rank stops all of them at the same step (minigpt/train.py)."""
+    return [float(_requested and s == _signal) for s in SIGNALS]
+
+
+def agree(counts) -> bool:
+    """After the all-reduce of received(): whether any rank got a signal; if one did, this rank takes it as its own
+    (the first of SIGNALS that came, should two ranks get two), for its message and exit status."""
+    global _requested, _signal
+    for s, count in zip(SIGNALS, counts):
+        if count:
+            _requested, _signal = True, s
+            return True
+    return False
+
+
 def exit_status() -> int:
     """The command's exit status after the stop: 128 + the signal's number (130 for a Ctrl-C)."""
     return 128 + int(_signal)

@@ -66,8 +66,10 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             batches = [run.dataset.get_batch("train", cfg.batch_size, T, run.sampler)
                        for _ in range(cfg.gradient_accumulation_steps)]
             loss, grads = accumulate_gradients(model, batches, share, cfg.lm_loss_weight)
-            # one all-reduce: the gradients, the loss, and whether any rank got a Ctrl-C (all stop at this step)
-            loss, stop = dist.sum_gradients(grads, [loss, float(interrupt.requested())])
+            # one all-reduce: the gradients, the loss, and whether any rank got a Ctrl-C, SIGTERM or SIGHUP (then all
+            # stop at this step)
+            loss, *received = dist.sum_gradients(grads, [loss, *interrupt.received()])
+            stop = interrupt.agree(received)
             grad_norm = clip_grad_norm(grads, cfg.grad_clip)
             for what, value in (("the training loss", loss), ("the gradient norm", grad_norm)):
                 if not math.isfinite(value):

@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py under mpiexec: trains through the Python API and reports, or
-misbehaves on purpose (a rank that drifts, a rank that dies)."""
+misbehaves on purpose (a rank that drifts, a rank that dies), or says its process id (to be signalled alone)."""
 
 import hashlib
 import json
@@ -32,6 +32,11 @@ if mode == "die" and rank == 1:  # rank 1 is killed in its fifth step
         original_step(self, grads, lr)
 
     AdamW.step = dying_step
+
+if mode == "pid":  # train, with this rank's process id in OUT_DIR.rank<r>.pid (for a test to signal one rank)
+    out_dir = args[args.index("--out-dir") + 1]
+    with open(f"{out_dir}.rank{rank}.pid", "w") as f:
+        f.write(str(os.getpid()))
 
 if mode == "hash":  # train, then print the hash of this rank's parameters
     from minigpt.model import GPT

@@ -4,6 +4,7 @@ with the same global batch, step for step."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,6 +110,36 @@ def test_resume_with_two_ranks_continues_exactly(mpiexec, text, tmp_path):
     assert second.returncode == 0, second.stderr
     strip = lambda log: [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in log]  # noqa: E731
     assert strip(read_log(tmp_path / "straight")) == strip(read_log(tmp_path / "resumed"))
+
+
+@pytest.mark.parametrize("rank, stop, status", [(1, signal.SIGTERM, 143), (0, signal.SIGHUP, 129)])
+def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_one_checkpoint(mpiexec, text, tmp_path, rank, stop,
+                                                                                 status):
+    args = ["--data", str(text), *TINY, "--gradient-accumulation-steps", "2", "--max-iters", "300"]
+    straight = run([mpiexec, "-n", "2", *minigpt("train", *args, "--out-dir", str(tmp_path / "straight"))])
+    assert straight.returncode == 0, straight.stderr
+    out = tmp_path / "stopped"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    job = subprocess.Popen([mpiexec, "-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "pid", *args,
+                            "--out-dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    pid, log = Path(f"{out}.rank{rank}.pid"), out / "log.jsonl"
+    deadline = time.monotonic() + 60
+    while not (pid.is_file() and log.is_file() and len(log.read_text().splitlines()) >= 30):
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.005)
+    os.kill(int(pid.read_text()), stop)  # that rank alone
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == status, stderr
+    said = [line for line in stderr.splitlines() if line.startswith("minigpt")]
+    assert len(said) == 1 and said[0].startswith(f"minigpt: interrupted by {stop.name} at iter "), stderr  # rank 0's
+    it = int(said[0].split(" at iter ")[1].split(";")[0])
+    assert 30 <= it < 300 and json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{it:06d}"
+    resumed = run([mpiexec, "-n", "2", *minigpt("train", "--resume", "--out-dir", str(out))])
+    assert resumed.returncode == 0, resumed.stderr
+    strip = lambda log: [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in log]  # noqa: E731
+    assert strip(read_log(out)) == strip(read_log(tmp_path / "straight"))
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        assert (out / "ckpt-000300" / name).read_bytes() == (tmp_path / "straight" / "ckpt-000300" / name).read_bytes()
 
 
 def test_accumulation_steps_must_divide_among_the_ranks(mpiexec, text, tmp_path):

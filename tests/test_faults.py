@@ -150,3 +150,88 @@ def test_two_runs_on_one_directory_cannot_both_train(tmp_path):
     assert late.returncode == 1
     assert error_line(late.stderr) == (f"minigpt: error: another minigpt train is running in {out}; wait for it to "
                                        f"finish, or give this run another --out-dir")
+
+
+# --- stopped by a signal: SIGTERM (kill, docker stop, a scheduler) and SIGHUP (a closed terminal) are a Ctrl-C ----
+
+STOPS = {signal.SIGINT: (130, "interrupted at iter"), signal.SIGTERM: (143, "interrupted by SIGTERM at iter"),
+         signal.SIGHUP: (129, "interrupted by SIGHUP at iter")}
+
+
+def stopped_line(process, stop) -> str:
+    """The one line a run stopped by `stop` ends with, checked: the signal's exit status, no traceback."""
+    status, _ = STOPS[stop]
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("minigpt")]
+    assert len(lines) == 1 and lines[0].startswith("minigpt: interrupted"), stderr
+    return lines[0]
+
+
+def test_sigterm_and_sighup_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_path):
+    text = make_text(tmp_path / "text.txt", seed=2)
+    command = ["train", "--data", str(text), "--max-iters", "400", *RUN, "--eval-interval", "10"]
+    assert main([*command, "--out-dir", str(tmp_path / "reference")]) == 0
+    out = tmp_path / "run"
+    rng = np.random.default_rng(1)
+    saved_at = []
+    logged = lambda: len((out / "log.jsonl").read_text().splitlines()) if (out / "log.jsonl").exists() else 0  # noqa: E731
+    for n in range(6):  # bounded: six stops, each at an iteration drawn from a seeded generator
+        stop = (signal.SIGTERM, signal.SIGHUP)[n % 2]
+        resume = (out / "checkpoints.json").exists()
+        at = (saved_at[-1] if saved_at else 0) + int(rng.integers(3, 60))
+        process = minigpt(*(["train", "--resume", "--out-dir", str(out)] if resume else [*command, "--out-dir", str(out)]),
+                          wait=False)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and logged() < at and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(stop)
+        line = stopped_line(process, stop)
+        assert STOPS[stop][1] in line, line
+        it = int(line.split(" at iter ")[1].split(";")[0])  # a checkpoint of that very step
+        assert it >= at and json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{it:06d}"
+        saved_at.append(it)
+    finish(out, [*command, "--out-dir", str(out)])
+    assert any(it % 10 for it in saved_at)  # stops between the periodic checkpoints
+    assert snapshot(out) == snapshot(tmp_path / "reference")
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p != "log.written"])
+def test_a_second_signal_during_the_save_a_stop_makes_does_not_tear_it(reference, tmp_path, point):
+    # the first SIGTERM comes during the save at iter 10 (its second): the run stops after step 11, whose save gets
+    # a second SIGTERM at the same point; both saves finish, and the stop's checkpoint is the latest
+    command, expected = reference
+    out = tmp_path / "run"
+    process = minigpt(*command, "--out-dir", str(out), fault=f"{point}@2:SIGTERM,{point}@3:SIGTERM", wait=False)
+    assert "interrupted by SIGTERM at iter 11;" in stopped_line(process, signal.SIGTERM)
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == "ckpt-000011"
+    assert not list(out.glob("*.tmp-*"))
+    load.read(out / "ckpt-000011")  # whole: it verifies against its manifest
+    finish(out, [*command, "--out-dir", str(out)])
+    assert snapshot(out) == expected
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("point", ["directory.written", "directory.moved"])
+def test_an_export_stopped_by_a_signal_leaves_the_old_directory_or_the_whole_new_one(reference, tmp_path, point, force):
+    command, _ = reference
+    run = tmp_path / "run"
+    assert main([*command, "--out-dir", str(run), "--max-iters", "5"]) == 0
+    clean = tmp_path / "clean"  # the export, made without a stop
+    assert main(["export", "--out-dir", str(run), "--hf", str(clean)]) == 0
+    target, old = tmp_path / "export", None
+    if force:  # the export of another model is there: --force replaces its files
+        other = tmp_path / "other"
+        assert main([*command, "--out-dir", str(other), "--max-iters", "5", "--seed", "7"]) == 0
+        assert main(["export", "--out-dir", str(other), "--hf", str(target)]) == 0
+        old = {p.name: p.read_bytes() for p in target.iterdir()}
+    process = minigpt("export", "--out-dir", str(run), "--hf", str(target), *(["--force"] if force else []),
+                      fault=f"{point}@1:SIGTERM", wait=False)
+    assert stopped_line(process, signal.SIGTERM) == "minigpt: interrupted (SIGTERM)"
+    assert not list(tmp_path.glob("*.tmp-*"))
+    have = {p.name: p.read_bytes() for p in target.iterdir()} if target.exists() else None
+    if point == "directory.written":  # stopped before the first file moved: nothing of the new export
+        assert have == old
+    else:  # stopped after the first file moved: the other moves finish first
+        assert have == {p.name: p.read_bytes() for p in clean.iterdir()} != old
