@@ -94,6 +94,9 @@ def read_pointer(run_dir: Path) -> dict | None:
     """checkpoints.json, checked: {"latest": name, "best": name} naming checkpoint directories that exist; None
     when there is no checkpoints.json."""
     path = Path(run_dir) / POINTER
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link; a run directory's pointer is its own file, never read through "
+                         f"a link out of it: replace the link by the file")
     if not path.exists():
         return None
     pointer = check_object(read_json(path), path, {"latest": str, "best": str})
@@ -261,10 +264,9 @@ class RunDirectory:
             self.lock = lock(self.path)
             if read_pointer(self.path) is not None:
                 raise ValueError(f"{self.path} already holds a run; continue it with --resume, or choose another --out-dir")
-        for name in (LOG, POINTER):  # written in place (the log is appended to): never through a link out of the run
-            if (self.path / name).is_symlink():
-                raise ValueError(f"{self.path / name} is a symbolic link; a run writes its own files only, never "
-                                 f"through a link: replace the link by the file")
+        if (self.path / LOG).is_symlink():  # appended to, in place: never through a link out of the run directory
+            raise ValueError(f"{self.path / LOG} is a symbolic link; a run writes its own files only, never through "
+                             f"a link: replace the link by the file")
         clean(self.path, say)
         if resume_at is not None:
             resume_log(self.path, resume_at, say)

@@ -31,9 +31,9 @@ def resolve(path, which: str = "best") -> Path:
         return path / pointer[which]
     if is_checkpoint(path) or (path / "config.json").is_file():
         return path
-    if (path / LOG).is_file():
-        raise FileNotFoundError(f"{path} holds a run that has saved no checkpoint yet; it saves its first at its first "
-                                f"evaluation (--eval-interval): try again then")
+    if not any(path.iterdir()) or (path / LOG).is_file():  # (a run that starts makes its directory, then its log)
+        raise FileNotFoundError(f"{path} holds no checkpoint yet: a run that has just started saves its first at its "
+                                f"first evaluation (--eval-interval); try again then")
     raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
 
 
@@ -93,8 +93,9 @@ def open_model(path, which: str = "best", backend: str = "numpy", attempts: int 
         ckpt = None
         try:
             ckpt = resolve(path, which)
+            ours = is_checkpoint(ckpt)  # (asked first: once the run removes it, it is nothing)
             model, tokenizer = load_model(ckpt, backend)
-            return Opened(model, tokenizer, ckpt, read_train_config(ckpt) if is_checkpoint(ckpt) else None)
+            return Opened(model, tokenizer, ckpt, read_train_config(ckpt) if ours else None)
         except (ValueError, OSError):
             if attempt == attempts - 1 or (ckpt is not None and not moved(path, which, ckpt)):
                 raise

@@ -388,3 +388,32 @@ def test_a_damaged_pointer_is_named_in_one_line(run, capsys, content, message):
         code, err = cli(capsys, *command)
         assert code == 1
         error_line(err, message)
+
+
+# --- readers beside a writer ----------------------------------------------------------------------------------------
+
+def test_readers_beside_a_training_run_read_a_whole_checkpoint_or_say_none_is_ready(text, tmp_path, capsys):
+    # a checkpoint every 2 steps, each replacing the one before: between reading the pointer and reading the
+    # checkpoint it names, a reader often finds that checkpoint removed. It reads the newer one instead.
+    out = tmp_path / "run"
+    writer = minigpt("train", "--data", str(text), "--out-dir", str(out), "--max-iters", "300", *TINY,
+                     "--eval-interval", "2", "--eval-iters", "1", wait=False)
+    seen, reads, commands = set(), 0, 0
+    deadline = time.monotonic() + 60
+    while writer.poll() is None and reads < 3000 and time.monotonic() < deadline:  # bounded in count and in time
+        if reads % 40 == 39:  # and now and then a command that reads the run as a user runs it
+            commands += 1
+            args = (["sample", "--max-new-tokens", "3"] if commands % 2 else ["export", "--hf", str(tmp_path / f"x{commands}")])
+            code, err = cli(capsys, *args, "--out-dir", str(out), "--checkpoint", "latest")
+            assert code == 0, err
+        try:
+            model, tokenizer, ckpt, saved = load.open_model(out, "latest")
+        except FileNotFoundError as e:  # before the first checkpoint, and only then
+            assert not seen and ("does not exist" in str(e) or "holds no checkpoint yet" in str(e)), e
+            continue
+        reads += 1
+        seen.add(ckpt.name)
+        assert saved.max_iters == 300 and model.config.n_embd == 16
+    _, stderr = writer.communicate(timeout=120)
+    assert writer.returncode == 0, stderr
+    assert len(seen) >= 5 and commands >= 2, (len(seen), commands)
