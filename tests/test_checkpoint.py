@@ -218,7 +218,8 @@ def test_resume_applies_dropout_and_the_other_settings(run):
 
 
 @pytest.mark.parametrize("flag, value", [("--seed", "7"), ("--n-layer", "2"), ("--dtype", "float64"),
-                                         ("--tokenizer", "bpe"), ("--bias", None)])
+                                         ("--tokenizer", "bpe"), ("--bias", None), ("--block-size", "32"),
+                                         ("--n-embd", "32"), ("--n-head", "4"), ("--arch", "llama"), ("--lora-rank", "2")])
 def test_resume_refuses_what_the_checkpoint_was_made_with(run, capsys, flag, value):
     before = files_of(run)
     args = [flag] if value is None else [flag, value]
@@ -226,6 +227,19 @@ def test_resume_refuses_what_the_checkpoint_was_made_with(run, capsys, flag, val
     assert code == 1
     error_line(err, "when resuming", "start a new run in another --out-dir")
     assert files_of(run) == before
+
+
+def test_resume_names_every_setting_it_changes(run, capsys):
+    code, err = cli(capsys, "train", "--resume", "--out-dir", str(run), "--max-iters", "12", "--batch-size", "3",
+                    "--backend", "numpy", "--dropout", "0.1", "--learning-rate", "2e-3", "--eval-iters", "3")
+    assert code == 0, err
+    notice = next(line for line in err.splitlines() if line.startswith("resuming"))
+    assert notice == (f"resuming {run} at iter 10, with backend 'numpy' (was 'auto'), batch_size 3 (was 4), dropout 0.1 "
+                      f"(was 0.0), eval_iters 3 (was 2), learning_rate 0.002 (was 0.001), max_iters 12 (was 10)")
+    saved = json.loads((run / "ckpt-000012" / "train_config.json").read_text())
+    assert (saved["batch_size"], saved["backend"], saved["dropout"], saved["eval_iters"]) == (3, "numpy", 0.1, 3)
+    code, err = cli(capsys, "train", "--resume", "--out-dir", str(run), "--max-iters", "12")
+    assert [line for line in err.splitlines() if line.startswith("resuming")] == [f"resuming {run} at iter 12"]
 
 
 def test_resume_refuses_another_text_unless_asked(run, tmp_path, capsys):
@@ -348,20 +362,23 @@ def test_the_python_api_names_bad_arguments():
 
 # --- every file minigpt reads: one line naming it --------------------------------------------------------------
 
-def with_iter(state: bytes, it) -> bytes:
-    return json.dumps({**json.loads(state), "iter": it}).encode()
+def with_key(content: bytes, key: str, value) -> bytes:
+    """A JSON file's bytes with one key set to value."""
+    return json.dumps({**json.loads(content), key: value}).encode()
 
 
 @pytest.mark.parametrize("name, content, message", [
     ("tokenizer.json", b"[]", "tokenizer.json must hold a JSON object, not list"),
     ("tokenizer.json", b'{"type": "char", "chars": 5}', "'chars' must be a string"),
     ("state.json", b"{}", "state.json has no 'iter'"),
-    ("state.json", lambda state: with_iter(state, -1), "'iter' must be zero or positive, got -1"),
-    ("state.json", lambda state: with_iter(state, "10"), "'iter' must be an integer, got '10'"),
+    ("state.json", lambda state: with_key(state, "iter", -1), "'iter' must be zero or positive, got -1"),
+    ("state.json", lambda state: with_key(state, "iter", "10"), "'iter' must be an integer, got '10'"),
     ("train_config.json", b"[]", "train_config.json must hold a JSON object, not list"),
     ("train_config.json", b'{"learning_rate": "fast"}', "learning_rate must be a number"),
     ("config.json", b"null", "config.json must hold a JSON object, not NoneType"),
     ("config.json", b"\xff\xfe", "config.json is not UTF-8 text"),
+    ("config.json", lambda c: with_key(c, "n_layer", 10**9), "config.json says n_layer 1000000000 but the weights hold 1"),
+    ("config.json", lambda c: with_key(c, "vocab_size", 10**12), "but config.json describes (1000000000000, 16)"),
     ("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00[1,2,3] ", "model.safetensors is damaged or truncated"),
     ("optimizer.safetensors", b"", "optimizer.safetensors is damaged or truncated"),
 ])

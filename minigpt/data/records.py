@@ -60,7 +60,7 @@ def read_jsonl(path) -> list:
             raise ValueError(f"{path} line {n} is a JSON {type(record).__name__}, not an object")
         records.append((n, record))
     if not records:
-        raise ValueError(f"{path} holds no records; give one JSON object a line")
+        raise ValueError(f"data file {path} holds no records; give one JSON object a line")
     return records
 
 
