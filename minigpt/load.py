@@ -32,8 +32,8 @@ def resolve(path, which: str = "best") -> Path:
     if is_checkpoint(path) or (path / "config.json").is_file():
         return path
     if not any(path.iterdir()) or (path / LOG).is_file():  # (a run that starts makes its directory, then its log)
-        raise FileNotFoundError(f"{path} holds no checkpoint yet: a run that has just started saves its first at its "
-                                f"first evaluation (--eval-interval); try again then")
+        raise FileNotFoundError(f"no minigpt checkpoint in {path} yet: a run that has just started there saves its "
+                                f"first at its first evaluation (--eval-interval); try again then")
     raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
 
 

@@ -76,8 +76,9 @@ def check_against(cfg: TrainConfig, start: Origin) -> None:
     """The settings may change what the origin allows: nothing of FIXED_ON_RESUME for a resumed run, and for a
     fine-tune nothing of the model's shape but a shorter context (whose first rows of wpe are kept)."""
     if start.kind == "resume":
+        saved = TrainConfig.from_dict(start.settings)
         for key in FIXED_ON_RESUME:
-            if start.settings[key] != getattr(cfg, key):
+            if start.settings[key] != getattr(cfg, key) and not (key in MODEL_KEYS and same_shape(saved, cfg, key)):
                 raise ValueError(f"cannot change {key} when resuming ({start.settings[key]!r} in {start.ckpt}, "
                                  f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
     if start.kind == "fine-tune":
@@ -87,6 +88,15 @@ def check_against(cfg: TrainConfig, start: Origin) -> None:
             want, have = getattr(cfg, key), start.settings[key]
             if want != have and not (key == "block_size" and want < have):
                 raise ValueError(f"the checkpoint {start.ckpt} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")
+
+
+def same_shape(a: TrainConfig, b: TrainConfig, key: str) -> bool:
+    """Whether two settings give the model the same `key` once its family fills in what they leave unset (GPT-2's
+    n_kv_head is n_head, whether given or left None)."""
+    try:
+        return getattr(a.model_config(vocab_size=2), key) == getattr(b.model_config(vocab_size=2), key)
+    except ValueError:
+        return False
 
 
 def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, labels=None):
