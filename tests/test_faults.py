@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from minigpt import load
+from minigpt.data import load_tokenizer
 from minigpt.cli import main
 from helpers import TINY, error_line, make_text, minigpt
 
@@ -235,3 +236,18 @@ def test_an_export_stopped_by_a_signal_leaves_the_old_directory_or_the_whole_new
         assert have == old
     else:  # stopped after the first file moved: the other moves finish first
         assert have == {p.name: p.read_bytes() for p in clean.iterdir()} != old
+
+
+@pytest.mark.parametrize("point", ["directory.written", "directory.moved"])
+def test_a_tokenizer_training_stopped_by_a_signal_leaves_nothing_or_the_whole_directory(tmp_path, point):
+    text = make_text(tmp_path / "text.txt", seed=0)
+    out = tmp_path / "tokenizer"
+    process = minigpt("tokenizer", "train", "--data", str(text), "--vocab-size", "300", "--out", str(out),
+                      fault=f"{point}@1:SIGTERM", wait=False)
+    assert stopped_line(process, signal.SIGTERM) == "minigpt: interrupted (SIGTERM)"
+    assert not list(tmp_path.glob("*.tmp-*"))
+    if point == "directory.written":
+        assert not out.exists()
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["merges.txt", "tokenizer.json", "tokenizer.tiktoken", "vocab.json"]
+        assert load_tokenizer(out).vocab_size == 300
