@@ -16,6 +16,7 @@ TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
 
+PRESETS = ("speedrun",)  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
 ARCHS = ("gpt2", "llama", "qwen3")  # the families of blocks minigpt builds (minigpt/gpt2.py, minigpt/llama.py)
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
@@ -253,9 +254,11 @@ class TrainConfig:
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation
+    target_loss: float | None = None  # stop (with a checkpoint) at the first evaluation whose validation loss is at most this
     log_interval: int = 1  # write a line to log.jsonl every this many steps
     log_stats: bool = False  # at each evaluation, log each parameter's update-to-weight and gradient-to-weight ratios
     # the run
+    preset: str | None = None  # "speedrun": the settings of the CPU speedrun's record (docs/speedrun.md), under the flags
     seed: int = 1337
     dtype: str = "float32"
     backend: str = "auto"  # numpy (the reference), numba, c, or auto: the fastest available (docs/kernels.md)
@@ -315,10 +318,10 @@ class TrainConfig:
 # a saved run), so that a NaN learning rate or a negative seed never reaches the loop.
 POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
             "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters", "n_kv_head",
-            "head_dim", "intermediate_size", "norm_eps", "rope_theta", "lora_rank", "lora_alpha")
+            "head_dim", "intermediate_size", "norm_eps", "rope_theta", "lora_rank", "lora_alpha", "target_loss")
 NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight")
 FRACTIONS = ("dropout", "beta1", "beta2", "lora_dropout")  # in [0, 1)
-CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES, "arch": ARCHS}
+CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES, "arch": ARCHS, "preset": PRESETS}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 

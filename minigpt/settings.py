@@ -2,7 +2,7 @@
 
 Each source overrides the ones before it:
     1. TrainConfig's defaults: nanoGPT's Shakespeare CPU recipe (minigpt/config.py);
-    2. the task's preset (--task sort|add, TASK_PRESETS below);
+    2. the preset (--preset speedrun, PRESETS below), then the task's (--task sort|add, TASK_PRESETS);
     3. the model's shape from the checkpoint being fine-tuned (--init-from), so that it need not be repeated;
     4. the config file (--config FILE.toml), whose keys are TrainConfig's fields;
     5. the flags, TrainConfig's fields spelled with dashes.
@@ -42,6 +42,14 @@ TASK_PRESETS = {
                                  eval_interval=50, eval_iters=20, dropout=0.2, lm_loss_weight=0.5),
     "shakespeare-instruct": dict(batch_size=32, max_iters=300, learning_rate=3e-4, min_lr=3e-5, warmup_iters=20,
                                  eval_interval=100, eval_iters=20),
+}
+
+
+# Settings that `--preset NAME` puts in place of the defaults (a task's preset, files and flags still win). speedrun:
+# the CPU speedrun's current record, nanoGPT's Shakespeare validation loss (1.919) in the least wall time; what each
+# setting buys, and the runs that measured it: docs/speedrun.md.
+PRESETS = {
+    "speedrun": dict(arch="qwen3", max_iters=900, eval_interval=900, eval_iters=200, target_loss=1.919),
 }
 
 
@@ -92,7 +100,7 @@ def resolve(given: dict, origin: dict | None = None, source: str | None = None) 
     if given.get("resume"):
         merged = {**origin, **given}
     else:
-        merged = {**TASK_PRESETS.get(given.get("task"), {}), **origin, **given}
+        merged = {**PRESETS.get(given.get("preset"), {}), **TASK_PRESETS.get(given.get("task"), {}), **origin, **given}
     try:
         return TrainConfig.from_dict(merged)
     except ValueError as e:  # settings that do not go together; name the file if one was read

@@ -55,7 +55,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
                 f"micro-batches of each step per rank")
     tokens_per_step = cfg.batch_size * T * cfg.gradient_accumulation_steps
     min_lr = cfg.min_lr if cfg.decay_lr else cfg.learning_rate  # decay_lr=False: constant after the warmup
-    last_eval = {}
+    last_eval, reached = {}, False
     bar = tqdm(total=cfg.max_iters, initial=run.it, desc="train", unit="it", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)
     with interrupt.deferred(), bar:
@@ -92,6 +92,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             if evaluating:
                 last_eval, is_best = evaluation(run)
                 record.update(last_eval)
+                reached = cfg.target_loss is not None and last_eval["val_loss"] <= cfg.target_loss
             if evaluating or stop:
                 with interrupt.shielded():  # a second Ctrl-C (SIGTERM, SIGHUP) does not cut the save short
                     run.save(record, is_best)
@@ -101,7 +102,10 @@ def loop(run: Run, progress: bool, started: float) -> dict:
                 by = "" if interrupt.name() == "Ctrl-C" else f" by {interrupt.name()}"
                 raise Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}; continue with "
                                   f"minigpt train --resume --out-dir {run.out_dir}")
+            if reached:  # --target-loss: as good as asked for; the checkpoint of this step is saved
+                break
     return {"iter": run.it, "best_val_loss": run.best_val_loss, **last_eval, "out_dir": str(run.out_dir),
+            "reached_target": reached, "target_loss": cfg.target_loss,
             "seconds": time.perf_counter() - started, "num_params": model.num_params(), "rank": dist.rank}
 
 

@@ -55,6 +55,7 @@ def bad_flag_values(name):
                 "dtype": st.sampled_from(["", "float16", "int8"]),
                 "backend": st.sampled_from(["", "gpu", "cuda"]),
                 "arch": st.sampled_from(["", "GPT2", "mistral", "llama3"]),
+                "preset": st.sampled_from(["", "SPEEDRUN", "fast"]),
                 "init_from": st.sampled_from(["", "/nonexistent", "."]),
                 "lora_targets": st.sampled_from(["", "wq", "attention,gate", "\0"]),
                 "out_dir": st.sampled_from(["", "\0"])}[name]

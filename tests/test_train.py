@@ -191,3 +191,24 @@ def test_every_backend_trains_as_the_reference_does(text, tmp_path, backend):
         for key in ("loss", "grad_norm", "train_loss", "val_loss"):
             if key in ref:
                 assert ours[key] == pytest.approx(ref[key], rel=BACKEND_RTOL_FLOAT64), (ref["iter"], key)
+
+
+def test_a_run_stops_at_the_first_evaluation_that_reaches_its_target_loss(text, tmp_path, capsys):
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", "--data", str(text), "--out-dir", str(out), "--max-iters", "40", *TINY, "--eval-interval", "5", "--learning-rate", "3e-3",
+                 "--target-loss", "3.9"]) == 0
+    log = read_log(out)
+    evals = [r for r in log if "val_loss" in r]
+    assert evals[-1]["val_loss"] <= 3.9 and all(r["val_loss"] > 3.9 for r in evals[:-1])  # the first that reached it
+    assert log[-1]["iter"] == evals[-1]["iter"] < 40
+    assert json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{log[-1]['iter']:06d}"
+    assert f"reached the target validation loss 3.9 at iter {log[-1]['iter']}" in capsys.readouterr().out
+
+
+def test_the_speedrun_preset_sits_under_the_flags():
+    from minigpt import settings
+
+    cfg = settings.resolve(settings.given({"preset": "speedrun", "max_iters": 10}))
+    assert (cfg.arch, cfg.target_loss, cfg.eval_iters, cfg.max_iters) == ("qwen3", 1.919, 200, 10)
+    assert settings.resolve(settings.given({})).target_loss is None

@@ -9,7 +9,7 @@ DESCRIPTION = "Train a GPT. Every setting is a flag; defaults are nanoGPT's CPU 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minigpt.config import ARCHS, BACKENDS, TASKS, TrainConfig, field_kind
+    from minigpt.config import ARCHS, BACKENDS, PRESETS, TASKS, TrainConfig, field_kind
 
     parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of TrainConfig keys")
     defaults = TrainConfig()
@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif f.name == "backend":
             parser.add_argument(flag, choices=BACKENDS, default=argparse.SUPPRESS,
                                 help=f"how the ops are computed {help_text}")
+        elif f.name == "preset":
+            parser.add_argument(flag, choices=PRESETS, default=argparse.SUPPRESS,
+                                help="speedrun: the CPU speedrun's record, the fastest way here to nanoGPT's Shakespeare "
+                                     "loss (docs/speedrun.md); other flags still win")
         elif f.name == "arch":
             parser.add_argument(flag, choices=ARCHS, default=argparse.SUPPRESS,
                                 help=f"the model's family: gpt2, llama (RMSNorm, rotary embeddings, SwiGLU, grouped-query "
@@ -54,6 +58,9 @@ def run(args) -> int:
     result = train(given, source=args.config, allow_data_change=args.allow_data_change)
     if result["rank"] != 0:  # under mpiexec, rank 0 reports for all
         return 0
+    if result.get("reached_target"):
+        print(f"reached the target validation loss {result['target_loss']} at iter {result['iter']}: val loss "
+              f"{result['val_loss']:.4f}, {result['seconds']:.1f} s after the start")
     best = "none" if result["best_val_loss"] is None else f"{result['best_val_loss']:.4f}"
     summary = f"done: {result['iter']} iters in {result['seconds']:.0f} s, best val loss {best}"
     if "val_accuracy" in result:
