@@ -49,7 +49,7 @@ TASK_PRESETS = {
 # the CPU speedrun's current record, nanoGPT's Shakespeare validation loss (1.919) in the least wall time; what each
 # setting buys, and the runs that measured it: docs/speedrun.md.
 PRESETS = {
-    "speedrun": dict(arch="qwen3", max_iters=900, eval_interval=900, eval_iters=200, target_loss=1.919),
+    "speedrun": dict(arch="qwen3", max_iters=550, eval_interval=550, eval_iters=200, target_loss=1.919),
 }
 
 
