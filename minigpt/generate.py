@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from minigpt import runtime
 from minigpt.validate import check_token_ids
 
 
@@ -108,8 +109,6 @@ def check_memory(model, B: int, T: int, max_new_tokens: int) -> None:
     """Refuse in one line, before anything is allocated, B sequences that would not fit in memory together: their
     key/value caches and the longest forward pass (the prefill, or a full window once it slides), whose logits
     (V a position), activations (about 16 C) and attention scores (n_head a pair of positions) dominate."""
-    from minigpt import runtime
-
     cfg = model.config
     cached = min(cfg.block_size, T + max_new_tokens)
     window = T if T + max_new_tokens <= cfg.block_size else cfg.block_size

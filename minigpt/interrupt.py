@@ -17,7 +17,8 @@ callback of the import lock or a __del__ (Python prints it as "Exception ignored
 requested() still says a Ctrl-C came: check() raises it again where the command looks (after its imports, before
 the training loop), and an error that a Ctrl-C caused (NumPy turns one inside its import into an ImportError) is
 reported as the interruption it is. The handler only runs on the main thread; elsewhere Python's is left alone.
-Tests: tests/test_cli.py, tests/test_train.py (a stop by each signal, then --resume), tests/test_checkpoint.py.
+Tests: tests/test_cli.py, tests/test_train.py and tests/test_faults.py (a stop by each signal, then --resume; a
+second one during the save), tests/test_checkpoint.py, tests/test_distributed.py (a signal to one rank).
 """
 
 import signal
@@ -48,7 +49,7 @@ def received() -> list:
 
 def agree(counts) -> bool:
     """After the all-reduce of received(): whether any rank got a signal; if one did, this rank takes it as its own
-    (the first of SIGNALS that came, should two ranks get two), for its message and exit status."""
+    (should two ranks get two different ones, the first in SIGNALS' order, on every rank alike), for its message and exit status."""
     global _requested, _signal
     for s, count in zip(SIGNALS, counts):
         if count:
