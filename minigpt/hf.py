@@ -154,7 +154,7 @@ def read_config(path) -> GPTConfig:
     """The GPTConfig of a config.json, or a ValueError naming the file and what minigpt cannot represent."""
     d = read_json(path)
     model_type = d.get("model_type") if isinstance(d, dict) else None
-    if model_type is not None and model_type not in MODEL_TYPES:
+    if model_type is not None and (not isinstance(model_type, str) or model_type not in MODEL_TYPES):
         raise ValueError(f"{path}: model_type {model_type!r} is none of {', '.join(MODEL_TYPES)}, the families "
                          f"minigpt implements exactly; it cannot represent it")
     try:

@@ -84,12 +84,8 @@ def mutated(path: Path, mutation) -> bool:
     header, body = json.loads(raw[8:8 + n]), raw[8 + n:]
     kind, *what = mutation
     length, valid = None, False
-    if kind == "length":
-        length = what[0] if what[0] >= 2**32 or what[0] > weights.MAX_HEADER else None
-        if length is None:  # relative: the header cut short, or the data's first bytes read as the header's
-            length = n + what[0]
-            if length < 0:
-                length = 0
+    if kind == "length":  # absolute, or relative (below): the header cut short, or the data's first bytes read as its
+        length = what[0]
     elif kind in ("shift", "end"):
         name, d = what
         start, end = header[name]["data_offsets"]
@@ -117,6 +113,8 @@ def mutated(path: Path, mutation) -> bool:
     text = json.dumps(header).encode()
     if kind == "nest":
         text = text.replace(b'"NEST"', b"[" * depth + b"]" * depth)
+    if kind == "length" and abs(length) <= 64:
+        length = max(len(text) + length, 0)
     path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + body)
     return valid
 
