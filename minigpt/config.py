@@ -254,11 +254,11 @@ class TrainConfig:
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation
-    target_loss: float | None = None  # stop (with a checkpoint) at the first evaluation whose validation loss is at most this
+    target_loss: float | None = None  # stop, with a checkpoint, at the first evaluation whose val loss is at most this
     log_interval: int = 1  # write a line to log.jsonl every this many steps
     log_stats: bool = False  # at each evaluation, log each parameter's update-to-weight and gradient-to-weight ratios
     # the run
-    preset: str | None = None  # "speedrun": the settings of the CPU speedrun's record (docs/speedrun.md), under the flags
+    preset: str | None = None  # "speedrun": the CPU speedrun's record (docs/speedrun.md), under the flags
     seed: int = 1337
     dtype: str = "float32"
     backend: str = "auto"  # numpy (the reference), numba, c, or auto: the fastest available (docs/kernels.md)

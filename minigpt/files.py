@@ -18,6 +18,8 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
+from minigpt import interrupt
+
 
 def cache_dir() -> Path:
     """$MINIGPT_CACHE, else $XDG_CACHE_HOME/minigpt, else ~/.cache/minigpt: the compiled kernels, prepared datasets,
@@ -80,8 +82,6 @@ def directory_write(directory):
     file is moved over its namesake in it (its other files stay, as transformers' save_pretrained leaves them); no
     Ctrl-C (SIGTERM, SIGHUP) cuts the moves short. On an error, or a stop inside the block, the temporary is removed
     and `directory` is left as it was. A kill -9 leaves only the temporary."""
-    from minigpt import interrupt
-
     directory = Path(directory)
     tmp = temporary(directory)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -48,8 +48,9 @@ def received() -> list:
 
 
 def agree(counts) -> bool:
-    """After the all-reduce of received(): whether any rank got a signal; if one did, this rank takes it as its own
-    (should two ranks get two different ones, the first in SIGNALS' order, on every rank alike), for its message and exit status."""
+    """After the all-reduce of received(): whether any rank got a signal; if one did, this rank takes it as its own,
+    for its message and exit status (should two ranks get two different ones: the first in SIGNALS' order, on every
+    rank alike)."""
     global _requested, _signal
     for s, count in zip(SIGNALS, counts):
         if count:

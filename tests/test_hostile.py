@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigpt import load, weights
+from minigpt.cli import main
 from minigpt.checkpoint import FILES, verified
 from helpers import TINY, cli, error_line, make_text, minigpt, train
 
@@ -300,14 +301,21 @@ def test_too_many_samples_at_once_are_refused_before_anything_is_allocated(run, 
 
 
 def test_zero_new_tokens_prints_the_prompt_and_a_prompt_longer_than_the_context_is_one_line(run, capsys):
-    assert cli(capsys, "sample", "--out-dir", str(run), "--prompt", "the king", "--max-new-tokens", "0")[0] == 0
+    capsys.readouterr()
+    assert main(["sample", "--out-dir", str(run), "--prompt", "the king", "--max-new-tokens", "0"]) == 0
+    assert capsys.readouterr().out == "the king\n"
     code, err = cli(capsys, "sample", "--out-dir", str(run), "--prompt", "the king " * 10)
     assert code == 1
     error_line(err, "the prompt has 90 tokens but the model's context (block_size) is 16")
 
 
-def test_many_samples_of_many_tokens_are_generated_together_in_linear_time(run, capsys):
-    # (past block_size the window slides; each sample's text is kept as pieces, joined once at the end)
+def test_several_samples_past_the_context_are_each_printed_whole(run, capsys):
+    # generated together, the window sliding past block_size; each sample's text is kept as pieces, joined at the end
     capsys.readouterr()
-    code = cli(capsys, "sample", "--out-dir", str(run), "--num-samples", "3", "--max-new-tokens", "400", "--seed", "1")[0]
-    assert code == 0
+    assert main(["sample", "--out-dir", str(run), "--num-samples", "3", "--max-new-tokens", "400", "--seed", "1",
+                 "--prompt", "the"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\n")
+    samples = out[:-1].split("\n" + "-" * 40 + "\n")  # (print's newline after each, a rule between them)
+    assert len(samples) == 3
+    assert all(sample.startswith("the") and len(sample) == 3 + 400 for sample in samples), samples

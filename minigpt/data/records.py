@@ -29,7 +29,7 @@ import numpy as np
 
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
-from minigpt.validate import read_text, regular_file
+from minigpt.validate import decode, regular_file
 
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 EXTRACT = "<|extract|>"  # ends every text a classifier reads, as the GPT paper's extract token: its label is read there
@@ -49,7 +49,7 @@ def read_jsonl(path) -> list:
     """The records of a JSONL file, each a JSON object; an error names the file and line."""
     path = regular_file(path, "data file ", "give the path of a JSONL file with --data")
     records = []
-    for n, line in enumerate(read_text(path, what="data file ", fix="save it as UTF-8").splitlines(), start=1):
+    for n, line in enumerate(decode(path.read_bytes(), path, "data file ", "save it as UTF-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
