@@ -1,10 +1,12 @@
 """A run directory and the protocol that keeps it whole through any crash: safetensors for arrays, JSON for the rest,
-nothing ever unpickled. Docs: docs/runs.md. Tests: tests/test_checkpoint.py, tests/test_faults.py.
+nothing ever unpickled. Docs: docs/runs.md. Tests: tests/test_checkpoint.py, tests/test_faults.py,
+tests/test_protect.py.
 
 A run directory (--out-dir) holds
 
     log.jsonl                one JSON object per logged step
     checkpoints.json         the pointer: {"latest": "ckpt-002000", "best": "ckpt-001750"}
+    saving.json              while a checkpoint is saved (or after a crash in a save): the intent, below
     ckpt-001750/             the checkpoint with the best validation loss
     ckpt-002000/             the latest checkpoint:
         model.safetensors        the weights, named as in Hugging Face's GPT-2 (float32 or float64)
@@ -17,15 +19,22 @@ A run directory (--out-dir) holds
 
 Saving checkpoint N (`save`), after log.jsonl's lines up to step N are on disk (fsync):
     1. write the files into ckpt-N.tmp-PID/, then manifest.json; fsync each file and the directory;
-    2. rename ckpt-N.tmp-PID/ to ckpt-N/; fsync the run directory;
-    3. write checkpoints.json.tmp-PID naming ckpt-N, fsync it, rename it over checkpoints.json; fsync the run directory;
-    4. remove the checkpoint directories that checkpoints.json no longer names.
-The rename of step 3 is the commit: a run killed before it is at its previous checkpoint, after it at ckpt-N.
-Starting (`lock`, `clean`): lock the directory (flock; the lock dies with the process), then remove what a crash
-left: every *.tmp-* and every ckpt-* that checkpoints.json does not name (never reused). Resuming cuts log.jsonl back
-to the checkpoint's step (minigpt/runlog.py). `RunDirectory` is all of this for a run that trains: the lock, the log,
-the checkpoints. Reading a checkpoint's file (`verified`) checks it against the manifest first; a model from any
-directory, a checkpoint's or Hugging Face's: minigpt/load.py.
+    2. write saving.json, the intent: the pointer before this save and the one it commits (atomically, fsynced);
+    3. rename ckpt-N.tmp-PID/ to ckpt-N/; fsync the run directory;
+    4. write checkpoints.json.tmp-PID naming ckpt-N, fsync it, rename it over checkpoints.json; fsync the run directory;
+    5. remove the checkpoints the previous pointer named and this one does not (each renamed to a *.tmp-* first);
+    6. remove saving.json.
+The rename of step 4 is the commit: a run killed before it is at its previous checkpoint, after it at ckpt-N.
+Starting (`lock`, `survey`, `settle`): lock the directory (flock; the lock dies with the process), then put right what
+a crash left, and only what the directory proves a crash left: every *.tmp-* (never a checkpoint: a checkpoint gets
+its name only when whole); a ckpt-* without a manifest (for the same reason); the checkpoint an intent names but the
+pointer does not (never committed), or the checkpoints the intent's commit replaced (committed, then replaced). A
+whole checkpoint that nothing accounts for is never removed: with checkpoints.json missing, a resumed run writes it
+again from the checkpoints (the newest is the latest), and a fresh run refuses; beside a pointer that does not name
+it, the start refuses, naming it. Resuming cuts log.jsonl back to the checkpoint's step (minigpt/runlog.py).
+`RunDirectory` is all of this for a run that trains: the lock, the log, the checkpoints. Reading a checkpoint's file
+(`verified`) checks it against the manifest first; a model from any directory, a checkpoint's or Hugging Face's:
+minigpt/load.py.
 """
 
 import errno
@@ -35,6 +44,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +56,7 @@ from minigpt.runlog import LOG, Log, resume_log
 from minigpt.validate import check_object, read_json
 
 POINTER = "checkpoints.json"
+INTENT = "saving.json"  # {"previous": the pointer before the save in progress (or null), "next": the one it commits}
 MANIFEST = "manifest.json"
 FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "train_config.json", "state.json")
 NAME = re.compile(r"ckpt-\d{6,}")  # ckpt-<step>, at least six digits
@@ -99,12 +110,9 @@ def read_pointer(run_dir: Path) -> dict | None:
                          f"a link out of it: replace the link by the file")
     if not path.exists():
         return None
-    pointer = check_object(read_json(path), path, {"latest": str, "best": str})
+    pointer = checked_pointer(read_json(path), path)
     for which in ("latest", "best"):
         name = pointer[which]
-        if not NAME.fullmatch(name):
-            raise ValueError(f"{path}: {which!r} must name a checkpoint directory (ckpt-NNNNNN), got {name!r:.60}; "
-                             f"the file is damaged")
         if (path.parent / name).is_symlink():
             raise ValueError(f"{path.parent / name} is a symbolic link; a run directory's checkpoints are its own "
                              f"directories: replace the link by the checkpoint")
@@ -113,18 +121,116 @@ def read_pointer(run_dir: Path) -> dict | None:
     return pointer
 
 
-def clean(run_dir: Path, say) -> None:
-    """Remove what a crashed run left behind: temporaries (*.tmp-*) and checkpoint directories that
-    checkpoints.json does not name, which are incomplete or were never committed. Call it holding the lock."""
-    pointer = read_pointer(run_dir) or {}
+def checked_pointer(value, where) -> dict:
+    """A pointer's shape, checked: {"latest": name, "best": name}, each a checkpoint directory's name."""
+    pointer = check_object(value, where, {"latest": str, "best": str})
+    for which in ("latest", "best"):
+        if not NAME.fullmatch(pointer[which]):
+            raise ValueError(f"{where}: {which!r} must name a checkpoint directory (ckpt-NNNNNN), got "
+                             f"{pointer[which]!r:.60}; the file is damaged")
+    return {"latest": pointer["latest"], "best": pointer["best"]}
+
+
+def read_intent(run_dir: Path) -> dict | None:
+    """saving.json, checked: {"previous": a pointer or null, "next": a pointer}; None when no save was stopped."""
+    path = run_dir / INTENT
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link; a run directory's files are its own, never read through a "
+                         f"link out of it: remove the link")
+    intent = check_object(read_json(path), path, {"previous": (dict, None), "next": dict})
+    previous = None if intent["previous"] is None else checked_pointer(intent["previous"], f"{path}: 'previous'")
+    return {"previous": previous, "next": checked_pointer(intent["next"], f"{path}: 'next'")}
+
+
+def step_of(name: str) -> int:
+    return int(name[len("ckpt-"):])
+
+
+class Found(NamedTuple):
+    """What a start finds in a run directory (`survey`), read before anything in it is changed; `settle` acts on it."""
+    pointer: dict | None  # the checkpoints a resumed run starts from: checkpoints.json's, or those found without it
+    lost: bool  # checkpoints.json is missing, and `pointer` was read from the checkpoints found (a fresh run refuses)
+    removals: list  # (path, why): what a crash left that is no checkpoint of the run, and what a commit replaced
+
+
+def survey(run_dir: Path) -> Found:
+    """What a start in run_dir finds, and will remove: only what the directory proves a crash left (the protocol
+    above). Nothing is changed here, so that a start refused for any reason leaves the directory as it was. A whole
+    checkpoint that nothing accounts for is refused, named, never removed."""
+    if not run_dir.is_dir():
+        return Found(None, False, [])
+    pointer, intent = read_pointer(run_dir), read_intent(run_dir)
+    named = set() if pointer is None else set(pointer.values())
+    accounted = {}  # checkpoint name -> why the save that its intent names left it
+    if intent is not None and intent["previous"] == pointer:  # the save stopped before its commit
+        accounted[intent["next"]["latest"]] = "before it was committed"
+    elif intent is not None and intent["next"] == pointer:  # it committed, and stopped before step 5
+        for name in set((intent["previous"] or {}).values()) - named:
+            accounted[name] = f"before removing it ({pointer['latest']} replaced it)"
+    # (an intent that matches neither pointer is older than one written since, by hand: it proves nothing)
+    removals, whole = [], []
     for path in sorted(run_dir.iterdir()):
-        unnamed = NAME.fullmatch(path.name) and path.is_dir() and path.name not in pointer.values()
-        if ".tmp-" in path.name or unnamed:
-            say(f"removing {path}, left by a run that stopped {'while writing it' if '.tmp-' in path.name else 'before it was committed'}")
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        if ".tmp-" in path.name:
+            removals.append((path, "while writing it"))
+        elif not NAME.fullmatch(path.name) or path.name in named:
+            continue
+        elif path.name in accounted:
+            removals.append((path, accounted[path.name]))
+        elif path.is_symlink() or not path.is_dir() or not (path / MANIFEST).is_file():
+            # a link or a file is no checkpoint, and a checkpoint gets its name only once its manifest is written
+            removals.append((path, "before it was committed"))
+        else:
+            whole.append(path)
+    if not whole:
+        return Found(pointer, False, removals)
+    if pointer is not None:
+        raise ValueError(f"{whole[0]} is a checkpoint that {run_dir / POINTER} does not name (it names "
+                         f"{pointer['latest']} and {pointer['best']}), and no save in {run_dir} accounts for it: "
+                         f"move it out of the run directory to keep it, or delete it; then start again")
+    return Found(found_pointer(run_dir, whole), True, removals)
+
+
+def found_pointer(run_dir: Path, whole: list) -> dict:
+    """The pointer of a run whose checkpoints.json is missing, read from its whole checkpoints (each state.json
+    verified): the newest is the latest, and the best is the oldest whose best validation loss is the latest's
+    (the one that set it: `save` points `best` at a checkpoint whose evaluation lowered it)."""
+    states = {path.name: read_state(path) for path in whole}
+    latest = max(states, key=step_of)
+    best = min((name for name, state in states.items()
+                if state["best_val_loss"] == states[latest]["best_val_loss"]), key=step_of)
+    others = sorted(set(states) - {latest, best})
+    if others:
+        raise ValueError(f"{run_dir} has no {POINTER}, and more checkpoints than a run keeps: {', '.join(others)} "
+                         f"besides its latest, {latest}, and its best, {best}; move the ones you do not need out of "
+                         f"it, then start again")
+    return {"latest": latest, "best": best}
+
+
+def settle(run_dir: Path, found: Found, say) -> None:
+    """Act on a survey, holding the lock: remove what a crash left (each said), write checkpoints.json again if it
+    was missing, and remove the intent of a save that stopped."""
+    for path, why in found.removals:
+        say(f"removing {path}, left by a run that stopped {why}")
+        remove(path)
+    if found.lost:
+        with atomic_write(run_dir / POINTER) as f:
+            f.write(to_json(found.pointer))
+        say(f"{run_dir / POINTER} was missing: written again from the checkpoints in {run_dir}, latest "
+            f"{found.pointer['latest']} and best {found.pointer['best']}")
+    (run_dir / INTENT).unlink(missing_ok=True)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a directory; a directory is first renamed to a temporary,
+    so that a kill midway leaves a *.tmp-* for the next start, never a checkpoint's name on part of one."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+        return
+    doomed = path if ".tmp-" in path.name else temporary(path)
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
 
 
 # --- saving ---------------------------------------------------------------------------------------------------
@@ -135,7 +241,9 @@ def save(run_dir: Path, it: int, model, tokenizer, train_config: TrainConfig, op
     name = checkpoint_name(it)
     final = run_dir / name
     tmp = temporary(final)
-    pointer = read_pointer(run_dir) or {}
+    pointer = read_pointer(run_dir)
+    new_pointer = {"latest": name, "best": name if best or pointer is None else pointer["best"]}
+    renamed = False
     try:
         fault("save.begin")
         tmp.mkdir()
@@ -150,24 +258,31 @@ def save(run_dir: Path, it: int, model, tokenizer, train_config: TrainConfig, op
                                                        for f in FILES}}))
         fsync_dir(tmp)
         fault("save.manifest")
-        if final.exists():  # never named by checkpoints.json (clean removed those at the start): not ours to keep
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        with atomic_write(run_dir / INTENT) as f:  # what a start after a crash may remove, and why
+            f.write(to_json({"previous": pointer, "next": new_pointer}))
+        fault("save.intent")
+        os.rename(tmp, final)  # (refused if ckpt-N is there: a start leaves no checkpoint the pointer does not name)
+        renamed = True
         fsync_dir(run_dir)
         fault("save.renamed")
-        new_pointer = {"latest": name, "best": name if best or "best" not in pointer else pointer["best"]}
         with atomic_write(run_dir / POINTER, point="save.pointer") as f:  # the commit is its rename
             f.write(to_json(new_pointer))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not renamed:  # (renamed, it is left with the intent that lets the next start remove it)
+            (run_dir / INTENT).unlink(missing_ok=True)
         previous = f"the last checkpoint, {run_dir / pointer['latest']}, is intact" if pointer else "no checkpoint was saved"
         fix = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
         raise OSError(f"could not write checkpoint {name} in {run_dir} ({e.strerror or e}); {previous}: "
                       f"{fix} and continue with --resume") from None
     fault("save.committed")
-    for old in run_dir.glob("ckpt-*"):  # only the checkpoints named in the pointer are kept
-        if NAME.fullmatch(old.name) and old.name not in new_pointer.values():
-            shutil.rmtree(old, ignore_errors=True)
+    try:
+        for old in sorted(set((pointer or {}).values()) - set(new_pointer.values())):  # what the commit replaced
+            remove(run_dir / old)
+        fault("save.replaced")
+        (run_dir / INTENT).unlink()
+    except OSError:  # committed: the intent stays, and the next start finishes this
+        pass
     return name
 
 
@@ -242,32 +357,35 @@ def read_optimizer(ckpt: Path) -> dict:
 
 class RunDirectory:
     """What rank 0 of a training run holds of its directory: the lock (taken at once if the directory exists, or by
-    `create` when a new run makes it), the log, and the name of the latest checkpoint. The loop sees `write` (a log
+    `open` when a new run makes it), the log, and the name of the latest checkpoint. The loop sees `write` (a log
     record), `save` (a checkpoint, by the protocol above) and `close`."""
 
     def __init__(self, path: Path):
         self.path = path
         self.lock = lock(path) if path.is_dir() else None
+        self.created = False  # made by this run: removed again by `close` if the run leaves nothing in it
         self.log = None
         self.latest = None  # the newest checkpoint: the one resumed from, then each one saved
 
-    def pointer(self) -> dict | None:
-        return read_pointer(self.path) if self.path.is_dir() else None
-
-    def open(self, resume_at: int | None, say) -> None:
+    def open(self, found: Found, resume_at: int | None, say) -> None:
         """Make the directory ready to train in, once every setting, file and the data have been checked (so that bad
-        input leaves nothing behind): created and locked if new (and refused if another run committed a checkpoint
-        there meanwhile), cleaned of what a crash left, its log cut back to the step resumed from (resume_at), or
-        removed if a run that saved no checkpoint left it, and opened for appending."""
+        input leaves nothing behind): created and locked if new (and refused if another run saved a checkpoint there
+        meanwhile), put right after a crash as its survey (`found`) says, its log cut back to the step resumed from
+        (resume_at), or removed if a run that saved no checkpoint left it, and opened for appending."""
         if self.lock is None:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True)
+                self.created = True
+            except FileExistsError:  # (made meanwhile by another run)
+                pass
             self.lock = lock(self.path)
-            if read_pointer(self.path) is not None:
+            found = survey(self.path)
+            if found.pointer is not None:
                 raise ValueError(f"{self.path} already holds a run; continue it with --resume, or choose another --out-dir")
         if (self.path / LOG).is_symlink():  # appended to, in place: never through a link out of the run directory
             raise ValueError(f"{self.path / LOG} is a symbolic link; a run writes its own files only, never through "
                              f"a link: replace the link by the file")
-        clean(self.path, say)
+        settle(self.path, found, say)
         if resume_at is not None:
             resume_log(self.path, resume_at, say)
         elif (self.path / LOG).exists():
@@ -286,6 +404,8 @@ class RunDirectory:
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
+        if self.created and self.latest is None and not any(self.path.iterdir()):
+            self.path.rmdir()  # a run that stopped before writing anything leaves no directory either
         if self.lock is not None:
             unlock(self.lock)
             self.lock = None

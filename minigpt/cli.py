@@ -22,10 +22,12 @@ EXIT_CODES = """exit status:
 def build_parser():
     import argparse
 
+    from minigpt import __version__
     from minigpt.commands import Parser, chat, eval, export, inspect, plot, sample, tokenizer, train
 
     parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.",
                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, command in (("train", train), ("sample", sample), ("chat", chat), ("eval", eval), ("export", export),
                           ("tokenizer", tokenizer), ("inspect", inspect), ("plot", plot)):
@@ -45,6 +47,10 @@ def main(argv=None) -> int:
         try:
             from minigpt import runtime
             from minigpt.commands import report
+
+            # threads, waiting, memory: the settings that make minigpt fast (minigpt/runtime.py), first, before NumPy
+            # loads (it loads NumPy): NumPy's OpenBLAS reads how its threads wait once, as it loads
+            runtime.configure()
             from minigpt.distributed import launched_ranks
             from minigpt.run import Diverged, Interrupted
 
@@ -53,7 +59,6 @@ def main(argv=None) -> int:
             warnings.filterwarnings("ignore", message="(overflow|invalid value) encountered", category=RuntimeWarning)
 
             args = build_parser().parse_args(argv)
-            runtime.configure()  # threads, memory: the settings that make minigpt fast (minigpt/runtime.py)
             interrupt.check()  # a Ctrl-C whose KeyboardInterrupt an import swallowed
             return args.run(args)
         except Interrupted as e:  # every rank stops at the same step; rank 0 says so

@@ -58,6 +58,9 @@ class GPTConfig:
     lora_alpha: float | None = None  # LoRA's alpha: the update is (alpha / r) B A; None: PEFT's default, 8
     lora_dropout: float = 0.0  # dropout on the adapters' input, while training
     lora_targets: str | None = None  # "attention" (the default), "mlp", "all", or module names: "c_attn,c_proj"
+    lora_added_tokens: int = 0  # the last rows of the embedding (and of an untied head) that the fine-tune added for
+    # its special tokens after the rows of the model the adapters were put on: saved with the adapters, as PEFT saves
+    # the embedding layers of a model whose vocabulary grew (minigpt/lora.py, save_peft)
     labels: tuple | None = None  # a classifier's label names, in order: its head score.weight (K, C), K of them, on the
     # last token's hidden state (Hugging Face's *ForSequenceClassification, id2label); None: a language model only
 
@@ -92,9 +95,14 @@ class GPTConfig:
 
     def resolve_lora(self) -> None:
         if self.lora_rank is None:
-            if self.lora_alpha is not None or self.lora_targets is not None or self.lora_dropout:
-                raise ValueError("lora_alpha, lora_targets and lora_dropout are LoRA's: give lora_rank too")
+            if self.lora_alpha is not None or self.lora_targets is not None or self.lora_dropout or self.lora_added_tokens:
+                raise ValueError("lora_alpha, lora_targets, lora_dropout and lora_added_tokens are LoRA's: give "
+                                 "lora_rank too")
             return
+        if isinstance(self.lora_added_tokens, bool) or not isinstance(self.lora_added_tokens, int) \
+                or not 0 <= self.lora_added_tokens < self.vocab_size:
+            raise ValueError(f"lora_added_tokens must be an integer in [0, vocab_size {self.vocab_size}), got "
+                             f"{self.lora_added_tokens!r}")
         if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \
                 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be a number in [0, 1), got {self.lora_dropout!r}")
@@ -195,10 +203,11 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size and the labels, which come from the data, the
-# dropout, a training setting that a resumed or fine-tuning run may change, and Llama 3's rope_scaling, which comes
-# with the checkpoint that has it. TrainConfig has a field for each.
-MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("vocab_size", "dropout", "rope_scaling", "labels"))
+# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, the labels and the rows a LoRA
+# fine-tune adds, which come from the data, the dropout, a training setting that a resumed or fine-tuning run may
+# change, and Llama 3's rope_scaling, which comes with the checkpoint that has it. TrainConfig has a field for each.
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig)
+                   if f.name not in ("vocab_size", "dropout", "rope_scaling", "labels", "lora_added_tokens"))
 LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # a fine-tune may add adapters to a model
 # What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not change:
 # its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
@@ -219,6 +228,8 @@ class TrainConfig:
     tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
     # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
     vocab_size: int | None = None  # with tokenizer "bpe": its vocabulary size (default 512)
+    truncate: bool = False  # records longer than the context: refused (False), or cut to fit and, where nothing to
+    # learn is left, dropped (minigpt/data/records.py, Records.fit)
     # model (GPTConfig's fields; arch picks the family: gpt2, llama or qwen3, and those left out take its values)
     arch: str = "gpt2"
     n_layer: int = 4
@@ -242,7 +253,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step; the batch is batch_size x this
     max_iters: int = 2000  # optimizer steps
     learning_rate: float = 1e-3
-    min_lr: float = 1e-4
+    min_lr: float | None = None  # where the cosine ends; None: learning_rate / 10, as nanoGPT's recipes set it
     warmup_iters: int = 100
     lr_decay_iters: int | None = None  # where the cosine reaches min_lr; None: max_iters
     decay_lr: bool = True  # False: constant learning_rate after warmup
@@ -262,7 +273,7 @@ class TrainConfig:
     seed: int = 1337
     dtype: str = "float32"
     backend: str = "auto"  # numpy (the reference), numba, c, or auto: the fastest available (docs/kernels.md)
-    threads: int | None = None  # for BLAS, numba and OpenMP together; None: every core
+    threads: int | None = None  # for BLAS, numba and OpenMP together; None: the free cores (runtime.default_threads)
     init_from: str | None = None  # start from the weights of a checkpoint (fine-tuning)
     resume: bool = False  # continue the run found in out_dir
 
@@ -272,8 +283,16 @@ class TrainConfig:
                 object.__setattr__(self, f.name, check_setting(f.name, getattr(self, f.name)))
             except ValueError as e:
                 raise ValueError(f"{f.name} {e}") from None
+        # settings that do not go together: each error names the flags (a config file's keys are the same names)
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
-            raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be larger than warmup_iters ({self.warmup_iters})")
+            raise ValueError(f"--lr-decay-iters ({self.lr_decay_iters}) must be larger than --warmup-iters "
+                             f"({self.warmup_iters}): the cosine decay starts where the warmup ends")
+        if self.min_lr is None:
+            object.__setattr__(self, "min_lr", self.learning_rate / 10)
+        elif self.decay_lr and self.min_lr > self.learning_rate:  # the "decay" would raise the rate, step after step
+            raise ValueError(f"--min-lr ({self.min_lr:g}) is above --learning-rate ({self.learning_rate:g}), so the "
+                             f"cosine would raise the learning rate instead of lowering it; give a --min-lr at most "
+                             f"--learning-rate (or leave it out: a tenth of it)")
         if self.task is not None and self.data is not None and not self.task.startswith("shakespeare"):
             raise ValueError("give either data (a text file) or task, not both")
         if self.tokenizer != "char" and self.task in ("sort", "add"):
@@ -284,15 +303,25 @@ class TrainConfig:
             raise ValueError("resume continues a run and init_from starts a new one from saved weights: give one of them")
         self.model_config(vocab_size=1)  # n_embd % n_head, dropout range: checked where GPTConfig checks them
 
+    def notices(self) -> list[str]:
+        """Settings that go together but may not do what was meant: said when a run starts (minigpt/run.py), not
+        refused (a run of a few steps to try something is one)."""
+        said = []
+        if self.warmup_iters >= self.max_iters:
+            said.append(f"--warmup-iters {self.warmup_iters} is not below --max-iters {self.max_iters}: the run ends "
+                        f"during the warmup, before the learning rate reaches --learning-rate {self.learning_rate:g}")
+        return said
+
     @property
     def decay_iters(self) -> int:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
-    def model_config(self, vocab_size: int, rope_scaling: dict | None = None, labels=None) -> GPTConfig:
-        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one), and
-        labels those of a classification run's data."""
+    def model_config(self, vocab_size: int, rope_scaling: dict | None = None, labels=None,
+                     lora_added_tokens: int = 0) -> GPTConfig:
+        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one),
+        labels those of a classification run's data, and lora_added_tokens the rows a LoRA fine-tune added to it."""
         return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, rope_scaling=rope_scaling, labels=labels,
-                         **{key: getattr(self, key) for key in MODEL_KEYS})
+                         lora_added_tokens=lora_added_tokens, **{key: getattr(self, key) for key in MODEL_KEYS})
 
     @classmethod
     def check_keys(cls, d: dict, source: str = "config") -> None:

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from minigpt import interrupt
 from minigpt.data.records import stop_tokens
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
@@ -20,7 +21,9 @@ BATCH = 64
 
 
 def batches(items: list, size: int = BATCH):
+    """The items, `size` at a time; a stop (Ctrl-C, SIGTERM, SIGHUP) is acted on between two (interrupt.check)."""
     for i in range(0, len(items), size):
+        interrupt.check()
         yield items[i:i + size]
 
 
@@ -116,6 +119,7 @@ def choice_losses(model, tokenizer, prompt: str, choices: list) -> list:
     p = encode_text(tokenizer, prompt)
     losses = []
     for choice in choices:
+        interrupt.check()
         c = encode_text(tokenizer, choice)
         if len(c) == 0:
             raise ValueError("a choice is empty")

@@ -69,10 +69,25 @@ def atomic_write(path, mode: str = "w", point: str | None = None):
         if point is not None:
             fault(point)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # an error of this write (opening the temporary, a write to it, its rename; none names another file) is said
+        # of the user's path; one the block met reading some other file names that file, and is passed on as it is
+        if e.filename not in (None, str(tmp)):
+            raise
+        raise write_error(path, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_error(path, e: OSError) -> OSError:
+    """e, said of `path` (the user's, never the temporary's) in one line; its errno is kept, so that a full disk can
+    still be told apart (minigpt/checkpoint.py)."""
+    error = OSError(f"cannot write {path}: {e.strerror or e}")
+    error.errno = e.errno
+    return error
 
 
 @contextmanager
@@ -85,19 +100,25 @@ def directory_write(directory):
     directory = Path(directory)
     tmp = temporary(directory)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise write_error(directory, e) from None
     try:
         yield tmp
         fault("directory.written")
         with interrupt.shielded():
-            if not directory.exists():
-                os.rename(tmp, directory)
-                fault("directory.moved")
-            else:
-                for f in sorted(tmp.iterdir()):
-                    os.replace(f, directory / f.name)
+            try:
+                if not directory.exists():
+                    os.rename(tmp, directory)
                     fault("directory.moved")
-            fsync_dir(directory.parent)
+                else:
+                    for f in sorted(tmp.iterdir()):
+                        os.replace(f, directory / f.name)
+                        fault("directory.moved")
+                fsync_dir(directory.parent)
+            except OSError as e:
+                raise write_error(directory, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -112,7 +133,8 @@ def fault(point: str) -> None:
     killed right here with SIGKILL, as kill -9 or a power cut would end it: no cleanup, no buffer flushed; or
     POINT@N:SIGNAL to have it sent that signal instead (SIGTERM: a stop that comes in the middle of the step). Several,
     comma-separated, each act on their own pass. The points of a run directory: save.begin, save.files,
-    save.manifest, save.renamed, save.pointer, save.committed, log.written (minigpt/checkpoint.py); of a directory
+    save.manifest, save.intent, save.renamed, save.pointer, save.committed, save.replaced, log.written
+    (minigpt/checkpoint.py); of a directory
     written whole (directory_write): directory.written, directory.moved (after each file moved into place)."""
     specs = []  # (point, pass, signal) of each comma-separated POINT@N:SIGNAL
     for spec in filter(None, os.environ.get("MINIGPT_FAULT", "").split(",")):

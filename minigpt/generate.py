@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from minigpt import runtime
+from minigpt import interrupt, runtime
 from minigpt.validate import check_token_ids
 
 
@@ -19,17 +19,23 @@ from minigpt.validate import check_token_ids
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
     """logits (B, V) -> probabilities (B, V) float64 to sample from, in Hugging Face's order:
     temperature, then top-k (keep the k largest), then top-p (keep the smallest set of most likely
-    tokens whose probability adds up to at least top_p). Removed tokens get probability exactly 0."""
-    z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
+    tokens whose probability adds up to at least top_p). Removed tokens get probability exactly 0.
+    The largest logit is subtracted before the division: z/T then peaks at exactly 0 and every other entry is
+    negative, so that however small T is (1e-320, a subnormal), the others fall to -inf rather than the largest
+    overflowing to inf (inf - inf is NaN), and T -> 0 gives greedy decoding, probability 1 on the argmax."""
+    z = np.asarray(logits, dtype=np.float64)  # (B, V)
+    with np.errstate(over="ignore"):  # (an overflow here is the -inf wanted: a probability of 0)
+        z = (z - z.max(axis=-1, keepdims=True)) / temperature  # (B, V) <= 0, its largest exactly 0
     B, V = z.shape
     if top_k is not None and top_k < V:
         kth = np.sort(z, axis=-1)[:, V - top_k][:, None]  # (B, 1) the k-th largest logit
         z = np.where(z < kth, -np.inf, z)  # (B, V) ties with the k-th are kept
-    z = z - z.max(axis=-1, keepdims=True)  # (B, V)
-    probs = np.exp(z)  # (B, V)
+    probs = np.exp(z)  # (B, V) 1 at the largest logit: the sum is at least 1, never 0
     probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1.0:
-        order = np.argsort(-probs, axis=-1, kind="stable")  # (B, V) most likely first
+        # most likely first, ranked by z rather than by probs: a temperature so high that exp rounds neighbours to
+        # the same probability must not put a larger logit after a smaller one (Hugging Face sorts logits too)
+        order = np.argsort(-z, axis=-1, kind="stable")  # (B, V)
         sorted_p = np.take_along_axis(probs, order, axis=-1)  # (B, V)
         mass_before = np.cumsum(sorted_p, axis=-1) - sorted_p  # (B, V) probability of the more likely tokens
         keep_sorted = mass_before < top_p  # (B, V) always keeps the most likely token
@@ -66,7 +72,9 @@ def check_sampling_args(max_new_tokens, temperature=1.0, top_k=None, top_p=None,
 
 # --8<-- [start:stream]
 def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
-    """Yield the next token of each of the B sequences, a (B,) int64 array per step, max_new_tokens times."""
+    """The next token of each of the B sequences, a (B,) int64 array per step, max_new_tokens times (an iterator).
+    Everything is checked here, at the call, before the first token is computed: a command can check its input
+    this way before it prints anything (the prompt it echoes)."""
     cfg = model.config
     idx = check_token_ids(idx, cfg.vocab_size)
     check_sampling_args(max_new_tokens, temperature, top_k, top_p, seed)
@@ -76,6 +84,13 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
     if T > cfg.block_size:
         raise ValueError(f"the prompt has {T} tokens but the model's context (block_size) is {cfg.block_size}; shorten it")
     check_memory(model, B, T, max_new_tokens)
+    return next_tokens(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
+
+
+def next_tokens(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed):
+    """Yield stream's tokens, its arguments checked."""
+    cfg = model.config
+    B, T = idx.shape
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -85,6 +100,7 @@ def stream(model, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=No
         kv_cache = model.new_kv_cache(B, min(cfg.block_size, T + max_new_tokens))
         logits, _ = model.forward(window, kv_cache=kv_cache)  # (B, T, V) prefill
         for step in range(max_new_tokens):
+            interrupt.check()  # a stop whose KeyboardInterrupt was lost; or an evaluation abandoned
             last = logits[:, -1, :]  # (B, V)
             if do_sample:
                 probs = filter_logits(last, temperature, top_k, top_p)  # (B, V)

@@ -1,6 +1,7 @@
 """Hugging Face model directories, safetensors only: `config.json` + `model.safetensors` (or shards listed in
-`model.safetensors.index.json`), with a tokenizer when there is one (`vocab.json` + `merges.txt`): those of
-GPT2LMHeadModel, LlamaForCausalLM and Qwen3ForCausalLM.
+`model.safetensors.index.json`), with a tokenizer when there is one (`vocab.json` + `merges.txt`, or
+`tokenizer.json`; a classifier's appends <|extract|> itself): those of GPT2LMHeadModel, LlamaForCausalLM and
+Qwen3ForCausalLM, and of their *ForSequenceClassification.
 
 minigpt's parameters already have the names and layouts of Hugging Face's state dicts, so reading and writing
 translate the configuration and move arrays; the few ways a Hugging Face state dict differs (a `transformer.` prefix
@@ -10,7 +11,7 @@ nowhere else. A pickled `pytorch_model.bin` is never opened. A file format build
     model = minigpt.hf.from_pretrained("gpt2-dir")       # what AutoModelForCausalLM.from_pretrained reads
     minigpt.hf.save_pretrained(model, "out-hf", tokenizer)
 
-Docs: docs/gpt2.md, docs/llama.md. Tests: tests/test_hf.py, tests/test_hf_llama.py.
+Docs: docs/gpt2.md, docs/llama.md. Tests: tests/test_hf.py, tests/test_hf_llama.py, tests/test_exports.py.
 """
 
 import json
@@ -22,8 +23,8 @@ from minigpt import lora
 from minigpt import weights as safetensors
 from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
 from minigpt.files import directory_write
-from minigpt.data import load_tokenizer
-from minigpt.data.records import EOT, role_tokens
+from minigpt.data import BYTE_TO_CHAR, BPETokenizer, CharTokenizer, HFTokenizer, load_tokenizer
+from minigpt.data.records import EOT, EXTRACT, role_tokens
 from minigpt.model import FAMILIES, GPT, HEAD, param_shapes
 from minigpt.ops.layernorm import EPS
 from minigpt.validate import check_object, read_json
@@ -64,11 +65,12 @@ def hf_config(config: GPTConfig, eot_token: int | None = None) -> dict:
     """The model's shape as a Hugging Face GPT2Config, LlamaConfig or Qwen3Config; a classifier's with its labels
     (id2label) and pad_token_id, the eot token, which pads its batches (minigpt/data/records.py)."""
     d = gpt2_config(config) if config.arch == "gpt2" else llama_config(config)
-    if eot_token is not None:
-        d.update(bos_token_id=eot_token, eos_token_id=eot_token)
+    # null where the vocabulary has no end token: transformers' defaults (GPT-2's 50256, Llama's 1 and 2) would name
+    # tokens this vocabulary lacks, or ordinary ones at which generate() would stop
+    d.update(bos_token_id=eot_token, eos_token_id=eot_token)
     if config.lora_rank is not None:  # minigpt's own key: a checkpoint of a run that trains adapters (minigpt/lora.py)
         d["lora"] = {"rank": config.lora_rank, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
-                     "targets": config.lora_targets}
+                     "targets": config.lora_targets, "added_tokens": config.lora_added_tokens}
     if config.labels is not None:
         d.update(architectures=[CLASSIFIERS[config.arch]], id2label={str(i): name for i, name in enumerate(config.labels)},
                  label2id={name: i for i, name in enumerate(config.labels)}, pad_token_id=eot_token)
@@ -80,9 +82,10 @@ def read_lora(d: dict) -> dict:
     lora = d.get("lora")
     if lora is None:
         return {}
-    check_object(lora, "its lora", {"rank": int, "alpha": float, "dropout": float, "targets": str})
+    check_object(lora, "its lora", {"rank": int, "alpha": float, "dropout": float, "targets": str,
+                                     "added_tokens": (int, None)})
     return {"lora_rank": lora["rank"], "lora_alpha": float(lora["alpha"]), "lora_dropout": float(lora["dropout"]),
-            "lora_targets": lora["targets"]}
+            "lora_targets": lora["targets"], "lora_added_tokens": lora.get("added_tokens") or 0}
 
 
 def read_labels(d: dict, path) -> tuple | None:
@@ -320,10 +323,6 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     """Write a directory that AutoModelForCausalLM.from_pretrained and GPT2TokenizerFast.from_pretrained read. The files
     are written into a temporary directory beside it and moved in when all are complete (minigpt.files.directory_write),
     so that a failure (a full disk) or a stop leaves no half-written file."""
-    from minigpt.data.bpe import BPETokenizer
-    from minigpt.data.chars import CharTokenizer
-    from minigpt.data.hf_tokenizer import HFTokenizer
-
     if config.arch == "gpt2" and not config.bias:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
     if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.lora.merged)
@@ -340,21 +339,110 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
             params = {name: p for name, p in params.items() if name != HEAD}
         safetensors.write(tmp / "model.safetensors", {name: p.astype(np.float32) for name, p in params.items()},
                           metadata={"format": "pt"})
-        if isinstance(tokenizer, BPETokenizer):
-            tokenizer.save_gpt2_files(tmp)
-            write_tokenizer_config(tokenizer, tmp, config.block_size)
-        elif isinstance(tokenizer, HFTokenizer):  # the Hugging Face files it came from, whole
-            tokenizer.save(tmp)
-        elif isinstance(tokenizer, CharTokenizer):
-            write_char_vocab(tokenizer, tmp, config.block_size)
+        if tokenizer is not None:
+            write_tokenizer(tokenizer, tmp, config)
 
 
-def write_char_vocab(tokenizer, directory: Path, block_size: int) -> None:
+def embedding_layers(config: GPTConfig, params: dict) -> dict:
+    """The model's embedding layers, named as a transformers model's get_input_embeddings and get_output_embeddings
+    are in its state dict, which is how PEFT saves them with adapters when the vocabulary has grown: the token
+    embedding and, in a causal LM, lm_head.weight (a tied head's is the embedding itself; a
+    *ForSequenceClassification model has no LM head)."""
+    wte = FAMILIES[config.arch].WTE
+    layers = {wte: params[wte]}  # (V, C)
+    if config.labels is None:
+        layers[HEAD] = params[wte] if config.tie_word_embeddings else params[HEAD]  # (V, C)
+    return layers
+
+
+# --- tokenizers ---------------------------------------------------------------------------------------------------
+
+
+def write_tokenizer(tokenizer, directory: Path, config: GPTConfig) -> None:
+    """The tokenizer's files as transformers' AutoTokenizer reads them, for a model of `config` (exported_tokenizer):
+    GPT-2's vocab.json and merges.txt with tokenizer_config.json (a character vocabulary as one without merges), or
+    the Hugging Face files it came from; a classifier's a tokenizer.json too, which appends <|extract|> itself."""
+    tokenizer = exported_tokenizer(tokenizer, config)
+    if isinstance(tokenizer, HFTokenizer):  # the Hugging Face files (a BPE classifier's made here), whole
+        tokenizer.save(directory)
+    elif isinstance(tokenizer, BPETokenizer):
+        tokenizer.save_gpt2_files(directory)
+        write_tokenizer_config(tokenizer, directory, config.block_size)
+    elif isinstance(tokenizer, CharTokenizer):
+        write_char_vocab(tokenizer, directory, config.block_size, classifier=appends_extract(tokenizer, config))
+
+
+def appends_extract(tokenizer, config: GPTConfig) -> bool:
+    """Whether the model is a classifier that reads a text at the <|extract|> its records end with (every classifier
+    trained here; one from elsewhere, without the token, reads a text at its last token)."""
+    return config.labels is not None and EXTRACT in tokenizer.special_tokens
+
+
+def exported_tokenizer(tokenizer, config: GPTConfig):
+    """The tokenizer as an export writes it, and as minigpt.data.load_tokenizer reads it back: the run's own, but a
+    classifier's appends <|extract|> to every text, where the head reads it (minigpt/data/records.py), by the
+    post-processor of a tokenizer.json (TemplateProcessing, as Llama's tokenizers put BOS in front), so that
+    transformers' pipeline("text-classification") and AutoTokenizer read a text where minigpt does. A classifier's
+    BPE tokenizer becomes the Hugging Face tokenizer.json that encodes as it does; a character vocabulary stays
+    itself (write_char_vocab adds the tokenizer.json)."""
+    if not appends_extract(tokenizer, config) or isinstance(tokenizer, CharTokenizer):
+        return tokenizer
+    extract = extract_template(tokenizer.special_tokens[EXTRACT])
+    if isinstance(tokenizer, BPETokenizer):
+        printable = lambda token: "".join(BYTE_TO_CHAR[b] for b in token)  # noqa: E731  GPT-2's form of bytes
+        vocab = {printable(token): i for token, i in tokenizer.ranks.items()}
+        merges = [[printable(left), printable(right)] for left, right in tokenizer.merges()]
+        spec = byte_level_spec(vocab, merges, tokenizer.special_tokens, tokenizer.regex.pattern, extract)
+        return HFTokenizer(spec, tokenizer_config(tokenizer, config.block_size, classifier=True), "tokenizer.json")
+    # a Hugging Face tokenizer: its TemplateProcessing (Llama 3's BOS) gives way to the extract token, since minigpt
+    # puts nothing before a classifier's text; ByteLevel's offset trimming stays. transformers rebuilds the
+    # post-processor from add_bos_token and add_eos_token where tokenizer_config.json sets them: they go.
+    processors = tokenizer.spec.get("post_processor") or {"type": "Sequence", "processors": []}
+    kept = [p for p in (processors["processors"] if processors.get("type") == "Sequence" else [processors])
+            if p.get("type") != "TemplateProcessing"]
+    spec = {**tokenizer.spec, "post_processor": {"type": "Sequence", "processors": [*kept, extract]}}
+    options = {key: value for key, value in tokenizer.config.items()
+               if key not in ("tokenizer_class", "add_bos_token", "add_eos_token")}
+    options["pad_token"] = role_tokens(tokenizer)["eos_token"]  # (what pads its batches: pad_token_id)
+    return HFTokenizer(spec, options, tokenizer.where)
+
+
+def extract_template(extract: int) -> dict:
+    """tokenizer.json's TemplateProcessing that appends <|extract|> (id `extract`) to a text, and to each of a pair,
+    as the tokenizers library writes it."""
+    text = lambda name, type_id: {"Sequence": {"id": name, "type_id": type_id}}  # noqa: E731
+    token = lambda type_id: {"SpecialToken": {"id": EXTRACT, "type_id": type_id}}  # noqa: E731
+    return {"type": "TemplateProcessing", "single": [text("A", 0), token(0)],
+            "pair": [text("A", 0), token(0), text("B", 1), token(1)],
+            "special_tokens": {EXTRACT: {"id": EXTRACT, "ids": [extract], "tokens": [EXTRACT]}}}
+
+
+def byte_level_spec(vocab: dict, merges: list, special_tokens: dict, pattern: str | None, post_processor: dict) -> dict:
+    """A tokenizer.json of a byte-level BPE vocabulary (tokens in GPT-2's printable form of bytes): the text split by
+    `pattern` (minigpt's BPE: its regex; None for characters), each piece to bytes, and BPE by the merges, a piece
+    that is a token taken whole first (ignore_merges, as minigpt's BPE does)."""
+    split = [] if pattern is None else [{"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
+                                         "invert": False}]
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for s, i in special_tokens.items()],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            *split, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
+                  "vocab": {**vocab, **special_tokens}, "merges": merges},
+    }
+
+
+def write_char_vocab(tokenizer, directory: Path, block_size: int, classifier: bool = False) -> None:
     """A character vocabulary of single-byte characters as a byte-level BPE vocabulary without merges:
     GPT2TokenizerFast then encodes text made of those characters as minigpt does, and
-    minigpt.data.load_tokenizer reads it back as the character vocabulary."""
-    from minigpt.data.bpe import BYTE_TO_CHAR
-
+    minigpt.data.load_tokenizer reads it back as the character vocabulary. A classifier's also as tokenizer.json,
+    which appends <|extract|> (exported_tokenizer)."""
     multibyte = [c for c in tokenizer.chars if len(c.encode("utf-8")) != 1]
     if multibyte:
         raise ValueError(f"character {multibyte[0]!r} is more than one byte in UTF-8: this character vocabulary "
@@ -363,18 +451,33 @@ def write_char_vocab(tokenizer, directory: Path, block_size: int) -> None:
     vocab.update(tokenizer.special_tokens)  # after the characters, as added tokens (below)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    write_tokenizer_config(tokenizer, directory, block_size)
+    if classifier:
+        characters = {s: i for s, i in vocab.items() if s not in tokenizer.special_tokens}
+        spec = byte_level_spec(characters, [], tokenizer.special_tokens, None,
+                               extract_template(tokenizer.special_tokens[EXTRACT]))
+        (directory / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    write_tokenizer_config(tokenizer, directory, block_size, classifier)
 
 
-def write_tokenizer_config(tokenizer, directory: Path, block_size: int) -> None:
+def tokenizer_config(tokenizer, block_size: int, classifier: bool = False) -> dict:
     """tokenizer_config.json for GPT2TokenizerFast: the special tokens as added tokens (split out of a text before
-    anything else, as minigpt does), <|endoftext|> as bos, eos and unk where there is one, and the chat template."""
-    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "add_prefix_space": False,
+    anything else, as minigpt does), <|endoftext|> as bos, eos and unk where there is one, and the chat template. A
+    classifier's is read from its tokenizer.json whole (PreTrainedTokenizerFast), with <|endoftext|> padding its
+    batches, as pad_token_id in config.json says."""
+    config = {"tokenizer_class": "PreTrainedTokenizerFast" if classifier else "GPT2Tokenizer",
+              "model_max_length": block_size, "add_prefix_space": False,
               "added_tokens_decoder": {str(i): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
                                                 "single_word": False, "special": True}
                                        for s, i in tokenizer.special_tokens.items()}}
     if tokenizer.eot_token is not None:
         config.update(bos_token=EOT, eos_token=EOT, unk_token=EOT)
+        if classifier:
+            config["pad_token"] = EOT
     if tokenizer.chat_template is not None:
         config["chat_template"] = tokenizer.chat_template
+    return config
+
+
+def write_tokenizer_config(tokenizer, directory: Path, block_size: int, classifier: bool = False) -> None:
+    config = tokenizer_config(tokenizer, block_size, classifier)
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -10,20 +10,25 @@ is in), and the command ends with the conventional status 128 + the signal's num
             ...                         # the step finishes and a checkpoint is saved; a second Ctrl-C raises at once
             with interrupt.shielded():  # a checkpoint's save, an export's last renames: no signal cuts it short;
                 ...                     # one that comes is remembered, and acted on when the block ends
+            with interrupt.abandonable(0.5):  # an evaluation changes nothing: a Ctrl-C lets it end within 0.5 s,
+                ...                           # then its next check() abandons it (Abandoned)
 
 Remembering is what makes it reliable. A KeyboardInterrupt can be lost: swallowed by a library's bare `except:`
 during an import (then a run would train on for minutes), or raised where Python cannot raise it, in a weakref
 callback of the import lock or a __del__ (Python prints it as "Exception ignored" with a traceback, and goes on).
 requested() still says a Ctrl-C came: check() raises it again where the command looks (after its imports, before
-the training loop), and an error that a Ctrl-C caused (NumPy turns one inside its import into an ImportError) is
-reported as the interruption it is. The handler only runs on the main thread; elsewhere Python's is left alone.
+the training loop, and at every turn of a long loop: a batch evaluated, a token generated, a BPE merge), and an error
+that a Ctrl-C caused (NumPy turns one inside its import into an ImportError) is reported as the interruption it is.
+The handler only runs on the main thread; elsewhere Python's is left alone.
 Tests: tests/test_cli.py, tests/test_train.py and tests/test_faults.py (a stop by each signal, then --resume; a
-second one during the save), tests/test_checkpoint.py, tests/test_distributed.py (a signal to one rank).
+second one during the save), tests/test_checkpoint.py, tests/test_distributed.py (a signal to one rank),
+tests/test_stops.py (a stop during a long phase: an evaluation, BPE training, sampling).
 """
 
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # every catchable stop; each is handled as a Ctrl-C
@@ -34,6 +39,8 @@ _signal = signal.SIGINT  # the first that came
 _deferring = False  # inside deferred(): the first Ctrl-C only sets _requested
 _shielding = 0  # shielded() blocks open: no Ctrl-C raises inside them
 _commands = 0  # handled() blocks open: they own _requested, which deferred() alone would reset
+_when = 0.0  # time.monotonic() when the first came
+_grace = None  # inside abandonable(): the seconds after a stop that the block may run on
 
 
 def requested() -> bool:
@@ -51,9 +58,11 @@ def agree(counts) -> bool:
     """After the all-reduce of received(): whether any rank got a signal; if one did, this rank takes it as its own,
     for its message and exit status (should two ranks get two different ones: the first in SIGNALS' order, on every
     rank alike)."""
-    global _requested, _signal
+    global _requested, _signal, _when
     for s, count in zip(SIGNALS, counts):
         if count:
+            if not _requested:
+                _when = time.monotonic()
             _requested, _signal = True, s
             return True
     return False
@@ -70,16 +79,24 @@ def name() -> str:
 
 
 def check() -> None:
-    """Stop here, with a KeyboardInterrupt, if a Ctrl-C came whose KeyboardInterrupt was lost."""
-    if _requested:
+    """Stop here if a Ctrl-C (SIGTERM, SIGHUP) came and this is where it acts: outside deferred(), with a
+    KeyboardInterrupt (the one the signal raised was lost, or the command looks before it begins a long phase); inside
+    abandonable(), with Abandoned once the block's grace is over; elsewhere in deferred(), not here (the training loop
+    stops at the end of its step). Every long loop calls it at each turn (a batch, a token, a merge): a
+    KeyboardInterrupt raised inside a garbage collector's callback or a __del__ is lost, and the loop would go on."""
+    if not _requested:
+        return
+    if not _deferring:
         raise KeyboardInterrupt
+    if _grace is not None and time.monotonic() >= _when + _grace:
+        raise Abandoned
 
 
 def _handle(signum, frame):
-    global _requested, _signal
+    global _requested, _signal, _when
     first = not _requested
     if first:
-        _signal = signal.Signals(signum)
+        _signal, _when = signal.Signals(signum), time.monotonic()
     _requested = True
     if not (_shielding or (_deferring and first)):
         raise KeyboardInterrupt
@@ -138,6 +155,27 @@ def shielded():
         _shielding -= 1
     if not _deferring:
         check()
+
+
+class Abandoned(KeyboardInterrupt):
+    """What ends a block that a stop abandoned (abandonable)."""
+
+
+@contextmanager
+def abandonable(grace: float):
+    """Inside deferred(), for a block that changes nothing the run keeps (an evaluation), so that a stop need not wait
+    for all of it: after a stop (the first Ctrl-C, SIGTERM, SIGHUP), whether it came in the block or before it, the
+    block runs on until `grace` seconds after the stop, time to end if it nearly has; then its next check() raises
+    Abandoned. The caller catches Abandoned and goes on to the stop (the training loop saves its step's checkpoint
+    without the evaluation, minigpt/train.py); requested() stays true. A second stop raises KeyboardInterrupt at once,
+    as anywhere in deferred()."""
+    global _grace
+    previous, _grace = _grace, grace
+    try:
+        check()  # (a stop that came before the block, longer ago than its grace)
+        yield
+    finally:
+        _grace = previous
 
 
 @contextmanager

@@ -36,6 +36,15 @@ def padded(V: int) -> int:
 def save(model, path) -> None:
     """Write `model` as an llm.c version-3 file, atomically."""
     cfg, p = model.config, model.params
+    if cfg.arch != "gpt2":  # (before its biases: a Llama has none, but that is not what stops it)
+        raise ValueError(f"llm.c's model file holds GPT-2 only, and this model is a {cfg.arch}; export it with --hf "
+                         f"instead (transformers reads it)")
+    if cfg.labels is not None:
+        raise ValueError("llm.c's model file holds a language model, and this model is a classifier; export it with "
+                         "--hf instead (transformers reads it)")
+    if cfg.lora_rank is not None:
+        raise ValueError("llm.c's model file has no LoRA adapters; export this model with --hf (adapters merged) "
+                         "or --peft (the adapters alone)")
     if not cfg.bias:
         raise ValueError("llm.c's model has biases everywhere; a model with bias=False cannot be written in its format")
     V, C, L, Vp = cfg.vocab_size, cfg.n_embd, cfg.n_layer, padded(cfg.vocab_size)

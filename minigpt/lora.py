@@ -2,15 +2,17 @@
 adapters' parameters and their initialisation, the branch each block adds, merging, and PEFT's files.
 
     minigpt train --init-from out --data F.jsonl --lora-rank 8           # adapters on the attention projections
-    minigpt export --out-dir RUN --peft DIR                              # the adapters alone, as PEFT saves them
+    minigpt export --out-dir RUN --peft DIR                              # the adapters, as PEFT saves them
     minigpt export --out-dir RUN --hf DIR                                # the model with the adapters merged in
 
 Each adapted linear W of every block gets two parameters, named as PEFT names them after the module:
 `<module>.lora_A.weight` (r, in) and `<module>.lora_B.weight` (out, r), and computes
 linear(x) + (alpha / r) dropout(x) A^T B^T (minigpt/ops/lora.py). Every other weight is frozen: its array is made
 read-only, so it gets no gradient (minigpt/ops/linear.py skips dw) and no optimizer state (minigpt/run.py), and nothing
-can change it. A classifier's head, score.weight, trains with the adapters (PEFT's modules_to_save).
-Docs: docs/finetuning.md, docs/ops/lora.md. Tests: tests/test_adapters.py.
+can change it. A classifier's head, score.weight, trains with the adapters (PEFT's modules_to_save). The rows a
+fine-tune adds to the embedding for its special tokens (config.lora_added_tokens) are saved with the adapters, as
+PEFT saves the embedding layers of a vocabulary that grew.
+Docs: docs/finetuning.md, docs/ops/lora.md. Tests: tests/test_adapters.py, tests/test_exports.py.
 """
 
 import json
@@ -127,7 +129,13 @@ def adapt_backward(dout, cache, dx, module, grads, k):
 
 def without_adapters(config):
     """The config of the same model without adapters: what the adapters were trained on, and what merging gives."""
-    return replace(config, lora_rank=None, lora_alpha=None, lora_dropout=0.0, lora_targets=None)
+    return replace(config, lora_rank=None, lora_alpha=None, lora_dropout=0.0, lora_targets=None, lora_added_tokens=0)
+
+
+def peft_base(config):
+    """The config of the model PEFT puts the adapters on: without them, and without the rows the fine-tune added for
+    its special tokens (which PEFT's user adds with resize_token_embeddings, and the adapters' file fills)."""
+    return replace(without_adapters(config), vocab_size=config.vocab_size - config.lora_added_tokens)
 
 
 def merged(config, params: dict) -> tuple:
@@ -156,13 +164,23 @@ def peft_config(config) -> dict:
     }
 
 
-def save_peft(config, params: dict, directory) -> None:
-    """adapter_config.json and adapter_model.safetensors (PEFT's tensor names) into directory (which exists)."""
+def save_peft(config, params: dict, directory, embeddings: dict | None = None) -> None:
+    """adapter_config.json and adapter_model.safetensors (PEFT's tensor names) into directory (which exists).
+
+    A fine-tune that added tokens (config.lora_added_tokens) needs `embeddings`, the model's embedding layers by
+    their Hugging Face names (minigpt.hf.embedding_layers): they are saved whole with the adapters, as PEFT's
+    save_pretrained saves them when the vocabulary has grown (save_embedding_layers), so that the base model, resized
+    to the tokenizer saved beside the adapters, gets the new rows as the fine-tune made them."""
+    if config.lora_added_tokens and embeddings is None:
+        raise ValueError(f"the fine-tune added {config.lora_added_tokens} tokens to its base's vocabulary: their rows "
+                         f"must be saved with the adapters (give the embedding layers)")
     directory = Path(directory)
     (directory / CONFIG).write_text(json.dumps(peft_config(config), indent=1))
     tensors = {PEFT_PREFIX + name: p.astype(np.float32) for name, p in params.items() if is_adapter(name)}
     if config.labels is not None:
         tensors[PEFT_PREFIX + "score.weight"] = params["score.weight"].astype(np.float32)
+    if config.lora_added_tokens:
+        tensors.update({PEFT_PREFIX + name: p.astype(np.float32) for name, p in embeddings.items()})
     safetensors.write(directory / WEIGHTS, tensors, metadata={"format": "pt"})
 
 
@@ -174,7 +192,9 @@ PEFT_FIELDS = {"peft_type": str, "r": int, "lora_alpha": float, "lora_dropout": 
 
 def read_peft(directory, config) -> tuple:
     """(config with the adapters' settings, adapter arrays named as minigpt names them) of a PEFT directory written
-    for a model of `config`, or a ValueError naming what minigpt cannot represent."""
+    for a model of `config`, or a ValueError naming what minigpt cannot represent. The arrays hold, besides the
+    adapters, the whole layers saved with them (a classifier's score.weight; the embedding layers of a vocabulary
+    that grew), which minigpt.load.read_adapters checks against the model."""
     directory = Path(directory)
     where = directory / CONFIG
     d = check_object(read_json(where), where, PEFT_FIELDS)

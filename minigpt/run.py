@@ -8,30 +8,33 @@ or a fine-tune, and hands the loop (minigpt/train.py) what it needs.
 
 Opening, in this order, so that nothing is written before every check has passed (bad input leaves the directory as
 it was):
-    1. lock the run directory if it exists (rank 0; the lock lasts as long as the process);
-    2. read what the run starts from, its origin: a resumed run's latest checkpoint, a fine-tune's checkpoint or
-       Hugging Face directory, or nothing; a fresh run refuses a directory that holds one;
+    1. check --out-dir (minigpt/outputs.py), and lock the run directory if it exists (rank 0; the lock lasts as long
+       as the process);
+    2. survey the directory (what a crash left, its checkpoints found if checkpoints.json is missing), and read what
+       the run starts from, its origin: a resumed run's latest checkpoint, a fine-tune's checkpoint or Hugging Face
+       directory, or nothing; a fresh run refuses a directory that holds one;
     3. merge the settings over the origin's (minigpt/settings.py) and check them against it: a resumed run changes none
        of FIXED_ON_RESUME, a fine-tune keeps the checkpoint's shape (a shorter context excepted);
     4. load the data; a resumed run's text must be the one it was trained on;
     5. build the model and the optimizer, and give them the origin's weights and state;
-    6. make the directory ready (rank 0): create it, clean what a crash left, cut the log back, open it.
+    6. make the directory ready (rank 0): create it, put right what a crash left, cut the log back, open it.
 The directory's protocol: minigpt/checkpoint.py, docs/runs.md. Tests: tests/test_checkpoint.py, tests/test_faults.py.
 """
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from minigpt import checkpoint, load, lora, runtime, settings
+from minigpt import checkpoint, load, lora, outputs, runtime, settings
 from minigpt.config import FIXED_ON_RESUME, LORA_KEYS, MODEL_KEYS, TOKENIZERS, TrainConfig
 from minigpt.data import load_tokenizer, record_tasks
 from minigpt.data.record_tasks import RECORD_TASKS
-from minigpt.data.records import Records
+from minigpt.data.records import Records, kind_of
 from minigpt.data.tasks import TASKS
-from minigpt.data.text import TextDataset
+from minigpt.data.text import TextDataset, find_text
 from minigpt.distributed import Distributed
 from minigpt.model import GPT, HEAD, SCORE, num_params
 from minigpt.optim import AdamW
@@ -54,8 +57,10 @@ class Origin(NamedTuple):
     settings: dict  # what that says of the run's settings: a resumed run's saved ones, a fine-tune's model shape
 
 
-def origin(run_dir: Path, pointer: dict | None, resume: bool, init_from: str | None) -> Origin:
-    """The origin of a run in run_dir (whose checkpoints.json is `pointer`): read once, here."""
+def origin(run_dir: Path, found: checkpoint.Found, resume: bool, init_from: str | None) -> Origin:
+    """The origin of a run in run_dir (whose checkpoints `found` says, minigpt/checkpoint.py's survey): read once,
+    here."""
+    pointer = found.pointer
     if resume:
         if pointer is None:
             raise FileNotFoundError(f"nothing to resume in {run_dir}: it holds no checkpoint; start the run without --resume")
@@ -63,6 +68,12 @@ def origin(run_dir: Path, pointer: dict | None, resume: bool, init_from: str | N
         saved = checkpoint.read_train_config(ckpt).to_dict()
         saved["init_from"] = None  # (the weights a fine-tuning run started from are in its checkpoints now)
         return Origin("resume", ckpt, saved)
+    if found.lost:  # a start never removes a whole checkpoint: the pointer was lost, or deleted
+        held = sorted(set(pointer.values()))
+        raise ValueError(f"{run_dir} holds the checkpoint{'s' if len(held) > 1 else ''} {' and '.join(held)} but no "
+                         f"{checkpoint.POINTER}: continue that run with --resume (which writes "
+                         f"{checkpoint.POINTER} again from {'them' if len(held) > 1 else 'it'}), or choose another "
+                         f"--out-dir")
     if pointer is not None:
         raise ValueError(f"{run_dir} already holds a run; continue it with --resume, or choose another --out-dir")
     if init_from is not None:
@@ -124,8 +135,27 @@ def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, label
         if tokenizer is None:
             raise FileNotFoundError(f"--tokenizer {cfg.tokenizer}: no tokenizer.json, or vocab.json and merges.txt, "
                                     f"there; use char, bpe, or a directory written by minigpt tokenizer train")
+    if cfg.data is not None:
+        refuse_records_as_text(Path(cfg.data).expanduser())
     return TextDataset.load(cfg.data, tokenizer, kind=cfg.tokenizer, vocab_size=cfg.vocab_size or BPE_VOCAB_SIZE,
                             progress=progress)
+
+
+def refuse_records_as_text(path: Path) -> None:
+    """Only a file named .jsonl is read as records; one named otherwise whose first line is a record was meant as
+    records all the same, and would train, as text, a model of JSON syntax: refused, naming the file."""
+    if not path.is_file():  # (missing, or a FIFO a read would wait on: find_text says so)
+        return
+    try:
+        with open(path, "rb") as f:
+            first = json.loads(f.readline(1 << 20))
+        kind = kind_of(first, f"{path} line 1") if isinstance(first, dict) else None
+    except (OSError, ValueError, RecursionError):  # (no JSON, or brackets nested past the parser: text, as it should be)
+        return
+    if kind is None:
+        return
+    raise ValueError(f"data file {path} holds JSONL records (line 1 is a {kind} record), but only a file named "
+                     f"*.jsonl is read as records: rename it {path.with_suffix('.jsonl').name} to train on them")
 
 
 def sequence_length(cfg: TrainConfig, dataset) -> int:
@@ -202,19 +232,25 @@ def open_run(given: dict, dist: Distributed, say: Callable, source: str | None =
     """Open a run by the steps above. given: the settings set (settings.given), or every one (a TrainConfig's
     to_dict()); source: the config file they came from, for errors. allow_data_change lets a resumed run go on with
     a text other than the one it was trained on."""
-    out_dir = Path(given.get("out_dir", TrainConfig.out_dir))
+    out_dir = outputs.check(given.get("out_dir", TrainConfig.out_dir), "--out-dir", outputs.RUN)
     directory = checkpoint.RunDirectory(out_dir) if dist.is_main else None  # 1. locked, if it exists
     try:
-        pointer = checkpoint.read_pointer(out_dir) if out_dir.is_dir() else None
-        start = origin(out_dir, pointer, bool(given.get("resume")), given.get("init_from"))  # 2.
+        found = checkpoint.survey(out_dir)  # (only read: what the start will put right is done at 6.)
+        start = origin(out_dir, found, bool(given.get("resume")), given.get("init_from"))  # 2.
         cfg = settings.resolve(given, start.settings, source)  # 3.
         check_against(cfg, start)
+        for notice in cfg.notices():  # settings that go together, but may not do what was meant
+            say(notice)
+        if cfg.data is None and cfg.task is None and start.kind != "resume":  # the text found by default
+            cfg = replace(cfg, data=str(find_text()))  # ($MINIGPT_DATA, the cache): kept too, as a given one is
         if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
             cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
         run = build(cfg, start, dist, directory, say, allow_data_change, progress)  # 4. and 5.
+        for split in ("train", "val"):  # a batch of each now: what batches need (a pad token, ...) is missing before 6.
+            run.dataset.get_batch(split, 1, sequence_length(cfg, run.dataset), np.random.default_rng(0))
         if directory is not None:  # 6.
-            directory.open(run.it if start.kind == "resume" else None, say)
-            directory.latest = pointer["latest"] if start.kind == "resume" else None
+            directory.open(found, run.it if start.kind == "resume" else None, say)
+            directory.latest = found.pointer["latest"] if start.kind == "resume" else None
     except BaseException:
         if directory is not None:
             directory.close()
@@ -230,27 +266,37 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
           progress: bool) -> Run:
     """The data, then the model and its optimizer with the origin's weights and state: what the loop needs."""
     state = checkpoint.read_state(start.ckpt) if start.kind == "resume" else None
+    if state is not None and state["iter"] > cfg.max_iters:  # (at max_iters: the run is done, and the summary says so)
+        raise ValueError(f"{cfg.out_dir} is at iter {state['iter']} already, past --max-iters {cfg.max_iters}: "
+                         f"there is nothing to train; give a --max-iters above {state['iter']} to continue it")
     weights = tokenizer = rope_scaling = labels = None
-    vocab_size = 0
+    vocab_size = added = 0
     if start.ckpt is not None:
         shape, weights, tokenizer = load.read(start.ckpt)
         rope_scaling = shape.rope_scaling  # Llama 3's, which comes with the weights trained with it (no flag sets it)
-        labels, vocab_size = shape.labels, shape.vocab_size
+        labels, vocab_size, added = shape.labels, shape.vocab_size, shape.lora_added_tokens
+    if state is not None and state["data"] is not None and cfg.data == start.settings["data"] and cfg.data is not None \
+            and not Path(cfg.data).exists():  # (the text the run saved, gone: say which it was, exactly)
+        raise FileNotFoundError(f"{start.ckpt} was trained on {cfg.data} ({state['data']['size']:,} bytes, SHA-256 "
+                                f"{state['data']['sha256']}), which is not there now: give that text with --data PATH "
+                                f"(its SHA-256 is checked), or another with --data PATH --allow-data-change")
     dataset = load_dataset(cfg, tokenizer, progress, labels)
     if state is not None:
         check_same_data(state["data"], dataset, allow_data_change, say)
+    check_with_data(cfg, dataset, say)
     T = sequence_length(cfg, dataset)
-    if isinstance(dataset, Records):
-        dataset.check_fits(cfg.block_size)
-    elif T > cfg.block_size:
+    if not isinstance(dataset, Records) and T > cfg.block_size:
         raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
+    if start.ckpt is not None and cfg.lora_rank is not None:  # rows added after those of the model the adapters are on,
+        added += max(vocab_size, dataset.vocab_size) - vocab_size  # which an export saves with them (minigpt/lora.py)
     vocab_size = max(vocab_size, dataset.vocab_size)  # (a fine-tune's special tokens may add rows: load_weights)
     runtime.check_memory(memory_needed(cfg, vocab_size, T), "training this model",
                          "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
+    check_eval_iters(cfg, dataset, T)
 
     labels = getattr(dataset, "labels", None) if getattr(dataset, "kind", None) == "classification" else None
-    model = GPT(cfg.model_config(vocab_size, rope_scaling, labels), seed=cfg.seed, dtype=np.dtype(cfg.dtype),
-                backend=cfg.backend)
+    model = GPT(cfg.model_config(vocab_size, rope_scaling, labels, added if cfg.lora_rank is not None else 0),
+                seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     # only what trains has optimizer state: with LoRA, the adapters (and a classifier's head), not the frozen weights
     optimizer = AdamW(model.trainable(), cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
@@ -267,6 +313,59 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
         model.rng.bit_generator.state = state["dropout_rng"]
     dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
     return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
+
+
+def check_with_data(cfg: TrainConfig, dataset, say: Callable) -> None:
+    """The settings only the data can check (the others: TrainConfig, on construction): records fit the context, or
+    --truncate cuts them to; --truncate and --lm-loss-weight are for data of their kind; and what the run will
+    measure, or get, that it was not asked for is said."""
+    if isinstance(dataset, Records):
+        said = dataset.fit(cfg.block_size, cfg.truncate)
+        if said is not None:
+            say(said)
+        for split, name in (("train", "training"), ("val", "held-out")):
+            if not dataset.splits[split]:
+                raise ValueError(f"--truncate dropped every {name} record of {dataset.source}: their prompts alone "
+                                 f"fill the context of {cfg.block_size} tokens; shorten them, or raise --block-size")
+        if dataset.val_is_train:
+            say(f"{dataset.source} holds {len(dataset.examples)} record{'s' * (len(dataset.examples) != 1)}, too few "
+                f"to hold any out: the held-out loss and accuracy are measured on the training records themselves")
+    elif cfg.truncate:
+        raise ValueError("--truncate cuts records (a .jsonl file, or a task made of records) that are longer than the "
+                         "context; a text is read in windows of --block-size tokens, and a task's problems fit: drop it")
+    if cfg.lm_loss_weight and not (isinstance(dataset, Records) and dataset.kind == "classification"):
+        raise ValueError("--lm-loss-weight weighs a classifier's auxiliary language-modelling loss; this run trains a "
+                         "language model, whose loss is that alone: drop it, or train on {\"text\", \"label\"} records")
+    if cfg.tokenizer == "bpe" and dataset.tokenizer.shortfall(cfg.vocab_size or BPE_VOCAB_SIZE) is not None:
+        say(dataset.tokenizer.shortfall(cfg.vocab_size or BPE_VOCAB_SIZE))
+
+
+EVAL_PASSES = 1000  # the most times over an evaluation may read a split (a text's tokens, records, problems)
+
+
+def check_eval_iters(cfg: TrainConfig, dataset, T: int) -> None:
+    """Refuse an eval_iters whose batches would read a split more than EVAL_PASSES times over at every evaluation
+    (one batch is always allowed, however large --batch-size is): they are drawn at random from the split, so more of
+    them only repeat what it holds, and an evaluation (every eval_interval steps) that reads a split thousands of
+    times can take longer than the training itself."""
+    smaller = min(("val", "train"), key=lambda split: split_size(dataset, split, T)[0])  # (the one read most)
+    held, what, per_row = split_size(dataset, smaller, T)
+    most = max(1, EVAL_PASSES * held // (cfg.batch_size * per_row))  # (one batch at least, however large)
+    if held and cfg.eval_iters > most:
+        read = cfg.eval_iters * cfg.batch_size * per_row
+        raise ValueError(f"--eval-iters {cfg.eval_iters} would read the {smaller} split ({held:,} {what}) "
+                         f"{read / held:,.0f} times over at every evaluation, where {EVAL_PASSES:,} times is plenty: "
+                         f"give --eval-iters {most} or fewer")
+
+
+def split_size(dataset, split: str, T: int) -> tuple[int, str, int]:
+    """What a split holds, of what, and how much of it a row of a batch reads: a text's tokens (a row reads T), a
+    file's records or a task's problems (a row reads one)."""
+    if isinstance(dataset, TextDataset):
+        return len(dataset.train if split == "train" else dataset.val), f"tokens of {dataset.source}", T
+    if isinstance(dataset, Records):
+        return len(dataset.splits[split]), f"records of {dataset.source}", 1
+    return len(dataset.problems[split]), f"problems of the {dataset.name} task", 1
 
 
 def check_same_data(saved: dict | None, dataset, allow_data_change: bool, say: Callable) -> None:

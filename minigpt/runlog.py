@@ -1,6 +1,6 @@
 """A run's log.jsonl: one strict-JSON record per logged step, appended while the run trains, cut back when it resumes.
 
-    log = Log(run_dir)           # appends; each line flushed at once (a killed process loses no line)
+    log = Log(run_dir)           # appends (from its first record); each line flushed at once
     log.write({"iter": 1, "loss": 4.2, ...})
     log.sync()                   # fsync: before each checkpoint, so that a power cut loses no line a checkpoint covers
     resume_log(run_dir, 250, say)   # a resumed run: only the lines of steps up to its checkpoint's are kept
@@ -23,10 +23,12 @@ class Log:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / LOG
-        self.file = open(self.path, "a", encoding="utf-8")
+        self.file = None  # opened by the first record: a run stopped before it leaves no empty log
 
     def write(self, record: dict) -> None:
         try:
+            if self.file is None:
+                self.file = open(self.path, "a", encoding="utf-8")
             self.file.write(json.dumps(record, allow_nan=False) + "\n")
             self.file.flush()
         except OSError as e:
@@ -35,10 +37,12 @@ class Log:
         fault("log.written")
 
     def sync(self) -> None:
-        os.fsync(self.file.fileno())
+        if self.file is not None:
+            os.fsync(self.file.fileno())
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def parse_log(path: Path) -> tuple[list, bool]:
@@ -53,7 +57,7 @@ def parse_log(path: Path) -> tuple[list, bool]:
             record = json.loads(line)
             if not isinstance(record, dict) or isinstance(record.get("iter"), bool) or not isinstance(record.get("iter"), int):
                 raise ValueError
-        except ValueError:  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        except (ValueError, RecursionError):  # (JSONDecodeError, UnicodeDecodeError; brackets nested past the parser)
             if n >= len(lines) - 1:  # the last line
                 torn = True
                 continue

@@ -5,12 +5,15 @@
 `train` opens the run (minigpt/run.py: the data, the model, the optimizer, where a resumed run left off, the run
 directory, locked) and `loop` trains it, reading as nanoGPT's does. What the run directory holds and how it survives a
 crash: minigpt/checkpoint.py and docs/runs.md; a Ctrl-C: minigpt/interrupt.py; data parallelism: minigpt/distributed.py.
-Math: docs/training.md. Tests: tests/test_train.py, tests/test_faults.py.
+Math: docs/training.md. Tests: tests/test_train.py, tests/test_faults.py, tests/test_stops.py (a stop during an
+evaluation).
 """
 
 import math
+import shlex
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +21,7 @@ from tqdm import tqdm
 from minigpt import distributed, interrupt, runtime
 from minigpt.config import TrainConfig
 from minigpt.data.records import Records
+from minigpt.data.tasks import Task
 from minigpt.distributed import Distributed
 from minigpt.evaluation import held_out_accuracy
 from minigpt.model import GPT
@@ -40,7 +44,8 @@ def train(cfg: TrainConfig | dict, progress: bool = True, dist: Distributed | No
     run = open_run(cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg, dist, say, source, allow_data_change, progress)
     try:
         # N ranks on one machine share its cores
-        runtime.set_threads(run.cfg.threads or max(1, runtime.default_threads() // dist.size))
+        threads = runtime.within_cores(run.cfg.threads, run.say)
+        runtime.set_threads(threads or max(1, runtime.default_threads() // dist.size))
         return loop(run, progress, started)
     finally:
         run.close()
@@ -55,7 +60,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
                 f"micro-batches of each step per rank")
     tokens_per_step = cfg.batch_size * T * cfg.gradient_accumulation_steps
     min_lr = cfg.min_lr if cfg.decay_lr else cfg.learning_rate  # decay_lr=False: constant after the warmup
-    last_eval, reached = {}, False
+    last_eval, reached, first = {}, False, run.it
     bar = tqdm(total=cfg.max_iters, initial=run.it, desc="train", unit="it", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)
     with interrupt.deferred(), bar:
@@ -89,10 +94,15 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             # the step ends: evaluated if it is an evaluation step; then a checkpoint if one is due (an evaluation, or
             # a Ctrl-C), which logs the record first, else the record alone if its log line is due; then stopped
             is_best = False
+            abandoned = False
             if evaluating:
-                last_eval, is_best = evaluation(run)
-                record.update(last_eval)
-                reached = cfg.target_loss is not None and last_eval["val_loss"] <= cfg.target_loss
+                evaluated = evaluation(run)
+                abandoned = evaluated is None  # by a stop: the step's checkpoint is saved, nothing of it is logged
+                if not abandoned:
+                    last_eval, is_best = evaluated
+                    record.update(last_eval)
+                    reached = cfg.target_loss is not None and last_eval["val_loss"] <= cfg.target_loss
+            stop = stop or abandoned
             if evaluating or stop:
                 with interrupt.shielded():  # a second Ctrl-C (SIGTERM, SIGHUP) does not cut the save short
                     run.save(record, is_best)
@@ -100,20 +110,40 @@ def loop(run: Run, progress: bool, started: float) -> dict:
                 run.write(record)
             if stop:
                 by = "" if interrupt.name() == "Ctrl-C" else f" by {interrupt.name()}"
-                raise Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}; continue with "
-                                  f"minigpt train --resume --out-dir {run.out_dir}")
+                without = ", without the evaluation of that step, which the stop abandoned" if abandoned else ""
+                raise Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}{without}; "
+                                  f"continue with minigpt train --resume --out-dir {run.out_dir}")
             if reached:  # --target-loss: as good as asked for; the checkpoint of this step is saved
                 break
-    return {"iter": run.it, "best_val_loss": run.best_val_loss, **last_eval, "out_dir": str(run.out_dir),
-            "reached_target": reached, "target_loss": cfg.target_loss,
+    return {"iter": run.it, "steps": run.it - first, "best_val_loss": run.best_val_loss, **last_eval,
+            "out_dir": str(run.out_dir), "next": what_next(run), "reached_target": reached,
+            "target_loss": cfg.target_loss,
             "seconds": time.perf_counter() - started, "num_params": model.num_params(), "rank": dist.rank}
 
 
-def evaluation(run: Run) -> tuple[dict, bool]:
+def what_next(run: Run) -> str:
+    """The command that shows what the run learned, for the line `minigpt train` ends with: a text's model continues a
+    newline; a task's answers one of its held-out problems; a model of instructions talks; a classifier is scored."""
+    out = shlex.quote(str(run.out_dir))
+    if isinstance(run.dataset, Records):
+        if run.dataset.kind == "classification":
+            return f"score it with: minigpt eval --out-dir {out} --data HELD-OUT.jsonl"
+        return (f"talk with it: minigpt chat --out-dir {out} (one reply: minigpt sample --out-dir {out} --chat "
+                f"--prompt TEXT)")
+    if isinstance(run.dataset, Task):  # a question of the held-out set, and room for the answer alone
+        question = run.dataset.tokenizer.decode(run.dataset.problems["val"][0])
+        return (f"try it with: minigpt sample --out-dir {out} --prompt {question} --max-new-tokens "
+                f"{run.dataset.answer_length} --greedy")
+    return f"sample with: minigpt sample --out-dir {out}"
+
+
+def evaluation(run: Run) -> tuple[dict, bool] | None:
     """An evaluation step's losses (and a task's accuracy), said on one line, and whether its validation loss is the
-    best yet (then remembered). A loss that is not finite stops the run as diverged."""
+    best yet (then remembered); None if a stop abandoned it. A loss that is not finite stops the run as diverged."""
     run.dist.check_same_params(run.model.params, run.it)
     result = evaluate(run.model, run.dataset, run.cfg, run.dist)
+    if result is None:
+        return None
     for key in ("train_loss", "val_loss"):
         if not math.isfinite(result[key]):
             raise run.diverged(run.it, f"the {key.replace('_', ' ')}", result[key])
@@ -126,28 +156,73 @@ def evaluation(run: Run) -> tuple[dict, bool]:
     return result, is_best
 
 
-def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict:
+def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict | None:
     """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator), so that
     successive evaluations differ only because the model changed; plus the held-out exact-match accuracy for a
-    task. Under MPI every rank draws every batch and computes its share."""
+    task. Under MPI every rank draws every batch and computes its share.
+
+    None if a stop abandoned it, on any rank: an evaluation changes nothing the run keeps, so a stop (Ctrl-C, SIGTERM,
+    SIGHUP) lets it run on for STOP_GRACE seconds at most (time to end if it nearly has), rather than to its last
+    batch, and what it had computed is not reported (unless_abandoned). The ranks agree on it before each sum of
+    their shares (abandoned_anywhere)."""
     dist = Distributed() if dist is None else dist
-    model.eval()
     T = sequence_length(cfg, dataset)
-    result = {}
-    for i, split in enumerate(("train", "val")):
-        rng = np.random.default_rng([cfg.seed, 2, i])
-        mine = 0.0
-        for k in range(cfg.eval_iters):
-            batch = dataset.get_batch(split, cfg.batch_size, T, rng)
-            if k % dist.size == dist.rank:
-                mine += batch_loss(model, batch, cfg.lm_loss_weight, keep_cache=False)
-        result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
-    if isinstance(dataset, Records):  # instructions' exact match, or a classifier's accuracy
-        result["val_accuracy"] = held_out_accuracy(model, dataset)
-    elif hasattr(dataset, "accuracy"):  # a synthetic task's
-        result["val_accuracy"] = dataset.accuracy(model, "val")
-    model.train()
-    return result
+    model.eval()
+    try:
+        result = {}
+        for i, split in enumerate(("train", "val")):
+            rng = np.random.default_rng([cfg.seed, 2, i])
+            mine = unless_abandoned(split_loss, model, dataset, cfg, dist, split, T, rng)
+            if abandoned_anywhere(dist, mine is None):
+                return None
+            result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
+        if isinstance(dataset, Records):  # instructions' exact match, or a classifier's accuracy
+            accuracy = unless_abandoned(held_out_accuracy, model, dataset)
+        elif hasattr(dataset, "accuracy"):  # a synthetic task's
+            accuracy = unless_abandoned(dataset.accuracy, model, "val")
+        else:
+            return result
+        if abandoned_anywhere(dist, accuracy is None):
+            return None
+        return {**result, "val_accuracy": accuracy}
+    finally:
+        model.train()
+
+
+def split_loss(model: GPT, dataset, cfg: TrainConfig, dist: Distributed, split: str, T: int, rng) -> float:
+    """This rank's part of the sum of the losses of a split's eval_iters batches."""
+    mine = 0.0
+    for k in range(cfg.eval_iters):
+        interrupt.check()  # (abandoned here once a stop's grace is over)
+        batch = dataset.get_batch(split, cfg.batch_size, T, rng)
+        if k % dist.size == dist.rank:
+            mine += batch_loss(model, batch, cfg.lm_loss_weight, keep_cache=False)
+    return mine
+
+
+STOP_GRACE = 0.5  # seconds an evaluation may run on after a stop: one nearly done ends, and is saved with its step
+
+
+def unless_abandoned(compute: Callable, *args):
+    """compute(*args), or None if a stop abandoned it (interrupt.abandonable: inside the training loop's deferred(), a
+    stop otherwise waits for the step to end)."""
+    try:
+        with interrupt.abandonable(STOP_GRACE):
+            return compute(*args)
+    except interrupt.Abandoned:
+        return None
+
+
+def abandoned_anywhere(dist: Distributed, abandoned: bool) -> bool:
+    """Whether this rank or another abandoned its part of the evaluation: every rank asks at the same place (an
+    all-reduce), all learn the same, and all take the stop as their own (interrupt.agree), so that none is left
+    waiting in a sum the others skip."""
+    if dist.size == 1:
+        return abandoned
+    if not dist.sum(float(abandoned)):
+        return False
+    interrupt.agree([dist.sum(count) for count in interrupt.received()])
+    return True
 
 
 def batch_loss(model: GPT, batch: tuple, lm_weight: float = 0.0, keep_cache: bool = True) -> float:

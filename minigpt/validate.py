@@ -1,7 +1,9 @@
 """Input checks shared by the ops and the model. Each raises a ValueError that says what is wrong and where."""
 
 import json
+import re
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +114,81 @@ def read_text(path, what: str = "", fix: str = "the file is damaged") -> str:
 
 
 def read_json(path) -> object:
-    """The JSON in the file at path, or an error that names the file: missing, not UTF-8, not JSON."""
-    text = read_text(path)
+    """The JSON in the file at path, or an error that names the file: missing, not UTF-8, not JSON (parse_json). A
+    byte-order mark at its start, which Windows editors write, is read past."""
+    return parse_json(read_text(path).removeprefix("\ufeff"), path, "the file is damaged")
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \u escape of half of a UTF-16 pair, or of a lone half
+SURROGATE = re.compile("[\ud800-\udfff]")  # one left alone: json pairs the halves of a pair into one character
+
+
+def parse_json(text: str, where, fix: str = "") -> object:
+    """The JSON value of text, read from `where` (a file, or "F line 3" of a JSONL file), or one line that names where,
+    the place and what is wrong: not JSON; nested deeper than Python's parser recurses; an integer of more digits
+    than Python converts (4,300); a string with a lone surrogate escape ("\\ud800", half of a UTF-16 pair: no UTF-8
+    text holds one, and nothing can print or encode it). fix: what to do about it, said after."""
+    fix = f"; {fix}" if fix else ""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); the file is damaged") from None
+        raise ValueError(f"{where} is not valid JSON ({e.msg} at {position(text, e.pos)}){fix}") from None
+    except RecursionError:  # (json's parser recurses once a level, up to Python's recursion limit)
+        depth, pos = deepest(text)
+        raise ValueError(f"{where} nests its JSON {depth:,} levels deep (at {position(text, pos)}), deeper than "
+                         f"Python's parser goes{fix}") from None
+    except ValueError:  # (json's only other error) Python's limit on an integer's digits: sys.set_int_max_str_digits
+        long = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), text)
+        raise ValueError(f"{where} holds an integer of more than {sys.get_int_max_str_digits():,} digits"
+                         f"{f' (at {position(text, long.start())})' if long else ''}{fix}") from None
+    if SURROGATE_ESCAPE.search(text):  # (a quick look first: walking every string of a large file costs more)
+        place = surrogate_in(value)
+        if place is not None:
+            raise ValueError(f"{where}: {place} holds a lone surrogate escape (\\ud800 to \\udfff not in a pair), "
+                             f"which is no character{fix}")
+    return value
+
+
+def position(text: str, pos: int) -> str:
+    """Where character pos of text is, as people count: "line 3, column 7", or "column 7" in a text of one line."""
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    return f"line {line}, column {column}" if "\n" in text.rstrip("\r\n") else f"column {column}"
+
+
+def deepest(text: str) -> tuple:
+    """(depth, position): how deep a JSON text's brackets nest at most (outside its strings), and where first."""
+    depth, most, where, in_string, escaped = 0, 0, 0, False, False
+    for i, c in enumerate(text):
+        if in_string:
+            escaped, in_string = (not escaped and c == "\\"), not (c == '"' and not escaped)
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > most:
+                most, where = depth, i
+        elif c in "]}":
+            depth -= 1
+    return most, where
+
+
+def surrogate_in(value) -> str | None:
+    """The place (a JSON path: messages[2].content) of the first string, key or value, with a lone surrogate."""
+    stack = [(value, "")]
+    while stack:
+        v, place = stack.pop()
+        if isinstance(v, str) and SURROGATE.search(v):
+            return place or "the JSON"
+        if isinstance(v, list):
+            stack.extend((item, f"{place}[{i}]") for i, item in enumerate(v))
+        elif isinstance(v, dict):
+            for key, item in v.items():
+                if SURROGATE.search(key):
+                    return f"a key of {place or 'the JSON'}"
+                # (a key that is a name as it is; another quoted, so that the place stays on one line)
+                stack.append((item, f"{place}.{key}".lstrip(".") if key.isidentifier() else f"{place}[{key!r:.40}]"))
+    return None
 
 
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}

@@ -14,18 +14,21 @@ import struct
 
 import numpy as np
 
-from minigpt.validate import regular_file
+from minigpt.validate import parse_json, regular_file
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
           "I32": np.int32, "U8": np.uint8}
 MAX_HEADER = 100 << 20  # bytes: the library's own limit
+MAX_AXES = 64  # NumPy's
 
 
 def read(path) -> dict:
     """The arrays of a safetensors file, name -> array (BF16 and F16 widened to float32), or a ValueError that
     names the file and what is wrong with it. The header is read and checked first, against the file's size, before
-    anything as large as the file is allocated: its length, its JSON (not nested thousands deep), each entry's dtype,
-    shape and offsets, and offsets that tile the data exactly (in order, no gap, no overlap, to the file's end)."""
+    anything as large as the file is allocated: its length, its JSON (minigpt.validate.parse_json: not nested
+    thousands deep, no 5,000-digit number, no lone surrogate), each entry's dtype, shape (at most 64 axes, and no
+    array larger than an address can count) and offsets, and offsets that tile the data exactly (in order, no gap,
+    no overlap, to the file's end)."""
     path = regular_file(path, fix="give a safetensors file")
     size = path.stat().st_size
 
@@ -57,11 +60,11 @@ def read(path) -> dict:
 def parse_header(raw: bytes, damaged) -> dict:
     """A safetensors header: a JSON object of entries (dtype, shape, offsets) and an optional __metadata__ of strings."""
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise damaged("its header is not JSON") from None
-    except RecursionError:  # (json's parser recurses once a level: a header is three levels deep)
-        raise damaged("its header nests its JSON thousands of levels deep") from None
+        header = parse_json(raw.decode("utf-8"), "its header")
+    except UnicodeDecodeError:
+        raise damaged("its header is not UTF-8") from None
+    except ValueError as e:  # (not JSON, nested thousands deep, a 5,000-digit number, a lone surrogate: parse_json)
+        raise damaged(str(e)) from None
     if not isinstance(header, dict):
         raise damaged("its header is not a JSON object")
     metadata = header.pop("__metadata__", None)
@@ -81,7 +84,14 @@ def check_entries(header: dict, body: int, damaged) -> list:
                 and all(isinstance(o, int) and not isinstance(o, bool) for o in entry["data_offsets"])):
             raise damaged(f"the header's entry for {name!r:.80} is not a dtype, a shape and two offsets")
         start, end = entry["data_offsets"]
-        nbytes = int(np.prod(entry["shape"], dtype=object)) * np.dtype(DTYPES[entry["dtype"]]).itemsize
+        itemsize = np.dtype(DTYPES[entry["dtype"]]).itemsize
+        if len(entry["shape"]) > MAX_AXES:
+            raise damaged(f"{name!r:.80} has {len(entry['shape'])} axes; an array has at most {MAX_AXES}")
+        # (an array with an axis of 0 holds no bytes whatever its other axes: NumPy still refuses one whose other
+        # axes multiply past what an address can count)
+        if int(np.prod([d for d in entry["shape"] if d], dtype=object)) * itemsize > np.iinfo(np.intp).max:
+            raise damaged(f"{name!r:.80} has shape {str(entry['shape']):.80}, larger than any array can be")
+        nbytes = int(np.prod(entry["shape"], dtype=object)) * itemsize
         if not 0 <= start <= end <= body or end - start != nbytes:
             raise damaged(f"{name!r:.80} claims bytes {start}..{end} of {body} for {nbytes} bytes of data")
         entries.append((name, entry["dtype"], entry["shape"], start, end))

@@ -15,6 +15,10 @@ from minigpt.files import cache_dir
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 
+# No test asks the network for a model: a name that is no directory is looked up in huggingface_hub's cache only
+# (minigpt/hub.py), here and in every process the tests start. tests/test_hub.py lays out caches of its own.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # Under pytest-xdist (the default: -n 2 in pyproject.toml) the workers share the cores: one thread each, also in the
 # processes they start. Tests of threading ask for their threads explicitly.
 if os.environ.get("PYTEST_XDIST_WORKER"):

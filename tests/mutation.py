@@ -109,9 +109,9 @@ MUTANTS = [
 
 
 def copy_package(into: Path, mutant: Mutant | None = None) -> Path:
-    """minigpt/ copied into `into` (with the C sources it ships), with the mutant's bug in it."""
+    """minigpt/ copied into `into` (with the C sources it ships: copytree copies what the link
+    minigpt/backends/c/kernels points to), with the mutant's bug in it."""
     shutil.copytree(ROOT / "minigpt", into / "minigpt", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "kernels", into / "minigpt" / "kernels")
     if mutant is not None:
         path = into / mutant.file
         source = path.read_text()

@@ -133,16 +133,16 @@ IN_THE_COPY = ("import sys; import minigpt.backends.c as c; print(c.sources().re
 
 def test_an_installed_copy_ships_every_c_source_and_builds_what_the_repository_builds(tmp_path):
     # The library's name is a hash of every source file the build finds (minigpt/backends/c build()): the copy's is
-    # the repository's only if it ships every .c and .h byte for byte, in minigpt.kernels. A file left out of the
-    # package makes another name, and the copy compiles from what it has, and fails. (Compiling it afresh takes
-    # seconds: test_an_installed_copy_compiles_the_sources_it_ships, under -m slow.)
+    # the repository's only if it ships every .c and .h byte for byte, in minigpt/backends/c/kernels. A file left out
+    # of the package makes another name, and the copy compiles from what it has, and fails. (Compiling it afresh
+    # takes seconds: test_an_installed_copy_compiles_the_sources_it_ships, under -m slow.)
     from minigpt.backends import c
 
     site = install_a_copy(tmp_path)
     result = subprocess.run([sys.executable, "-c", IN_THE_COPY, str(site)], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"minigpt/kernels\n{c.build()[0].name}\nc (1, 2, 5)\n"
+    assert result.stdout == f"minigpt/backends/c/kernels\n{c.build()[0].name}\nc (1, 2, 5)\n"
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ from helpers import TINY, error_line, make_text, minigpt
 
 # a tiny run with dropout (its generator must survive too), a checkpoint every 5 steps, one thread: deterministic
 RUN = [*TINY, "--eval-interval", "5", "--dropout", "0.1", "--backend", "numpy", "--threads", "1"]
-POINTS = ("save.begin", "save.files", "save.manifest", "save.renamed", "save.pointer", "save.committed", "log.written")
+POINTS = ("save.begin", "save.files", "save.manifest", "save.intent", "save.renamed", "save.pointer", "save.committed",
+          "save.replaced", "log.written")
 
 
 def finish(out, command):

@@ -3,9 +3,12 @@ inside a function) goes to a module of the same layer or one below, and no chain
 started. The layers, bottom to top, as README.md's layout table lists them."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import require
 
 from minigpt import backends, config
 from minigpt.data import record_tasks, tasks
@@ -18,8 +21,8 @@ LAYERS = [  # bottom to top: a module may import from its own layer and those be
     ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
     ["minigpt.backends", "minigpt.data"],
     ["minigpt.lora", "minigpt.gpt2", "minigpt.llama", "minigpt.model"],
-    ["minigpt.hf", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.load", "minigpt.evaluation",
-     "minigpt.chat"],
+    ["minigpt.hf", "minigpt.hub", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.outputs",
+     "minigpt.load", "minigpt.evaluation", "minigpt.chat"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],
 ]
@@ -145,3 +148,48 @@ def test_the_names_the_config_lists_are_the_ones_that_exist():
     assert config.TASKS == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS)
     assert tuple(name for name in config.BACKENDS if name != "auto") == backends.NAMES
     assert all((ROOT / "minigpt" / "backends" / name / "__init__.py").is_file() for name in backends.NAMES if name != "numpy")
+
+
+# Which top-level names, imported by a program started in the current directory, Python finds in that directory.
+FOUND_HERE = """
+import importlib.util, sys
+from pathlib import Path
+here = Path.cwd().resolve()
+for name in sys.argv[1:]:
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.origin is not None and here in Path(spec.origin).resolve().parents:
+        print(name, spec.origin)
+"""
+
+
+def found_here(directory: Path) -> str:
+    """The names of `directory`'s folders and modules that Python imports from it, a line each with the file."""
+    names = {p.name if p.is_dir() else p.stem for p in directory.iterdir() if p.is_dir() or p.suffix == ".py"}
+    result = subprocess.run([sys.executable, "-c", FOUND_HERE, *sorted(filter(str.isidentifier, names))],
+                            cwd=directory, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_no_folder_of_the_repository_root_but_minigpt_imports_from_there():
+    # Python puts the directory a program starts in first on sys.path, so a folder there with an __init__.py is
+    # imported in place of any installed package of its name: transformers imports PyPI's `kernels`, and the C
+    # sources' kernels/ must not answer. (A folder without one is at most a namespace portion, which every
+    # installed package of the name wins over, and which has no origin.)
+    assert (ROOT / "kernels" / "minigpt.c").is_file()
+    assert found_here(ROOT).splitlines() == [f"minigpt {ROOT / 'minigpt' / '__init__.py'}"]
+
+
+def test_the_root_check_sees_a_folder_that_is_a_package(tmp_path):
+    # its negative control: a folder with an __init__.py, as kernels/ once was
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "__init__.py").write_text("")
+    (tmp_path / "sources").mkdir()
+    assert found_here(tmp_path) == f"kernels {tmp_path.resolve() / 'kernels' / '__init__.py'}\n"
+
+
+def test_transformers_models_import_in_the_repository_root():
+    require("transformers")
+    result = subprocess.run([sys.executable, "-c", "from transformers import GPT2LMHeadModel, LlamaForCausalLM"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

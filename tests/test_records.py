@@ -123,10 +123,10 @@ def test_chat_records_learn_the_assistants_turns_only_in_chatml(tmp_path, transf
 
 
 @pytest.mark.parametrize("line, fragment", [
-    ("not json", "line 2 is not JSON"),
+    ("not json", "line 2 is not valid JSON"),
     ('[1, 2]', "line 2 is a JSON list"),
     ('{"prompt": "1="}', "line 2 has the keys ['prompt']"),
-    ('{"text": "x", "label": "a"}', "line 2 is a classification record but the file's first is a instruction"),
+    ('{"text": "x", "label": "a"}', "line 2 is a classification record but the file's first is an instruction"),
     ('{"prompt": "1=", "completion": 5}', "line 2: completion must be a string"),
     ('{"messages": [{"role": "bot", "content": "x"}]}', "line 2 is a chat record"),
     ('{"prompt": "1=", "choices": ["1", "2"], "answer": 0}', "line 2 is a choice record"),

@@ -16,6 +16,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"minigpt: error: {message} (see `{self.prog} --help`)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse hands a command's unknown flags up to `minigpt`, whose error would point to `minigpt --help`; the
+        # command that was given them says so, and points to its own help (`minigpt train --help`)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
     def _get_values(self, action, arg_strings):
         # argparse (3.11) drops a "--" given as a flag's value (--seed=--) and hands the flag an empty list
         if arg_strings == ["--"] and action.nargs is None:
@@ -29,10 +37,27 @@ def model_arguments(p) -> None:
     from minigpt.config import BACKENDS
 
     p.add_argument("--out-dir", "--init-from", dest="out_dir", default="out", metavar="DIR",
-                   help="a run directory, a checkpoint directory, or a Hugging Face directory (default: out)")
+                   help="a run directory, a checkpoint directory, a Hugging Face directory, or a model's id on the "
+                        "Hugging Face Hub, read from its cache or downloaded into it (default: out)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of a run (default: best)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="how the ops are computed (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="threads for BLAS, numba and OpenMP (default: every core)")
+    p.add_argument("--threads", type=thread_count, default=None, metavar="N",
+                   help="threads for BLAS, numba and OpenMP, at most the cores (default: $MINIGPT_THREADS, "
+                        "else the cores that other programs leave free)")
+
+
+def thread_count(value: str) -> int:
+    """--threads N (argparse's type): 1 to MAX_THREADS; more than the cores is capped when it is used
+    (minigpt/runtime.py, within_cores)."""
+    from minigpt.config import MAX_THREADS
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_THREADS}], got {n}")
+    return n
 
 
 def report(line: str) -> None:

@@ -1,6 +1,7 @@
 """`minigpt chat`: a conversation with a fine-tuned model at the terminal (minigpt/chat.py). Each line you type is a
-user turn; the reply streams as it is generated; the whole conversation is the next prompt. Ctrl-D ends it; so does
-Ctrl-C (exit status 130)."""
+user turn; the reply streams as it is generated; the whole conversation is the next prompt. A line the model cannot
+read (a character outside its vocabulary, too many tokens) is not sent: what is wrong with it is said, and the
+conversation goes on. Ctrl-D ends it; so does Ctrl-C (exit status 130)."""
 
 HELP = "talk with a model fine-tuned on records (its chat template); Ctrl-D ends"
 DESCRIPTION = ("Talk with a fine-tuned model: each line is a user turn, the model's reply streams back, and the "
@@ -12,13 +13,16 @@ def add_arguments(p) -> None:
     from minigpt.commands import model_arguments
 
     model_arguments(p)
-    p.add_argument("--system", help="a system message that opens the conversation")
-    p.add_argument("--max-new-tokens", type=int, default=200, help="the longest reply (default: 200)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=200)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--system", help="a system message that opens the conversation (default: none)")
+    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N", help="the longest reply (default: 200)")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="X",
+                   help="divides the logits: below 1 sharper, above 1 flatter (default: 0.8)")
+    p.add_argument("--top-k", type=int, default=200, metavar="K",
+                   help="sample among the K likeliest tokens (default: 200)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample among the likeliest tokens whose probabilities add up to P (default: off)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
 
 
 def sampling(args) -> dict:
@@ -35,12 +39,18 @@ def run(args) -> int:
     import numpy as np
 
     from minigpt import load, runtime
-    from minigpt.chat import reply, template_of
+    from minigpt.chat import Refused, check_message, reply, template_of
+    from minigpt.commands import report
 
     options = sampling(args)
-    runtime.set_threads(args.threads)
+    runtime.set_threads(runtime.within_cores(args.threads, report))
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     template_of(tokenizer)  # no template: say so before the first prompt
+    if args.system:
+        try:
+            check_message(tokenizer, args.system)
+        except Refused as e:
+            raise ValueError(f"--system: {e}") from None
     messages = [{"role": "system", "content": args.system}] if args.system else []
     rng = np.random.default_rng(args.seed)
     interactive = sys.stdin.isatty()
@@ -54,8 +64,14 @@ def run(args) -> int:
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line})
+        try:
+            answer = reply(model, tokenizer, messages, args.max_new_tokens, seed=int(rng.integers(2**31)), **options)
+        except Refused as e:  # the line's fault, not the conversation's: say what is wrong with it, and go on
+            messages.pop()
+            report(f"this line was not sent: {e}; the conversation goes on without it")
+            continue
         text = ""
-        for piece in reply(model, tokenizer, messages, args.max_new_tokens, seed=int(rng.integers(2**31)), **options):
+        for piece in answer:
             text += piece
             sys.stdout.write(piece)
             sys.stdout.flush()

@@ -14,15 +14,25 @@ def add_arguments(p) -> None:
     model_arguments(p)
     p.add_argument("--data", required=True, metavar="F.jsonl", help="the records to score")
     p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    p.add_argument("--truncate", action="store_true",
+                   help="score records longer than the model's context cut to fit it (as minigpt train --truncate "
+                        "cuts them), or dropped where no token of the completion is left; without it they are refused")
 
 
-def score(model, tokenizer, path) -> dict:
-    """Every number `minigpt eval` reports for the records of `path`."""
+def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None) -> dict:
+    """Every number `minigpt eval` reports for the records of `path`; with truncate, those longer than the context
+    are cut to fit (or dropped), and say() is told how many."""
     from minigpt import evaluation
     from minigpt.data.records import Records
 
     records = Records(path, tokenizer, model.config.labels)
     result = {"data": str(path), "records": len(records.records), "kind": records.kind}
+
+    def fit() -> None:
+        said = records.fit(model.config.block_size, truncate)
+        if said is not None:
+            say(said)
+            result["records"] = len(records.examples)  # (the records scored: those dropped are not)
     if records.kind == "choice":
         result.update(evaluation.multiple_choice(model, tokenizer, records.records))
         return result
@@ -30,7 +40,7 @@ def score(model, tokenizer, path) -> dict:
         if model.config.labels is None:
             raise ValueError(f"{path} holds classification records but the model has no classification head; "
                              f"fine-tune one first: minigpt train --data {path} --init-from ...")
-        records.check_fits(model.config.block_size)
+        fit()
         result.update(evaluation.classification(model, records, records.examples))
         return result
     missing = sorted(set(records.tokenizer.special_tokens) - set(tokenizer.special_tokens))
@@ -38,7 +48,7 @@ def score(model, tokenizer, path) -> dict:
         raise ValueError(f"the records' template writes {', '.join(missing)}, which the model's vocabulary lacks: it "
                          f"was not fine-tuned on such records; fine-tune it first (minigpt train --data {path} "
                          f"--init-from ...)")
-    records.check_fits(model.config.block_size)
+    fit()
     result.update(evaluation.completion_loss(model, records, records.examples))
     result["exact_match"] = evaluation.exact_match(model, records, records.examples)
     return result
@@ -59,14 +69,17 @@ def table(result: dict) -> str:
 def run(args) -> int:
     import json
 
-    from minigpt import load, runtime
+    from minigpt import load, outputs, runtime
+    from minigpt.commands import report
     from minigpt.files import atomic_write
 
-    runtime.set_threads(args.threads)
+    if args.json:  # checked before the scores are computed, not after
+        outputs.check(args.json, "--json")
+    runtime.set_threads(runtime.within_cores(args.threads, report))
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
-    result = score(model, tokenizer, args.data)
+    result = score(model, tokenizer, args.data, args.truncate, report)
+    print(table(result), flush=True)  # (first: a --json that fails now still leaves the scores on the screen)
     if args.json:
         with atomic_write(args.json) as f:
             f.write(json.dumps(result, indent=1) + "\n")
-    print(table(result))
     return 0

@@ -20,21 +20,22 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from minigpt import checkpoint, inspect, load, runtime
+    from minigpt import checkpoint, inspect, load, outputs, runtime
     from minigpt.commands import report
     from minigpt.runlog import LOG, read_log
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     inspect.plotly()  # before any work: without plotly, say so at once
-    runtime.set_threads(args.threads)
-    model, tokenizer, ckpt, train = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     is_run = (Path(args.out_dir) / checkpoint.POINTER).is_file()
+    html_path = Path(args.html) if args.html else (Path(args.out_dir) if is_run else Path.cwd()) / "inspect.html"
+    outputs.check(html_path, "--html")  # (before any work, as the page's other checks)
+    runtime.set_threads(runtime.within_cores(args.threads, report))
+    model, tokenizer, ckpt, train = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     task = train.task if train is not None else None  # (None: a Hugging Face directory)
     prompt = args.prompt if args.prompt is not None else inspect.default_prompt(model, tokenizer, task)
     records = read_log(args.out_dir) if is_run and (Path(args.out_dir) / LOG).is_file() else None
     page = inspect.report(model, tokenizer, prompt, args.top_k, records, title=f"minigpt inspect: {ckpt}",
                           say=lambda notice: report(f"minigpt: {notice}"))
-    html_path = Path(args.html) if args.html else (Path(args.out_dir) if is_run else Path.cwd()) / "inspect.html"
     print(inspect.write(page, html_path))
     return 0

@@ -9,28 +9,29 @@ def add_arguments(p) -> None:
 
     model_arguments(p)
     p.add_argument("--prompt", help="text to continue (default: a newline)")
-    p.add_argument("--max-new-tokens", type=int, default=500)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=200)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=500, metavar="N", help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="X",
+                   help="divides the logits: below 1 sharper, above 1 flatter (default: 0.8)")
+    p.add_argument("--top-k", type=int, default=200, metavar="K",
+                   help="sample among the K likeliest tokens (default: 200)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample among the likeliest tokens whose probabilities add up to P (default: off)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token (ignores temperature, top-k, top-p)")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--stop", help="stop a sample once it contains this text")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N",
+                   help="samples to draw, printed one after another (default: 1)")
+    p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
+    p.add_argument("--stop", help="stop a sample once it contains this text (default: none, --max-new-tokens ends it)")
     p.add_argument("--chat", action="store_true", help="--prompt is a user's message: print the reply of a model "
                                                         "fine-tuned on records, formatted by its chat template")
 
 
 def check_flags(args) -> None:
     """The flags, checked by name before anything is loaded: the sampling ones by generate's own check."""
-    from minigpt.config import MAX_THREADS
     from minigpt.generate import check_sampling_args
 
     check_sampling_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, flags=True)
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise ValueError(f"--threads must be in [1, {MAX_THREADS}], got {args.threads}")
     if args.prompt is not None and "\0" in args.prompt:
         raise ValueError("--prompt contains a NUL character")
 
@@ -40,12 +41,13 @@ def run(args) -> int:
     import sys
 
     from minigpt import load, runtime
+    from minigpt.commands import report
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
     from minigpt.generate import check_memory, stream
 
     check_flags(args)
-    runtime.set_threads(args.threads)
+    runtime.set_threads(runtime.within_cores(args.threads, report))
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     if args.chat:
         return chat_reply(args, model, tokenizer)
@@ -92,14 +94,18 @@ def chat_reply(args, model, tokenizer) -> int:
     """One turn: --prompt as the user's message, the reply (each of --num-samples) on stdout, streamed."""
     import sys
 
-    from minigpt.chat import reply
+    from minigpt.chat import Refused, reply
 
     if args.prompt is None:
         raise ValueError("--chat needs the user's message in --prompt")
     for i in range(args.num_samples):
-        for piece in reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args.max_new_tokens,
+        try:
+            answer = reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args.max_new_tokens,
                            do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           seed=args.seed + i):
+                           seed=args.seed + i)
+        except Refused as e:
+            raise ValueError(f"--prompt: {e}") from None
+        for piece in answer:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n" + ("-" * 40 + "\n" if i < args.num_samples - 1 else ""))

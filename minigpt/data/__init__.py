@@ -5,6 +5,7 @@ from pathlib import Path
 
 from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, BPETokenizer, check_vocab, read_text
 from minigpt.data.chars import CharTokenizer
+from minigpt.data.chat_template import ChatTemplate, from_file
 from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.data.tasks import AddTask, SortTask
 from minigpt.data.text import TextDataset
@@ -29,8 +30,8 @@ def tokenizer_from_dict(d, where: str = "tokenizer.json"):
 def load_tokenizer(directory):
     """The tokenizer saved in a directory, or None if there is none: minigpt's tokenizer.json (a checkpoint, or
     `minigpt tokenizer train`), a Hugging Face tokenizer.json (with its tokenizer_config.json: what transformers'
-    fast tokenizers read first), or GPT-2's vocab.json and merges.txt. A vocab.json of single bytes without merges
-    is a character vocabulary, as `minigpt export --hf` writes a character model's."""
+    fast tokenizers read first), or GPT-2's vocab.json and merges.txt. A vocab.json (or tokenizer.json) of single
+    bytes without merges is a character vocabulary, as `minigpt export --hf` writes a character model's."""
     directory = Path(directory)
     own = directory / "tokenizer.json"
     if own.is_file():
@@ -41,9 +42,14 @@ def load_tokenizer(directory):
         config = read_json(config) if config.is_file() else {}
         if not isinstance(config, dict):
             raise ValueError(f"{directory / 'tokenizer_config.json'} is not a JSON object; the file is damaged")
-        template = directory / "chat_template.jinja"  # transformers 5 writes the chat template in a file of its own
-        if template.is_file():
-            config["chat_template"] = read_text(template)
+        template = chat_template_in(directory, config)
+        model = d["model"] if isinstance(d["model"], dict) else {}
+        if not model.get("merges") and isinstance(model.get("vocab"), dict) \
+                and sum(len(t) == 1 and t in CHAR_TO_BYTE for t in model["vocab"]) < 256:
+            # single bytes without merges: a character vocabulary, as vocab.json's below (a classifier's export)
+            return char_vocabulary(check_vocab(model["vocab"], own), own, template)
+        if template is not None:  # (a list of named templates stays as it is, for export)
+            config["chat_template"] = template
         return HFTokenizer(d, config, str(own))
     vocab_json, merges_txt = directory / "vocab.json", directory / "merges.txt"
     if not (vocab_json.is_file() and merges_txt.is_file()):
@@ -52,14 +58,22 @@ def load_tokenizer(directory):
     vocab = check_vocab(read_json(vocab_json), vocab_json)
     config = directory / "tokenizer_config.json"
     config = read_json(config) if config.is_file() else {}
-    template = config.get("chat_template") if isinstance(config, dict) else None
-    template = template if isinstance(template, str) else None
+    template = chat_template_in(directory, config if isinstance(config, dict) else {})
     single = [t for t in vocab if len(t) == 1 and t in CHAR_TO_BYTE]
     if not merges and len(single) < 256:
         return char_vocabulary(vocab, vocab_json, template)
     tokenizer = BPETokenizer.from_gpt2_files(vocab_json, merges_txt)
     tokenizer.chat_template = template
     return tokenizer
+
+
+def chat_template_in(directory: Path, config: dict) -> ChatTemplate | None:
+    """A Hugging Face directory's chat template: chat_template.jinja, where transformers 5 writes it, else
+    tokenizer_config.json's chat_template (a string), named by its file for errors."""
+    template = directory / "chat_template.jinja"
+    if template.is_file():
+        return ChatTemplate(read_text(template), f"the chat template {template}")
+    return from_file(config.get("chat_template"), directory / "tokenizer_config.json")
 
 
 def char_vocabulary(vocab: dict, where, chat_template: str | None = None) -> CharTokenizer:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import regex
 
+from minigpt import interrupt
+from minigpt.data.chat_template import from_file
 from minigpt.validate import check_object, read_json
 
 # GPT-2's pre-split, as tiktoken writes it for r50k_base, and the one of cl100k_base (GPT-3.5/4)
@@ -58,6 +60,19 @@ def check_vocab(vocab, where) -> dict:
     if len(set(vocab.values())) != len(vocab):
         raise ValueError(f"{where} gives two tokens the same id; the file is damaged")
     return vocab
+
+
+def check_ids(ranks: dict, special_tokens: dict) -> None:
+    """Every token its own id, so that decoding gives back what was encoded: distinct ids from 0, and special tokens
+    that are non-empty strings (an empty one would be found between every two characters)."""
+    owner = {}
+    for token, i in [*ranks.items(), *special_tokens.items()]:
+        if type(i) is not int or i < 0:
+            raise ValueError(f"the token {token!r:.40} has the id {i!r:.40}; ids are integers from 0")
+        if token == "":
+            raise ValueError("a special token is the empty string, which is found between every two characters")
+        if owner.setdefault(i, token) != token:
+            raise ValueError(f"the tokens {owner[i]!r:.40} and {token!r:.40} have the same id, {i}")
 
 
 def read_text(path) -> str:
@@ -122,6 +137,7 @@ class BPETokenizer:
         self.regex = regex.compile(PATTERNS.get(pattern, pattern))
         n = max(self.ranks.values()) + 1
         self.special_tokens = {ENDOFTEXT: n} if special_tokens is None else dict(special_tokens)
+        check_ids(self.ranks, self.special_tokens)
         self.decoder = {i: b for b, i in self.ranks.items()}
         self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self.special_regex = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True)))
@@ -214,6 +230,7 @@ class BPETokenizer:
 
         pair_counts, where = Counter(), {}  # pair -> occurrences (weighted), pair -> chunks holding it
         for c, ids in enumerate(chunks):
+            interrupt.check()  # a stop whose KeyboardInterrupt was lost: acted on here (minigpt/interrupt.py)
             for pair in zip(ids, ids[1:]):
                 pair_counts[pair] += weights[c]
                 where.setdefault(pair, set()).add(c)
@@ -223,6 +240,7 @@ class BPETokenizer:
         bar = tqdm(total=n_merges, desc="bpe", unit="merge", disable=None if progress else True)
         new_id = 256
         while new_id < 256 + n_merges and heap:
+            interrupt.check()
             n, pair = heapq.heappop(heap)
             if pair_counts.get(pair, 0) != -n or n == 0:
                 continue  # stale: the pair's count changed since this entry was pushed
@@ -262,6 +280,14 @@ class BPETokenizer:
         first_special = max(ranks.values()) + 1
         return cls(ranks, pattern, {s: first_special + k for k, s in enumerate(special_tokens)})
 
+    def shortfall(self, vocab_size: int) -> str | None:
+        """What train() says when the text ran out of pairs before vocab_size tokens: how many it reached, and why;
+        None when it reached them all."""
+        if self.vocab_size >= vocab_size:
+            return None
+        return (f"--vocab-size {vocab_size}: the text gave {self.vocab_size} tokens only, since every word of it (as "
+                f"the pre-split cuts them) is one token by then and merges never cross words; a larger text gives more")
+
     # --- files ------------------------------------------------------------------------------------
 
     def save_tiktoken(self, path) -> None:
@@ -279,7 +305,10 @@ class BPETokenizer:
                     ranks[base64.b64decode(token, validate=True)] = int(rank)
                 except ValueError:
                     raise ValueError(f"{path} line {n} is not `base64-token rank`: {line[:60]!r}") from None
-        return cls(ranks, pattern, special_tokens)
+        try:
+            return cls(ranks, pattern, special_tokens)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def merges(self) -> list:
         """The merge that made each token of two or more bytes, in rank order: its two parts are what BPE
@@ -360,7 +389,7 @@ class BPETokenizer:
             raise ValueError(f"{where}: its ranks, ids and special tokens do not match up; the file is damaged")
         try:
             ranks = {base64.b64decode(t, validate=True): i for t, i in zip(d["ranks"], d["ids"])}
-            return cls(ranks, d["pattern"], d["special_tokens"], d.get("chat_template"))
+            return cls(ranks, d["pattern"], d["special_tokens"], from_file(d.get("chat_template"), where))
         except (ValueError, regex.error) as e:  # (binascii.Error is a ValueError)
             raise ValueError(f"{where}: {e}") from None
 

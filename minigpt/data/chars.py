@@ -9,7 +9,18 @@ import json
 import numpy as np
 import regex
 
+from minigpt.data.chat_template import from_file
 from minigpt.validate import check_object
+
+
+class UnknownCharacter(ValueError):
+    """A character outside the vocabulary, at `position` (from 0) of the text encoded: what `minigpt chat` names in
+    the line that was typed."""
+
+    def __init__(self, character: str, position: int, vocabulary: int):
+        super().__init__(f"character {character!r} (U+{ord(character):04X}) at position {position} is not in the "
+                         f"vocabulary of {vocabulary} characters; remove it, or train on text that contains it")
+        self.character, self.position = character, position
 
 
 class CharTokenizer:
@@ -78,11 +89,7 @@ class CharTokenizer:
         unknown = (ids == n) | (self._codes[np.minimum(ids, n - 1)] != codes)  # (n,)
         if unknown.any():
             i = int(np.argmax(unknown))
-            c = text[i]
-            raise ValueError(
-                f"character {c!r} (U+{ord(c):04X}) at position {offset + i} is not in the vocabulary of "
-                f"{n} characters; remove it, or train on text that contains it"
-            )
+            raise UnknownCharacter(text[i], offset + i, n)
         return ids.astype(np.int64)
 
     def decode(self, ids) -> str:
@@ -116,7 +123,7 @@ class CharTokenizer:
         """From to_json's object, checked (minigpt.data.load_tokenizer reads it from a file)."""
         check_object(d, where, {"type": str, "chars": str, "special_tokens": (list, None), "chat_template": (str, None)})
         try:
-            return cls(d["chars"], d.get("special_tokens") or (), d.get("chat_template"))
+            return cls(d["chars"], d.get("special_tokens") or (), from_file(d.get("chat_template"), where))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
 

@@ -15,7 +15,10 @@ The file is a pipeline, and encode runs its steps in its order:
                    add_special_tokens=True
 
 What minigpt cannot compute as `tokenizers` does (SentencePiece-style Metaspace, byte_fallback, WordPiece, an added
-token that strips its neighbours' spaces) is refused in one line naming the field. Docs: docs/tokenization.md;
+token that strips its neighbours' spaces) is refused in one line naming the field; so is a damaged file, when it is
+read rather than when a text first meets the damage, naming the place (model.merges[12], normalizer.normalizers[1]):
+a merge of tokens the vocabulary lacks, a list that is not one, a switch that is not true or false, an added token
+with no content or another token's id, a post-processor's id that no token has. Docs: docs/tokenization.md;
 tests: tests/test_hf_tokenizer.py (against `tokenizers` on generated text, and on directories shaped like
 SmolLM2-135M's, Qwen3-0.6B's and Llama 3's).
 """
@@ -27,7 +30,8 @@ from pathlib import Path
 
 import regex
 
-from minigpt.data.bpe import CHAR_TO_BYTE, ENDOFTEXT, bpe_merge, check_vocab
+from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, ENDOFTEXT, bpe_merge, check_vocab
+from minigpt.data.chat_template import from_file
 
 # ByteLevel's own split (use_regex: true), as tokenizers writes it: GPT-2's, without tiktoken's \s++$
 BYTE_LEVEL_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -36,6 +40,35 @@ NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")
 
 def refuse(where, what: str) -> ValueError:
     return ValueError(f"{where}: {what}; minigpt reads byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, SmolLM) only")
+
+
+def damaged(where, place: str, what: str) -> ValueError:
+    return ValueError(f"{where}: {place} {what}; the file is damaged")
+
+
+def flag(obj: dict, key: str, place: str, where, default: bool = False) -> bool:
+    """A switch of the pipeline: true, false, or absent (null) for its default."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise damaged(where, f"{place}.{key}", f"must be true or false, got {value!r:.40}")
+    return value
+
+
+def items_of(value, place: str, where) -> list:
+    """A list of the pipeline (a Sequence's parts, the merges, the added tokens)."""
+    if not isinstance(value, list):
+        raise damaged(where, place, f"must be a list, got {value!r:.40}")
+    return value
+
+
+def byte_string(token: str, place: str, where) -> bytes:
+    """A token's bytes from GPT-2's printable form of them (vocab.json's and merges')."""
+    try:
+        return bytes(CHAR_TO_BYTE[c] for c in token)
+    except KeyError as e:
+        raise refuse(where, f"{place} holds {e.args[0]!r}, which is not one of byte-level BPE's 256 characters") from None
 
 
 def split(pieces: list, pattern, remove: bool = False) -> list:
@@ -70,33 +103,22 @@ class HFTokenizer:
                           ("end_of_word_suffix", ("", None))):
             if model.get(key) not in fine:
                 raise refuse(where, f"model.{key} is {model.get(key)!r}")
-        self.ignore_merges = bool(model.get("ignore_merges", False))
-        self.normalizers = self.read_normalizer(spec.get("normalizer"))
-        self.steps = self.read_pre_tokenizer(spec.get("pre_tokenizer"))
+        self.ignore_merges = flag(model, "ignore_merges", "model", where)
+        self.normalizers = self.read_normalizer(spec.get("normalizer"), "normalizer")
+        self.steps = self.read_pre_tokenizer(spec.get("pre_tokenizer"), "pre_tokenizer")
         if not any(step[0] == "bytes" for step in self.steps):
             raise refuse(where, "its pre_tokenizer has no ByteLevel step")
 
-        self.special_tokens = {}  # added token content -> id, split out of the text before anything else
-        for t in spec.get("added_tokens") or []:
-            if not (isinstance(t, dict) and isinstance(t.get("content"), str) and isinstance(t.get("id"), int)):
-                raise ValueError(f"{where}: an added token is not an object with a content and an id; the file is damaged")
-            if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
-                raise refuse(where, f"the added token {t['content']!r} sets lstrip, rstrip or single_word")
-            self.special_tokens[t["content"]] = t["id"]
-        vocab, merges = model.get("vocab"), model.get("merges")
-        if not isinstance(merges, list):
-            raise ValueError(f"{where}: model.merges must be a list; the file is damaged")
-        check_vocab(vocab, f"{where}'s model.vocab")
-        try:
-            to_bytes = lambda s: bytes(CHAR_TO_BYTE[c] for c in s)  # noqa: E731  GPT-2's printable form -> bytes
-            self.ranks = {to_bytes(tok): i for tok, i in vocab.items() if tok not in self.special_tokens}
-            pairs = [m.split(" ") if isinstance(m, str) else m for m in merges]  # "a b" (older files) or ["a", "b"]
-            self.pair_ranks = {(to_bytes(a), to_bytes(b)): r for r, (a, b) in enumerate(pairs)}
-        except (KeyError, ValueError, TypeError):
-            raise refuse(where, "its vocabulary or merges hold a character that is not one of byte-level BPE's 256") from None
+        vocab = check_vocab(model.get("vocab"), f"{where}'s model.vocab")
+        self.special_tokens = self.read_added_tokens(spec.get("added_tokens"), vocab)
+        self.ranks = {}  # token bytes -> id
+        for token, i in vocab.items():
+            if token not in self.special_tokens:
+                self.ranks[byte_string(token, f"model.vocab[{token!r:.40}]", where)] = i
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
             raise refuse(where, f"byte {missing[0]} is not a token, so not every text can be encoded")
+        self.pair_ranks = self.read_merges(model.get("merges"))
         self.decoder = {i: b for b, i in self.ranks.items()}
         self.decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self.added_regex = regex.compile("|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True))) \
@@ -105,46 +127,101 @@ class HFTokenizer:
             self.prefix, self.suffix = self.read_template(spec.get("post_processor"))
         except (KeyError, TypeError, AttributeError):
             raise ValueError(f"{where}: its post_processor names a special token it does not define; the file is damaged") from None
+        for i in self.prefix + self.suffix:
+            if type(i) is not int or i not in self.decoder:
+                raise damaged(where, "post_processor", f"adds the id {i!r:.40}, which no token has")
         self.cache = {}  # piece -> its ids
 
-    # --- reading the pipeline -------------------------------------------------------------------
+    # --- reading the pipeline: each part checked as it is read, an error naming its place (normalizer.normalizers[1])
 
-    def read_normalizer(self, n) -> list:
+    def read_normalizer(self, n, place: str) -> list:
         if n is None:
             return []
         if isinstance(n, dict) and n.get("type") == "Sequence":
-            return [form for part in n.get("normalizers", []) for form in self.read_normalizer(part)]
+            parts = items_of(n.get("normalizers"), f"{place}.normalizers", self.where)
+            return [form for i, part in enumerate(parts)
+                    for form in self.read_normalizer(part, f"{place}.normalizers[{i}]")]
         if isinstance(n, dict) and n.get("type") in NORMALIZERS:
             return [n["type"]]
-        raise refuse(self.where, f"its normalizer {n.get('type') if isinstance(n, dict) else n!r} is not one minigpt computes "
-                                 f"(null, {', '.join(NORMALIZERS)}, or a Sequence of these)")
+        raise refuse(self.where, f"its normalizer {n.get('type') if isinstance(n, dict) else n!r:.40} ({place}) is not "
+                                 f"one minigpt computes (null, {', '.join(NORMALIZERS)}, or a Sequence of these)")
 
-    def read_pre_tokenizer(self, p) -> list:
+    def read_pre_tokenizer(self, p, place: str) -> list:
         """The pre-tokenizer as steps: ("split", regex, remove), ("bytes",) for ByteLevel's switch to bytes."""
         if p is None:
             return []
         kind = p.get("type") if isinstance(p, dict) else None
         if kind == "Sequence":
-            return [step for part in p.get("pretokenizers", []) for step in self.read_pre_tokenizer(part)]
+            parts = items_of(p.get("pretokenizers"), f"{place}.pretokenizers", self.where)
+            return [step for i, part in enumerate(parts)
+                    for step in self.read_pre_tokenizer(part, f"{place}.pretokenizers[{i}]")]
         if kind == "Split":
-            pattern, behavior = p.get("pattern") or {}, p.get("behavior")
-            if p.get("invert") or behavior not in ("Isolated", "Removed"):
-                raise refuse(self.where, f"a Split pre-tokenizer with behavior {behavior!r} and invert {p.get('invert')!r} "
-                                         f"(minigpt computes Isolated and Removed)")
-            source = pattern.get("Regex") if "Regex" in pattern else regex.escape(pattern.get("String", ""))
+            pattern, behavior = p.get("pattern"), p.get("behavior")
+            if flag(p, "invert", place, self.where) or behavior not in ("Isolated", "Removed"):
+                raise refuse(self.where, f"a Split pre-tokenizer ({place}) with behavior {behavior!r:.40} and invert "
+                                         f"{p.get('invert')!r:.40} (minigpt computes Isolated and Removed)")
+            if not (isinstance(pattern, dict) and len(pattern) == 1
+                    and isinstance(pattern.get("Regex", pattern.get("String")), str)):
+                raise ValueError(f"{self.where}: {place}.pattern must be {{\"Regex\": ...}} or {{\"String\": ...}}; the file "
+                                 f"is damaged")
+            source = pattern["Regex"] if "Regex" in pattern else regex.escape(pattern["String"])
             try:
                 compiled = regex.compile(source)
-            except (regex.error, TypeError) as e:
-                raise ValueError(f"{self.where}: the Split pattern does not compile: {e}") from None
+            except regex.error as e:
+                raise ValueError(f"{self.where}: {place}.pattern does not compile: {e}") from None
             return [("split", compiled, behavior == "Removed")]
         if kind == "Digits":
-            return [("split", regex.compile("[0-9]" if p.get("individual_digits") else "[0-9]+"), False)]
+            one_by_one = flag(p, "individual_digits", place, self.where)
+            return [("split", regex.compile("[0-9]" if one_by_one else "[0-9]+"), False)]
         if kind == "ByteLevel":
-            steps = [("prefix_space",)] if p.get("add_prefix_space") else []
-            if p.get("use_regex", True):
+            steps = [("prefix_space",)] if flag(p, "add_prefix_space", place, self.where) else []
+            if flag(p, "use_regex", place, self.where, default=True):
                 steps.append(("split", regex.compile(BYTE_LEVEL_PATTERN), False))
             return steps + [("bytes",)]
-        raise refuse(self.where, f"its pre_tokenizer {kind!r} is not one minigpt computes (Split, Digits, ByteLevel, Sequence)")
+        raise refuse(self.where, f"its pre_tokenizer {kind!r:.40} ({place}) is not one minigpt computes (Split, Digits, "
+                                 f"ByteLevel, Sequence)")
+
+    def read_added_tokens(self, added, vocab: dict) -> dict:
+        """added token content -> id: split out of the text before anything else. Each a non-empty string whose id
+        is its own: no other added token's, and no other vocab token's."""
+        special, owner = {}, {i: token for token, i in vocab.items()}
+        for n, t in enumerate(items_of([] if added is None else added, "added_tokens", self.where)):
+            place = f"added_tokens[{n}]"
+            if not (isinstance(t, dict) and isinstance(t.get("content"), str) and t["content"]
+                    and type(t.get("id")) is int and 0 <= t["id"] < 2**32):
+                raise ValueError(f"{self.where}: an added token is not an object with a content and an id ({place}: "
+                                 f"a non-empty string and an integer from 0); the file is damaged")
+            if t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
+                raise refuse(self.where, f"the added token {t['content']!r} sets lstrip, rstrip or single_word")
+            content, i = t["content"], t["id"]
+            if owner.get(i, content) != content:
+                raise damaged(self.where, place, f"gives {content!r:.40} the id {i}, which is the id of "
+                                                 f"{owner[i]!r:.40}")
+            if special.get(content, i) != i:
+                raise damaged(self.where, place, f"gives {content!r:.40} the id {i}, but an added token before it "
+                                                 f"gives it the id {special[content]}")
+            special[content], owner[i] = i, content
+        return special
+
+    def read_merges(self, merges) -> dict:
+        """(left bytes, right bytes) -> rank. Each merge is of two tokens of the vocabulary into a third: a merge
+        whose parts or result are not tokens is a damaged file (as `tokenizers` refuses it)."""
+        pairs = {}
+        for r, m in enumerate(items_of(merges, "model.merges", self.where)):
+            parts = m.split(" ") if isinstance(m, str) else m  # "a b" (older files) or ["a", "b"]
+            place = f"model.merges[{r}]"
+            if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(p, str) and p for p in parts)):
+                raise ValueError(f"{self.where}: {place} is {m!r:.40}, not a merge of two tokens (\"a b\" or [\"a\", "
+                                 f"\"b\"]); the file is damaged")
+            a, b = (byte_string(part, place, self.where) for part in parts)
+            for token in (a, b, a + b):
+                if token not in self.ranks:
+                    raise ValueError(f"{self.where}: {place} ({m!r:.40}) "
+                                     f"{'makes' if token == a + b else 'merges'} "
+                                     f"{''.join(BYTE_TO_CHAR[x] for x in token)!r:.40}, which model.vocab does not "
+                                     f"hold; the file is damaged")
+            pairs.setdefault((a, b), r)
+        return pairs
 
     def read_template(self, p) -> tuple:
         """The special tokens TemplateProcessing puts before and after a single text (add_special_tokens=True)."""
@@ -260,7 +337,11 @@ class HFTokenizer:
     def from_dict(cls, d: dict, where: str = "tokenizer.json") -> "HFTokenizer":
         if not isinstance(d.get("tokenizer"), dict) or not isinstance(d.get("tokenizer_config", {}), dict):
             raise ValueError(f"{where}: a tokenizer of type \"hf\" needs a \"tokenizer\" object; the file is damaged")
-        return cls(d["tokenizer"], d.get("tokenizer_config"), where)
+        config = dict(d.get("tokenizer_config") or {})
+        template = from_file(config.get("chat_template"), where)
+        if template is not None:  # (named for errors; a list of named templates is kept as it is, for export)
+            config["chat_template"] = template
+        return cls(d["tokenizer"], config, where)
 
     def save(self, directory) -> None:
         """tokenizer.json and tokenizer_config.json, as transformers' PreTrainedTokenizerFast reads them."""

@@ -19,43 +19,47 @@ attention never looks right, so a record's logits, and its loss, do not depend o
 tests/test_records.py). Docs: docs/finetuning.md.
 """
 
-import functools
 import hashlib
-import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.data import chat_template
+from minigpt.data.chat_template import ChatTemplate
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
-from minigpt.validate import decode, regular_file
+from minigpt.validate import decode, parse_json, regular_file
 
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 EXTRACT = "<|extract|>"  # ends every text a classifier reads, as the GPT paper's extract token: its label is read there
 # ChatML, the format of Qwen's and SmolLM's chat models: every turn between <|im_start|>role and <|im_end|>
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHATML = ChatTemplate("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                      "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+                      "{% endif %}", "minigpt's built-in ChatML template")
 # a prompt and its completion, as they are, the completion ended by <|endoftext|>
-PLAIN = ("{% for message in messages %}{{ message['content'] }}{% if message['role'] == 'assistant' %}{{ eos_token }}"
-         "{% endif %}{% endfor %}")
+PLAIN = ChatTemplate("{% for message in messages %}{{ message['content'] }}{% if message['role'] == 'assistant' %}"
+                     "{{ eos_token }}{% endif %}{% endfor %}", "minigpt's built-in prompt and completion template")
 ROLES = ("system", "user", "assistant")
+MARKER = re.compile(r"<\|[A-Za-z0-9_.:-]{1,64}\|>")  # a special token as chat templates write them: <|im_start|>
 VAL_FRACTION = 0.1  # the last 10% of a file's records are held out, as the last 10% of a text is
 MAX_LABELS = 1000
 BUILT_IN = {"instruction": PLAIN, "chat": CHATML}  # the template of each kind, where the tokenizer has none of its own
 
 
 def read_jsonl(path) -> list:
-    """The records of a JSONL file, each a JSON object; an error names the file and line."""
+    """The records of a JSONL file, each a JSON object; an error names the file and line. Lines end at \\n (or
+    \\r\\n), as JSON Lines says, and nowhere else: U+2028, U+2029 and U+0085, where str.splitlines also breaks,
+    may stand in a JSON string as they are (json.dumps(..., ensure_ascii=False) writes them so). A byte-order mark at
+    the start (a Windows editor's) is read past."""
     path = regular_file(path, "data file ", "give the path of a JSONL file with --data")
     records = []
-    for n, line in enumerate(decode(path.read_bytes(), path, "data file ", "save it as UTF-8").splitlines(), start=1):
-        if not line.strip():
+    text = decode(path.read_bytes(), path, "data file ", "save it as UTF-8").removeprefix("\ufeff")
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip(" \t\r"):  # (JSON's whitespace)
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n} is not JSON ({e.msg}); each line must be one JSON object") from None
+        record = parse_json(line, f"{path} line {n}", "each line must be one JSON object")
         if not isinstance(record, dict):
             raise ValueError(f"{path} line {n} is a JSON {type(record).__name__}, not an object")
         records.append((n, record))
@@ -73,6 +77,11 @@ def kind_of(record: dict, where: str) -> str:
             return kind
     raise ValueError(f"{where} has the keys {sorted(keys)}; a record is {{\"prompt\", \"completion\"}}, "
                      f"{{\"messages\"}}, {{\"text\", \"label\"}} or {{\"prompt\", \"choices\", \"answer\"}}")
+
+
+def with_article(kind: str) -> str:
+    """A kind of record with its indefinite article: "an instruction", "a chat"."""
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 def check_string(value, what: str, where: str) -> str:
@@ -102,41 +111,23 @@ def conversation(record: dict, kind: str, where: str) -> list:
 
 
 def special_tokens_of(template: str, tokenizer) -> list:
-    """The special tokens a built-in template writes, which the tokenizer must have: its eos (<|endoftext|> unless a
-    Hugging Face tokenizer names another), and ChatML's two."""
+    """The special tokens a template writes, which the tokenizer must have: its eos (<|endoftext|> unless a Hugging
+    Face tokenizer names another), which also pads and stops a reply; ChatML's two; and for a tokenizer's own
+    template, the <|...|> markers in its text (<|im_start|>, <|start_header_id|>, ...), which a character vocabulary
+    would otherwise spell out character by character, if it has the characters at all."""
     eos = role_tokens(tokenizer)["eos_token"]
-    return [eos] if template == PLAIN else [eos, IM_START, IM_END] if template == CHATML else []
+    if template == PLAIN:
+        return [eos]
+    if template == CHATML:
+        return [eos, IM_START, IM_END]
+    return list(dict.fromkeys([eos, *MARKER.findall(template)]))  # (once each, in order of first appearance)
 
 
 def render(template: str, messages: list, add_generation_prompt: bool, tokenizer) -> str:
     """A conversation as text, by a Jinja chat template, as transformers' apply_chat_template(tokenize=False) renders
-    it: a sandboxed environment with trim_blocks and lstrip_blocks, raise_exception, and the tokenizer's special
-    tokens as bos_token and eos_token."""
-    import jinja2
-
-    try:
-        return compiled(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                         **role_tokens(tokenizer))
-    except jinja2.TemplateError as e:
-        raise ValueError(f"the chat template cannot be rendered: {e}") from None
-
-
-@functools.lru_cache(maxsize=8)
-def compiled(template: str):
-    """The template, compiled once (a file of records renders it thousands of times)."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise ValueError(f"the chat template refuses the conversation: {message}")
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, indent=indent, ensure_ascii=False)
-    env.globals["raise_exception"] = raise_exception
-    try:
-        return env.from_string(template)
-    except jinja2.TemplateError as e:
-        raise ValueError(f"the chat template cannot be compiled: {e}") from None
+    it, with the tokenizer's special tokens as bos_token and eos_token; within bounds of time and size, any failure
+    one line that names the template's file (minigpt/data/chat_template.py)."""
+    return chat_template.render(template, messages, add_generation_prompt, **role_tokens(tokenizer))
 
 
 def role_tokens(tokenizer) -> dict:
@@ -160,8 +151,8 @@ def pieces(template: str, messages: list, tokenizer) -> list:
         prompt = render(template, messages[:i], True, tokenizer)
         full = render(template, messages[:i + 1], False, tokenizer)
         if not (prompt.startswith(done) and full.startswith(prompt)):
-            raise ValueError("the chat template does not render a conversation as the beginning of its continuation, "
-                             "so the assistant's turns cannot be told apart; use another template")
+            raise ValueError(f"{chat_template.source_of(template)} does not render a conversation as the beginning of "
+                             f"its continuation, so the assistant's turns cannot be told apart; use another template")
         out += [(prompt[len(done):], False), (full[len(prompt):], True)]
         done = full
     rest = render(template, messages, False, tokenizer)[len(done):]
@@ -223,8 +214,8 @@ class Records:
         first = kinds[0][1]
         for n, k in kinds:
             if k != first:
-                raise ValueError(f"{path} line {n} is a {k} record but the file's first is a {first} record; "
-                                 f"one file holds one kind of record")
+                raise ValueError(f"{path} line {n} is {with_article(k)} record but the file's first is "
+                                 f"{with_article(first)} record; one file holds one kind of record")
         self.kind = {"chat": "instruction"}.get(first, first)  # instruction, classification or choice
         self.source = path
         self.identity = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
@@ -241,6 +232,8 @@ class Records:
             n_val = max(1, int(len(self.examples) * VAL_FRACTION)) if len(self.examples) > 1 else 0
         self.splits = {"train": self.examples[:len(self.examples) - n_val] or self.examples,
                        "val": self.examples[len(self.examples) - n_val:] or self.examples}
+        # too few records to hold any out: both splits are all of them, and the held-out scores measure memory
+        self.val_is_train = not 0 < len(self.examples) - n_val < len(self.examples)
 
     def init_instruction(self, records, kinds, tokenizer, path) -> None:
         self.template = template_for(tokenizer, kinds[0][1])
@@ -299,11 +292,48 @@ class Records:
         longest = max(len(e.ids) for e in self.examples)
         return longest if self.kind == "classification" else longest - 1
 
-    def check_fits(self, block_size: int) -> None:
-        longest = max(self.examples, key=lambda e: len(e.ids))
-        if self.sequence_length > block_size:
-            raise ValueError(f"{self.source} line {longest.line} has {len(longest.ids)} tokens, more than the model's "
-                             f"context of {block_size} (--block-size) takes; shorten it or raise --block-size")
+    def fit(self, block_size: int, truncate: bool = False) -> str | None:
+        """Every record within a context of block_size tokens. A longer record is an error naming its line; with
+        truncate, it is cut to fit (cut below) or, when nothing to learn is left, dropped, and the line returned says
+        how many were (None: every record fits as it is)."""
+        limit = block_size if self.kind == "classification" else block_size + 1  # (an instruction's last token is
+        # only a target, never read)
+        long = [e for e in self.examples if len(e.ids) > limit]
+        if not long:
+            return None
+        if not truncate:
+            others = f" (and {len(long) - 1} more record{'s' * (len(long) > 2)})" if len(long) > 1 else ""
+            raise ValueError(f"{self.source} line {long[0].line} has {len(long[0].ids)} tokens, more than the model's "
+                             f"context of {block_size} takes{others}; shorten it, train with a larger --block-size, "
+                             f"or give --truncate to cut such records to fit")
+        total = len(self.examples)
+        fitted = {e.line: self.cut(e, limit) for e in long}  # line -> the record cut to fit, or None: dropped
+        def kept(examples: list) -> list:
+            return [fitted.get(e.line, e) for e in examples if fitted.get(e.line, e) is not None]
+
+        self.examples, self.splits = kept(self.examples), {name: kept(split) for name, split in self.splits.items()}
+        dropped = sum(e is None for e in fitted.values())
+        if not self.examples:
+            raise ValueError(f"every record of {self.source} is longer than the model's context of {block_size} tokens "
+                             f"with its prompt alone, so --truncate leaves nothing; shorten the prompts, or train with "
+                             f"a larger --block-size")
+        said = f"--truncate: {len(long) - dropped} of the {total} records of {self.source} cut to the context of " \
+               f"{block_size} tokens"
+        return said + (f", {dropped} dropped (no token of their completion fits)" if dropped else "")
+
+    def cut(self, example: Example, limit: int) -> Example | None:
+        """A record cut to `limit` tokens, as TRL's SFTTrainer and Hugging Face's tokenizers truncate: an instruction
+        on the right (its prompt kept, its completion cut short), None if no token of the completion is left; a
+        classified text before its <|extract|>, which the head reads and which therefore stays last (a tokenizer
+        truncates a text before it adds its special tokens)."""
+        if self.kind == "classification":
+            if limit < 2:  # (no room for a token of the text beside <|extract|>)
+                return None
+            return example._replace(ids=np.concatenate([example.ids[:limit - 1], example.ids[-1:]]))
+        trained = example.trained[:limit]
+        if not trained[1:].any():
+            return None
+        return example._replace(ids=example.ids[:limit], trained=trained)
 
     def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
         """B random records of the split: see batch."""

@@ -1,4 +1,4 @@
-"""The C backend: the kernels of kernels/ (shipped inside the package as minigpt.kernels), compiled on first use
+"""The C backend: the kernels of kernels/ (this package's data, minigpt/backends/c/kernels), compiled on first use
 into the cache directory and loaded with cffi in out-of-line ABI mode (a plain shared library: no Python headers
 needed; the declarations of minigpt.h are parsed once, when the library is built, into a small Python module
 beside it, rather than by every process that loads it).
@@ -43,8 +43,11 @@ _lib = None
 
 
 def sources() -> Path:
-    """The directory of the C sources: kernels/ of the repository, installed as the package minigpt.kernels."""
-    return Path(str(resources.files("minigpt.kernels")))
+    """The directory of the C sources: kernels/ of the repository, which this package holds as its data
+    (minigpt/backends/c/kernels: a link to it in the repository, a copy of it once installed by `pip install .`).
+    kernels/ itself is no Python package, so that it does not hide PyPI's `kernels` from a program run in the
+    repository's root."""
+    return Path(str(resources.files("minigpt.backends.c") / "kernels"))
 
 
 def machine_id() -> str:
