@@ -157,7 +157,9 @@ from pathlib import Path
 here = Path.cwd().resolve()
 for name in sys.argv[1:]:
     spec = importlib.util.find_spec(name)
-    if spec is not None and spec.origin is not None and here in Path(spec.origin).resolve().parents:
+    # the directory's own folder or module of that name (not a package installed in a virtual environment there)
+    if spec is not None and spec.origin is not None and Path(spec.origin).resolve() in (here / name / "__init__.py",
+                                                                                         here / f"{name}.py"):
         print(name, spec.origin)
 """
 

@@ -46,6 +46,20 @@ def model_arguments(p) -> None:
                         "else the cores that other programs leave free)")
 
 
+def sampling_arguments(p, max_new_tokens: int, what: str) -> None:
+    """The flags of a command that samples (sample, chat): how many tokens at most, and how each is drawn."""
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N",
+                   help=f"{what} (default: {max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="X",
+                   help="divides the logits: below 1 sharper, above 1 flatter (default: 0.8)")
+    p.add_argument("--top-k", type=int, default=200, metavar="K",
+                   help="sample among the K likeliest tokens (default: 200)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample among the likeliest tokens whose probabilities add up to P (default: off)")
+    p.add_argument("--greedy", action="store_true",
+                   help="always take the most likely token (ignores temperature, top-k, top-p)")
+    p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
+
 def thread_count(value: str) -> int:
     """--threads N (argparse's type): 1 to MAX_THREADS; more than the cores is capped when it is used
     (minigpt/runtime.py, within_cores)."""

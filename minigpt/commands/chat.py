@@ -10,19 +10,11 @@ DESCRIPTION = ("Talk with a fine-tuned model: each line is a user turn, the mode
 
 
 def add_arguments(p) -> None:
-    from minigpt.commands import model_arguments
+    from minigpt.commands import model_arguments, sampling_arguments
 
     model_arguments(p)
     p.add_argument("--system", help="a system message that opens the conversation (default: none)")
-    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N", help="the longest reply (default: 200)")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="X",
-                   help="divides the logits: below 1 sharper, above 1 flatter (default: 0.8)")
-    p.add_argument("--top-k", type=int, default=200, metavar="K",
-                   help="sample among the K likeliest tokens (default: 200)")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample among the likeliest tokens whose probabilities add up to P (default: off)")
-    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
+    sampling_arguments(p, 200, "the longest reply")
 
 
 def sampling(args) -> dict:

@@ -5,21 +5,13 @@ DESCRIPTION = None
 
 
 def add_arguments(p) -> None:
-    from minigpt.commands import model_arguments
+    from minigpt.commands import model_arguments, sampling_arguments
 
     model_arguments(p)
     p.add_argument("--prompt", help="text to continue (default: a newline)")
-    p.add_argument("--max-new-tokens", type=int, default=500, metavar="N", help="tokens to generate (default: 500)")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="X",
-                   help="divides the logits: below 1 sharper, above 1 flatter (default: 0.8)")
-    p.add_argument("--top-k", type=int, default=200, metavar="K",
-                   help="sample among the K likeliest tokens (default: 200)")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample among the likeliest tokens whose probabilities add up to P (default: off)")
-    p.add_argument("--greedy", action="store_true", help="always take the most likely token (ignores temperature, top-k, top-p)")
+    sampling_arguments(p, 500, "tokens to generate")
     p.add_argument("--num-samples", type=int, default=1, metavar="N",
                    help="samples to draw, printed one after another (default: 1)")
-    p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
     p.add_argument("--stop", help="stop a sample once it contains this text (default: none, --max-new-tokens ends it)")
     p.add_argument("--chat", action="store_true", help="--prompt is a user's message: print the reply of a model "
                                                         "fine-tuned on records, formatted by its chat template")
