@@ -1,5 +1,5 @@
 """Where a command writes, checked once, before any work, by every command that writes: `eval --json`, `inspect
---html`, `plot --output`, `tokenizer train --out`, `export --hf`, `--peft` and `--llmc`, `train --out-dir`.
+--html`, `plot --output`, `tokenizer train --out`, `export --hf`, `--peft`, `--llmc` and `--gguf`, `train --out-dir`.
 
     outputs.check(args.json, "--json")                                   # a file, replaced whole
     outputs.check(args.out, "--out", DIRECTORY, force=args.force)        # a directory: new, or empty unless --force

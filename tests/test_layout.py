@@ -21,7 +21,7 @@ LAYERS = [  # bottom to top: a module may import from its own layer and those be
     ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
     ["minigpt.backends", "minigpt.data"],
     ["minigpt.lora", "minigpt.gpt2", "minigpt.llama", "minigpt.model"],
-    ["minigpt.hf", "minigpt.hub", "minigpt.llmc", "minigpt.checkpoint", "minigpt.runlog", "minigpt.outputs",
+    ["minigpt.hf", "minigpt.hub", "minigpt.llmc", "minigpt.gguf", "minigpt.checkpoint", "minigpt.runlog", "minigpt.outputs",
      "minigpt.load", "minigpt.evaluation", "minigpt.chat"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],

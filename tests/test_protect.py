@@ -186,11 +186,12 @@ def writers(run: Path, text: Path, records: Path, target: Path) -> dict:
         "--hf": ["export", "--out-dir", str(run), "--hf", str(target), "--force"],
         "--peft": ["export", "--out-dir", str(run), "--peft", str(target), "--force"],
         "--llmc": ["export", "--out-dir", str(run), "--llmc", str(target), "--force"],
+        "--gguf": ["export", "--out-dir", str(run), "--gguf", str(target), "--force"],
         "--out-dir": ["train", "--data", str(text), "--out-dir", str(target), "--max-iters", "2", *RUN],
     }
 
 
-FLAGS = ["--json", "--html", "--output", "--out", "--hf", "--peft", "--llmc", "--out-dir"]
+FLAGS = ["--json", "--html", "--output", "--out", "--hf", "--peft", "--llmc", "--gguf", "--out-dir"]
 RUN_FILES = ["checkpoints.json", "log.jsonl", "saving.json", "ckpt-000020", "ckpt-000020/tokenizer.json",
              "ckpt-000010/sub/x", "ckpt-000099", "ckpt-000099/x", "x.tmp-7"]
 
@@ -262,7 +263,7 @@ def bad_paths(tmp_path: Path) -> dict:
             "missing directory": tmp_path / "nowhere" / "x.json"}
 
 
-FILE_FLAGS = ("--json", "--html", "--output", "--llmc")  # the others write a directory, made with its parents
+FILE_FLAGS = ("--json", "--html", "--output", "--llmc", "--gguf")  # the others write a directory, made with its parents
 
 
 @pytest.mark.parametrize("flag,bad", [(flag, bad) for flag in FLAGS for bad in BAD

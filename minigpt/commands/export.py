@@ -1,9 +1,10 @@
 """`minigpt export`: a checkpoint as a Hugging Face directory (minigpt/hf.py; a LoRA run's with its adapters merged,
 a classifier's as *ForSequenceClassification), its LoRA adapters as PEFT saves them (minigpt/lora.py; with the
-embedding rows of the tokens the fine-tune added, and the tokenizer beside them), or an llm.c model file
-(minigpt/llmc.py), read back and compared before the command says it is done."""
+embedding rows of the tokens the fine-tune added, and the tokenizer beside them), an llm.c model file
+(minigpt/llmc.py), or a GGUF file that llama.cpp runs (minigpt/gguf.py), read back and compared before the command
+says it is done."""
 
-HELP = "write a checkpoint as a Hugging Face directory, PEFT adapters or an llm.c model file"
+HELP = "write a checkpoint as a Hugging Face directory, PEFT adapters, an llm.c model file or a GGUF file"
 DESCRIPTION = None
 
 
@@ -15,6 +16,10 @@ def add_arguments(p) -> None:
                                                  "adapter_model.safetensors and the tokenizer's files, as PEFT's "
                                                  "save_pretrained writes them")
     p.add_argument("--llmc", metavar="FILE", help="write llm.c's model file (version 3, float32) here")
+    p.add_argument("--gguf", metavar="FILE", help="write a GGUF file here, with the tokenizer and chat template: "
+                                                  "llama.cpp and Ollama run it")
+    p.add_argument("--gguf-type", choices=("f32", "f16", "q8_0"), default="f32",
+                   help="the GGUF file's weights: f32 (exact, the default), f16, or q8_0 (8 bits, blocks of 32)")
     p.add_argument("--force", action="store_true", help="replace an existing file, or write into a non-empty directory")
 
 
@@ -35,18 +40,25 @@ def check_target(path, flag: str, force: bool, directory: bool) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from minigpt import hf, llmc, load, lora
+    from minigpt import gguf, hf, llmc, load, lora
     from minigpt.data import load_tokenizer
     from minigpt.files import directory_write
     from minigpt.model import HEAD
 
-    if sum(x is not None for x in (args.hf, args.peft, args.llmc)) != 1:
-        raise ValueError("give one of --hf DIR (a Hugging Face directory), --peft DIR (LoRA adapters) or --llmc FILE "
-                         "(llm.c's model file)")
-    flag = "--hf" if args.hf is not None else "--peft" if args.peft is not None else "--llmc"
-    check_target(args.hf or args.peft or args.llmc, flag, args.force, directory=args.llmc is None)
+    if sum(x is not None for x in (args.hf, args.peft, args.llmc, args.gguf)) != 1:
+        raise ValueError("give one of --hf DIR (a Hugging Face directory), --peft DIR (LoRA adapters), --llmc FILE "
+                         "(llm.c's model file) or --gguf FILE (llama.cpp's)")
+    flag = "--hf" if args.hf is not None else "--peft" if args.peft is not None else "--llmc" if args.llmc else "--gguf"
+    check_target(args.hf or args.peft or args.llmc or args.gguf, flag, args.force,
+                 directory=args.hf is not None or args.peft is not None)
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint)
     config, params = model.config, model.params
+    if args.gguf is not None:
+        written = gguf.save(model, tokenizer, args.gguf, args.gguf_type)
+        if not gguf.read_back(args.gguf, written):  # gguf's own reader finds every tensor as it was written
+            raise RuntimeError(f"{args.gguf} does not read back as the tensors written to it")
+        print(f"wrote {args.gguf} (GGUF, {args.gguf_type}): llama.cpp runs it (llama-cli -m {args.gguf})")
+        return 0
     if args.peft is not None:
         if config.lora_rank is None:
             raise ValueError(f"{args.out_dir} trained no LoRA adapters (train with --lora-rank R); export it with --hf")
