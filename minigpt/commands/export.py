@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--gguf", metavar="FILE", help="write a GGUF file here, with the tokenizer and chat template: "
                                                   "llama.cpp and Ollama run it")
     p.add_argument("--gguf-type", choices=("f32", "f16", "q8_0"), default="f32",
-                   help="the GGUF file's weights: f32 (exact, the default), f16, or q8_0 (8 bits, blocks of 32)")
+                   help="the GGUF file's weights: f32 (exact), f16, or q8_0 (8 bits, blocks of 32) (default: f32)")
     p.add_argument("--force", action="store_true", help="replace an existing file, or write into a non-empty directory")
 
 
