@@ -44,6 +44,9 @@ def resolve(path, which: str = "best") -> Path:
     held = sorted(p.name for p in path.glob("ckpt-*") if NAME.fullmatch(p.name) and is_checkpoint(p))
     if held and not (path / INTENT).exists():  # checkpoints.json lost, or a checkpoint copied in (not a first save
         # under way, which has its intent): each checkpoint is still a model directory
+        pointer = read_pointer(path)  # (unless a first save committed since the pointer was read above: a save
+        if pointer is not None:  # removes its intent only after its pointer is in place)
+            return path / pointer[which]
         raise FileNotFoundError(f"{path} has no {POINTER} but holds {', '.join(held)}: read one of them "
                                 f"(--out-dir {path / held[-1]}), or write {POINTER} again with minigpt train "
                                 f"--resume --out-dir {path}")

@@ -409,3 +409,25 @@ def test_a_run_on_the_default_text_keeps_its_path_to_resume_without_the_environm
     code, err = cli(capsys, "train", "--resume", "--out-dir", str(out), "--max-iters", "7")
     assert code == 0, err
     assert [r["iter"] for r in read_log(out)] == list(range(1, 8))
+
+
+def test_a_reader_that_finds_a_checkpoint_before_its_pointer_reads_the_committed_one(run, monkeypatch):
+    # a reader beside a run's first save: it reads no checkpoints.json, then the save commits its pointer and removes
+    # its intent, then the reader finds ckpt-N; a save removes its intent only after its commit, so the pointer is
+    # there to read again, and the reader reads it rather than call the run's pointer lost
+    from minigpt import load
+
+    real = load.read_pointer
+    calls = []
+
+    def before_the_commit_once(path):
+        calls.append(path)
+        return None if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(load, "read_pointer", before_the_commit_once)
+    assert not (run / checkpoint.INTENT).exists()
+    assert load.resolve(run, "latest") == run / "ckpt-000020"
+    assert len(calls) == 2
+    monkeypatch.setattr(load, "read_pointer", lambda path: None)  # (and a pointer really lost is still said so)
+    with pytest.raises(FileNotFoundError, match="has no checkpoints.json but holds ckpt-000010, ckpt-000020"):
+        load.resolve(run, "latest")
