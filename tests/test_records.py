@@ -130,6 +130,10 @@ def test_chat_records_learn_the_assistants_turns_only_in_chatml(tmp_path, transf
     ('{"prompt": "1=", "completion": 5}', "line 2: completion must be a string"),
     ('{"messages": [{"role": "bot", "content": "x"}]}', "line 2 is a chat record"),
     ('{"prompt": "1=", "choices": ["1", "2"], "answer": 0}', "line 2 is a choice record"),
+    # what Python's own parser refuses with its own message, or not at all
+    ("[" * 100_000 + "]" * 100_000, "line 2 nests its JSON 100,000 levels deep"),
+    ('{"prompt": "\\ud800", "completion": "a"}', "line 2: prompt holds a lone surrogate"),
+    ('{"prompt": "a", "completion": "b", "n": 1' + "0" * 5000 + "}", "line 2 holds an integer of more than 4,300"),
 ])
 def test_a_bad_record_is_one_line_naming_its_file_and_line(tmp_path, capsys, line, fragment):
     path = tmp_path / "bad.jsonl"

@@ -465,20 +465,6 @@ def test_a_safetensors_header_python_cannot_take_is_one_line_naming_the_file(tmp
     one_line(e.value, str(path), "damaged", fragment)
 
 
-@pytest.mark.parametrize("line, fragment", [
-    (DEEP, "line 2 nests its JSON 100,000 levels deep"),
-    ('{"prompt": "\\ud800", "completion": "a"}', "line 2: prompt holds a lone surrogate"),
-    ('{"prompt": "a", "completion": "b", "n": 1' + "0" * 5000 + "}", "line 2 holds an integer of more than 4,300"),
-], ids=["deep", "surrogate", "digits"])
-def test_a_jsonl_line_python_cannot_read_is_one_line_naming_the_file_and_line(tmp_path, capsys, line, fragment):
-    path = tmp_path / "data.jsonl"
-    path.write_text('{"prompt": "ab", "completion": "ba"}\n' + line + "\n")
-    code, err = cli(capsys, "train", "--data", str(path), "--out-dir", str(tmp_path / "run"), "--max-iters", "1")
-    assert code == 1
-    error_line(err, str(path), fragment)
-    assert not (tmp_path / "run").exists()
-
-
 # --- JSONL: lines end at \n (or \r\n) only -------------------------------------------------------------------------
 
 # every character a UTF-8 file can hold (a lone surrogate is none: it is refused, test_untrusted above)
