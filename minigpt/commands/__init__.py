@@ -60,6 +60,15 @@ def sampling_arguments(p, max_new_tokens: int, what: str) -> None:
                    help="always take the most likely token (ignores temperature, top-k, top-p)")
     p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
 
+
+def use_threads(threads: int | None) -> None:
+    """The --threads of a command that runs a model (None: the runtime's default), at most the cores: a larger count
+    is capped and said (minigpt/runtime.py, within_cores)."""
+    from minigpt import runtime
+
+    runtime.set_threads(runtime.within_cores(threads, report))
+
+
 def thread_count(value: str) -> int:
     """--threads N (argparse's type): 1 to MAX_THREADS; more than the cores is capped when it is used
     (minigpt/runtime.py, within_cores)."""

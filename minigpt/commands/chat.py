@@ -30,12 +30,12 @@ def run(args) -> int:
 
     import numpy as np
 
-    from minigpt import load, runtime
+    from minigpt import load
     from minigpt.chat import Refused, check_message, reply, template_of
-    from minigpt.commands import report
+    from minigpt.commands import report, use_threads
 
     options = sampling(args)
-    runtime.set_threads(runtime.within_cores(args.threads, report))
+    use_threads(args.threads)
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     template_of(tokenizer)  # no template: say so before the first prompt
     if args.system:

@@ -69,13 +69,13 @@ def table(result: dict) -> str:
 def run(args) -> int:
     import json
 
-    from minigpt import load, outputs, runtime
-    from minigpt.commands import report
+    from minigpt import load, outputs
+    from minigpt.commands import report, use_threads
     from minigpt.files import atomic_write
 
     if args.json:  # checked before the scores are computed, not after
         outputs.check(args.json, "--json")
-    runtime.set_threads(runtime.within_cores(args.threads, report))
+    use_threads(args.threads)
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     result = score(model, tokenizer, args.data, args.truncate, report)
     print(table(result), flush=True)  # (first: a --json that fails now still leaves the scores on the screen)

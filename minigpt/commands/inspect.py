@@ -20,8 +20,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from minigpt import checkpoint, inspect, load, outputs, runtime
-    from minigpt.commands import report
+    from minigpt import checkpoint, inspect, load, outputs
+    from minigpt.commands import report, use_threads
     from minigpt.runlog import LOG, read_log
 
     if args.top_k < 1:
@@ -30,7 +30,7 @@ def run(args) -> int:
     is_run = (Path(args.out_dir) / checkpoint.POINTER).is_file()
     html_path = Path(args.html) if args.html else (Path(args.out_dir) if is_run else Path.cwd()) / "inspect.html"
     outputs.check(html_path, "--html")  # (before any work, as the page's other checks)
-    runtime.set_threads(runtime.within_cores(args.threads, report))
+    use_threads(args.threads)
     model, tokenizer, ckpt, train = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     task = train.task if train is not None else None  # (None: a Hugging Face directory)
     prompt = args.prompt if args.prompt is not None else inspect.default_prompt(model, tokenizer, task)

@@ -32,14 +32,14 @@ def run(args) -> int:
     import codecs
     import sys
 
-    from minigpt import load, runtime
-    from minigpt.commands import report
+    from minigpt import load
+    from minigpt.commands import use_threads
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
     from minigpt.generate import check_memory, stream
 
     check_flags(args)
-    runtime.set_threads(runtime.within_cores(args.threads, report))
+    use_threads(args.threads)
     model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
     if args.chat:
         return chat_reply(args, model, tokenizer)
