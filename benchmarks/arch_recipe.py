@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -35,9 +36,9 @@ def find_data() -> Path:
 
 def num_params(arch: str) -> int:
     from minigpt import GPT
-    from minigpt.config import TrainConfig
+    from minigpt.config import recipe_model
 
-    return GPT(TrainConfig(arch=arch).model_config(vocab_size=65)).num_params()
+    return GPT(replace(recipe_model(arch=arch), vocab_size=65)).num_params()
 
 
 def train(arch: str, seed: int, work: Path, threads: int | None) -> dict:

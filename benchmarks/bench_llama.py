@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -51,13 +52,13 @@ def worker_step(arch: str, steps: int, threads: int) -> dict:
     import numpy as np
 
     from minigpt import GPT, runtime
-    from minigpt.config import TrainConfig
+    from minigpt.config import TrainConfig, recipe_model
     from minigpt.optim import AdamW, clip_grad_norm
 
     runtime.configure(threads)  # as the `minigpt` command does
-    cfg = TrainConfig(arch=arch)
-    config = cfg.model_config(vocab_size=65)
-    B, T = cfg.batch_size, cfg.block_size
+    cfg = TrainConfig(model=recipe_model(arch=arch))
+    config = replace(cfg.model, vocab_size=65)
+    B, T = cfg.batch_size, config.block_size
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 65, size=(B, T)), rng.integers(0, 65, size=(B, T))
     model = GPT(config, backend="auto")  # the default backend, as `minigpt train` picks it

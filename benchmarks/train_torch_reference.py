@@ -10,6 +10,7 @@ trainings differ only in who computes the gradients and the updates.
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,10 +25,12 @@ from torch_gpt import TorchGPT
 def train_torch(cfg: TrainConfig, same_init: bool = False) -> dict:
     """Train TorchGPT as `minigpt train` would train its model with `cfg`; evaluate on minigpt's batches."""
     data = TextDataset.load(cfg.data)
-    bias = cfg.model_config(data.vocab_size).bias  # the family's default when the run leaves it out (GPT-2: biases)
-    model = TorchGPT(data.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, bias, seed=cfg.seed)
+    data.fit(cfg.model.block_size)  # windows of the context, as minigpt train reads them
+    config = replace(cfg.model, vocab_size=data.vocab_size)  # (bias: the family's when the run leaves it out)
+    model = TorchGPT(data.vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd, config.bias,
+                     seed=cfg.seed)
     if same_init:
-        init = GPT(cfg.model_config(data.vocab_size), seed=cfg.seed).params
+        init = GPT(config, seed=cfg.seed).params
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in init.items()})
     opt = model.configure_optimizer(cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     sampler = np.random.default_rng(cfg.seed)  # minigpt's training batches, in minigpt's order
@@ -36,8 +39,8 @@ def train_torch(cfg: TrainConfig, same_init: bool = False) -> dict:
         lr = get_lr(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.decay_iters)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = data.get_batch("train", cfg.batch_size, cfg.block_size, sampler)
-        _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        batch = data.get_batch("train", cfg.batch_size, sampler)
+        _, loss = model(torch.from_numpy(batch.x), torch.from_numpy(batch.y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -47,8 +50,8 @@ def train_torch(cfg: TrainConfig, same_init: bool = False) -> dict:
     with torch.no_grad():
         for i, split in enumerate(("train", "val")):
             rng = np.random.default_rng([cfg.seed, 2, i])  # minigpt's evaluation batches
-            losses = [model(*map(torch.from_numpy, data.get_batch(split, cfg.batch_size, cfg.block_size, rng)))[1].item()
-                      for _ in range(cfg.eval_iters)]
+            batches = [data.get_batch(split, cfg.batch_size, rng) for _ in range(cfg.eval_iters)]
+            losses = [model(torch.from_numpy(b.x), torch.from_numpy(b.y))[1].item() for b in batches]
             result[f"{split}_loss"] = float(np.mean(losses))
     return result
 
@@ -62,7 +65,7 @@ def main():
     parser.add_argument("--same-init", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(data=args.data, bias=not args.no_bias, seed=args.seed)
+    cfg = TrainConfig.from_dict(dict(data=args.data, bias=not args.no_bias, seed=args.seed))
     print(json.dumps(train_torch(cfg, args.same_init)))
 
 

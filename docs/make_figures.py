@@ -33,7 +33,8 @@ def attention_figure(run_dir: Path, out: Path) -> None:
     from minigpt import load
     from minigpt.inspect import analyse
 
-    model, tokenizer = load.load_model(load.resolve(run_dir, "best"))  # the reference ops
+    best = load.read(run_dir, "best")
+    model, tokenizer = load.build_model(best), best.tokenizer  # the reference ops
     a = analyse(model, tokenizer, PROMPT)
     att, labels = a["attention"], a["tokens"]  # (L, nh, T, T)
     L, nh = att.shape[:2]
@@ -93,8 +94,8 @@ def gradcheck_errors(seeds: int = 30) -> dict:
         rng = np.random.default_rng(seed)
         B, T, C, nh = 2, 5, 6, 2
         x, w, b = rng.normal(size=(B, T, C)), rng.normal(size=C), rng.normal(size=C)
-        attn = {"x": x, "w_attn": 0.3 * rng.normal(size=(C, 3 * C)), "b_attn": 0.3 * rng.normal(size=3 * C),
-                "w_proj": rng.normal(size=(C, C)), "b_proj": rng.normal(size=C)}
+        attn = {"q": 0.5 * rng.normal(size=(B, T, nh, C // nh)), "k": 0.5 * rng.normal(size=(B, T, nh, C // nh)),
+                "v": rng.normal(size=(B, T, nh, C // nh))}
         idx = rng.integers(0, 3, size=(B, T))
         emb = {"wte": rng.normal(size=(3, C)), "wpe": rng.normal(size=(T, C))}
         targets = rng.integers(0, 7, size=(B, T))
@@ -103,8 +104,7 @@ def gradcheck_errors(seeds: int = 30) -> dict:
                           embedding_backward_overwriting),
             "layernorm": (layernorm.forward, layernorm.backward, {"x": x, "w": w, "b": b}, None),
             "linear": (linear.forward, linear.backward, {"x": x, "w": rng.normal(size=(C, 4)), "b": rng.normal(size=4)}, None),
-            "attention": (lambda **a: attention.forward(**a, n_head=nh), attention.backward, attn,
-                          attention_backward_ignoring_mask),
+            "attention": (attention.forward, attention.backward, attn, attention_backward_ignoring_mask),
             "gelu": (gelu.forward, gelu.backward, {"x": 2 * x}, None),
             "softmax": (softmax.forward, softmax.backward, {"x": 2 * x}, None),
             "cross_entropy": (lambda logits: cross_entropy.forward(logits, targets), cross_entropy.backward,
@@ -166,9 +166,11 @@ def data_flow_rows() -> list:
     logits, _ = model.forward(idx, idx)
     cache = model.cache
     block = cache.blocks[0]
-    q, _, _, preatt = attention.scores(block.attend.qkv, nh, nh)
+    q, k = attention.swap_heads(block.attention.q), attention.repeat_kv(block.attention.k, nh)  # (B, nh, T, hs) x2
+    preatt = attention.scores(q, k)  # (B, nh, T, T)
     shape = {"idx": idx.shape, "x": block.ln_1.x.shape, "a": block.c_attn.x.shape,
-             "qkv": block.attend.qkv.shape, "q": q.shape, "att": preatt.shape, "y": block.attn_c_proj.x.shape,
+             "qkv": (*block.c_attn.x.shape[:2], block.c_attn.w.shape[1]), "q": q.shape, "att": preatt.shape,
+             "y": block.attn_c_proj.x.shape,
              "h": block.gelu.x.shape, "g": block.c_proj.x.shape, "logits": logits.shape, "loss": ()}
     s = {k: symbolic(v) for k, v in shape.items()}
     return [

@@ -2,8 +2,10 @@
  * and the products with the values, in one pass per head through a tile that stays in the cache; nothing
  * (B, nh, T, T) is written, and the forward keeps only the log-sum-exp of each row (lse), from which the backward
  * recomputes the probabilities, as FlashAttention does. The tile products are the matmul of gemm.c, on this
- * thread (its micro-kernel, its packing), reading the heads straight from qkv's (B, T, (nh + 2 nkv) hs) rows through
- * strides: the nh query heads, then the nkv key heads and the nkv value heads. Query head h reads key/value head
+ * thread (its micro-kernel, its packing), reading each head straight from the rows of q (B, T, nh, hs) and of k and v
+ * (B, S, nkv, hs) through strides: a row holds a position's heads side by side, and the rows and batches of q, k and v
+ * may lie further apart than that (q_row, q_batch, kv_row, kv_batch, in elements: GPT-2's q, k and v are views of its
+ * c_attn output, (B, T, 3C), and a decoding step's k and v views of its key/value cache), so none is copied. Query head h reads key/value head
  * h / (nh / nkv) (grouped-query attention; GPT-2's is nkv = nh).
  * A row's max and sums run as `omp simd` reductions: in several partial results, the only reordering of a sum
  * these kernels allow besides the matmul's. Reference: minigpt/ops/attention.py; math: docs/ops/attention.md
@@ -11,12 +13,14 @@
  * Included twice by minigpt.c (real = float, double). */
 
 /* --8<-- [start:forward] */
-/* qkv (B, S, (nh + 2 nkv) hs), the rows of P cached positions and then T new ones -> y (B, T, nh hs),
- * lse (B, nh, T). mask (B, nh, T, S) is dropout's mask on the probabilities, or NULL. */
-void FN(attention_forward)(real* y, real* lse, const real* qkv, const real* mask, int B, int S, int n_head,
-                           int n_kv_head, int hs, int P) {
-    int T = S - P, group = n_head / n_kv_head;
-    long W = (long)(n_head + 2 * n_kv_head) * hs, D = (long)n_head * hs;  /* a row of qkv, a row of y */
+/* q (B, T, nh, hs), the queries of T new positions; k and v (B, S, nkv, hs), the keys and values of P cached positions
+ * and then of the T new ones (S = P + T) -> y (B, T, nh hs), lse (B, nh, T). mask (B, nh, T, S) is dropout's mask on
+ * the probabilities, or NULL. */
+void FN(attention_forward)(real* y, real* lse, const real* q, const real* k, const real* v, const real* mask, int B,
+                           int T, int S, int n_head, int n_kv_head, int hs, long q_row, long q_batch, long kv_row,
+                           long kv_batch) {
+    int P = S - T, group = n_head / n_kv_head;
+    long D = (long)n_head * hs;  /* a row of y */
     real scale = (real)(1.0 / sqrt((double)hs));
     #pragma omp parallel if ((long)B * n_head * T * S * hs >= PARALLEL_MIN_WORK)
     {
@@ -24,10 +28,10 @@ void FN(attention_forward)(real* y, real* lse, const real* qkv, const real* mask
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * n_head; bh++) {
             int b = bh / n_head, h = bh % n_head, j = h / group;  /* j: the key/value head of h's group */
-            const real* q = qkv + ((long)b * S + P) * W + (long)h * hs;  /* (T, hs), rows W apart */
-            const real* k = qkv + (long)b * S * W + (long)(n_head + j) * hs;  /* (S, hs) */
-            const real* v = k + (long)n_kv_head * hs;  /* (S, hs) */
-            FN(gemm)(T, S, hs, q, W, 1, k, 1, W, att, S, NULL, 0, 0);  /* q k^T: k^T[d, s] = k[s, d] */
+            const real* q_h = q + b * q_batch + (long)h * hs;  /* (T, hs), rows q_row apart */
+            const real* k_j = k + b * kv_batch + (long)j * hs;  /* (S, hs), rows kv_row apart */
+            const real* v_j = v + b * kv_batch + (long)j * hs;  /* (S, hs), rows kv_row apart */
+            FN(gemm)(T, S, hs, q_h, q_row, 1, k_j, 1, kv_row, att, S, NULL, 0, 0);  /* q k^T: k^T[d, s] = k[s, d] */
             for (int t = 0; t < T; t++) {
                 real* row = att + (long)t * S;
                 int n = P + t + 1;  /* query t sees keys 0 .. P + t */
@@ -49,7 +53,8 @@ void FN(attention_forward)(real* y, real* lse, const real* qkv, const real* mask
                 for (int s = n; s < S; s++)
                     row[s] = 0;  /* the future */
             }
-            FN(gemm)(T, hs, S, att, S, 1, v, W, 1, y + (long)b * T * D + (long)h * hs, D, NULL, 0, 0);  /* y = att v */
+            real* y_h = y + (long)b * T * D + (long)h * hs;  /* (T, hs), rows D apart */
+            FN(gemm)(T, hs, S, att, S, 1, v_j, kv_row, 1, y_h, D, NULL, 0, 0);  /* y = att v */
         }
         free(att);
     }
@@ -57,13 +62,17 @@ void FN(attention_forward)(real* y, real* lse, const real* qkv, const real* mask
 /* --8<-- [end:forward] */
 
 /* --8<-- [start:backward] */
-/* dy (B, T, nh hs) -> dqkv (B, T, (nh + 2 nkv) hs), from qkv, the forward's y and lse, and dropout's mask (or NULL).
- * The threads share out the (batch, key/value head) pairs: the query heads of one group run on one thread, one after
- * the other, each adding its part of the group's dk and dv (eq. (GQA-dk)), so no two threads write the same rows. */
-void FN(attention_backward)(real* dqkv, const real* dy, const real* qkv, const real* y, const real* lse,
-                            const real* mask, int B, int T, int n_head, int n_kv_head, int hs) {
+/* dy (B, T, nh hs) -> dq (B, T, nh, hs), dk and dv (B, T, nkv, hs), from q, k, v, the forward's y and lse, and
+ * dropout's mask (or NULL); dq, dk and dv written through strides too (GPT-2's lie side by side in one array, the
+ * gradient of its c_attn output: (AT-dv) and (AT-dk) are the eqs. of the dv and dk products below). The threads share out the (batch, key/value head) pairs: the query heads of one group run
+ * on one thread, one after the other, each adding its part of the group's dk and dv (eq. (GQA-dk)), so no two threads
+ * write the same rows. */
+void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const real* q, const real* k, const real* v,
+                            const real* y, const real* lse, const real* mask, int B, int T, int n_head, int n_kv_head,
+                            int hs, long q_row, long q_batch, long kv_row, long kv_batch, long dq_row, long dq_batch,
+                            long dkv_row, long dkv_batch) {
     int group = n_head / n_kv_head;
-    long W = (long)(n_head + 2 * n_kv_head) * hs, D = (long)n_head * hs;
+    long D = (long)n_head * hs;  /* a row of y and dy */
     real scale = (real)(1.0 / sqrt((double)hs));
     #pragma omp parallel if ((long)B * n_head * T * T * hs >= PARALLEL_MIN_WORK)
     {
@@ -72,18 +81,18 @@ void FN(attention_backward)(real* dqkv, const real* dy, const real* qkv, const r
         #pragma omp for schedule(static)
         for (int bj = 0; bj < B * n_kv_head; bj++) {
             int b = bj / n_kv_head, j = bj % n_kv_head;
-            const real* k = qkv + (long)b * T * W + (long)(n_head + j) * hs;  /* (T, hs), rows W apart */
-            const real* v = k + (long)n_kv_head * hs;
-            real* dk = dqkv + (long)b * T * W + (long)(n_head + j) * hs;  /* (T, hs) each, rows W apart */
-            real* dv = dk + (long)n_kv_head * hs;
+            const real* k_j = k + b * kv_batch + (long)j * hs;  /* (T, hs) each, rows kv_row apart */
+            const real* v_j = v + b * kv_batch + (long)j * hs;
+            real* dk_j = dk + b * dkv_batch + (long)j * hs;  /* (T, hs) each, rows dkv_row apart */
+            real* dv_j = dv + b * dkv_batch + (long)j * hs;
             for (int g = 0; g < group; g++) {
                 int h = j * group + g, bh = b * n_head + h;
-                const real* q = qkv + (long)b * T * W + (long)h * hs;  /* (T, hs), rows W apart */
-                const real* dy_h = dy + (long)b * T * D + (long)h * hs;  /* (T, hs), rows D apart */
+                const real* q_h = q + b * q_batch + (long)h * hs;  /* (T, hs), rows q_row apart */
+                const real* dy_h = dy + (long)b * T * D + (long)h * hs;
                 const real* y_h = y + (long)b * T * D + (long)h * hs;
-                real* dq = dqkv + (long)b * T * W + (long)h * hs;
-                FN(gemm)(T, T, hs, q, W, 1, k, 1, W, att, T, NULL, 0, 0);  /* q k^T: the scores, recomputed */
-                FN(gemm)(T, T, hs, dy_h, D, 1, v, 1, W, datt, T, NULL, 0, 0);  /* datt = dy v^T, eq. (AT-datt) */
+                real* dq_h = dq + b * dq_batch + (long)h * hs;  /* (T, hs), rows dq_row apart */
+                FN(gemm)(T, T, hs, q_h, q_row, 1, k_j, 1, kv_row, att, T, NULL, 0, 0);  /* q k^T: the scores, again */
+                FN(gemm)(T, T, hs, dy_h, D, 1, v_j, 1, kv_row, datt, T, NULL, 0, 0);  /* datt = dy v^T, eq. (AT-datt) */
                 for (int t = 0; t < T; t++) {
                     real *att_t = att + (long)t * T, *datt_t = datt + (long)t * T;
                     real lse_t = lse[(long)bh * T + t];
@@ -103,9 +112,9 @@ void FN(attention_backward)(real* dqkv, const real* dy, const real* qkv, const r
                         att_t[s] = datt_t[s] = 0;  /* the future */
                 }
                 int first = g == 0;  /* the group's first query head writes dk and dv; the others add to them */
-                FN(gemm)(T, hs, T, att, 1, T, dy_h, D, 1, dv, W, NULL, !first, 0);  /* dv (+)= att^T dy, eq. (AT-dv) */
-                FN(gemm)(T, hs, T, datt, T, 1, k, W, 1, dq, W, NULL, 0, 0);  /* dq = dpreatt k, eq. (AT-dq) */
-                FN(gemm)(T, hs, T, datt, 1, T, q, W, 1, dk, W, NULL, !first, 0);  /* dk (+)= dpreatt^T q, eq. (AT-dk) */
+                FN(gemm)(T, hs, T, att, 1, T, dy_h, D, 1, dv_j, dkv_row, NULL, !first, 0);  /* dv (+)= att^T dy */
+                FN(gemm)(T, hs, T, datt, T, 1, k_j, kv_row, 1, dq_h, dq_row, NULL, 0, 0);  /* dq = dpreatt k (AT-dq) */
+                FN(gemm)(T, hs, T, datt, 1, T, q_h, q_row, 1, dk_j, dkv_row, NULL, !first, 0);  /* dk (+)= dpreatt^T q */
             }
         }
         free(att);

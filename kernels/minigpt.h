@@ -16,10 +16,13 @@ void layernorm_forward_f32(float* out, float* mean, float* rstd, const float* x,
                            int N, int C, double eps);
 void layernorm_backward_f32(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                             const float* mean, const float* rstd, int N, int C);
-void attention_forward_f32(float* y, float* lse, const float* qkv, const float* mask, int B, int S, int n_head,
-                           int n_kv_head, int hs, int P);
-void attention_backward_f32(float* dqkv, const float* dy, const float* qkv, const float* y, const float* lse,
-                            const float* mask, int B, int T, int n_head, int n_kv_head, int hs);
+void attention_forward_f32(float* y, float* lse, const float* q, const float* k, const float* v, const float* mask,
+                           int B, int T, int S, int n_head, int n_kv_head, int hs, long q_row, long q_batch,
+                           long kv_row, long kv_batch);
+void attention_backward_f32(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
+                            const float* v, const float* y, const float* lse, const float* mask, int B, int T,
+                            int n_head, int n_kv_head, int hs, long q_row, long q_batch, long kv_row, long kv_batch,
+                            long dq_row, long dq_batch, long dkv_row, long dkv_batch);
 void gelu_forward_f32(float* out, const float* x, long n);
 void gelu_backward_f32(float* dx, const float* dout, const float* x, long n);
 void rmsnorm_forward_f32(float* out, float* rstd, const float* x, const float* w, int N, int C, double eps);

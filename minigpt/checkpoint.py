@@ -50,7 +50,7 @@ import numpy as np
 
 from minigpt import hf
 from minigpt import weights as safetensors
-from minigpt.config import TrainConfig
+from minigpt.config import GPTConfig, TrainConfig
 from minigpt.files import atomic_write, fault, fsync_dir, sha256_of, temporary
 from minigpt.runlog import LOG, Log, resume_log
 from minigpt.validate import check_object, read_json
@@ -319,12 +319,15 @@ def verified(ckpt: Path, f: str) -> Path:
     return path
 
 
-def read_train_config(ckpt: Path) -> TrainConfig:
-    """The TrainConfig saved in a checkpoint, checked."""
+def read_train_config(ckpt: Path, model: GPTConfig | None = None) -> TrainConfig:
+    """The TrainConfig saved in a checkpoint, checked: its train_config.json, and its model, `model` if it has been
+    read already (config.json, whole: train_config.json repeats its settings, and is not read for them)."""
     path = verified(ckpt, "train_config.json")
     d = check_object(read_json(path), path, {})
+    if model is None:
+        model = hf.read_config(verified(ckpt, "config.json"))
     try:
-        return TrainConfig.from_dict(d, source=str(path))
+        return TrainConfig.from_dict(d, source=str(path), model=model)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 

@@ -1,5 +1,5 @@
-"""The `minigpt` command: `minigpt train`, `sample`, `chat`, `eval`, `export`, `tokenizer`, `inspect`, `plot`, one
-module each in minigpt/commands.
+"""The `minigpt` command: `minigpt train`, `sample`, `chat`, `eval`, `export`, `tokenizer`, `inspect`, `plot`, `data`,
+one module each in minigpt/commands.
 
 Every error ends the command with one line on stderr (`minigpt: error: ...`) and the exit status below, never a
 traceback. Only the standard library is imported before `main` runs, and a Ctrl-C is handled from its first line
@@ -23,14 +23,14 @@ def build_parser():
     import argparse
 
     from minigpt import __version__
-    from minigpt.commands import Parser, chat, eval, export, inspect, plot, sample, tokenizer, train
+    from minigpt.commands import Parser, chat, data, eval, export, inspect, plot, sample, tokenizer, train
 
     parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.",
                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, command in (("train", train), ("sample", sample), ("chat", chat), ("eval", eval), ("export", export),
-                          ("tokenizer", tokenizer), ("inspect", inspect), ("plot", plot)):
+                          ("tokenizer", tokenizer), ("inspect", inspect), ("plot", plot), ("data", data)):
         p = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
         command.add_arguments(p)
         p.set_defaults(run=command.run)

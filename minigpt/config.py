@@ -7,16 +7,16 @@ those (tests/test_layout.py checks that they agree).
 
 import math
 import types
-from dataclasses import Field, dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 
 BACKENDS = ("numpy", "numba", "c", "auto")  # how the ops are computed (minigpt/backends); auto: the fastest that loads
-TASKS = ("sort", "add", "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct")  # the built-in
+TASK_NAMES = ("sort", "add", "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct")  # the built-in
 # synthetic tasks (minigpt/data/tasks.py) and the fine-tuning tasks made as records (minigpt/data/record_tasks.py)
 TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
 
-PRESETS = ("speedrun",)  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
+PRESET_NAMES = ("speedrun",)  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
 ARCHS = ("gpt2", "llama", "qwen3")  # the families of blocks minigpt builds (minigpt/gpt2.py, minigpt/llama.py)
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
@@ -27,13 +27,13 @@ class GPTConfig:
     fields left None take their family's value on construction (below), so a config always says everything.
 
     >>> cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
-    >>> cfg.head_size, cfg.n_kv_head, cfg.intermediate_size, cfg.bias  # hs, GPT-2's 4C MLP, its biases
+    >>> cfg.head_dim, cfg.n_kv_head, cfg.intermediate_size, cfg.bias  # hs, GPT-2's 4C MLP, its biases
     (32, 4, 512, True)
     >>> GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, arch="llama", n_kv_head=2).bias
     False
     """
 
-    vocab_size: int = 50257  # V
+    vocab_size: int | None = 50257  # V; None: not known yet, a run's model until its data is read (minigpt/run.py)
     block_size: int = 1024  # the longest sequence the model accepts (gpt2: the number of rows of wpe)
     n_layer: int = 12  # L
     n_head: int = 12  # nh, the query heads
@@ -60,34 +60,18 @@ class GPTConfig:
     lora_targets: str | None = None  # "attention" (the default), "mlp", "all", or module names: "c_attn,c_proj"
     lora_added_tokens: int = 0  # the last rows of the embedding (and of an untied head) that the fine-tune added for
     # its special tokens after the rows of the model the adapters were put on: saved with the adapters, as PEFT saves
-    # the embedding layers of a model whose vocabulary grew (minigpt/lora.py, save_peft)
+    # the embedding layers of a model whose vocabulary grew (minigpt/peft.py, save_peft)
     labels: tuple | None = None  # a classifier's label names, in order: its head score.weight (K, C), K of them, on the
     # last token's hidden state (Hugging Face's *ForSequenceClassification, id2label); None: a language model only
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            check_positive_int(name, getattr(self, name))
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.labels is not None:
-            if not isinstance(self.labels, (list, tuple)) or len(self.labels) < 2 \
-                    or not all(isinstance(x, str) for x in self.labels) or len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"labels must be two or more distinct names, got {self.labels!r:.80}")
+        if isinstance(self.labels, list):  # (JSON has no tuples)
             object.__setattr__(self, "labels", tuple(self.labels))
-        for name in ("n_kv_head", "head_dim", "intermediate_size", "lora_rank"):
-            if getattr(self, name) is not None:
-                check_positive_int(name, getattr(self, name))
+        check_fields(self)  # each value's type and range (RULES, below)
+        if self.labels is not None and (len(self.labels) < 2 or not all(isinstance(x, str) for x in self.labels)
+                                        or len(set(self.labels)) != len(self.labels)):
+            raise SettingError("labels", f"must be two or more distinct names, got {self.labels!r:.80}")
         self.resolve_lora()
-        for name in ("bias", "tie_word_embeddings"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("norm_eps", "rope_theta"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.arch == "gpt2":
             self.resolve_gpt2()
         else:
@@ -99,20 +83,11 @@ class GPTConfig:
                 raise ValueError("lora_alpha, lora_targets, lora_dropout and lora_added_tokens are LoRA's: give "
                                  "lora_rank too")
             return
-        if isinstance(self.lora_added_tokens, bool) or not isinstance(self.lora_added_tokens, int) \
-                or not 0 <= self.lora_added_tokens < self.vocab_size:
-            raise ValueError(f"lora_added_tokens must be an integer in [0, vocab_size {self.vocab_size}), got "
-                             f"{self.lora_added_tokens!r}")
-        if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \
-                or not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must be a number in [0, 1), got {self.lora_dropout!r}")
-        alpha = 8.0 if self.lora_alpha is None else self.lora_alpha
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"lora_alpha must be a positive number, got {alpha!r}")
-        object.__setattr__(self, "lora_alpha", float(alpha))
+        if self.vocab_size is not None and self.lora_added_tokens >= self.vocab_size:
+            raise SettingError("lora_added_tokens", f"must be below vocab_size {self.vocab_size}, got "
+                                                    f"{self.lora_added_tokens}")
+        object.__setattr__(self, "lora_alpha", 8.0 if self.lora_alpha is None else self.lora_alpha)  # PEFT's default
         object.__setattr__(self, "lora_targets", self.lora_targets or "attention")
-        if not isinstance(self.lora_targets, str):
-            raise ValueError(f"lora_targets must be attention, mlp, all or module names, got {self.lora_targets!r}")
 
     def resolve_gpt2(self) -> None:
         if self.n_embd % self.n_head != 0:
@@ -159,11 +134,6 @@ class GPTConfig:
         """K, a classifier's number of classes; None for a language model."""
         return None if self.labels is None else len(self.labels)
 
-    @property
-    def head_size(self) -> int:
-        """hs, the channels of one attention head: C / nh for GPT-2."""
-        return self.head_dim
-
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
         """Build a config from a plain dict (a JSON or TOML table), rejecting unknown keys by name."""
@@ -175,11 +145,6 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_rope_scaling(scaling) -> None:
@@ -203,22 +168,34 @@ def field_kind(f: Field) -> tuple[type, bool]:
     return f.type, False
 
 
-# The model's shape as a run sets it: GPTConfig's fields but the vocabulary size, the labels and the rows a LoRA
-# fine-tune adds, which come from the data, the dropout, a training setting that a resumed or fine-tuning run may
-# change, and Llama 3's rope_scaling, which comes with the checkpoint that has it. TrainConfig has a field for each.
-MODEL_KEYS = tuple(f.name for f in fields(GPTConfig)
-                   if f.name not in ("vocab_size", "dropout", "rope_scaling", "labels", "lora_added_tokens"))
-LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # a fine-tune may add adapters to a model
-# What a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not change:
-# its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
-FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", *MODEL_KEYS, "dtype", "seed")
+# The model of a run, as the settings give it: GPTConfig's fields, but those that the data and the checkpoint a run
+# starts from set (the vocabulary, a classifier's labels, the rows a LoRA fine-tune adds, Llama 3's rope_scaling).
+# A flag, a config file's key and a saved train_config.json name them as TrainConfig's own settings are named.
+SET_BY_THE_RUN = ("vocab_size", "labels", "lora_added_tokens", "rope_scaling")
+MODEL_SETTINGS = tuple(f.name for f in fields(GPTConfig) if f.name not in SET_BY_THE_RUN)
+RECIPE_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64)  # nanoGPT's Shakespeare CPU recipe's model, where
+# GPTConfig's defaults are GPT-2 small's
+# What a run changes of the model it starts from: a resumed run, the dropout alone; a fine-tune also its adapters (which
+# may be added, or left off) and a shorter context (whose first rows of wpe are kept)
+CHANGES_ON_RESUME = ("dropout",)
+CHANGES_ON_FINE_TUNE = ("dropout", "block_size", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
+# What else a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not
+# change: its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
+FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "dtype", "seed")
+
+
+def recipe_model(**settings) -> GPTConfig:
+    """A new run's model: the recipe's shape under `settings` (the model's, MODEL_SETTINGS), its vocabulary to come."""
+    return GPTConfig(vocab_size=None, **{**RECIPE_MODEL, **settings})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything `minigpt train` needs. Defaults are nanoGPT's published CPU recipe for Tiny Shakespeare
-    (char-level): `minigpt train` with no flags reaches a validation loss of about 1.91 in 2000 iterations.
-    Every field is also a command-line flag, spelled with dashes (`--max-iters`)."""
+    """Everything `minigpt train` needs: the model (a GPTConfig, whose vocab_size the data sets) and how to train it.
+    Defaults are nanoGPT's published CPU recipe for Tiny Shakespeare (char-level): `minigpt train` with no flags reaches
+    a validation loss of about 1.91 in 2000 iterations. Every setting is also a command-line flag spelled with dashes
+    (`--max-iters`), TrainConfig's fields and the model's (MODEL_SETTINGS: `--n-layer`) alike; a config file's keys and
+    a checkpoint's train_config.json name them the same way, in one flat table (from_dict, to_dict)."""
 
     # data
     data: str | None = None  # a text file; None: Tiny Shakespeare (found or downloaded, see minigpt/data/text.py)
@@ -227,27 +204,12 @@ class TrainConfig:
     out_dir: str = "out"  # checkpoints and log.jsonl go here
     tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
     # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
-    vocab_size: int | None = None  # with tokenizer "bpe": its vocabulary size (default 512)
+    vocab_size: int | None = None  # with tokenizer "bpe": the size of the vocabulary to train (default 512), which
+    # becomes the model's
     truncate: bool = False  # records longer than the context: refused (False), or cut to fit and, where nothing to
     # learn is left, dropped (minigpt/data/records.py, Records.fit)
-    # model (GPTConfig's fields; arch picks the family: gpt2, llama or qwen3, and those left out take its values)
-    arch: str = "gpt2"
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool | None = None  # gpt2: True; llama and qwen3 have none
-    n_kv_head: int | None = None  # llama, qwen3: fewer key/value heads than n_head (grouped-query attention)
-    head_dim: int | None = None
-    intermediate_size: int | None = None
-    norm_eps: float | None = None
-    rope_theta: float | None = None
-    tie_word_embeddings: bool | None = None
-    lora_rank: int | None = None  # LoRA: fine-tune adapters of this rank, the model's weights frozen (docs/finetuning.md)
-    lora_alpha: float | None = None  # the update is (alpha / rank) B A; None: 8, as PEFT
-    lora_dropout: float = 0.0
-    lora_targets: str | None = None  # attention (default), mlp, all, or module names (c_attn,c_proj; q_proj,v_proj)
+    # the model: arch picks the family (gpt2, llama or qwen3), and what the settings leave out takes its values
+    model: GPTConfig = field(default_factory=recipe_model)
     # optimisation: AdamW, linear warmup then cosine decay to min_lr, global-norm gradient clipping
     batch_size: int = 12
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step; the batch is batch_size x this
@@ -278,12 +240,11 @@ class TrainConfig:
     resume: bool = False  # continue the run found in out_dir
 
     def __post_init__(self):
-        for f in fields(self):
-            try:
-                object.__setattr__(self, f.name, check_setting(f.name, getattr(self, f.name)))
-            except ValueError as e:
-                raise ValueError(f"{f.name} {e}") from None
+        check_fields(self)  # each value's type and range (RULES, below); the model's were checked as it was built
         # settings that do not go together: each error names the flags (a config file's keys are the same names)
+        if self.vocab_size is not None and self.vocab_size < 257:
+            raise SettingError("vocab_size", f"must be at least 257 (the 256 bytes and <|endoftext|>), got "
+                                             f"{self.vocab_size}")
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
             raise ValueError(f"--lr-decay-iters ({self.lr_decay_iters}) must be larger than --warmup-iters "
                              f"({self.warmup_iters}): the cosine decay starts where the warmup ends")
@@ -301,7 +262,6 @@ class TrainConfig:
             raise ValueError("vocab_size is the size of a BPE vocabulary: give it with --tokenizer bpe")
         if self.resume and self.init_from is not None:
             raise ValueError("resume continues a run and init_from starts a new one from saved weights: give one of them")
-        self.model_config(vocab_size=1)  # n_embd % n_head, dropout range: checked where GPTConfig checks them
 
     def notices(self) -> list[str]:
         """Settings that go together but may not do what was meant: said when a run starts (minigpt/run.py), not
@@ -316,71 +276,105 @@ class TrainConfig:
     def decay_iters(self) -> int:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
-    def model_config(self, vocab_size: int, rope_scaling: dict | None = None, labels=None,
-                     lora_added_tokens: int = 0) -> GPTConfig:
-        """The model's shape; rope_scaling is that of the checkpoint the run starts from (no setting makes one),
-        labels those of a classification run's data, and lora_added_tokens the rows a LoRA fine-tune added to it."""
-        return GPTConfig(vocab_size=vocab_size, dropout=self.dropout, rope_scaling=rope_scaling, labels=labels,
-                         lora_added_tokens=lora_added_tokens, **{key: getattr(self, key) for key in MODEL_KEYS})
-
     @classmethod
     def check_keys(cls, d: dict, source: str = "config") -> None:
-        """Reject keys that are not TrainConfig fields, by name."""
-        known = {f.name for f in fields(cls)}
+        """Reject keys that are no setting (SETTINGS), by name."""
         for key in d:
-            if key not in known:
-                close = [k for k in sorted(known) if k.replace("_", "") == key.replace("_", "").replace("-", "")]
+            if key not in SETTINGS:
+                close = [k for k in SETTINGS if k.replace("_", "") == key.replace("_", "").replace("-", "")]
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"unknown {source} key {key!r}{hint} (see `minigpt train --help` for the keys)")
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
-        """Build from a plain dict (a TOML file, saved JSON, or the command line), rejecting unknown keys by name."""
+    def from_dict(cls, d: dict, source: str = "config", model: GPTConfig | None = None) -> "TrainConfig":
+        """Build from one flat table of settings (a TOML file, the flags, a checkpoint's train_config.json), rejecting
+        unknown keys by name: the model's keys give a new model of the recipe's shape, or, with `model` (the one a
+        checkpoint holds, whole), are that model's and are not read."""
         cls.check_keys(d, source)
-        return cls(**d)
+        own = {key: value for key, value in d.items() if key not in MODEL_SETTINGS}
+        if model is None:
+            model = recipe_model(**{key: value for key, value in d.items() if key in MODEL_SETTINGS})
+        return cls(model=model, **own)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The flat table from_dict reads: TrainConfig's own settings and the model's."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        return {**own, **{key: getattr(self.model, key) for key in MODEL_SETTINGS}}
 
 
-# What each TrainConfig value may be beyond its type; checked whatever its source (default, task preset, file, flag,
-# a saved run), so that a NaN learning rate or a negative seed never reaches the loop.
-POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "gradient_accumulation_steps", "max_iters",
-            "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters", "n_kv_head",
-            "head_dim", "intermediate_size", "norm_eps", "rope_theta", "lora_rank", "lora_alpha", "target_loss")
-NON_NEGATIVE = ("warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight")
-FRACTIONS = ("dropout", "beta1", "beta2", "lora_dropout")  # in [0, 1)
-CHOICES = {"task": TASKS, "backend": BACKENDS, "dtype": DTYPES, "arch": ARCHS, "preset": PRESETS}
+# Every setting's name, in one flat table: the flags, a config file's keys, a checkpoint's train_config.json (the
+# model's in the place of TrainConfig's field `model`)
+SETTINGS = tuple(name for f in fields(TrainConfig) for name in (MODEL_SETTINGS if f.name == "model" else (f.name,)))
+
+
+def setting_field(name: str) -> Field:
+    """The dataclass field that holds setting `name`: TrainConfig's, or the model's (GPTConfig's)."""
+    return (GPTConfig if name in MODEL_SETTINGS else TrainConfig).__dataclass_fields__[name]
+
+
+class SettingError(ValueError):
+    """One setting whose value cannot be: `key` names it, so that whoever merged the settings can say where the value
+    came from (a flag, a config file's key, a preset, a resumed run: minigpt/settings.py)."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem = key, problem
+
+
+# What each value of GPTConfig and TrainConfig may be beyond its type; checked as either is built, whatever the value's
+# source (default, preset, file, flag, a saved run, a Hugging Face config), so that a NaN learning rate or a negative
+# seed never reaches the loop. The rules of both classes are here, once: a name means one setting.
+POSITIVE = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_head", "head_dim", "intermediate_size",
+            "norm_eps", "rope_theta", "lora_rank", "lora_alpha", "batch_size", "gradient_accumulation_steps",
+            "max_iters", "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters",
+            "target_loss")
+NON_NEGATIVE = ("lora_added_tokens", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight")
+FRACTIONS = ("dropout", "lora_dropout", "beta1", "beta2")  # in [0, 1)
+CHOICES = {"arch": ARCHS, "task": TASK_NAMES, "backend": BACKENDS, "dtype": DTYPES, "preset": PRESET_NAMES}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
-WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
+         tuple: "a list", GPTConfig: "a GPTConfig"}
 
 
-def check_setting(name: str, value):
-    """A TrainConfig value checked against its field (type, finite, range); returns it, a float field's integer
-    as a float. The error says what the value must be and leaves the naming to the caller, which knows whether
-    it came from a flag (--learning-rate) or from a key of a file."""
-    kind, optional = field_kind(TrainConfig.__dataclass_fields__[name])
+def check_fields(config) -> None:
+    """Check every field of a GPTConfig or TrainConfig being built (check_field), storing what it returns."""
+    for f in fields(config):
+        object.__setattr__(config, f.name, check_field(f, getattr(config, f.name)))
+
+
+def check_field(f: Field, value):
+    """A value checked against its field (type, finite, range: RULES above); returns it, a float field's integer as a
+    float. A SettingError says what the value must be, naming the field: the merge of the settings
+    (minigpt/settings.py) says where it came from (--learning-rate, or a file's key)."""
+    kind, optional = field_kind(f)
     if value is None and optional:
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # a TOML or JSON 1 for 1.0
+    must = f"must be {what(f.name, kind)}"
     # bool is a subclass of int in Python: True must not pass for an integer
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ValueError(f"must be {WORDS[kind]}{' or left out' if optional else ''}, got {value!r:.60}")
+        raise SettingError(f.name, f"{must}, got {value!r:.60}")
     if kind is float and not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value!r}")
-    if name == "threads" and value > MAX_THREADS:
-        raise ValueError(f"must be at most {MAX_THREADS}, got {value}")
-    if name in POSITIVE and value <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-    if name in NON_NEGATIVE and value < 0:
-        raise ValueError(f"must be zero or positive, got {value!r}")
-    if name in FRACTIONS and not 0.0 <= value < 1.0:
-        raise ValueError(f"must be in [0, 1), got {value!r}")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ValueError(f"must be one of {', '.join(CHOICES[name])}, got {value!r:.60}")
-    if name == "vocab_size" and value < 257:
-        raise ValueError(f"must be at least 257 (the 256 bytes and <|endoftext|>), got {value}")
+        raise SettingError(f.name, f"must be a finite number, got {value!r}")
+    if (f.name in POSITIVE and value <= 0) or (f.name in NON_NEGATIVE and value < 0) \
+            or (f.name in FRACTIONS and not 0.0 <= value < 1.0) or (f.name in CHOICES and value not in CHOICES[f.name]):
+        raise SettingError(f.name, f"{must}, got {value!r:.60}")
+    if f.name == "threads" and value > MAX_THREADS:
+        raise SettingError(f.name, f"must be at most {MAX_THREADS}, got {value}")
     if kind is str and ("\0" in value or not value):
-        raise ValueError(f"must be a non-empty string without NUL characters, got {value!r:.60}")
+        raise SettingError(f.name, f"must be a non-empty string without NUL characters, got {value!r:.60}")
     return value
+
+
+def what(name: str, kind: type) -> str:
+    """What a value of setting `name`, of type `kind`, must be, in words: "a positive integer", "a number in [0, 1)"."""
+    if name in CHOICES:
+        return f"one of {', '.join(CHOICES[name])}"
+    rule = "positive " if name in POSITIVE else "zero or positive " if name in NON_NEGATIVE else ""
+    if kind is int:
+        return f"a {rule}integer" if rule != "zero or positive " else "an integer, zero or positive"
+    if kind is float:
+        return "a number in [0, 1)" if name in FRACTIONS else f"a {rule}number" if rule != "zero or positive " \
+            else "a number, zero or positive"
+    return WORDS[kind]

@@ -79,15 +79,15 @@ class Distributed:
             return value
         return self.comm.allreduce(float(value))
 
-    def broadcast_params(self, params: dict) -> None:
-        """Every rank starts from rank 0's weights."""
+    def broadcast_params(self, params: dict, frozen: frozenset) -> None:
+        """Every rank starts from rank 0's weights. frozen: the names of those that do not train (LoRA's base, the
+        model's `frozen`), whose arrays are read-only but for this one write."""
         if self.comm is None:
             return
-        for p in params.values():
-            frozen = not p.flags.writeable  # (LoRA's frozen weights are read-only: written here once)
+        for name, p in params.items():
             p.setflags(write=True)
             self.comm.Bcast(p, root=0)
-            p.setflags(write=not frozen)
+            p.setflags(write=name not in frozen)
 
     def check_same_params(self, params: dict, step: int) -> None:
         """Stop, on every rank, if the ranks' parameters have drifted apart."""

@@ -4,8 +4,9 @@
     classification   accuracy, and each class's precision, recall and F1 (macro F1: their mean)
     multiple choice  pick the ending with the lowest mean loss per token, as HellaSwag is scored; accuracy
 
-Every number is computed over the records given, in batches whose padding changes nothing (causal attention).
-Docs: docs/finetuning.md. Tests: tests/test_records.py.
+Every number is computed over the records given, in batches whose padding changes nothing (causal attention). The
+exact match and the classifier's predictions are the records' own (minigpt/data/record_datasets.py), as a run's
+evaluation reports them. Docs: docs/finetuning.md. Tests: tests/test_records.py.
 """
 
 import math
@@ -13,80 +14,25 @@ import math
 import numpy as np
 
 from minigpt import interrupt
-from minigpt.data.records import stop_tokens
+from minigpt.data.record_datasets import Classification, Instructions, batches
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
-BATCH = 64
 
-
-def batches(items: list, size: int = BATCH):
-    """The items, `size` at a time; a stop (Ctrl-C, SIGTERM, SIGHUP) is acted on between two (interrupt.check)."""
-    for i in range(0, len(items), size):
-        interrupt.check()
-        yield items[i:i + size]
-
-
-def completion_loss(model, records, examples: list) -> dict:
+def completion_loss(model, records: Instructions, examples: list) -> dict:
     """Mean cross-entropy per completion token over the examples, and its exponential, the perplexity."""
     total, count = 0.0, 0
     for group in batches(examples):
-        x, y = records.batch(group)
-        n = int((y != IGNORE_INDEX).sum())
-        total += model.forward(x, y, keep_cache=False)[1] * n
-        count += n
+        batch = records.batch(group)
+        total += model.forward(batch.x, batch.y, keep_cache=False)[1] * batch.loss_count
+        count += batch.loss_count
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
 
 
-def split_last_turn(example, stops: set) -> tuple:
-    """(prompt ids, expected ids) of an instruction example: everything before its last trained run of tokens, and
-    that run up to and including its first stop token (what greedy decoding must produce before it stops)."""
-    trained = example.trained
-    end = len(trained) - int(np.argmax(trained[::-1]))  # one past the last trained token
-    start = end
-    while start > 0 and trained[start - 1]:
-        start -= 1
-    expected = example.ids[start:end]
-    for i, t in enumerate(expected):
-        if int(t) in stops:
-            expected = expected[:i + 1]
-            break
-    return example.ids[:start], expected
-
-
-def exact_match(model, records, examples: list) -> float:
-    """The fraction of examples whose greedy completion is exactly the expected one, stop token included: prompts of
-    one length are decoded together."""
-    stops = stop_tokens(records.tokenizer)
-    by_length = {}
-    for e in examples:
-        prompt, expected = split_last_turn(e, stops)
-        by_length.setdefault(len(prompt), []).append((prompt, expected))
-    correct = 0
-    for pairs in by_length.values():
-        for group in batches(pairs, 256):
-            prompts = np.stack([p for p, _ in group])  # (b, P)
-            n = max(len(e) for _, e in group)
-            n = min(n, model.config.block_size - prompts.shape[1])
-            out = model.generate(prompts, n, do_sample=False)[:, prompts.shape[1]:]  # (b, n)
-            correct += sum(len(e) <= n and np.array_equal(o[:len(e)], e) for o, (_, e) in zip(out, group))
-    return correct / len(examples)
-
-
-def predictions(model, records, examples: list) -> np.ndarray:
-    """A classifier's label for each example: the argmax of its scores."""
-    out = []
-    for group in batches(examples):
-        x, _, last, _ = records.batch(group)
-        scores, _ = model.forward(x, keep_cache=False, last=last)  # (b, K)
-        out.append(np.argmax(scores, axis=1))
-    return np.concatenate(out)
-
-
-def classification(model, records, examples: list) -> dict:
+def classification(model, records: Classification, examples: list) -> dict:
     """Accuracy, each class's precision, recall and F1, and macro F1, of the classifier on the examples."""
-    predicted = predictions(model, records, examples)  # (N,)
+    predicted = records.predict(model, examples)  # (N,)
     truth = np.array([e.label for e in examples])  # (N,)
     return classification_scores(predicted, truth, records.labels)
 
@@ -104,14 +50,6 @@ def classification_scores(predicted: np.ndarray, truth: np.ndarray, labels) -> d
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(np.sum(truth == k))}
     return {"accuracy": float(np.mean(predicted == truth)), "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
             "per_class": per_class}
-
-
-def held_out_accuracy(model, records, limit: int = 256) -> float:
-    """What a run on records reports at each evaluation: the classifier's accuracy on every held-out record, or the
-    exact match of greedy completions on the first `limit` of them."""
-    if records.kind == "classification":
-        return classification(model, records, records.splits["val"])["accuracy"]
-    return exact_match(model, records, records.splits["val"][:limit])
 
 
 def choice_losses(model, tokenizer, prompt: str, choices: list) -> list:

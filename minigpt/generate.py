@@ -128,7 +128,7 @@ def check_memory(model, B: int, T: int, max_new_tokens: int) -> None:
     cfg = model.config
     cached = min(cfg.block_size, T + max_new_tokens)
     window = T if T + max_new_tokens <= cfg.block_size else cfg.block_size
-    per_sequence = (2 * cfg.n_layer * cfg.n_kv_head * cfg.head_size * cached
+    per_sequence = (2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * cached
                     + window * (cfg.vocab_size + 16 * cfg.n_embd + cfg.n_head * window)) * model.dtype.itemsize
     runtime.check_memory(B * per_sequence, f"generating {B:,} sequences at once",
                          "generate fewer at once (--num-samples)")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt import lora
+from minigpt import peft
 from minigpt.data import BYTE_TO_CHAR, BPETokenizer, CharTokenizer, HFTokenizer
 from minigpt.data.records import role_tokens
 from minigpt.files import atomic_write
@@ -252,7 +252,7 @@ def save(model, tokenizer, path, kind: str = "f32") -> dict:
     config, params = model.config, model.params
     check_model(config)
     if config.lora_rank is not None:
-        config, params = lora.merged(config, params)
+        config, params = peft.merged(config, params)
     writer = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, ARCHS[config.arch])])
     writer.add_name(f"minigpt {config.arch}")
     add_hyperparameters(writer, config, kind)

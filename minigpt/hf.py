@@ -8,8 +8,12 @@ translate the configuration and move arrays; the few ways a Hugging Face state d
 missing, buffers that are no parameters, a tied head's copy `lm_head.weight`) are handled here, in `to_minigpt`, and
 nowhere else. A pickled `pytorch_model.bin` is never opened. A file format builds on the model, never the reverse:
 
-    model = minigpt.hf.from_pretrained("gpt2-dir")       # what AutoModelForCausalLM.from_pretrained reads
-    minigpt.hf.save_pretrained(model, "out-hf", tokenizer)
+    config = read_config("gpt2-dir/config.json")         # the GPTConfig, or what minigpt cannot represent, named
+    weights = read_weights(Path("gpt2-dir"), config)     # minigpt's parameters, as stored
+    save_pretrained(model, "out-hf", tokenizer)          # what AutoModelForCausalLM.from_pretrained reads
+
+A model from a directory, read once and checked (its weights against its config): minigpt/load.py,
+minigpt.load.build_model(minigpt.load.read("gpt2-dir")).
 
 Docs: docs/gpt2.md, docs/llama.md. Tests: tests/test_hf.py, tests/test_hf_llama.py, tests/test_exports.py.
 """
@@ -19,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt import lora
+from minigpt import peft
 from minigpt import weights as safetensors
 from minigpt.config import ROPE_SCALING_KEYS, GPTConfig
 from minigpt.files import directory_write
-from minigpt.data import BYTE_TO_CHAR, BPETokenizer, CharTokenizer, HFTokenizer, load_tokenizer
+from minigpt.data import BYTE_TO_CHAR, BPETokenizer, CharTokenizer, HFTokenizer
 from minigpt.data.records import EOT, EXTRACT, role_tokens
-from minigpt.model import FAMILIES, GPT, HEAD, param_shapes
+from minigpt.model import FAMILIES, GPT, HEAD
 from minigpt.ops.layernorm import EPS
 from minigpt.validate import check_object, read_json
 
@@ -217,7 +221,18 @@ def read_llama_config(d, path) -> GPTConfig:
                      labels=read_labels(d, path), **read_lora(d))
 
 
-def read_weights(directory: Path) -> dict:
+def read_weights(directory: Path, config: GPTConfig) -> dict:
+    """The parameters of the model of `config` in a directory, named as minigpt names them (to_minigpt), as stored.
+    A *ForSequenceClassification model has no LM head; minigpt's classifier keeps one for the auxiliary
+    language-modelling loss, which starts as the token embedding."""
+    arrays = to_minigpt(read_tensors(directory), config)
+    wte = FAMILIES[config.arch].WTE
+    if config.labels is not None and not config.tie_word_embeddings and HEAD not in arrays and wte in arrays:
+        arrays[HEAD] = arrays[wte].copy()  # (V, C)
+    return arrays
+
+
+def read_tensors(directory: Path) -> dict:
     """The arrays of a directory's model.safetensors, or of the shards its index lists, as the files name them."""
     index = directory / INDEX
     if (directory / "model.safetensors").is_file():
@@ -267,52 +282,6 @@ def to_minigpt(state_dict: dict, config: GPTConfig | None = None) -> dict:
     return arrays
 
 
-def check_matches(config: GPTConfig, arrays: dict, where) -> None:
-    """The weights have the names and shapes of the config's parameters, checked before a model of the config's size
-    is built (a config.json that claims a billion layers is caught here, not by running out of memory)."""
-    prefix = "transformer.h." if config.arch == "gpt2" else "model.layers."
-    layers = {name[len(prefix):].split(".")[0] for name in arrays if name.startswith(prefix)}
-    if layers != {str(l) for l in range(len(layers))} or len(layers) != config.n_layer:
-        raise ValueError(f"{where}: config.json says n_layer {config.n_layer} but the weights hold {len(layers)} blocks")
-    for name, want in param_shapes(config).items():  # (a list as long as the weights', now that n_layer is theirs)
-        if name not in arrays:
-            raise ValueError(f"{where}: the weights have no {name!r}, which config.json's model has")
-        if arrays[name].shape != want:
-            raise ValueError(f"{where}: {name!r} has shape {arrays[name].shape} but config.json describes {want}")
-
-
-def read(directory, dtype=None) -> tuple:
-    """(config, weights, tokenizer) of a Hugging Face directory (GPT-2, Llama or Qwen 3): the GPTConfig, the parameters named as
-    minigpt names them in `dtype` (None: float32 or float64 as stored, half precision widened to float32), and
-    the tokenizer (None if the directory has none)."""
-    directory = Path(directory)
-    config = read_config(directory / "config.json")
-    arrays = to_minigpt(read_weights(directory), config)
-    if config.labels is not None and not config.tie_word_embeddings and HEAD not in arrays \
-            and FAMILIES[config.arch].WTE in arrays:
-        # a *ForSequenceClassification model has no LM head; minigpt's classifier keeps one for the auxiliary
-        # language-modelling loss, which starts as the token embedding
-        arrays[HEAD] = arrays[FAMILIES[config.arch].WTE].copy()
-    check_matches(config, arrays, directory)
-    stored = arrays[FAMILIES[config.arch].WTE].dtype
-    dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
-    arrays = {name: a.astype(dtype, copy=False) for name, a in arrays.items()}
-    tokenizer = load_tokenizer(directory)
-    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
-    return config, arrays, tokenizer
-
-
-def from_pretrained(directory, dtype=None, backend: str = "numpy") -> GPT:
-    """A model from a Hugging Face directory (config.json + model.safetensors, or its shards) or a minigpt
-    checkpoint, in evaluation mode (no dropout) as transformers returns it. Its tokenizer:
-    minigpt.data.load_tokenizer(directory)."""
-    config, weights, _ = read(directory, dtype)
-    model = GPT(config, dtype=weights[FAMILIES[config.arch].WTE].dtype, backend=backend)
-    model.load_state_dict(weights)
-    return model.eval()
-
-
 def save_pretrained(model: GPT, directory, tokenizer=None) -> None:
     """Write a directory that transformers' AutoModelForCausalLM.from_pretrained (GPT2LMHeadModel, LlamaForCausalLM
     or Qwen3ForCausalLM) and, with a tokenizer, GPT2TokenizerFast.from_pretrained read, as float32."""
@@ -325,8 +294,8 @@ def write(directory, config: GPTConfig, params: dict, tokenizer=None) -> None:
     so that a failure (a full disk) or a stop leaves no half-written file."""
     if config.arch == "gpt2" and not config.bias:
         raise ValueError("a GPT-2 without biases (bias=False) has no GPT2LMHeadModel equivalent; it cannot be exported")
-    if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.lora.merged)
-        config, params = lora.merged(config, params)
+    if config.lora_rank is not None:  # a Hugging Face directory holds the merged model (minigpt.peft.merged)
+        config, params = peft.merged(config, params)
     with directory_write(directory) as tmp:
         eot = getattr(tokenizer, "eot_token", None)
         d = hf_config(config, eot)

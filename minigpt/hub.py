@@ -5,7 +5,7 @@ HF_HUB_OFFLINE (never ask the network: read the cache or fail) and HF_TOKEN (gat
 
     snapshot("HuggingFaceTB/SmolLM2-135M")   # $HF_HOME/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/<sha>
 
-A name is a path first: minigpt/load.py (resolve) asks here only for a name that is no directory, so a directory
+A name is a path first: minigpt/load.py (locate) asks here only for a name that is no directory, so a directory
 called `gpt2` in the working directory is read as a directory, as transformers does. huggingface_hub is imported
 when a model is asked for, not with minigpt, which it would slow down.
 
@@ -14,7 +14,7 @@ Tests: tests/test_hub.py.
 
 from pathlib import Path
 
-# What minigpt reads of a Hugging Face directory (minigpt/hf.py read; minigpt/data load_tokenizer), and nothing
+# What minigpt reads of a Hugging Face directory (minigpt/hf.py; minigpt/data load_tokenizer), and nothing
 # else: a model's repository often holds the same weights again as PyTorch pickles (which minigpt never reads), ONNX,
 # GGUF or the original release's consolidated files. Shards are named as transformers' save_pretrained names them.
 FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",
@@ -45,7 +45,7 @@ def snapshot(repo_id: str) -> Path:
 
     cache = constants.HF_HUB_CACHE
     neither = f"{repo_id} is no directory, and"
-    instead = "give a run directory, a checkpoint or a Hugging Face directory instead"
+    instead = "give a run directory, a checkpoint, a Hugging Face directory or an llm.c model file instead"
     try:
         directory = Path(snapshot_download(repo_id, allow_patterns=list(FILES)))
     except LocalEntryNotFoundError:  # not in the cache (or only in part), and the Hub not asked or out of reach

@@ -8,7 +8,8 @@ the token embedding padded to a multiple of 128 rows.
     ln_2 w, b (L, C); c_fc w (L, 4C, C), b (L, 4C); mlp c_proj w (L, C, 4C), b (L, C); ln_f w, b (C,)
 
 llm.c stores linear weights as (out, in), minigpt (and GPT-2's checkpoint) as (in, out): each is
-transposed on the way. Docs: docs/gpt2.md. Tests: tests/test_hf.py.
+transposed on the way. A model from such a file, checked and built: minigpt/load.py (read, build_model).
+Docs: docs/gpt2.md. Tests: tests/test_hf.py.
 """
 
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from minigpt.config import GPTConfig
 from minigpt.files import atomic_write
-from minigpt.model import GPT, param_shapes
+from minigpt.model import param_shapes
 
 MAGIC, VERSION = 20240326, 3
 HEADER = 256  # int32 entries
@@ -64,8 +65,16 @@ def save(model, path) -> None:
             f.write(np.ascontiguousarray(a, dtype=np.float32).tobytes())
 
 
-def load(path, dtype=np.float32, backend: str = "numpy"):
-    """A GPT from an llm.c version-3 model file."""
+def is_model_file(path: Path) -> bool:
+    """Whether the file at `path` starts as an llm.c model file does (its magic number; any version)."""
+    magic = np.fromfile(path, dtype=np.int32, count=1)
+    return len(magic) == 1 and magic[0] == MAGIC
+
+
+def read(path) -> tuple:
+    """(config, weights) of an llm.c version-3 model file: the GPTConfig its header describes, after checking the
+    header against the file's size, and the parameters named as minigpt names them, float32 as stored, each linear
+    weight transposed to minigpt's (in, out)."""
     path = Path(path)
     raw = np.fromfile(path, dtype=np.int32, count=HEADER)
     if len(raw) < HEADER or raw[0] != MAGIC:
@@ -95,6 +104,4 @@ def load(path, dtype=np.float32, backend: str = "numpy"):
             shape = shapes[key]
             weights[key] = take(shape[::-1]).T if transposed else take(shape)  # llm.c's (out, in) -> (in, out)
     weights["transformer.ln_f.weight"], weights["transformer.ln_f.bias"] = take((C,)), take((C,))
-    model = GPT(config, dtype=dtype, backend=backend)
-    model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in weights.items()})
-    return model
+    return config, weights

@@ -1,41 +1,67 @@
-"""A model from whatever directory names one: a run directory (its best or latest checkpoint), a checkpoint of
-minigpt's (verified against its manifest, minigpt/checkpoint.py), or a Hugging Face directory (GPT-2, Llama, Qwen 3:
-minigpt/hf.py), local or named by its id on the Hugging Face Hub (fetched into its cache: minigpt/hub.py).
+"""A model from whatever names one, read once into one object, `Pretrained` (its config, weights and tokenizer), by
+one route, `read`: a run directory (its best or latest checkpoint), a checkpoint of minigpt's (each file verified
+against its manifest, minigpt/checkpoint.py), a Hugging Face directory (GPT-2, Llama, Qwen 3: minigpt/hf.py), local or
+named by its id on the Hugging Face Hub (fetched into its cache: minigpt/hub.py), or an llm.c model file
+(minigpt/llmc.py). `build_model` makes the model of it; every command that reads a model, and train --init-from and
+--resume, go this way.
 
-    ckpt = resolve("out", "best")              # out/ckpt-001750
-    ckpt = resolve("gpt2")                     # ~/.cache/huggingface/hub/models--gpt2/snapshots/<sha> (no ./gpt2 here)
-    model, tokenizer = load_model(ckpt)        # what `minigpt sample`, `inspect` and `export` work with
+    pretrained = read("out", "best")           # out/ckpt-001750: its config, weights, tokenizer and run settings
+    pretrained = read("gpt2")                  # ~/.cache/huggingface/hub/models--gpt2/snapshots/<sha> (no ./gpt2 here)
+    model = build_model(pretrained)            # in evaluation mode: what `minigpt sample`, `inspect` and `export` use
 
-Tests: tests/test_checkpoint.py, tests/test_hf.py, tests/test_hub.py.
+What can be verified is verified here, once: a checkpoint's files against its manifest, an llm.c file's header against
+its size, and for every kind the weights against the config (their names and shapes, before a model of the config's
+size is built) and the tokenizer against the vocabulary. The weights stay as stored: build_model casts them, once.
+PEFT adapters on a base model: with_adapters, a Pretrained with the adapters' overrides.
+
+Tests: tests/test_checkpoint.py, tests/test_hf.py, tests/test_hub.py, tests/test_exports.py.
 """
 
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from minigpt import hf, hub, lora
+import numpy as np
+from numpy.typing import DTypeLike
+
+from minigpt import hf, hub, llmc, lora, peft
 from minigpt import weights as safetensors
 from minigpt.checkpoint import INTENT, NAME, POINTER, is_checkpoint, read_pointer, read_train_config, verified
-from minigpt.config import GPTConfig
-from minigpt.data import tokenizer_from_dict
-from minigpt.model import FAMILIES, GPT, HEAD, SCORE
+from minigpt.config import GPTConfig, TrainConfig
+from minigpt.data import load_tokenizer, tokenizer_from_dict
+from minigpt.model import FAMILIES, GPT, HEAD, SCORE, param_shapes
 from minigpt.runlog import LOG
 from minigpt.validate import read_json
 
+CHECKPOINT, HUGGING_FACE, LLMC = "checkpoint", "hf", "llmc"  # the kinds of model a name can locate
 
-def resolve(path, which: str = "best") -> Path:
-    """The model directory `path` names: a run directory (then its `which` checkpoint, "best" or "latest"), a
-    checkpoint directory, or a Hugging Face directory (GPT-2, Llama, Qwen 3), which may be named by its Hub id. The
-    one place a name becomes a model directory: every command that reads a model, and train --init-from, call it."""
-    name, path = str(path), Path(path)
+
+class Pretrained(NamedTuple):
+    """A model as it is stored, read and checked, not yet built (build_model)."""
+    path: Path  # what it was read from: a checkpoint or Hugging Face directory, or an llm.c model file
+    kind: str  # CHECKPOINT, HUGGING_FACE or LLMC
+    config: GPTConfig
+    weights: dict  # name -> array as stored, minigpt's (Hugging Face's) names: every one of the config's, in its shape
+    tokenizer: object | None  # CharTokenizer, BPETokenizer or HFTokenizer; None where none is stored with the model
+    train: TrainConfig | None  # a checkpoint's run settings (checkpoint.read_train_config); None for the others
+
+
+def locate(name: str | Path, which: str = "best") -> Path:
+    """The model `name` names: a run directory (then its `which` checkpoint, "best" or "latest"), a checkpoint
+    directory, a Hugging Face directory (GPT-2, Llama, Qwen 3), which may be named by its Hub id, or an llm.c model
+    file. The one place a name becomes where a model is (read's first step)."""
+    text, path = str(name), Path(name)
     if not path.is_dir():
         if path.exists():
-            raise NotADirectoryError(f"{path} is a file; give a run directory, a checkpoint or a Hugging Face "
-                                     f"directory")
-        if not hub.is_id(name):
+            if llmc.is_model_file(path):
+                return path
+            raise NotADirectoryError(f"{path} is a file, and no llm.c model file; give a run directory, a checkpoint, "
+                                     f"a Hugging Face directory or an llm.c model file")
+        if not hub.is_id(text):
             raise FileNotFoundError(f"{path} does not exist; give a run directory, a checkpoint, a Hugging Face "
-                                    f"directory or a model's id on the Hugging Face Hub ({hub.EXAMPLES})")
-        return hub.snapshot(name)  # as transformers' from_pretrained reads it: a name that is no directory is an id
+                                    f"directory, an llm.c model file or a model's id on the Hugging Face Hub "
+                                    f"({hub.EXAMPLES})")
+        return hub.snapshot(text)  # as transformers' from_pretrained reads it: a name that is no directory is an id
     pointer = read_pointer(path)
     if pointer is not None:
         return path / pointer[which]
@@ -56,110 +82,126 @@ def resolve(path, which: str = "best") -> Path:
     raise FileNotFoundError(f"no minigpt checkpoint in {path} (no {POINTER}, and no config.json with weights)")
 
 
-class Checkpoint(NamedTuple):
-    config: GPTConfig
-    weights: dict  # name -> array, minigpt's (Hugging Face's) names
-    tokenizer: object  # CharTokenizer or BPETokenizer; None for a Hugging Face directory without one
-
-
-def read_config(ckpt: Path) -> GPTConfig:
-    """The model's shape from a checkpoint's config.json (verified) or a Hugging Face directory's."""
-    return hf.read_config(verified(ckpt, "config.json") if is_checkpoint(ckpt) else ckpt / "config.json")
-
-
-def read(ckpt) -> Checkpoint:
-    """The model of a checkpoint directory (verified against its manifest) or of a Hugging Face directory."""
-    ckpt = Path(ckpt)
-    if not is_checkpoint(ckpt):
-        return Checkpoint(*hf.read(ckpt))
-    config = read_config(ckpt)
-    arrays = safetensors.read(verified(ckpt, "model.safetensors"))
-    hf.check_matches(config, arrays, ckpt)
-    tokenizer = tokenizer_from_dict(read_json(verified(ckpt, "tokenizer.json")), ckpt / "tokenizer.json")
-    if tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"{ckpt}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
-    return Checkpoint(config, arrays, tokenizer)
-
-
-def load_model(ckpt, backend: str = "numpy"):
-    """(model, tokenizer) of a checkpoint or Hugging Face directory, in evaluation mode, ready to sample from."""
-    config, arrays, tokenizer = read(ckpt)
-    if tokenizer is None:
-        raise FileNotFoundError(f"{ckpt} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); "
-                                f"minigpt needs one to read and write text")
-    model = GPT(config, dtype=arrays[FAMILIES[config.arch].WTE].dtype, backend=backend)
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as e:
-        raise ValueError(f"{ckpt}: {e}") from None
-    return model.eval(), tokenizer
-
-
-class Opened(NamedTuple):
-    model: GPT  # in evaluation mode
-    tokenizer: object
-    path: Path  # the checkpoint (or Hugging Face) directory it was read from
-    train: object  # the checkpoint's TrainConfig; None for a Hugging Face directory
-
-
-def open_model(path, which: str = "best", backend: str = "numpy", attempts: int = 5) -> Opened:
-    """The model that `path` names (see resolve), for the commands that read one: `sample`, `chat`, `eval`,
-    `inspect`, `export`. A run may be training in `path` at the same moment: between reading its pointer and reading
-    the checkpoint it names, the run can commit a newer one and remove that one (docs/runs.md, step 4 of the
-    protocol). A checkpoint is only ever read whole and verified, so a read that fails while the pointer has moved on
-    is tried again on the checkpoint the pointer names now."""
+def read(name: str | Path, which: str = "best", attempts: int = 5) -> Pretrained:
+    """The model `name` names (see locate), read once and checked. A run may be training in `name` at the same
+    moment: between reading its pointer and reading the checkpoint it names, the run can commit a newer one and remove
+    that one (docs/runs.md, step 4 of the protocol). A checkpoint is only ever read whole and verified, so a read that
+    fails while the pointer has moved on is tried again on the checkpoint the pointer names now."""
     for attempt in range(attempts):
-        ckpt = None
+        path = None
         try:
-            ckpt = resolve(path, which)
-            ours = is_checkpoint(ckpt)  # (asked first: once the run removes it, it is nothing)
-            model, tokenizer = load_model(ckpt, backend)
-            return Opened(model, tokenizer, ckpt, read_train_config(ckpt) if ours else None)
+            path = locate(name, which)
+            return read_at(path)
         except (ValueError, OSError):
-            if attempt == attempts - 1 or (ckpt is not None and not moved(path, which, ckpt)):
+            if attempt == attempts - 1 or (path is not None and not moved(name, which, path)):
                 raise
 
 
-def moved(path, which: str, ckpt: Path) -> bool:
-    """Whether the pointer of the run in `path` names another checkpoint than `ckpt` now (or is being rewritten)."""
+def moved(name: str | Path, which: str, path: Path) -> bool:
+    """Whether the pointer of the run in `name` names another checkpoint than `path` now (or is being rewritten)."""
     try:
-        return resolve(path, which) != ckpt
+        return locate(name, which) != path
     except (ValueError, OSError):
         return True
 
 
-def with_adapters(base, adapters, dtype=None, backend: str = "numpy", labels=None) -> GPT:
-    """A model (in evaluation mode) from a base model's directory (Hugging Face's or minigpt's) and the PEFT adapters
-    written for it (by peft's save_pretrained, or `minigpt export --peft`): minigpt/lora.py. labels: the class names
-    of adapters that train a classifier's head on a language model (read_adapters)."""
-    import numpy as np
+def read_at(path: Path) -> Pretrained:
+    """The model at `path`, as locate found it: a checkpoint (each file verified against its manifest), an llm.c model
+    file (its header against its size) or a Hugging Face directory."""
+    if is_checkpoint(path):  # (asked first: once a run removes it, it is nothing)
+        kind, config = CHECKPOINT, hf.read_config(verified(path, "config.json"))
+        weights = safetensors.read(verified(path, "model.safetensors"))
+    elif path.is_file():
+        kind, (config, weights) = LLMC, llmc.read(path)
+    else:
+        kind, config = HUGGING_FACE, hf.read_config(path / "config.json")
+        weights = hf.read_weights(path, config)
+    check_matches(config, weights, path)
+    tokenizer = train = None
+    if kind == CHECKPOINT:
+        tokenizer = tokenizer_from_dict(read_json(verified(path, "tokenizer.json")), path / "tokenizer.json")
+        train = read_train_config(path, config)
+    elif kind == HUGGING_FACE:
+        tokenizer = load_tokenizer(path)
+    check_tokenizer(tokenizer, config, path)
+    return Pretrained(path, kind, config, weights, tokenizer, train)
 
-    config, weights, _ = read(resolve(base))
-    config, arrays = read_adapters(adapters, config, labels)
-    weights = {**weights, **arrays}
+
+def check_matches(config: GPTConfig, weights: dict, where) -> None:
+    """The weights have the names and shapes of the config's parameters, checked before a model of the config's size
+    is built (a config.json that claims a billion layers is caught here, not by running out of memory)."""
+    prefix = "transformer.h." if config.arch == "gpt2" else "model.layers."
+    layers = {name[len(prefix):].split(".")[0] for name in weights if name.startswith(prefix)}
+    if layers != {str(l) for l in range(len(layers))} or len(layers) != config.n_layer:
+        raise ValueError(f"{where}: config.json says n_layer {config.n_layer} but the weights hold {len(layers)} blocks")
+    for name, want in param_shapes(config).items():  # (a list as long as the weights', now that n_layer is theirs)
+        if name not in weights:
+            raise ValueError(f"{where}: the weights have no {name!r}, which config.json's model has")
+        if weights[name].shape != want:
+            raise ValueError(f"{where}: {name!r} has shape {weights[name].shape} but config.json describes {want}")
+
+
+def check_tokenizer(tokenizer, config: GPTConfig, where) -> None:
+    """A tokenizer (or None) whose every token has a row in the model's embedding."""
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
+
+
+def build_model(pretrained: Pretrained, dtype: DTypeLike = None, backend: str = "numpy") -> GPT:
+    """The model of `pretrained`, in evaluation mode (no dropout, as transformers' from_pretrained returns one), its
+    weights cast once to `dtype`: None keeps float32 or float64 as stored, and computes half precision (widened when
+    it was read) in float32."""
+    weights, config = pretrained.weights, pretrained.config
+    stored = weights[FAMILIES[config.arch].WTE].dtype
+    dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
+    model = GPT(config, dtype=dtype, backend=backend)
+    try:
+        model.load_state_dict({name: a.astype(dtype, copy=False) for name, a in weights.items()})
+    except ValueError as e:  # (names and shapes were checked as it was read: a weight not finite, or one too many)
+        raise ValueError(f"{pretrained.path}: {e}") from None
+    return model.eval()
+
+
+def text_tokenizer(pretrained: Pretrained):
+    """The tokenizer of `pretrained`, which a command that reads or writes text needs."""
+    if pretrained.tokenizer is None:
+        where = ("llm.c's model file holds none" if pretrained.kind == LLMC
+                 else "tokenizer.json, or vocab.json and merges.txt")
+        raise FileNotFoundError(f"{pretrained.path} has no tokenizer ({where}); minigpt needs one to read and write "
+                                f"text")
+    return pretrained.tokenizer
+
+
+def with_adapters(base: Pretrained, adapters, labels=None) -> Pretrained:
+    """The base model `base` (as read) with the PEFT adapters written for it (by peft's
+    save_pretrained, or `minigpt export --peft`) in `adapters`: minigpt/peft.py. Its tokenizer is the one saved
+    beside the adapters, where there is one (which encodes the tokens a fine-tune added), else the base's. labels:
+    the class names of adapters that train a classifier's head on a language model (read_adapters)."""
+    config, arrays = read_adapters(adapters, base.config, labels)
+    weights = {**base.weights, **arrays}
     head = weights.get(HEAD)
     if config.labels is not None and head is not None and len(head) < config.vocab_size:
         # a classifier's adapters hold no LM head (a *ForSequenceClassification model has none); minigpt's keeps its
         # own for the auxiliary loss, and gives it the rows of the fine-tune's tokens as a run does (minigpt/run.py)
         new = np.repeat(head.mean(axis=0, keepdims=True), config.vocab_size - len(head), axis=0)  # (added, C)
         weights[HEAD] = np.concatenate([head, new])  # (V, C)
-    hf.check_matches(config, weights, adapters)
-    dtype = np.dtype(dtype or weights[FAMILIES[config.arch].WTE].dtype)
-    model = GPT(config, dtype=dtype, backend=backend)
-    model.load_state_dict({name: a.astype(dtype) for name, a in weights.items()})
-    return model.eval()
+    check_matches(config, weights, adapters)
+    tokenizer = load_tokenizer(adapters)
+    tokenizer = base.tokenizer if tokenizer is None else tokenizer
+    check_tokenizer(tokenizer, config, adapters)
+    return base._replace(config=config, weights=weights, tokenizer=tokenizer, train=None)  # (no run of the base's)
 
 
 def read_adapters(directory, base: GPTConfig, labels=None) -> tuple:
-    """(config, arrays) of the PEFT adapters in `directory`, written for a model of config `base`: lora.read_peft's,
+    """(config, arrays) of the PEFT adapters in `directory`, written for a model of config `base`: peft.read_peft's,
     with the whole layers saved beside the adapters checked against the model. An embedding with more rows than the
     base's holds the rows a fine-tune added for its special tokens (PEFT saves the embedding layers of a vocabulary
     that grew): the config's vocab_size and lora_added_tokens say so, and a tied head's copy of it is dropped
     (hf.to_minigpt). A classifier's head score.weight on a language model gets transformers' names for its classes
     (LABEL_0, LABEL_1, ..., as AutoModelForSequenceClassification.from_pretrained(base, num_labels=K) has them),
     unless `labels` names them."""
-    where = Path(directory) / lora.WEIGHTS
-    config, arrays = lora.read_peft(directory, base)
+    where = Path(directory) / peft.WEIGHTS
+    config, arrays = peft.read_peft(directory, base)
     layers = {name: a for name, a in arrays.items() if not lora.is_adapter(name)}
     wte = FAMILIES[config.arch].WTE
     unknown = sorted(set(layers) - {wte, HEAD, SCORE})

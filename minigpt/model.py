@@ -13,9 +13,10 @@ lambda, 0.5 there):
     loss = cross_entropy(scores, labels) + lm_weight cross_entropy(logits, targets)
 
 config.arch picks the family module (FAMILIES), which names the parameters and holds its block's forward and
-backward; this module does what every family shares, and `backward` calls the ops in exactly the reverse order of
-`forward`. The backend is resolved once, into the table of kernels that every op is handed (`self.kernels`,
-minigpt/backends). Parameters are named and laid out as in the family's Hugging Face state dict (GPT2LMHeadModel,
+backward, the same interface for every family (minigpt/block.py: each block is handed a Step, built once per forward);
+this module does what every family shares, and `backward` calls the ops in exactly the reverse order of `forward`.
+The backend is resolved once, into the table of kernels that every op is handed (`self.kernels`, minigpt/backends).
+Parameters are named and laid out as in the family's Hugging Face state dict (GPT2LMHeadModel,
 LlamaForCausalLM, Qwen3ForCausalLM), so weights move both ways unchanged; the files that hold them are read and
 written by minigpt/hf.py and minigpt/checkpoint.py, which build on this module.
 Overview and data flow: docs/model.md, docs/llama.md. Tests: tests/test_model.py, tests/test_torch_reference.py,
@@ -23,11 +24,13 @@ tests/test_torch_llama.py.
 """
 
 import math
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import backends, generate, gpt2, llama, lora, runtime
+from minigpt import backends, block, generate, gpt2, llama, lora, runtime
+from minigpt.block import Step
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, rope
 
@@ -43,6 +46,7 @@ HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias", "rotary_emb.in
 class ModelCache(NamedTuple):
     embedding: tuple
     embd_dropout: tuple
+    step: Step  # what every block was given, which their backward reads too (minigpt/block.py)
     blocks: list  # one BlockCache of the family per layer
     norm: tuple
     lm_head: tuple | None  # None: a classifier trained without the language-modelling loss
@@ -63,9 +67,11 @@ def param_shapes(config: GPTConfig) -> dict:
 
 
 def num_params(config: GPTConfig) -> int:
-    """The number of parameters of param_shapes(config), counted without listing them."""
-    adapters = sum(math.prod(shape) for shape in lora.param_shapes(config).values())
-    return FAMILIES[config.arch].num_params(config) + (config.num_labels or 0) * config.n_embd + adapters
+    """The number of parameters of param_shapes(config), before any is allocated: the count of a model of one block
+    and the L - 1 blocks more, each as large as the second of a model of two (the L entries of param_shapes are never
+    listed, so that a size too large to allocate, n_layer 10^9, is counted, and refused, at once)."""
+    one, two = (sum(math.prod(shape) for shape in param_shapes(replace(config, n_layer=L)).values()) for L in (1, 2))
+    return one + (config.n_layer - 1) * (two - one)
 
 
 class GPT:
@@ -93,21 +99,23 @@ class GPT:
         runtime.check_memory(num_params(config) * self.dtype.itemsize, f"a model of {num_params(config):,} parameters",
                              "make it smaller (n_layer, n_embd, block_size, vocab_size)")
         init_rng = np.random.default_rng(seed)
-        self.params = self.family.init_params(config, init_rng, self.dtype)
+        f = self.family
+        self.params = block.init_params(f.param_shapes(config), config.n_layer, f.GAINS, f.RESIDUAL, init_rng,
+                                        self.dtype)
         if config.num_labels is not None:  # N(0, 0.02), as transformers initialises score.weight
             self.params[SCORE] = init_rng.normal(0.0, 0.02, size=(config.num_labels, config.n_embd)).astype(self.dtype)
-        # LoRA: the adapters, and every other weight frozen: read-only, so that no op computes its gradient and
-        # nothing changes it (a classifier's head trains with the adapters)
+        # LoRA: the adapters, and every other weight frozen (a classifier's head trains with the adapters): the
+        # blocks compute no gradient for it (Step.frozen), and its array is read-only, so that nothing changes it
         self.params.update(lora.init_params(config, init_rng, self.dtype))
-        self.frozen = set()
+        self.frozen = frozenset()  # the names of the parameters that do not train
         if config.lora_rank is not None:
-            self.frozen = {name for name in self.params if not lora.is_adapter(name) and name != SCORE}
+            self.frozen = frozenset(name for name in self.params if not lora.is_adapter(name) and name != SCORE)
             for name in self.frozen:
                 self.params[name].setflags(write=False)
         # the rotary embeddings' frequencies (hs/2,), float64, or None: GPT-2 learns a table of positions instead
         self.inv_freq = (None if config.rope_theta is None else
-                         rope.inverse_frequencies(config.head_size, config.rope_theta, config.rope_scaling))
-        self.kernels = backends.load(backend)  # the table of kernels every op computes with (minigpt/backends)
+                         rope.inverse_frequencies(config.head_dim, config.rope_theta, config.rope_scaling))
+        self.kernels = backends.kernels_for(backend)  # the table of kernels every op computes with (minigpt/backends)
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
         self.cache = None  # what the last forward kept for the backward: a ModelCache, or None
@@ -137,7 +145,7 @@ class GPT:
         (None: block_size) (minigpt/generate.py)."""
         cfg = self.config
         length = cfg.block_size if length is None else min(length, cfg.block_size)
-        return [attention.KVCache(B, length, cfg.n_head, cfg.n_kv_head, cfg.head_size, self.dtype)
+        return [attention.KVCache(B, length, cfg.n_kv_head, cfg.head_dim, self.dtype)
                 for _ in range(cfg.n_layer)]
 
     # --8<-- [start:forward]
@@ -150,7 +158,7 @@ class GPT:
         A classifier given last (B,), the position of each sequence's last token, returns its scores (B, K) instead
         of the logits, and with labels (B,) the loss cross_entropy(scores, labels) + lm_weight x the language-modelling
         loss against targets (when lm_weight > 0)."""
-        cfg, p, k, f = self.config, self.params, self.kernels, self.family
+        cfg, p, kernels, f = self.config, self.params, self.kernels, self.family
         idx = np.asarray(idx)
         P = 0 if kv_cache is None else kv_cache[0].length  # positions already processed
         if idx.ndim == 2 and P + idx.shape[1] > cfg.block_size:
@@ -163,47 +171,48 @@ class GPT:
         if last is not None and cfg.num_labels is None:
             raise ValueError("this model has no classification head (it was not trained on labels); it computes logits only")
         p_drop = cfg.dropout if self.training else 0.0
-        lora_drop = cfg.lora_dropout if self.training else 0.0  # LoRA's adapters' dropout
 
         keep_cache = keep_cache and kv_cache is None
         wpe = p[f.WPE] if f.WPE else None  # GPT-2's table of positions; None with rotary embeddings
-        x, emb_cache = embedding.forward(idx, p[f.WTE], wpe, P, k)  # (B, T, C)
-        x, embd_drop = dropout.forward(x, p_drop if f.EMBEDDING_DROPOUT else 0.0, self.rng, k)  # (B, T, C)
+        x, emb_cache = embedding.forward(idx, p[f.WTE], wpe, P, kernels=kernels)  # (B, T, C)
+        x, embd_drop = dropout.forward(x, p_drop if f.EMBEDDING_DROPOUT else 0.0, self.rng, kernels=kernels)  # (B, T, C)
         angles = None if self.inv_freq is None else rope.angles(self.inv_freq, P, x.shape[1], self.dtype)  # (T, hs) x2
+        step = Step(cfg, kernels, p_drop, cfg.lora_dropout if self.training else 0.0, self.rng, kv_cache, angles,
+                    self.frozen)  # what every block is given (minigpt/block.py)
         block_caches = []
         for l in range(cfg.n_layer):
-            x, block_cache = f.block_forward(p, cfg, k, l, x, p_drop, self.rng,
-                                             None if kv_cache is None else kv_cache[l], angles, lora_drop)  # (B, T, C)
+            x, block_cache = f.block_forward(p, l, x, step)  # (B, T, C)
             if keep_cache:
                 block_caches.append(block_cache)
-        x, norm_cache = f.final_norm(p, cfg, k, x)  # (B, T, C)
+        x, norm_cache = f.final_norm(p, cfg, x, kernels=kernels)  # (B, T, C)
         if last is not None:
             return self.classify(x, last, labels, targets if lm_weight > 0 else None, lm_weight,
-                                 (emb_cache, embd_drop, block_caches, norm_cache) if keep_cache else None)
+                                 (emb_cache, embd_drop, step, block_caches, norm_cache) if keep_cache else None)
         logits, loss, head_cache, loss_cache = self.lm_head(x, targets)  # (B, T, V)
-        self.cache = ModelCache(emb_cache, embd_drop, block_caches, norm_cache, head_cache, loss_cache) if keep_cache else None
+        self.cache = (ModelCache(emb_cache, embd_drop, step, block_caches, norm_cache, head_cache, loss_cache)
+                      if keep_cache else None)
         return logits, loss
 
     def lm_head(self, x, targets):
         """x (B, T, C) -> logits (B, T, V), their loss against targets (or None), and the caches of both."""
-        k = self.kernels
+        kernels = self.kernels
         head = self.params[self.family.WTE] if self.config.tie_word_embeddings else self.params[HEAD]  # (V, C)
-        logits, head_cache = linear.forward(x, head.T, kernels=k)  # (B, T, V)
+        logits, head_cache = linear.forward(x, head.T, kernels=kernels)  # (B, T, V)
         loss, loss_cache = None, None
         if targets is not None:
-            loss, loss_cache = cross_entropy.forward(logits, targets, kernels=k)
+            loss, loss_cache = cross_entropy.forward(logits, targets, kernels=kernels)
             loss = float(loss)
         return logits, loss, head_cache, loss_cache
 
     def classify(self, x, last, labels, targets, lm_weight, trunk):
         """A classifier's head on x (B, T, C), the final norm's output: scores (B, K) and the loss (or None)."""
-        k = self.kernels
+        kernels = self.kernels
         h, last_cache = last_token.forward(x, last)  # (B, C)
-        scores, score_cache = linear.forward(h[:, None, :], self.params[SCORE].T, kernels=k)  # (B, 1, K)
+        scores, score_cache = linear.forward(h[:, None, :], self.params[SCORE].T, kernels=kernels)  # (B, 1, K)
         loss = class_cache = head_cache = loss_cache = None
         if labels is not None:
             labels = np.asarray(labels).reshape(-1, 1)  # (B, 1)
-            loss, class_cache = cross_entropy.forward(scores, labels, kernels=k)
+            loss, class_cache = cross_entropy.forward(scores, labels, kernels=kernels)
             loss = float(loss)
             if targets is not None:  # the auxiliary language-modelling loss
                 _, lm_loss, head_cache, loss_cache = self.lm_head(x, targets)
@@ -221,25 +230,28 @@ class GPT:
         cache, self.cache = self.cache, None
         if cache is None or (cache.loss is None and cache.class_loss is None):
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
-        cfg, k, f = self.config, self.kernels, self.family
+        cfg, kernels, f = self.config, self.kernels, self.family
         grads = {}
 
         dx = dhead = None
         if cache.class_loss is not None:  # a classifier's head
-            dscores = cross_entropy.backward(1.0, cache.class_loss, k)  # (B, 1, K)
-            dh, dscore, _ = linear.backward(dscores, cache.score, k)  # (B, 1, C), (C, K) a view of (K, C)
+            dscores = cross_entropy.backward(1.0, cache.class_loss, kernels=kernels)  # (B, 1, K)
+            dh, dscore, _ = linear.backward(dscores, cache.score, kernels=kernels)  # (B, 1, C), (C, K) a view of (K, C)
             grads[SCORE] = dscore.T  # (K, C)
             dx = last_token.backward(dh[:, 0, :], cache.last_token)  # (B, T, C)
         if cache.loss is not None:  # the language-modelling loss, weighted in a classifier's total
-            dlogits = cross_entropy.backward(1.0 if cache.class_loss is None else cache.lm_weight, cache.loss, k)  # (B, T, V)
-            dx_lm, dhead, _ = linear.backward(dlogits, cache.lm_head, k)  # (B, T, C), (C, V) a view of (V, C)
+            dlogits = cross_entropy.backward(1.0 if cache.class_loss is None else cache.lm_weight, cache.loss,
+                                             kernels=kernels)  # (B, T, V)
+            head_trains = (f.WTE if cfg.tie_word_embeddings else HEAD) not in self.frozen
+            dx_lm, dhead, _ = linear.backward(dlogits, cache.lm_head, kernels=kernels,
+                                              weight_grad=head_trains)  # (B, T, C), (C, V) a view of (V, C)
             dx = dx_lm if dx is None else dx + dx_lm  # (B, T, C)
-        dx = f.final_norm_backward(k, dx, cache.norm, grads)  # (B, T, C)
+        dx = f.final_norm_backward(dx, cache.norm, grads, kernels=kernels)  # (B, T, C)
         for l in reversed(range(cfg.n_layer)):
-            dx = f.block_backward(k, l, dx, cache.blocks[l], grads)  # (B, T, C)
+            dx = f.block_backward(l, dx, cache.blocks[l], cache.step, grads)  # (B, T, C)
         if f.WTE in self.frozen:  # LoRA: the embeddings are frozen, and the input needs no gradient
             return {name: grads[name] for name in self.params if name not in self.frozen}
-        dx = dropout.backward(dx, cache.embd_dropout, k)  # (B, T, C)
+        dx = dropout.backward(dx, cache.embd_dropout, kernels=kernels)  # (B, T, C)
         if dhead is None:  # a classifier without the language-modelling loss: the LM head had no part in it
             dwte = None
             if not cfg.tie_word_embeddings:
@@ -250,7 +262,7 @@ class GPT:
             dwte = dhead.T  # (V, C)
         else:
             grads[HEAD], dwte = dhead.T, None  # (V, C)
-        grads[f.WTE], dwpe = embedding.backward(dx, cache.embedding, dwte, k)  # (V, C), (block_size, C) or None
+        grads[f.WTE], dwpe = embedding.backward(dx, cache.embedding, dwte, kernels=kernels)  # (V, C), (block_size, C) or None
         if f.WPE:
             grads[f.WPE] = dwpe
         return {name: grads[name] for name in self.params if name not in self.frozen}  # the params' order

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
+
 
 def decays(name: str, p: np.ndarray) -> bool:
     """nanoGPT's split: every parameter of two or more dimensions decays (matmul weights and embeddings);
@@ -36,14 +38,14 @@ class AdamW:
         p = p - lr wd p                                 decay, only for parameters that decay()
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    Each parameter's step is one call of an `adamw_kernel`: a backend's, from the kernel table given (the model's,
-    `model.kernels`: minigpt/backends), or adamw_kernel above without one.
+    Each parameter's step is one call of `kernels.optim.adamw_kernel`: a backend's, from the kernel table given (the
+    model's, `model.kernels`: minigpt/backends), or adamw_kernel above with NUMPY, the default.
     """
 
-    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, kernels=None):
+    def __init__(self, params: dict, weight_decay=0.1, beta1=0.9, beta2=0.99, eps=1e-8, kernels=NUMPY):
         self.params = params
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
-        self.update = adamw_kernel if kernels is None else kernels.optim.adamw_kernel
+        self.update = kernels.optim.adamw_kernel
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self.t = 0  # steps taken: the bias corrections need it

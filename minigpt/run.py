@@ -1,7 +1,7 @@
 """A training run, opened: the one place that reads and checks everything a run starts from, for a fresh run, a resume
 or a fine-tune, and hands the loop (minigpt/train.py) what it needs.
 
-    run = open_run(settings.given(flags, "run.toml"), dist, say)   # or a whole TrainConfig's to_dict()
+    run = open_run(settings.given(flags, "run.toml"), dist, say)   # what the user set, and where
     run.model, run.optimizer, run.dataset, run.sampler, run.it     # what the loop computes with
     run.save(record, best)                                         # the step's log record, then a checkpoint
     run.close()
@@ -13,8 +13,9 @@ it was):
     2. survey the directory (what a crash left, its checkpoints found if checkpoints.json is missing), and read what
        the run starts from, its origin: a resumed run's latest checkpoint, a fine-tune's checkpoint or Hugging Face
        directory, or nothing; a fresh run refuses a directory that holds one;
-    3. merge the settings over the origin's (minigpt/settings.py) and check them against it: a resumed run changes none
-       of FIXED_ON_RESUME, a fine-tune keeps the checkpoint's shape (a shorter context excepted);
+    3. merge the settings over the origin's (minigpt/settings.py), which checks them against it: a resumed run changes
+       its model's dropout alone and none of config.FIXED_ON_RESUME, a fine-tune keeps the checkpoint's model (a
+       shorter context, its dropout and its adapters excepted);
     4. load the data; a resumed run's text must be the one it was trained on;
     5. build the model and the optimizer, and give them the origin's weights and state;
     6. make the directory ready (rank 0): create it, put right what a crash left, cut the log back, open it.
@@ -29,10 +30,12 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from minigpt import checkpoint, load, lora, outputs, runtime, settings
-from minigpt.config import FIXED_ON_RESUME, LORA_KEYS, MODEL_KEYS, TOKENIZERS, TrainConfig
+from minigpt.config import TOKENIZERS, GPTConfig, TrainConfig
 from minigpt.data import load_tokenizer, record_tasks
 from minigpt.data.record_tasks import RECORD_TASKS
-from minigpt.data.records import Records, kind_of
+from minigpt.data.dataset import Dataset
+from minigpt.data.record_datasets import open_records
+from minigpt.data.records import kind_of
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset, find_text
 from minigpt.distributed import Distributed
@@ -51,10 +54,16 @@ class Interrupted(Exception):
 
 
 class Origin(NamedTuple):
-    """What a run starts from."""
+    """What a run starts from, read once: nothing, a resumed run's latest checkpoint, or a fine-tune's model."""
     kind: str  # "new", "resume" or "fine-tune"
     ckpt: Path | None  # the checkpoint (or Hugging Face directory) it starts from
-    settings: dict  # what that says of the run's settings: a resumed run's saved ones, a fine-tune's model shape
+    saved: TrainConfig | None  # a resumed run's settings, as its checkpoint saved them
+    pretrained: load.Pretrained | None  # the model it starts from: its config, weights and tokenizer
+
+    def start(self) -> settings.Start:
+        """What the merge of the settings needs of it (minigpt/settings.py)."""
+        model = None if self.pretrained is None else self.pretrained.config
+        return settings.Start(self.kind, self.ckpt, self.saved, model)
 
 
 def origin(run_dir: Path, found: checkpoint.Found, resume: bool, init_from: str | None) -> Origin:
@@ -65,9 +74,10 @@ def origin(run_dir: Path, found: checkpoint.Found, resume: bool, init_from: str 
         if pointer is None:
             raise FileNotFoundError(f"nothing to resume in {run_dir}: it holds no checkpoint; start the run without --resume")
         ckpt = run_dir / pointer["latest"]
-        saved = checkpoint.read_train_config(ckpt).to_dict()
-        saved["init_from"] = None  # (the weights a fine-tuning run started from are in its checkpoints now)
-        return Origin("resume", ckpt, saved)
+        pretrained = load.read(ckpt)
+        saved = replace(pretrained.train, init_from=None)  # (the weights a fine-tuning run started from are in its
+        # checkpoints now)
+        return Origin("resume", ckpt, saved, pretrained)
     if found.lost:  # a start never removes a whole checkpoint: the pointer was lost, or deleted
         held = sorted(set(pointer.values()))
         raise ValueError(f"{run_dir} holds the checkpoint{'s' if len(held) > 1 else ''} {' and '.join(held)} but no "
@@ -77,40 +87,12 @@ def origin(run_dir: Path, found: checkpoint.Found, resume: bool, init_from: str 
     if pointer is not None:
         raise ValueError(f"{run_dir} already holds a run; continue it with --resume, or choose another --out-dir")
     if init_from is not None:
-        ckpt = load.resolve(init_from, "best")
-        shape = load.read_config(ckpt)
-        return Origin("fine-tune", ckpt, {key: getattr(shape, key) for key in MODEL_KEYS})
-    return Origin("new", None, {})
+        pretrained = load.read(init_from, "best")
+        return Origin("fine-tune", pretrained.path, None, pretrained)
+    return Origin("new", None, None, None)
 
 
-def check_against(cfg: TrainConfig, start: Origin) -> None:
-    """The settings may change what the origin allows: nothing of FIXED_ON_RESUME for a resumed run, and for a
-    fine-tune nothing of the model's shape but a shorter context (whose first rows of wpe are kept)."""
-    if start.kind == "resume":
-        saved = TrainConfig.from_dict(start.settings)
-        for key in FIXED_ON_RESUME:
-            if start.settings[key] != getattr(cfg, key) and not (key in MODEL_KEYS and same_shape(saved, cfg, key)):
-                raise ValueError(f"cannot change {key} when resuming ({start.settings[key]!r} in {start.ckpt}, "
-                                 f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
-    if start.kind == "fine-tune":
-        for key in MODEL_KEYS:
-            if key in LORA_KEYS:  # adapters may be added to (or left off) the model
-                continue
-            want, have = getattr(cfg, key), start.settings[key]
-            if want != have and not (key == "block_size" and want < have):
-                raise ValueError(f"the checkpoint {start.ckpt} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")
-
-
-def same_shape(a: TrainConfig, b: TrainConfig, key: str) -> bool:
-    """Whether two settings give the model the same `key` once its family fills in what they leave unset (GPT-2's
-    n_kv_head is n_head, whether given or left None)."""
-    try:
-        return getattr(a.model_config(vocab_size=2), key) == getattr(b.model_config(vocab_size=2), key)
-    except ValueError:
-        return False
-
-
-def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, labels=None):
+def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, labels=None) -> Dataset:
     """The task, the records (a .jsonl file, or a task made of records), or the text dataset (tokenized with
     `tokenizer` when the model already has one; a fine-tuned classifier's labels stay its own)."""
     if cfg.task in RECORD_TASKS or (cfg.data is not None and cfg.data.endswith(".jsonl")):
@@ -120,11 +102,7 @@ def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, label
         elif tokenizer is None and cfg.tokenizer != "char":
             raise ValueError("records train from scratch with a character vocabulary made from them; for BPE, give "
                              "--tokenizer DIR (minigpt tokenizer train) or --init-from a model that has one")
-        records = Records(path, tokenizer, labels, n_val)
-        if records.kind == "choice":
-            raise ValueError(f"{path} holds multiple-choice records, which minigpt eval scores; train on prompt and "
-                             f"completion, chat, or text and label records")
-        return records
+        return open_records(path, tokenizer, labels, n_val)  # (multiple-choice records refused: minigpt eval's)
     if cfg.task is not None:
         task = TASKS[cfg.task]()
         if tokenizer is not None and tokenizer != task.tokenizer:
@@ -158,29 +136,23 @@ def refuse_records_as_text(path: Path) -> None:
                      f"*.jsonl is read as records: rename it {path.with_suffix('.jsonl').name} to train on them")
 
 
-def sequence_length(cfg: TrainConfig, dataset) -> int:
-    """T of the training batches: the task's fixed length, or block_size for text."""
-    return getattr(dataset, "sequence_length", cfg.block_size)
-
-
-def memory_needed(cfg: TrainConfig, vocab_size: int, T: int) -> int:
-    """Bytes a step needs, roughly from below: parameters, gradients and AdamW's two moments; each block's cached
-    activations (about 8 C + 3 F numbers a token, F the MLP's width: 20 C for GPT-2) and its (T, T)
+def memory_needed(cfg: TrainConfig, config: GPTConfig, T: int) -> int:
+    """Bytes a step of model `config` needs, roughly from below: parameters, gradients and AdamW's two moments; each
+    block's cached activations (about 8 C + 3 F numbers a token, F the MLP's width: 20 C for GPT-2) and its (T, T)
     attention scores; the logits and their gradient; the micro-batches of a step."""
     itemsize = np.dtype(cfg.dtype).itemsize
-    shape = cfg.model_config(vocab_size)
-    B, C, L, nh, F = cfg.batch_size, cfg.n_embd, cfg.n_layer, cfg.n_head, shape.intermediate_size
-    activations = B * T * (L * (8 * C + 3 * F) + 3 * vocab_size) + 2 * B * nh * T * T
+    B, C, L, nh, F, V = cfg.batch_size, config.n_embd, config.n_layer, config.n_head, config.intermediate_size, config.vocab_size
+    activations = B * T * (L * (8 * C + 3 * F) + 3 * V) + 2 * B * nh * T * T
     batches = cfg.gradient_accumulation_steps * B * T * 2 * 8
-    return itemsize * (4 * num_params(shape) + activations) + batches
+    return itemsize * (4 * num_params(config) + activations) + batches
 
 
 class Run:
     """What the loop works with: the settings, the model and its optimizer, the data and the generator that draws the
     training batches, where the run is (it: optimizer steps taken; best_val_loss), and on rank 0 its directory."""
 
-    def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW, dataset, sampler, it: int,
-                 best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
+    def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW, dataset: Dataset, sampler,
+                 it: int, best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
         self.cfg, self.dist, self.model, self.optimizer, self.dataset, self.sampler = cfg, dist, model, optimizer, dataset, sampler
         self.it, self.best_val_loss = it, best_val_loss
         self.directory, self.say = directory, say
@@ -205,7 +177,7 @@ class Run:
         self.directory.write(record)
         state = {"iter": self.it, "best_val_loss": self.best_val_loss, "optimizer_step": self.optimizer.t,
                  "ranks": self.dist.size, "sampler_rng": self.sampler.bit_generator.state,
-                 "dropout_rng": self.model.rng.bit_generator.state, "data": getattr(self.dataset, "identity", None)}
+                 "dropout_rng": self.model.rng.bit_generator.state, "data": self.dataset.identity}
         self.directory.save(self.it, self.model, self.dataset.tokenizer, self.cfg, self.optimizer, state, best)
 
     def diverged(self, it: int, what: str, value) -> Diverged:
@@ -227,18 +199,17 @@ class Run:
             self.directory.close()
 
 
-def open_run(given: dict, dist: Distributed, say: Callable, source: str | None = None,
+def open_run(given: settings.Given, dist: Distributed, say: Callable, source: str | None = None,
              allow_data_change: bool = False, progress: bool = False) -> Run:
-    """Open a run by the steps above. given: the settings set (settings.given), or every one (a TrainConfig's
-    to_dict()); source: the config file they came from, for errors. allow_data_change lets a resumed run go on with
-    a text other than the one it was trained on."""
-    out_dir = outputs.check(given.get("out_dir", TrainConfig.out_dir), "--out-dir", outputs.RUN)
+    """Open a run by the steps above. given: the settings set, and where (settings.given); source: the config file
+    they came from, for errors. allow_data_change lets a resumed run go on with a text other than the one it was
+    trained on."""
+    out_dir = outputs.check(given.values.get("out_dir", TrainConfig.out_dir), "--out-dir", outputs.RUN)
     directory = checkpoint.RunDirectory(out_dir) if dist.is_main else None  # 1. locked, if it exists
     try:
         found = checkpoint.survey(out_dir)  # (only read: what the start will put right is done at 6.)
-        start = origin(out_dir, found, bool(given.get("resume")), given.get("init_from"))  # 2.
-        cfg = settings.resolve(given, start.settings, source)  # 3.
-        check_against(cfg, start)
+        start = origin(out_dir, found, bool(given.values.get("resume")), given.values.get("init_from"))  # 2.
+        cfg = settings.merge(given, start.start(), source)  # 3.
         for notice in cfg.notices():  # settings that go together, but may not do what was meant
             say(notice)
         if cfg.data is None and cfg.task is None and start.kind != "resume":  # the text found by default
@@ -247,7 +218,7 @@ def open_run(given: dict, dist: Distributed, say: Callable, source: str | None =
             cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
         run = build(cfg, start, dist, directory, say, allow_data_change, progress)  # 4. and 5.
         for split in ("train", "val"):  # a batch of each now: what batches need (a pad token, ...) is missing before 6.
-            run.dataset.get_batch(split, 1, sequence_length(cfg, run.dataset), np.random.default_rng(0))
+            run.dataset.get_batch(split, 1, np.random.default_rng(0))
         if directory is not None:  # 6.
             directory.open(found, run.it if start.kind == "resume" else None, say)
             directory.latest = found.pointer["latest"] if start.kind == "resume" else None
@@ -256,8 +227,9 @@ def open_run(given: dict, dist: Distributed, say: Callable, source: str | None =
             directory.close()
         raise
     if start.kind == "resume":
-        changed = [f"{key} {getattr(cfg, key)!r} (was {start.settings[key]!r})" for key in sorted(start.settings)
-                   if key not in checkpoint.UNSAVED and start.settings[key] != getattr(cfg, key)]
+        was, now = start.saved.to_dict(), run.cfg.to_dict()
+        changed = [f"{key} {now[key]!r} (was {was[key]!r})" for key in sorted(was)
+                   if key not in checkpoint.UNSAVED and was[key] != now[key]]
         say(f"resuming {out_dir} at iter {run.it}" + (f", with {', '.join(changed)}" if changed else ""))
     return run
 
@@ -269,13 +241,9 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
     if state is not None and state["iter"] > cfg.max_iters:  # (at max_iters: the run is done, and the summary says so)
         raise ValueError(f"{cfg.out_dir} is at iter {state['iter']} already, past --max-iters {cfg.max_iters}: "
                          f"there is nothing to train; give a --max-iters above {state['iter']} to continue it")
-    weights = tokenizer = rope_scaling = labels = None
-    vocab_size = added = 0
-    if start.ckpt is not None:
-        shape, weights, tokenizer = load.read(start.ckpt)
-        rope_scaling = shape.rope_scaling  # Llama 3's, which comes with the weights trained with it (no flag sets it)
-        labels, vocab_size, added = shape.labels, shape.vocab_size, shape.lora_added_tokens
-    if state is not None and state["data"] is not None and cfg.data == start.settings["data"] and cfg.data is not None \
+    tokenizer = None if start.pretrained is None else start.pretrained.tokenizer
+    labels = cfg.model.labels  # a fine-tuned classifier's classes stay its own
+    if state is not None and state["data"] is not None and cfg.data == start.saved.data and cfg.data is not None \
             and not Path(cfg.data).exists():  # (the text the run saved, gone: say which it was, exactly)
         raise FileNotFoundError(f"{start.ckpt} was trained on {cfg.data} ({state['data']['size']:,} bytes, SHA-256 "
                                 f"{state['data']['sha256']}), which is not there now: give that text with --data PATH "
@@ -283,25 +251,27 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
     dataset = load_dataset(cfg, tokenizer, progress, labels)
     if state is not None:
         check_same_data(state["data"], dataset, allow_data_change, say)
-    check_with_data(cfg, dataset, say)
-    T = sequence_length(cfg, dataset)
-    if not isinstance(dataset, Records) and T > cfg.block_size:
-        raise ValueError(f"the {cfg.task} task needs block_size >= {T}, got {cfg.block_size}")
-    if start.ckpt is not None and cfg.lora_rank is not None:  # rows added after those of the model the adapters are on,
-        added += max(vocab_size, dataset.vocab_size) - vocab_size  # which an export saves with them (minigpt/lora.py)
-    vocab_size = max(vocab_size, dataset.vocab_size)  # (a fine-tune's special tokens may add rows: load_weights)
-    runtime.check_memory(memory_needed(cfg, vocab_size, T), "training this model",
+    check_with_data(cfg, dataset, say)  # (fitted to the context: its T is known)
+    T = dataset.sequence_length
+    # the model: the settings', with the vocabulary the data needs (a fine-tune's special tokens may add rows to the
+    # checkpoint's: load_weights) and a classifier's labels
+    vocab_size = max(cfg.model.vocab_size or 0, dataset.vocab_size)
+    added = cfg.model.lora_added_tokens  # rows added after those of the model the adapters are on, which an export
+    if cfg.model.lora_rank is not None and start.pretrained is not None:  # saves with them (minigpt/peft.py)
+        added += vocab_size - start.pretrained.config.vocab_size
+    config = replace(cfg.model, vocab_size=vocab_size, labels=dataset.labels,
+                     lora_added_tokens=added if cfg.model.lora_rank is not None else 0)
+    cfg = replace(cfg, model=config)
+    runtime.check_memory(memory_needed(cfg, config, T), "training this model",
                          "make it smaller (--n-layer, --n-embd, --block-size) or the batch (--batch-size)")
-    check_eval_iters(cfg, dataset, T)
+    check_eval_iters(cfg, dataset)
 
-    labels = getattr(dataset, "labels", None) if getattr(dataset, "kind", None) == "classification" else None
-    model = GPT(cfg.model_config(vocab_size, rope_scaling, labels, added if cfg.lora_rank is not None else 0),
-                seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
+    model = GPT(config, seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     # only what trains has optimizer state: with LoRA, the adapters (and a classifier's head), not the frozen weights
     optimizer = AdamW(model.trainable(), cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
-    if weights is not None:
-        load_weights(model, weights, start, cfg.block_size, say)
+    if start.pretrained is not None:
+        load_weights(model, start.pretrained.weights, start, say)
     it, best_val_loss = 0, None
     if state is not None:
         try:
@@ -311,29 +281,17 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
         it, best_val_loss = state["iter"], state["best_val_loss"]
         sampler.bit_generator.state = state["sampler_rng"]
         model.rng.bit_generator.state = state["dropout_rng"]
-    dist.broadcast_params(model.params)  # every rank starts from rank 0's weights
+    dist.broadcast_params(model.params, model.frozen)  # every rank starts from rank 0's weights
     return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
 
 
-def check_with_data(cfg: TrainConfig, dataset, say: Callable) -> None:
-    """The settings only the data can check (the others: TrainConfig, on construction): records fit the context, or
-    --truncate cuts them to; --truncate and --lm-loss-weight are for data of their kind; and what the run will
-    measure, or get, that it was not asked for is said."""
-    if isinstance(dataset, Records):
-        said = dataset.fit(cfg.block_size, cfg.truncate)
-        if said is not None:
-            say(said)
-        for split, name in (("train", "training"), ("val", "held-out")):
-            if not dataset.splits[split]:
-                raise ValueError(f"--truncate dropped every {name} record of {dataset.source}: their prompts alone "
-                                 f"fill the context of {cfg.block_size} tokens; shorten them, or raise --block-size")
-        if dataset.val_is_train:
-            say(f"{dataset.source} holds {len(dataset.examples)} record{'s' * (len(dataset.examples) != 1)}, too few "
-                f"to hold any out: the held-out loss and accuracy are measured on the training records themselves")
-    elif cfg.truncate:
-        raise ValueError("--truncate cuts records (a .jsonl file, or a task made of records) that are longer than the "
-                         "context; a text is read in windows of --block-size tokens, and a task's problems fit: drop it")
-    if cfg.lm_loss_weight and not (isinstance(dataset, Records) and dataset.kind == "classification"):
+def check_with_data(cfg: TrainConfig, dataset: Dataset, say: Callable) -> None:
+    """The settings only the data can check (the others: TrainConfig, on construction): the data fits the context
+    (records, or --truncate cuts them to; a task's problems; a text's windows), --truncate and --lm-loss-weight are for
+    data of their kind; and what the run will measure, or get, that it was not asked for is said."""
+    for notice in dataset.fit(cfg.model.block_size, cfg.truncate):
+        say(notice)
+    if cfg.lm_loss_weight and dataset.labels is None:
         raise ValueError("--lm-loss-weight weighs a classifier's auxiliary language-modelling loss; this run trains a "
                          "language model, whose loss is that alone: drop it, or train on {\"text\", \"label\"} records")
     if cfg.tokenizer == "bpe" and dataset.tokenizer.shortfall(cfg.vocab_size or BPE_VOCAB_SIZE) is not None:
@@ -343,13 +301,13 @@ def check_with_data(cfg: TrainConfig, dataset, say: Callable) -> None:
 EVAL_PASSES = 1000  # the most times over an evaluation may read a split (a text's tokens, records, problems)
 
 
-def check_eval_iters(cfg: TrainConfig, dataset, T: int) -> None:
+def check_eval_iters(cfg: TrainConfig, dataset: Dataset) -> None:
     """Refuse an eval_iters whose batches would read a split more than EVAL_PASSES times over at every evaluation
     (one batch is always allowed, however large --batch-size is): they are drawn at random from the split, so more of
     them only repeat what it holds, and an evaluation (every eval_interval steps) that reads a split thousands of
     times can take longer than the training itself."""
-    smaller = min(("val", "train"), key=lambda split: split_size(dataset, split, T)[0])  # (the one read most)
-    held, what, per_row = split_size(dataset, smaller, T)
+    smaller = min(("val", "train"), key=lambda split: dataset.split_size(split)[0])  # (the one read most)
+    held, what, per_row = dataset.split_size(smaller)  # (a text's row reads T tokens; a record or a problem, one)
     most = max(1, EVAL_PASSES * held // (cfg.batch_size * per_row))  # (one batch at least, however large)
     if held and cfg.eval_iters > most:
         read = cfg.eval_iters * cfg.batch_size * per_row
@@ -358,19 +316,9 @@ def check_eval_iters(cfg: TrainConfig, dataset, T: int) -> None:
                          f"give --eval-iters {most} or fewer")
 
 
-def split_size(dataset, split: str, T: int) -> tuple[int, str, int]:
-    """What a split holds, of what, and how much of it a row of a batch reads: a text's tokens (a row reads T), a
-    file's records or a task's problems (a row reads one)."""
-    if isinstance(dataset, TextDataset):
-        return len(dataset.train if split == "train" else dataset.val), f"tokens of {dataset.source}", T
-    if isinstance(dataset, Records):
-        return len(dataset.splits[split]), f"records of {dataset.source}", 1
-    return len(dataset.problems[split]), f"problems of the {dataset.name} task", 1
-
-
-def check_same_data(saved: dict | None, dataset, allow_data_change: bool, say: Callable) -> None:
+def check_same_data(saved: dict | None, dataset: Dataset, allow_data_change: bool, say: Callable) -> None:
     """A resumed run trains on the text it was trained on (its size and SHA-256), unless allow_data_change."""
-    data = getattr(dataset, "identity", None)
+    data = dataset.identity
     if saved is None or saved == data:
         return
     if not allow_data_change:
@@ -381,13 +329,13 @@ def check_same_data(saved: dict | None, dataset, allow_data_change: bool, say: C
     say(f"continuing on another text, {dataset.source}, as --allow-data-change asks")
 
 
-def load_weights(model: GPT, weights: dict, start: Origin, block_size: int, say: Callable) -> None:
+def load_weights(model: GPT, weights: dict, start: Origin, say: Callable) -> None:
     """The origin's weights into the model: a fine-tune's in the run's dtype, its context cut to block_size (the first
     rows of GPT-2's wpe, as nanoGPT's crop_block_size)."""
     if start.kind == "fine-tune":
         weights = {name: p.astype(model.dtype) for name, p in weights.items()}
         if "transformer.wpe.weight" in weights:  # GPT-2's table of positions (rotary embeddings have none)
-            weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:block_size].copy()
+            weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:model.config.block_size].copy()
         for name in (model.family.WTE, HEAD):  # special tokens added for fine-tuning: new rows, each the mean row
             if name in weights and len(weights[name]) < model.config.vocab_size:
                 old = weights[name]

@@ -3,22 +3,28 @@
 Each source overrides the ones before it:
     1. TrainConfig's defaults: nanoGPT's Shakespeare CPU recipe (minigpt/config.py);
     2. the preset (--preset speedrun, PRESETS below), then the task's (--task sort|add, TASK_PRESETS);
-    3. the model's shape from the checkpoint being fine-tuned (--init-from), so that it need not be repeated;
-    4. the config file (--config FILE.toml), whose keys are TrainConfig's fields;
-    5. the flags, TrainConfig's fields spelled with dashes.
-A resumed run (--resume) starts from the settings saved with its latest checkpoint instead of 1 to 3; the file and the
-flags may change any of them but FIXED_ON_RESUME (minigpt/config.py), which minigpt/run.py refuses to change.
+    3. the model of the checkpoint being fine-tuned (--init-from), whole: its shape need not be repeated, and only its
+       dropout, its adapters and a shorter context may be changed (config.CHANGES_ON_FINE_TUNE);
+    4. the config file (--config FILE.toml), whose keys are the settings' names (config.SETTINGS);
+    5. the flags, the same names spelled with dashes.
+A resumed run (--resume) starts from the settings saved with its latest checkpoint, and its model, instead of 1 to 3;
+the file and the flags may change any of them but the model's shape and config.FIXED_ON_RESUME.
 
-    given = settings.given(flags, "run.toml")     # 4 and 5: what the user wrote, each value checked where it enters
-    cfg = settings.resolve(given, origin)         # the chain, into a TrainConfig
+    given = settings.given(flags, "run.toml")            # 4 and 5: what the user wrote, and where
+    cfg = settings.merge(given, Start("fine-tune", ckpt, model=checkpoint_model))   # the chain, into a TrainConfig
 
-Reading what a run starts from (3, or a resumed run's saved settings: `origin`) is minigpt/run.py's; this module
-only merges values, and an error names a value as the user wrote it (the flag, or the file and key).
+Every value is checked once, as the TrainConfig and its GPTConfig are built (minigpt/config.py); an error names the
+value as its source gave it: the flag, the file and key, the preset, or the resumed run's train_config.json. Reading
+what a run starts from (3, or a resumed run's settings and model) is minigpt/run.py's.
 """
 
 import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
 
-from minigpt.config import TrainConfig, check_setting
+from minigpt.config import (CHANGES_ON_FINE_TUNE, CHANGES_ON_RESUME, FIXED_ON_RESUME, MODEL_SETTINGS, GPTConfig,
+                            SettingError, TrainConfig, check_field, recipe_model, setting_field)
 from minigpt.validate import read_text
 
 if sys.version_info >= (3, 11):
@@ -53,55 +59,121 @@ PRESETS = {
 }
 
 
+class Given(NamedTuple):
+    """What the user set: each setting's value (by its name, config.SETTINGS), and where it was given (the flag, or
+    the config file and key), for errors."""
+    values: dict
+    where: dict
+
+
+class Start(NamedTuple):
+    """What the run starts from, as the merge needs it: how ("new", "resume" or "fine-tune"), the checkpoint (or
+    Hugging Face directory), a resumed run's saved settings, and the model it holds (resume, fine-tune)."""
+    kind: str = "new"
+    path: Path | None = None
+    saved: TrainConfig | None = None
+    model: GPTConfig | None = None
+
+
+# The settings that choose what the others are merged over (a directory, a preset, a task): checked as they are given
+CHOOSERS = ("out_dir", "resume", "init_from", "preset", "task")
+
+
 def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def checked(values: dict, name) -> dict:
-    """values, each checked against its TrainConfig field; an error calls a value name(key)."""
-    out = {}
-    for key, value in values.items():
-        try:
-            out[key] = check_setting(key, value)
-        except ValueError as e:
-            raise ValueError(f"{name(key)} {e}") from None
-    return out
-
-
 def read_toml(path) -> dict:
-    """A config file's settings, checked: TOML, UTF-8, known keys, valid values."""
+    """A config file's settings: TOML, UTF-8, known keys (the values are checked with the others, by merge)."""
     text = read_text(path, what="config file ", fix="save it as UTF-8")
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
     TrainConfig.check_keys(d, source=f"{path}")
-    return checked(d, lambda key: f"{path}: {key}")
+    return d
 
 
-def given(flags: dict, config_file: str | None = None) -> dict:
-    """What the user set, checked: the flags (TrainConfig field -> value, only those given; `resume` may be True or a
-    run directory) over the config file's keys."""
+def given(flags: dict, config_file: str | None = None) -> Given:
+    """What the user set: the flags (setting -> value, only those given; `resume` may be True or a run directory)
+    over the config file's keys."""
     flags = dict(flags)
     resume = flags.pop("resume", None)
     if isinstance(resume, str):  # --resume DIR
         resume, flags["out_dir"] = True, resume
-    values = {**(read_toml(config_file) if config_file else {}), **checked(flags, flag)}
-    if resume is not None:  # the flag wins over the file
-        values["resume"] = resume
-    return values
+    if resume is not None:
+        flags["resume"] = resume
+    from_file = read_toml(config_file) if config_file else {}
+    for key in from_file.keys() & flags.keys():  # a value of the file that a flag hides never reaches the config,
+        check(key, from_file[key], f"{config_file}: {key}")  # which checks the others: checked here, as the file is read
+    where = {**{key: f"{config_file}: {key}" for key in from_file}, **{key: flag(key) for key in flags}}
+    values = {**from_file, **flags}
+    for key in CHOOSERS:
+        if key in values:
+            check(key, values[key], where[key])
+    return Given(values, where)
 
 
-def resolve(given: dict, origin: dict | None = None, source: str | None = None) -> TrainConfig:
-    """The TrainConfig of a run: the settings given over what the run starts from (origin: a resumed run's saved
-    settings, which stand in for the defaults, the preset and the shape; or a fine-tuned checkpoint's shape), by the
-    chain above. source: the config file, named in an error about settings that do not go together."""
-    origin = origin or {}
-    if given.get("resume"):
-        merged = {**origin, **given}
-    else:
-        merged = {**PRESETS.get(given.get("preset"), {}), **TASK_PRESETS.get(given.get("task"), {}), **origin, **given}
+def check(key: str, value, where: str):
+    """One setting's value, checked as its field checks it, named as `where` gave it."""
     try:
-        return TrainConfig.from_dict(merged)
+        return check_field(setting_field(key), value)
+    except SettingError as e:
+        raise ValueError(f"{where} {e.problem}") from None
+
+
+def merge(given: Given, start: Start = Start(), source: str | None = None) -> TrainConfig:
+    """The TrainConfig of a run: the settings given over what the run starts from, by the chain above. source: the
+    config file, named in an error about settings that do not go together."""
+    values, where = {}, {}
+
+    def put(layer: dict, said) -> None:
+        values.update(layer)
+        where.update({key: said(key) for key in layer})
+
+    if start.kind == "resume":
+        saved = f"{start.path / 'train_config.json'}: "
+        put({key: value for key, value in start.saved.to_dict().items() if key not in MODEL_SETTINGS},
+            lambda key: saved + key)
+    else:
+        preset, task = given.values.get("preset"), given.values.get("task")
+        put(PRESETS.get(preset, {}), lambda key: f"the {preset} preset's {key}")
+        put(TASK_PRESETS.get(task, {}), lambda key: f"the {task} task's {key}")
+        if start.kind == "fine-tune":  # the checkpoint's model, whole, but its dropout: a setting of the run (0, or
+            # a preset's), as for a new model
+            values = {"dropout": 0.0, **{key: value for key, value in values.items()
+                                         if key not in MODEL_SETTINGS or key == "dropout"}}
+    put(given.values, given.where.get)
+    model_settings = {key: value for key, value in values.items() if key in MODEL_SETTINGS}
+    own = {key: value for key, value in values.items() if key not in MODEL_SETTINGS}
+    try:
+        if start.model is None:
+            model = recipe_model(**model_settings)
+        else:
+            check_changes(model_settings, start)
+            model = replace(start.model, **model_settings)
+        cfg = TrainConfig(model=model, **own)
+    except SettingError as e:
+        raise ValueError(f"{where.get(e.key, e.key)} {e.problem}") from None
     except ValueError as e:  # settings that do not go together; name the file if one was read
         raise ValueError(f"{e} (settings from {source} and the flags)" if source else str(e)) from None
+    if start.kind == "resume":
+        for key in FIXED_ON_RESUME:
+            if getattr(start.saved, key) != getattr(cfg, key):
+                raise ValueError(f"cannot change {key} when resuming ({getattr(start.saved, key)!r} in {start.path}, "
+                                 f"{getattr(cfg, key)!r} now); start a new run in another --out-dir")
+    return cfg
+
+
+def check_changes(model_settings: dict, start: Start) -> None:
+    """The model a run starts from changes only as a run may change it: a resumed run's, its dropout alone; a
+    fine-tune's, its dropout, its adapters and a shorter context (CHANGES_ON_RESUME, CHANGES_ON_FINE_TUNE)."""
+    may = CHANGES_ON_RESUME if start.kind == "resume" else CHANGES_ON_FINE_TUNE
+    for key, want in model_settings.items():
+        have = getattr(start.model, key)
+        if want == have or (key in may and (key != "block_size" or (isinstance(want, int) and want < have))):
+            continue
+        if start.kind == "resume":
+            raise ValueError(f"cannot change {key} when resuming ({have!r} in {start.path}, {want!r} now); start a new "
+                             f"run in another --out-dir")
+        raise ValueError(f"the checkpoint {start.path} has {key} {have!r}; it cannot be fine-tuned with {key} {want!r}")

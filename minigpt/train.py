@@ -1,6 +1,6 @@
 """The training loop under `minigpt train`: AdamW on random batches, periodic evaluation, checkpoints, exact resume.
 
-    summary = train(cfg)     # cfg: a TrainConfig, or only the settings given (minigpt/settings.py)
+    summary = train(settings.given(flags, "run.toml"))     # what the user set (minigpt/settings.py)
 
 `train` opens the run (minigpt/run.py: the data, the model, the optimizer, where a resumed run left off, the run
 directory, locked) and `loop` trains it, reading as nanoGPT's does. What the run directory holds and how it survives a
@@ -18,30 +18,27 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from minigpt import distributed, interrupt, runtime
+from minigpt import distributed, interrupt, runtime, settings
 from minigpt.config import TrainConfig
-from minigpt.data.records import Records
-from minigpt.data.tasks import Task
+from minigpt.data.dataset import Batch, Dataset
 from minigpt.distributed import Distributed
-from minigpt.evaluation import held_out_accuracy
 from minigpt.model import GPT
-from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.optim import clip_grad_norm, get_lr
-from minigpt.run import Interrupted, Run, open_run, sequence_length
+from minigpt.run import Interrupted, Run, open_run
 
 
-def train(cfg: TrainConfig | dict, progress: bool = True, dist: Distributed | None = None, source: str | None = None,
+def train(given: settings.Given, progress: bool = True, dist: Distributed | None = None, source: str | None = None,
           allow_data_change: bool = False) -> dict:
-    """Train as `cfg` says; return a summary (steps, losses, where the checkpoints are). cfg: every setting (a
-    TrainConfig), or only those given (a dict: the rest come from the task's preset, a fine-tuned checkpoint or the
-    resumed run; source names the config file they came from). Under mpiexec, every rank runs this and rank 0 alone
-    writes (minigpt/distributed.py). allow_data_change lets a resumed run go on with a text other than the one it was
+    """Train as the settings `given` say (settings.given: the rest come from the defaults, a preset, a fine-tuned
+    checkpoint or the resumed run; source names the config file they came from); return a summary (steps, losses,
+    where the checkpoints are). Under mpiexec, every rank runs this and rank 0 alone writes
+    (minigpt/distributed.py). allow_data_change lets a resumed run go on with a text other than the one it was
     trained on."""
     dist = distributed.init() if dist is None else dist
     started = time.perf_counter()
     progress = progress and dist.is_main
     say = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
-    run = open_run(cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg, dist, say, source, allow_data_change, progress)
+    run = open_run(given, dist, say, source, allow_data_change, progress)
     try:
         # N ranks on one machine share its cores
         threads = runtime.within_cores(run.cfg.threads, run.say)
@@ -53,7 +50,7 @@ def train(cfg: TrainConfig | dict, progress: bool = True, dist: Distributed | No
 
 def loop(run: Run, progress: bool, started: float) -> dict:
     cfg, dist, model, optimizer = run.cfg, run.dist, run.model, run.optimizer
-    T = sequence_length(cfg, run.dataset)
+    T = run.dataset.sequence_length
     share = dist.share(cfg.gradient_accumulation_steps)  # this rank's micro-batches of each step
     if dist.size > 1:
         run.say(f"data-parallel over {dist.size} ranks, {len(share)} of the {cfg.gradient_accumulation_steps} "
@@ -68,7 +65,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             t0 = time.perf_counter()
             lr = get_lr(run.it, cfg.learning_rate, min_lr, cfg.warmup_iters, cfg.decay_iters)
             # every rank draws the whole global batch (keeping the samplers in step), and computes its share
-            batches = [run.dataset.get_batch("train", cfg.batch_size, T, run.sampler)
+            batches = [run.dataset.get_batch("train", cfg.batch_size, run.sampler)
                        for _ in range(cfg.gradient_accumulation_steps)]
             loss, grads = accumulate_gradients(model, batches, share, cfg.lm_loss_weight)
             # one all-reduce: the gradients, the loss, and whether any rank got a Ctrl-C, SIGTERM or SIGHUP (then all
@@ -116,29 +113,14 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             if reached:  # --target-loss: as good as asked for; the checkpoint of this step is saved
                 break
     return {"iter": run.it, "steps": run.it - first, "best_val_loss": run.best_val_loss, **last_eval,
-            "out_dir": str(run.out_dir), "next": what_next(run), "reached_target": reached,
+            "out_dir": str(run.out_dir), "next": run.dataset.what_next(shlex.quote(str(run.out_dir))),
+            "reached_target": reached,
             "target_loss": cfg.target_loss,
             "seconds": time.perf_counter() - started, "num_params": model.num_params(), "rank": dist.rank}
 
 
-def what_next(run: Run) -> str:
-    """The command that shows what the run learned, for the line `minigpt train` ends with: a text's model continues a
-    newline; a task's answers one of its held-out problems; a model of instructions talks; a classifier is scored."""
-    out = shlex.quote(str(run.out_dir))
-    if isinstance(run.dataset, Records):
-        if run.dataset.kind == "classification":
-            return f"score it with: minigpt eval --out-dir {out} --data HELD-OUT.jsonl"
-        return (f"talk with it: minigpt chat --out-dir {out} (one reply: minigpt sample --out-dir {out} --chat "
-                f"--prompt TEXT)")
-    if isinstance(run.dataset, Task):  # a question of the held-out set, and room for the answer alone
-        question = run.dataset.tokenizer.decode(run.dataset.problems["val"][0])
-        return (f"try it with: minigpt sample --out-dir {out} --prompt {question} --max-new-tokens "
-                f"{run.dataset.answer_length} --greedy")
-    return f"sample with: minigpt sample --out-dir {out}"
-
-
 def evaluation(run: Run) -> tuple[dict, bool] | None:
-    """An evaluation step's losses (and a task's accuracy), said on one line, and whether its validation loss is the
+    """An evaluation step's losses (and the data's held-out accuracy), said on one line, and whether its validation loss is the
     best yet (then remembered); None if a stop abandoned it. A loss that is not finite stops the run as diverged."""
     run.dist.check_same_params(run.model.params, run.it)
     result = evaluate(run.model, run.dataset, run.cfg, run.dist)
@@ -156,61 +138,57 @@ def evaluation(run: Run) -> tuple[dict, bool] | None:
     return result, is_best
 
 
-def evaluate(model: GPT, dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict | None:
+def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict | None:
     """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator), so that
-    successive evaluations differ only because the model changed; plus the held-out exact-match accuracy for a
-    task. Under MPI every rank draws every batch and computes its share.
+    successive evaluations differ only because the model changed; plus the dataset's held-out accuracy, where it has
+    one (a task's exact match, instructions' exact match, a classifier's accuracy). Under MPI every rank draws every
+    batch and computes its share.
 
     None if a stop abandoned it, on any rank: an evaluation changes nothing the run keeps, so a stop (Ctrl-C, SIGTERM,
     SIGHUP) lets it run on for STOP_GRACE seconds at most (time to end if it nearly has), rather than to its last
     batch, and what it had computed is not reported (unless_abandoned). The ranks agree on it before each sum of
     their shares (abandoned_anywhere)."""
     dist = Distributed() if dist is None else dist
-    T = sequence_length(cfg, dataset)
     model.eval()
     try:
         result = {}
         for i, split in enumerate(("train", "val")):
             rng = np.random.default_rng([cfg.seed, 2, i])
-            mine = unless_abandoned(split_loss, model, dataset, cfg, dist, split, T, rng)
-            if abandoned_anywhere(dist, mine is None):
+            mine = unless_abandoned(split_loss, model, dataset, cfg, dist, split, rng)
+            if abandoned_anywhere(dist, mine is ABANDONED):
                 return None
             result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
-        if isinstance(dataset, Records):  # instructions' exact match, or a classifier's accuracy
-            accuracy = unless_abandoned(held_out_accuracy, model, dataset)
-        elif hasattr(dataset, "accuracy"):  # a synthetic task's
-            accuracy = unless_abandoned(dataset.accuracy, model, "val")
-        else:
-            return result
-        if abandoned_anywhere(dist, accuracy is None):
+        accuracy = unless_abandoned(dataset.accuracy, model, "val")
+        if abandoned_anywhere(dist, accuracy is ABANDONED):
             return None
-        return {**result, "val_accuracy": accuracy}
+        return result if accuracy is None else {**result, "val_accuracy": accuracy}
     finally:
         model.train()
 
 
-def split_loss(model: GPT, dataset, cfg: TrainConfig, dist: Distributed, split: str, T: int, rng) -> float:
+def split_loss(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed, split: str, rng) -> float:
     """This rank's part of the sum of the losses of a split's eval_iters batches."""
     mine = 0.0
     for k in range(cfg.eval_iters):
         interrupt.check()  # (abandoned here once a stop's grace is over)
-        batch = dataset.get_batch(split, cfg.batch_size, T, rng)
+        batch = dataset.get_batch(split, cfg.batch_size, rng)
         if k % dist.size == dist.rank:
             mine += batch_loss(model, batch, cfg.lm_loss_weight, keep_cache=False)
     return mine
 
 
 STOP_GRACE = 0.5  # seconds an evaluation may run on after a stop: one nearly done ends, and is saved with its step
+ABANDONED = object()  # what unless_abandoned returns for a computation a stop abandoned (None is an answer: no accuracy)
 
 
 def unless_abandoned(compute: Callable, *args):
-    """compute(*args), or None if a stop abandoned it (interrupt.abandonable: inside the training loop's deferred(), a
-    stop otherwise waits for the step to end)."""
+    """compute(*args), or ABANDONED if a stop abandoned it (interrupt.abandonable: inside the training loop's
+    deferred(), a stop otherwise waits for the step to end)."""
     try:
         with interrupt.abandonable(STOP_GRACE):
             return compute(*args)
     except interrupt.Abandoned:
-        return None
+        return ABANDONED
 
 
 def abandoned_anywhere(dist: Distributed, abandoned: bool) -> bool:
@@ -225,19 +203,11 @@ def abandoned_anywhere(dist: Distributed, abandoned: bool) -> bool:
     return True
 
 
-def batch_loss(model: GPT, batch: tuple, lm_weight: float = 0.0, keep_cache: bool = True) -> float:
-    """The loss of a batch: a language model's (x, y), or a classifier's (x, y, last, labels), whose loss adds
-    lm_weight x the language-modelling loss on y (minigpt/model.py)."""
-    x, y, *head = batch
-    if head:
-        last, labels = head
-        return model.forward(x, y, keep_cache=keep_cache, last=last, labels=labels, lm_weight=lm_weight)[1]
-    return model.forward(x, y, keep_cache=keep_cache)[1]
-
-
-def targets_in(batch: tuple) -> int:
-    """What a batch's loss is the mean over: its targets, or a classifier's sequences."""
-    return len(batch[3]) if len(batch) == 4 else int((batch[1] != IGNORE_INDEX).sum())
+def batch_loss(model: GPT, batch: Batch, lm_weight: float = 0.0, keep_cache: bool = True) -> float:
+    """The loss of a batch: a language model's on y, or a classifier's (last and labels given), which adds lm_weight x
+    the language-modelling loss on y (minigpt/model.py)."""
+    return model.forward(batch.x, batch.y, keep_cache=keep_cache, last=batch.last, labels=batch.labels,
+                         lm_weight=lm_weight)[1]
 
 
 # --8<-- [start:accumulate]
@@ -248,7 +218,7 @@ def accumulate_gradients(model: GPT, batches: list, share=None, lm_weight: float
     the parts that the ranks of a data-parallel run sum (minigpt/distributed.py). (A classifier's micro-batches
     are weighted by their sequences; its auxiliary language-modelling loss, lm_weight > 0, is then each
     micro-batch's mean over its tokens.)"""
-    counts = [targets_in(batch) for batch in batches]
+    counts = [batch.loss_count for batch in batches]
     total = sum(counts)
     loss, grads = 0.0, None
     for i in range(len(batches)) if share is None else share:

@@ -66,7 +66,7 @@ MUTANTS = [
            "dx = p * (dp - (dp * p).sum(axis=-1, keepdims=True))", "dx = p * (dp - (dp * p).sum(axis=0, keepdims=True))",
            "tests/ops/test_softmax.py"),
     Mutant("attention: a missing scale (dpreatt without 1/sqrt(hs))", ATT,
-           "softmax.backward(datt, softmax.SoftmaxCache(att)) / math.sqrt(q.shape[3])",
+           "softmax.backward(datt, softmax.SoftmaxCache(att)) / math.sqrt(hs)",
            "softmax.backward(datt, softmax.SoftmaxCache(att))", "tests/ops/test_attention.py"),
     Mutant("attention: a lost transpose (dk = dpreatt @ q)", ATT, "dk = dpreatt.swapaxes(-1, -2) @ q", "dk = dpreatt @ q",
            "tests/ops/test_attention.py"),
@@ -78,7 +78,7 @@ MUTANTS = [
            "(cache.valid * dloss)", "tests/ops/test_cross_entropy.py"),
     Mutant("cross-entropy: ignored positions given a gradient", CE, "(cache.valid * (dloss / cache.n_valid))",
            "(np.ones_like(cache.valid) * (dloss / cache.n_valid))", "tests/ops/test_cross_entropy.py"),
-    Mutant("dropout: the mask not applied in the backward", DROP, "    return kernel(dout, cache.mask)  # (...)",
+    Mutant("dropout: the mask not applied in the backward", DROP, "    return kernels.dropout.apply_kernel(dout, cache.mask)  # (...)",
            "    return dout  # (...)", "tests/ops/test_dropout.py"),
     Mutant("model: a lost skip path (the MLP's residual)", GPT2, "    dx = dx + dm  # (B, T, C)",
            "    dx = dm  # (B, T, C)", None),
@@ -99,12 +99,12 @@ MUTANTS = [
     Mutant("swiglu: SiLU's derivative without its second term (sigmoid only)", SWIGLU,
            "dgate = dout * up * (s * (1.0 + gate * (1.0 - s)))", "dgate = dout * up * s", "tests/ops/test_swiglu.py"),
     Mutant("attention: a key/value head's gradient from one query head of its group, not their sum", ATT,
-           "dk = dk.reshape(B, n_kv_head, nh // n_kv_head, T, hs).sum(axis=2)",
-           "dk = dk.reshape(B, n_kv_head, nh // n_kv_head, T, hs)[:, :, 0]", "tests/ops/test_attention.py"),
+           "dk = dk.reshape(B, nkv, nh // nkv, T, hs).sum(axis=2)",
+           "dk = dk.reshape(B, nkv, nh // nkv, T, hs)[:, :, 0]", "tests/ops/test_attention.py"),
     Mutant("model: the blocks' backward in the forward's order", MODEL, "for l in reversed(range(cfg.n_layer)):",
            "for l in range(cfg.n_layer):", None),
     Mutant("model: the embedding dropout's backward skipped", MODEL,
-           "dx = dropout.backward(dx, cache.embd_dropout, k)  # (B, T, C)", "dx = dx  # (B, T, C)", None),
+           "dx = dropout.backward(dx, cache.embd_dropout, kernels=kernels)  # (B, T, C)", "dx = dx  # (B, T, C)", None),
 ]
 
 

@@ -35,13 +35,13 @@ channels = st.integers(1, 11)
 def gpt_configs(draw, bias=None):
     """Small GPT configurations: n_head = 1 and head size 1 included, vocabularies of 2 to 11."""
     n_head = draw(st.integers(1, 3))
-    head_size = draw(st.integers(1, 4))
+    head_dim = draw(st.integers(1, 4))
     return GPTConfig(
         vocab_size=draw(st.integers(2, 11)),
         block_size=draw(st.integers(1, 6)),
         n_layer=draw(st.integers(1, 2)),
         n_head=n_head,
-        n_embd=n_head * head_size,
+        n_embd=n_head * head_dim,
         dropout=0.0,
         bias=draw(st.booleans()) if bias is None else bias,
     )

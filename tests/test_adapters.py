@@ -1,5 +1,5 @@
 """LoRA on the model (minigpt/lora.py): gradients, frozen weights, merging, training from the command line, and PEFT's
-files both ways, read and written by peft itself."""
+files (minigpt/peft.py) both ways, read and written by peft itself."""
 
 import json
 
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import cli, error_line
+import minigpt.peft
 from minigpt import GPT, GPTConfig, hf, load, lora
 from minigpt.gradcheck import check_model
 from test_torch_reference import rel_err
@@ -57,18 +58,18 @@ def test_the_base_is_frozen_no_gradient_no_optimizer_state_and_no_write(tmp_path
     assert cli(capsys, "train", "--out-dir", str(run), "--init-from", str(base), "--lora-rank", "4", *args)[0] == 0
     from minigpt import checkpoint
 
-    before, _ = load.load_model(load.resolve(base, "latest"))
-    after, _ = load.load_model(load.resolve(run, "latest"))
+    before = load.build_model(load.read(base, "latest"))
+    after = load.build_model(load.read(run, "latest"))
     for name, p in before.params.items():  # three steps later, every base weight is exactly as it was
         assert np.array_equal(after.params[name], p), name
     assert any(np.abs(after.params[n]).max() > 0 for n in after.params if n.endswith("lora_B.weight"))  # B trained
-    state = checkpoint.read_optimizer(load.resolve(run, "latest"))
+    state = checkpoint.read_optimizer(load.locate(run, "latest"))
     assert {k.split(".", 1)[1] for k in state} == set(lora.param_shapes(after.config))
     with pytest.raises(ValueError, match="read-only"):
         after.params["transformer.wte.weight"][0, 0] = 1.0
     # merged: the same function, without the branch
     idx = np.random.default_rng(0).integers(0, after.config.vocab_size, size=(2, 16))
-    config, params = lora.merged(after.config, after.params)
+    config, params = minigpt.peft.merged(after.config, after.params)
     plain = GPT(config)
     plain.load_state_dict(params)
     np.testing.assert_allclose(plain.eval().forward(idx)[0], after.forward(idx)[0], rtol=1e-5, atol=1e-5)
@@ -82,10 +83,10 @@ def test_exported_adapters_load_in_peft_with_the_same_logits(transformers, torch
             p.setflags(write=True)
             p[...] = p.astype(np.float32)
         base_dir, peft_dir = tmp_path / f"{arch}-base", tmp_path / f"{arch}-peft"
-        base_config = lora.without_adapters(model.config)
+        base_config = minigpt.peft.without_adapters(model.config)
         hf.write(base_dir, base_config, {n: p for n, p in model.params.items() if not lora.is_adapter(n)})
         peft_dir.mkdir()
-        lora.save_peft(model.config, model.params, peft_dir)
+        minigpt.peft.save_peft(model.config, model.params, peft_dir)
         theirs = transformers.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float64)
         theirs = peft.PeftModel.from_pretrained(theirs, peft_dir).eval()
         idx = np.random.default_rng(0).integers(0, 11, size=(2, 8))
@@ -100,7 +101,7 @@ def test_exported_adapters_load_in_peft_with_the_same_logits(transformers, torch
                 logits = theirs(torch.from_numpy(idx)).logits.numpy()
         assert rel_err(ours, logits) < TORCH_RTOL_FLOAT64, arch
         # and back: minigpt reads its own directory as the adapters it wrote
-        back = load.with_adapters(base_dir, peft_dir, dtype=np.float64)
+        back = load.build_model(load.with_adapters(load.read(base_dir), peft_dir), dtype=np.float64)
         np.testing.assert_array_equal(back.forward(idx)[0], ours)
 
 
@@ -118,7 +119,7 @@ def test_adapters_written_by_peft_load_into_minigpt_with_the_same_logits(transfo
             if "lora_B" in name:
                 p.normal_(0.0, 0.3)  # (B starts at zero: move it, so that the adapters change the function)
     theirs.save_pretrained(tmp_path / "adapters")
-    ours = load.with_adapters(tmp_path / "base", tmp_path / "adapters", dtype=np.float64)
+    ours = load.build_model(load.with_adapters(load.read(tmp_path / "base"), tmp_path / "adapters"), dtype=np.float64)
     assert ours.config.lora_rank == 4 and ours.config.lora_alpha == 8.0
     assert set(lora.targets(ours.config)) == {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"}
     idx = np.random.default_rng(0).integers(0, 11, size=(2, 8))
@@ -139,8 +140,8 @@ def test_export_writes_peft_adapters_and_a_merged_directory_and_refuses_a_run_wi
     assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--peft", str(tmp_path / "p"))[0] == 0
     assert json.loads((tmp_path / "p" / "adapter_config.json").read_text())["r"] == 2
     assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "h"))[0] == 0
-    config, weights, _ = hf.read(tmp_path / "h")
-    assert config.lora_rank is None and not any(lora.is_adapter(n) for n in weights)
+    merged = load.read(tmp_path / "h")
+    assert merged.config.lora_rank is None and not any(lora.is_adapter(n) for n in merged.weights)
     code, err = cli(capsys, "export", "--out-dir", str(tmp_path / "base"), "--peft", str(tmp_path / "q"))
     assert code == 1
     error_line(err, "trained no LoRA adapters", "--lora-rank")

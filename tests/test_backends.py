@@ -9,18 +9,22 @@ own float32 result is off by more: its error, `conditioning`, measures how hard 
 backend may be off by up to BACKEND_SLACK times that (scaled by the ratio of machine epsilons in float64).
 The kernels sum in other orders than NumPy, and some accumulate in float64."""
 
+import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt import GPT, GPTConfig, backends
+from minigpt import GPT, GPTConfig, backends, ops
 from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, rmsnorm, rope, swiglu
 from minigpt.ops.cross_entropy import IGNORE_INDEX
+from minigpt.ops.reference import NUMPY
 from minigpt.optim import AdamW
 from strategies import batch, channels, seq
 from tolerances import BACKEND_RTOL_FLOAT32, BACKEND_RTOL_FLOAT64, BACKEND_SLACK, ZERO_GRADIENT_ATOL
@@ -58,13 +62,13 @@ def assert_same(ours, reference, dtype, name="", conditioning=None, largest=None
 
 
 def compare(kernels, dtype, run, names, pooled=False):
-    """Run `run(kernels, dtype)` with a fast backend's kernels and with the reference's (None) in float64 and
+    """Run `run(kernels, dtype)` with a fast backend's kernels and with the reference's (NUMPY) in float64 and
     float32, and compare. pooled: one conditioning for all outputs (the largest error of the reference's float32),
     as for a whole model, whose gradients collect rounding errors from everything upstream, differently for each
     tensor."""
-    assert kernels is not None and kernels.name != "numpy"  # never the reference compared with itself
+    assert kernels.name != "numpy"  # never the reference compared with itself
     ours = run(kernels, dtype)
-    ref64, ref32 = run(None, np.float64), run(None, np.float32)
+    ref64, ref32 = run(NUMPY, np.float64), run(NUMPY, np.float32)
     conditioning = [None if b is None else rel_error(c, b) for b, c in zip(ref64, ref32)]
     largest = None
     if pooled:
@@ -80,7 +84,7 @@ FAST = [name for name in backends.NAMES if name != "numpy"]
 @pytest.fixture(scope="module", params=FAST)
 def kernels(request):
     """A fast backend's kernel table: each is compared with the reference's kernels, never the reference with itself."""
-    table = backends.load(request.param)
+    table = backends.kernels_for(request.param)
     if table.name != request.param:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the {request.param} backend did not load under CI")
@@ -193,22 +197,27 @@ def test_linear(kernels, dtype, seed, B, T, C, OC, bias, transposed):
     compare(kernels, dtype, run, ("out", "dx", "dw", "db"))
 
 
+def side_by_side(grads):
+    """dq (B, T, nh, hs), dk and dv (B, T, nkv, hs) -> dqkv (B, T, (nh + 2 nkv) hs), compared as one array: with one
+    position (T = 1) dq and dk are 0 in exact arithmetic, and their rounding is measured against dv's scale."""
+    return np.concatenate([d.reshape(*d.shape[:2], -1) for d in grads], axis=2)  # (B, T, (nh + 2 nkv) hs)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(st.integers(0, 2**32 - 1), batch, seq, st.integers(1, 4), st.integers(1, 9), st.booleans(), st.sampled_from([0.0, 0.3]))
+@given(st.integers(0, 2**32 - 1), batch, seq, st.integers(1, 4), st.integers(1, 9), st.sampled_from([0.0, 0.3]))
 @settings(max_examples=15)
-def test_attention(kernels, dtype, seed, B, T, n_head, hs, bias, dropout_p):
+def test_attention(kernels, dtype, seed, B, T, n_head, hs, dropout_p):
+    """Multi-head attention on q, k and v as GPT-2 gives them: views of the three parts of one (B, T, 3C) array."""
     rng = np.random.default_rng(seed)
-    C = n_head * hs
-    x, dout = rng.normal(size=(B, T, C)), rng.normal(size=(B, T, C))
-    weights = [rng.normal(size=(C, 3 * C)) * 0.5, rng.normal(size=3 * C) * 0.2 if bias else None,
-               rng.normal(size=(C, C)) * 0.5, rng.normal(size=C) * 0.2 if bias else None]
+    qkv, dy = rng.normal(size=(B, T, 3 * n_head * hs)), rng.normal(size=(B, T, n_head * hs))
 
     def run(kernels, dtype):
         dropout_rng = np.random.default_rng(seed)  # the same dropout mask for every backend
-        out, cache = attention.forward(x.astype(dtype), *cast(dtype, *weights), n_head, dropout_p, dropout_rng, kernels=kernels)
-        return (out, cache.attend.lse, *attention.backward(dout.astype(dtype), cache, kernels))
+        q, k, v = (a.reshape(B, T, n_head, hs) for a in np.split(qkv.astype(dtype), 3, axis=2))  # (B, T, nh, hs) each
+        y, cache = attention.forward(q, k, v, dropout_p, dropout_rng, kernels=kernels)
+        return y, cache.lse, side_by_side(attention.backward(dy.astype(dtype), cache, kernels))
 
-    compare(kernels, dtype, run, ("out", "lse", "dx", "dw_attn", "db_attn", "dw_proj", "db_proj"))
+    compare(kernels, dtype, run, ("y", "lse", "dqkv"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -219,18 +228,18 @@ def test_grouped_query_attention(kernels, dtype, seed, B, T, n_kv_head, group, h
     """Fewer key/value heads than query heads (multi-query with one), after P cached positions or none."""
     rng = np.random.default_rng(seed)
     n_head = n_kv_head * group
-    qkv = rng.normal(size=(B, P + T, (n_head + 2 * n_kv_head) * hs))
+    q, k, v = (rng.normal(size=(B, P + T, heads, hs)) for heads in (n_head, n_kv_head, n_kv_head))
     dy = rng.normal(size=(B, T, n_head * hs))
 
     def run(kernels, dtype):
+        q_, k_, v_ = cast(dtype, q, k, v)
         if P:  # decoding: T new positions after P cached ones (inference: no backward)
-            cache = attention.KVCache(B, P + T, n_head, n_kv_head, hs, dtype)
-            attention.attend(qkv[:, :P].astype(dtype), n_head, n_kv_head, kv_cache=cache, kernels=kernels)
-            y, _ = attention.attend(qkv[:, P:].astype(dtype), n_head, n_kv_head, kv_cache=cache, kernels=kernels)
+            cache = attention.KVCache(B, P + T, n_kv_head, hs, dtype)
+            attention.forward(q_[:, :P], k_[:, :P], v_[:, :P], kv_cache=cache, kernels=kernels)
+            y, _ = attention.forward(q_[:, P:], k_[:, P:], v_[:, P:], kv_cache=cache, kernels=kernels)
             return (y,)
-        y, cache = attention.attend(qkv.astype(dtype), n_head, n_kv_head, dropout_p, np.random.default_rng(seed),
-                                    kernels=kernels)
-        return y, cache.lse, attention.attend_backward(dy.astype(dtype), cache, kernels)
+        y, cache = attention.forward(q_, k_, v_, dropout_p, np.random.default_rng(seed), kernels=kernels)
+        return y, cache.lse, side_by_side(attention.backward(dy.astype(dtype), cache, kernels))
 
     compare(kernels, dtype, run, ("y",) if P else ("y", "lse", "dqkv"))
 
@@ -241,22 +250,19 @@ def test_grouped_query_attention(kernels, dtype, seed, B, T, n_kv_head, group, h
 def test_attention_with_a_kv_cache(kernels, dtype, seed, B, P, T, n_head, hs):
     """T new positions after P cached ones: their outputs equal those of the whole sequence at once."""
     rng = np.random.default_rng(seed)
-    C = n_head * hs
-    x = rng.normal(size=(B, P + T, C))
-    weights = [rng.normal(size=(C, 3 * C)) * 0.5, rng.normal(size=3 * C) * 0.2, rng.normal(size=(C, C)) * 0.5, None]
+    q, k, v = (rng.normal(size=(B, P + T, n_head, hs)) for _ in range(3))
 
     def run(kernels, dtype):
-        kv_cache = attention.KVCache(B, P + T, n_head, n_head, hs, dtype)
-        before, new = np.ascontiguousarray(x[:, :P], dtype=dtype), np.ascontiguousarray(x[:, P:], dtype=dtype)
-        w = cast(dtype, *weights)
+        kv_cache = attention.KVCache(B, P + T, n_head, hs, dtype)
+        q_, k_, v_ = cast(dtype, q, k, v)
         if P:
-            attention.forward(before, *w, n_head, kv_cache=kv_cache, kernels=kernels)
-        out, _ = attention.forward(new, *w, n_head, kv_cache=kv_cache, kernels=kernels)
-        return (out,)
+            attention.forward(q_[:, :P], k_[:, :P], v_[:, :P], kv_cache=kv_cache, kernels=kernels)
+        y, _ = attention.forward(q_[:, P:], k_[:, P:], v_[:, P:], kv_cache=kv_cache, kernels=kernels)
+        return (y,)
 
-    compare(kernels, dtype, run, ("out",))
-    whole, _ = attention.forward(x, *weights, n_head)
-    assert_same(run(kernels, np.float64)[0], whole[:, P:], np.float64, "out")
+    compare(kernels, dtype, run, ("y",))
+    whole, _ = attention.forward(q, k, v)
+    assert_same(run(kernels, np.float64)[0], whole[:, P:], np.float64, "y")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -334,7 +340,7 @@ def test_whole_model_logits_and_gradients(kernels, dtype, seed, bias, data):
     idx, targets = rng.integers(0, cfg.vocab_size, size=(B, T)), rng.integers(0, cfg.vocab_size, size=(B, T))
 
     def run(kernels, dtype):
-        model = GPT(cfg, seed=seed, dtype=dtype, backend="numpy" if kernels is None else kernels.name)  # the same seed: the same dropout masks
+        model = GPT(cfg, seed=seed, dtype=dtype, backend=kernels.name)  # the same seed: the same dropout masks
         model.load_state_dict({name: p.astype(dtype) for name, p in weights.items()})
         logits, loss = model.forward(idx, targets)
         return (logits, loss, *model.backward().values())
@@ -362,10 +368,10 @@ def test_the_ops_refuse_mixed_dtypes(kernels):
 
 @pytest.mark.parametrize("name", ["numba", "c"])
 def test_compiled_kernels_refuse_arrays_they_would_misread(name):
-    if backends.resolve(name) != name:
+    if backends.kernels_for(name).name != name:
         pytest.skip(f"the {name} backend is not available here")
     with pytest.raises(ValueError, match="gelu: x must be C-contiguous"):
-        gelu.forward(np.ones((4, 3, 2), dtype=np.float32).transpose(2, 1, 0), kernels=backends.load(name))
+        gelu.forward(np.ones((4, 3, 2), dtype=np.float32).transpose(2, 1, 0), kernels=backends.kernels_for(name))
 
 
 def test_numba_exp_and_tanh_agree_with_numpy():
@@ -400,7 +406,7 @@ def test_a_backend_that_cannot_load_falls_back_with_one_warning_line(monkeypatch
 
     table = backends.table
     monkeypatch.setattr(backends, "table", lambda name: no_compiler() if name == "c" else table(name))
-    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(backends, "_tables", {})
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), backend="c")
     assert model.backend == "numpy"
     err = capsys.readouterr().err
@@ -433,19 +439,49 @@ def test_auto_picks_the_first_backend_that_loads(monkeypatch):
     for gone, expected in ((set(), "c"), ({"c"}, "numba"), ({"c", "numba"}, "numpy")):
         missing.clear()
         missing.update(gone)
-        monkeypatch.setattr(backends, "_loaded", {})
-        assert backends.resolve("auto") == expected, gone
+        monkeypatch.setattr(backends, "_tables", {})
+        assert backends.kernels_for("auto").name == expected, gone
 
 
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'cuda'; choose one of numpy, numba, c, auto"):
-        backends.resolve("cuda")
+        backends.kernels_for("cuda")
+
+
+def modules_with_kernels() -> dict:
+    """op -> module, for every module of minigpt/ops that holds reference kernels (functions named *_kernel), and the
+    optimizer's: found in the source tree, not read from the registry's list of ops."""
+    found = {"optim": importlib.import_module("minigpt.optim")}
+    for path in sorted(Path(ops.__file__).parent.glob("*.py")):
+        module = importlib.import_module(f"minigpt.ops.{path.stem}")
+        if backends.kernel_names(module):
+            found[path.stem] = module
+    return found
+
+
+def disagreements(table, modules: dict) -> list:
+    """The ops for which NUMPY (the ops' default) and `table` do not both hold the op's module."""
+    return [op for op, module in modules.items() if getattr(NUMPY, op) is not module
+            or getattr(table, op, None) is not module]
+
+
+def test_the_numpy_backend_computes_with_the_ops_default_kernels():
+    modules = modules_with_kernels()
+    assert {"layernorm", "attention", "optim"} <= set(modules)  # what is found: the ops' own files
+    assert set(modules) <= set(backends.REFERENCE), "an op with kernels that no backend's table has"
+    numpy_table = backends.table("numpy")
+    assert numpy_table.name == NUMPY.name == "numpy"
+    assert disagreements(numpy_table, modules) == []
+    assert disagreements(backends.kernels_for("numpy"), modules) == []  # the table a model built with "numpy" holds
+    # the check's negative controls: a table without an op, or with another module for it
+    assert disagreements(SimpleNamespace(**{op: m for op, m in modules.items() if op != "gelu"}), modules) == ["gelu"]
+    assert disagreements(SimpleNamespace(**{**modules, "rope": modules["swiglu"]}), modules) == ["rope"]
 
 
 def test_processes_that_start_together_compile_a_numba_kernel_once(tmp_path):
     # test workers and MPI ranks start together with an empty cache: one compiles, the others wait and load
     code = ("import numpy as np; from minigpt import backends; from minigpt.backends.numba import dropout; "
-            "x = np.ones(5); backends.load('numba').dropout.apply_kernel(x, x); "
+            "x = np.ones(5); backends.kernels_for('numba').dropout.apply_kernel(x, x); "
             "print(sum(dropout.apply_loops.stats.cache_misses.values()))")
     env = {**os.environ, "MINIGPT_CACHE": str(tmp_path / "cache")}
     processes = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)

@@ -20,7 +20,7 @@ from minigpt import backends
 def c_backend():
     """The C backend, loaded (compiled on a machine's first run) when the first of these tests runs, not while the
     tests are collected: both workers would wait for it then. Skipped without a C compiler, except under CI."""
-    if backends.resolve("c") != "c":
+    if backends.kernels_for("c").name != "c":
         if os.environ.get("CI") == "true":
             pytest.fail("the c backend did not load under CI")
         pytest.skip("the c backend is not available here (no C compiler)")
@@ -154,3 +154,32 @@ def test_an_installed_copy_compiles_the_sources_it_ships(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("c (1, 2, 5)\n")
     assert result.stderr.startswith("minigpt: compiling the C kernels (once, into ")  # from the copy's own sources
+
+
+@settings(max_examples=20, deadline=None)
+@given(B=st.integers(1, 3), T=st.integers(1, 9), n_kv_head=st.integers(1, 3), group=st.integers(1, 2),
+       hs=st.integers(1, 5), dtype=st.sampled_from([np.float32, np.float64]))
+def test_attention_reads_views_where_they_lie_as_it_reads_copies(B, T, n_kv_head, group, hs, dtype):
+    # GPT-2's q, k and v are views of its c_attn output (rows 3C apart): the C kernels read them through their strides,
+    # and compute exactly what they compute on contiguous copies
+    from minigpt.backends.c import attention
+
+    n_head = n_kv_head * group
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((B, T, n_head + 2 * n_kv_head, hs)).astype(dtype)  # (B, T, nh + 2 nkv, hs)
+    q, k, v = qkv[:, :, :n_head], qkv[:, :, n_head:n_head + n_kv_head], qkv[:, :, n_head + n_kv_head:]  # views
+    assert B * T == 1 or not q.flags.c_contiguous  # (rows further apart than a row: what is tested)
+    copies = [np.ascontiguousarray(a) for a in (q, k, v)]
+    y, lse = attention.forward_kernel(q, k, v, None)
+    y_copy, lse_copy = attention.forward_kernel(*copies, None)
+    np.testing.assert_array_equal(y, y_copy)
+    np.testing.assert_array_equal(lse, lse_copy)
+    dy = rng.standard_normal(y.shape).astype(dtype)  # (B, T, nh hs)
+    dqkv = np.full(qkv.shape, np.nan, dtype)  # (B, T, nh + 2 nkv, hs) the gradients side by side, written in place
+    views = dqkv[:, :, :n_head], dqkv[:, :, n_head:n_head + n_kv_head], dqkv[:, :, n_head + n_kv_head:]
+    separate = [np.full(a.shape, np.nan, dtype) for a in copies]
+    attention.backward_kernel(dy, q, k, v, y, lse, None, *views)
+    attention.backward_kernel(dy, *copies, y, lse, None, *separate)
+    for d, d_copy in zip(views, separate):
+        np.testing.assert_array_equal(d, d_copy)
+    assert not np.isnan(dqkv).any()

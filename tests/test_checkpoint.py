@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from safetensors.numpy import load_file, save_file
 
-from minigpt import GPT, GPTConfig, checkpoint, hf, interrupt, load, weights
+from minigpt import settings as run_settings
+from minigpt import GPT, GPTConfig, checkpoint, interrupt, load, weights
 from minigpt.config import TrainConfig
 from minigpt.distributed import Distributed
 from minigpt.run import open_run
@@ -171,7 +172,7 @@ def test_a_diverged_run_saves_nothing_and_its_last_good_checkpoint_resumes(run, 
     assert " is nan" in line or " is inf" in line or "not finite" in line
     diverged_at = int(line.split("diverged at iter ")[1].split(":")[0])
     assert int(latest.name[5:]) == diverged_at - 1  # every step before it was finite, and evaluated, and saved
-    _, params, _ = load.read(latest)
+    params = load.read(latest).weights
     assert all(np.isfinite(p).all() for p in params.values())
     assert all(np.isfinite(m).all() for m in checkpoint.read_optimizer(latest).values())
     assert np.isfinite(checkpoint.read_state(latest)["best_val_loss"])
@@ -197,12 +198,12 @@ def test_a_run_that_diverges_before_any_checkpoint_says_so(text, tmp_path, capsy
 # --- resume: a setting is applied or refused ----------------------------------------------------------------------
 
 def test_resume_applies_dropout_and_the_other_settings(run):
-    given = {"resume": True, "out_dir": str(run), "dropout": 0.5, "batch_size": 3, "learning_rate": 2e-3}
+    given = run_settings.given({"resume": True, "out_dir": str(run), "dropout": 0.5, "batch_size": 3, "learning_rate": 2e-3})
     resumed = open_run(given, Distributed(), say=lambda msg: None)
     try:
         assert resumed.model.config.dropout == 0.5 and resumed.cfg.batch_size == 3 and resumed.it == 10
-        assert resumed.cfg.n_layer == 1 and resumed.cfg.max_iters == 10  # the rest: the run's own saved settings
-        saved = hf.from_pretrained(run / "ckpt-000010")  # and the weights are the checkpoint's
+        assert resumed.cfg.model.n_layer == 1 and resumed.cfg.max_iters == 10  # the rest: the run's own saved settings
+        saved = load.build_model(load.read(run / "ckpt-000010"))  # and the weights are the checkpoint's
         for name, p in saved.params.items():
             np.testing.assert_array_equal(resumed.model.params[name], p)
     finally:
@@ -314,8 +315,8 @@ def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(text, tmp_path):
     # handler has seen the Ctrl-C all the same, and the loop must not start
     from minigpt.train import train
 
-    cfg = TrainConfig(data=str(text), out_dir=str(tmp_path / "run"), max_iters=5, n_layer=1, n_head=2, n_embd=16,
-                      block_size=16, batch_size=4, eval_iters=2)
+    cfg = run_settings.given(dict(data=str(text), out_dir=str(tmp_path / "run"), max_iters=5, n_layer=1, n_head=2,
+                              n_embd=16, block_size=16, batch_size=4, eval_iters=2))
     before = signal.getsignal(signal.SIGINT)
     with interrupt.handled():
         try:  # the Ctrl-C, as the signal calls the command's handler; a bare `except:` swallows its KeyboardInterrupt
@@ -374,7 +375,7 @@ def with_key(content: bytes, key: str, value) -> bytes:
     ("state.json", lambda state: with_key(state, "iter", -1), "'iter' must be zero or positive, got -1"),
     ("state.json", lambda state: with_key(state, "iter", "10"), "'iter' must be an integer, got '10'"),
     ("train_config.json", b"[]", "train_config.json must hold a JSON object, not list"),
-    ("train_config.json", b'{"learning_rate": "fast"}', "learning_rate must be a number"),
+    ("train_config.json", b'{"learning_rate": "fast"}', "learning_rate must be a positive number"),
     ("config.json", b"null", "config.json must hold a JSON object, not NoneType"),
     ("config.json", b"\xff\xfe", "config.json is not UTF-8 text"),
     ("config.json", lambda c: with_key(c, "n_layer", 10**9), "config.json says n_layer 1000000000 but the weights hold 1"),
@@ -424,7 +425,8 @@ def test_readers_beside_a_training_run_read_a_whole_checkpoint_or_say_none_is_re
             code, err = cli(capsys, *args, "--out-dir", str(out), "--checkpoint", "latest")
             assert code == 0, err
         try:
-            model, tokenizer, ckpt, saved = load.open_model(out, "latest")
+            pretrained = load.read(out, "latest")
+            model, ckpt, saved = load.build_model(pretrained), pretrained.path, pretrained.train
         except FileNotFoundError as e:  # before the first checkpoint, and only then
             assert not seen and ("does not exist" in str(e) or "checkpoint in" in str(e) and " yet" in str(e)), e
             continue

@@ -96,7 +96,7 @@ def test_unknown_config_key_in_a_file(tmp_path, capsys):
 def test_invalid_config_value_in_a_file(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text('max_iters = "many"\n')
-    assert_one_line_error(command(capsys, "train", "--config", str(config)), "max_iters must be an integer, got 'many'")
+    assert_one_line_error(command(capsys, "train", "--config", str(config)), "max_iters must be a positive integer, got 'many'")
 
 
 def test_invalid_toml(tmp_path, capsys):

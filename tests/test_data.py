@@ -126,19 +126,23 @@ def test_batches_are_windows_and_their_next_tokens(no_env):
     path = no_env / "t.txt"
     path.write_text("abcdefghijklmnopqrstuvwxyz" * 20)
     data = TextDataset.load(str(path))
-    x, y = data.get_batch("train", 8, 5, np.random.default_rng(0))
+    data.fit(5)
+    batch = data.get_batch("train", 8, np.random.default_rng(0))
+    x, y = batch.x, batch.y
     assert x.shape == y.shape == (8, 5) and x.dtype == np.int64
     np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
     np.testing.assert_array_equal((y - x) % 26, 1)  # the alphabet: each target is the next letter
-    x2, _ = data.get_batch("train", 8, 5, np.random.default_rng(0))
+    x2 = data.get_batch("train", 8, np.random.default_rng(0)).x
     np.testing.assert_array_equal(x, x2)  # seeded
 
 
 def test_a_text_too_short_for_the_block_size_is_explained(no_env):
     path = no_env / "short.txt"
     path.write_text("abcdefghij" * 3)
+    data = TextDataset.load(str(path))
+    data.fit(8)
     with pytest.raises(ValueError, match="the val split has 3 tokens, too few for block_size 8"):
-        TextDataset.load(str(path)).get_batch("val", 2, 8, np.random.default_rng(0))
+        data.get_batch("val", 2, np.random.default_rng(0))
 
 
 def test_a_fine_tuning_vocabulary_is_kept(no_env):
@@ -169,7 +173,9 @@ def test_held_out_problems_are_never_trained_on(task):
 
 @pytest.mark.parametrize("task", [SortTask(), AddTask()])
 def test_only_the_answer_is_a_target(task):
-    x, y = task.get_batch("train", 16, task.sequence_length, np.random.default_rng(0))
+    task.fit(task.sequence_length)
+    batch = task.get_batch("train", 16, np.random.default_rng(0))
+    x, y = batch.x, batch.y
     assert x.shape == y.shape == (16, task.sequence_length)
     q = task.question_length
     assert np.all(y[:, : q - 1] == IGNORE_INDEX)
@@ -193,4 +199,4 @@ def test_add_answers_are_sums_least_significant_digit_first(a, b):
 
 def test_a_block_size_shorter_than_the_task_is_explained():
     with pytest.raises(ValueError, match="the sort task needs block_size >= 11, got 8"):
-        SortTask().get_batch("train", 2, 8, np.random.default_rng(0))
+        SortTask().fit(8)

@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import cli, require
-from minigpt import GPT, GPTConfig, hf, load, lora, weights
+import minigpt.peft
+from minigpt import GPT, GPTConfig, hf, load, weights
 from minigpt.data import BPETokenizer, CharTokenizer, load_tokenizer
-from minigpt.data.records import EOT, EXTRACT, Records
+from minigpt.data.record_datasets import open_records
+from minigpt.data.records import EOT, EXTRACT
 from minigpt.data.text import encode_text
 from minigpt.model import FAMILIES, HEAD, SCORE
 from tolerances import TORCH_RTOL_FLOAT32, TORCH_RTOL_FLOAT64
@@ -74,7 +76,8 @@ def test_adapters_of_a_fine_tune_that_added_tokens_load_in_peft_as_its_documenta
     peft = require("peft")
     base_dir = pretrained(tmp_path, capsys, arch)
     adapters = fine_tune(tmp_path, capsys, instructions(tmp_path / "i.jsonl"))
-    ours, tokenizer = load.load_model(load.resolve(tmp_path / "run"))
+    run = load.read(tmp_path / "run")
+    ours, tokenizer = load.build_model(run), run.tokenizer
     # the user's side: the base, resized to the tokenizer saved with the adapters, then the adapters
     theirs_tokenizer = transformers.AutoTokenizer.from_pretrained(adapters)
     base = transformers.AutoModelForCausalLM.from_pretrained(base_dir)
@@ -95,7 +98,9 @@ def test_adapters_of_a_fine_tune_that_added_tokens_load_in_peft_as_its_documenta
     np.testing.assert_array_equal(theirs.get_output_embeddings().weight.detach().numpy(), head)
     # and minigpt reads the base and the adapters back as the run
     assert ours.config.lora_added_tokens == 1 and EOT in tokenizer.special_tokens  # <|endoftext|>, a row of its own
-    back = load.with_adapters(base_dir, adapters)
+    adapted = load.with_adapters(load.read(base_dir), adapters)
+    assert adapted.tokenizer == tokenizer  # the one saved beside the adapters, which has the token the fine-tune added
+    back = load.build_model(adapted)
     assert back.config == replace(ours.config, lora_targets=back.config.lora_targets)  # (named module by module)
     np.testing.assert_array_equal(back.forward(idx)[0], ours.forward(idx)[0])
 
@@ -107,13 +112,14 @@ def test_adapters_of_a_classifier_load_in_peft_with_its_head_and_the_extract_tok
     base_dir = pretrained(tmp_path, capsys, arch)
     data = classification(tmp_path / "c.jsonl")
     adapters = fine_tune(tmp_path, capsys, data)
-    ours, tokenizer = load.load_model(load.resolve(tmp_path / "run"))
+    run = load.read(tmp_path / "run")
+    ours, tokenizer = load.build_model(run), run.tokenizer
     assert json.loads((adapters / "adapter_config.json").read_text())["modules_to_save"] == ["score"]
     theirs_tokenizer = transformers.AutoTokenizer.from_pretrained(adapters)
     base = transformers.AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=3)
     base.resize_token_embeddings(len(theirs_tokenizer))
     theirs = peft.PeftModel.from_pretrained(base, adapters).eval()
-    records = Records(data, tokenizer, ours.config.labels)
+    records = open_records(data, tokenizer, ours.config.labels)
     for e, r in zip(records.examples[:6], (json.loads(line) for line in data.read_text().splitlines())):
         ids = theirs_tokenizer(r["text"])["input_ids"]
         assert ids == e.ids.tolist() and ids[-1] == tokenizer.special_tokens[EXTRACT]  # appended by the tokenizer
@@ -123,12 +129,13 @@ def test_adapters_of_a_classifier_load_in_peft_with_its_head_and_the_extract_tok
         assert rel_err(ours.forward(idx, last=last)[0], scores) < TORCH_RTOL_FLOAT32
     # minigpt reads them back, on the language model they were trained from, as the run
     assert ours.config.lora_added_tokens == 2  # <|endoftext|>, which pads, and <|extract|>
-    back = load.with_adapters(base_dir, adapters, labels=ours.config.labels)
-    x, _, last, _ = records.batch(records.examples)
+    back = load.build_model(load.with_adapters(load.read(base_dir), adapters, labels=ours.config.labels))
+    batch = records.batch(records.examples)
+    x, last = batch.x, batch.last
     np.testing.assert_array_equal(back.forward(x, last=last)[0], ours.forward(x, last=last)[0])
     # a resumed run still knows which rows it added
     assert cli(capsys, "train", "--resume", "--out-dir", str(tmp_path / "run"), "--max-iters", "3")[0] == 0
-    assert load.read_config(load.resolve(tmp_path / "run", "latest")).lora_added_tokens == 2
+    assert load.read(tmp_path / "run", "latest").config.lora_added_tokens == 2
 
 
 def classifier_run(kind, tmp_path, capsys, transformers, torch):
@@ -163,9 +170,11 @@ def test_an_exported_classifier_predicts_in_pipeline_as_in_minigpt_eval(kind, tr
     pipe = transformers.pipeline("text-classification", model=str(exported))
     one_by_one = pipe(texts, top_k=None)
     # minigpt's scores of the same records, from the same directory
-    model, tokenizer = load.load_model(exported)
-    records = Records(data, tokenizer, model.config.labels)
-    x, _, last, _ = records.batch(records.examples)
+    from_export = load.read(exported)
+    model, tokenizer = load.build_model(from_export), from_export.tokenizer
+    records = open_records(data, tokenizer, model.config.labels)
+    batch = records.batch(records.examples)
+    x, last = batch.x, batch.last
     scores, _ = model.forward(x, last=last)
     probabilities = np.exp(scores - scores.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
@@ -238,7 +247,7 @@ def test_adapters_peft_saved_for_a_grown_vocabulary_load_into_minigpt_with_peft_
         for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
             layer.weight[V:] = torch.randn(added, 8, dtype=torch.float64)  # rows as training made them
     model.save_pretrained(tmp_path / "adapters")  # PEFT saves the embedding layers whole: the vocabulary grew
-    ours = load.with_adapters(tmp_path / "base", tmp_path / "adapters", dtype=np.float64)
+    ours = load.build_model(load.with_adapters(load.read(tmp_path / "base"), tmp_path / "adapters"), dtype=np.float64)
     assert ours.config.vocab_size == V + added and ours.config.lora_added_tokens == added
     idx = np.random.default_rng(0).integers(0, V + added, size=(2, 8))
     model = model.eval()
@@ -255,24 +264,24 @@ def test_adapters_that_replace_another_layer_or_shrink_the_vocabulary_are_refuse
         with pytest.raises(ValueError, match="lora_added_tokens"):  # LoRA's, and fewer than the rows there are
             GPTConfig(**{**config.to_dict(), **wrong})
     model = GPT(config, seed=0)
-    base = lora.peft_base(config)
+    base = minigpt.peft.peft_base(config)
     with pytest.raises(ValueError, match="added 2 tokens"):  # their rows cannot be left out
-        lora.save_peft(config, model.params, tmp_path)
+        minigpt.peft.save_peft(config, model.params, tmp_path)
     for name, tensor, message in [("transformer.h.0.mlp.c_fc.weight", np.zeros((8, 32)), "holds the whole layer"),
                                   ("transformer.wte.weight", np.zeros((7, 8)), "at least the base model's vocabulary")]:
         directory = tmp_path / name.split(".")[-2]
         directory.mkdir()
-        lora.save_peft(config, model.params, directory, hf.embedding_layers(config, model.params))
-        tensors = weights.read(directory / lora.WEIGHTS)
-        tensors[lora.PEFT_PREFIX + name] = tensor.astype(np.float32)
-        weights.write(directory / lora.WEIGHTS, tensors, metadata={"format": "pt"})
+        minigpt.peft.save_peft(config, model.params, directory, hf.embedding_layers(config, model.params))
+        tensors = weights.read(directory / minigpt.peft.WEIGHTS)
+        tensors[minigpt.peft.PEFT_PREFIX + name] = tensor.astype(np.float32)
+        weights.write(directory / minigpt.peft.WEIGHTS, tensors, metadata={"format": "pt"})
         with pytest.raises(ValueError, match=message) as e:
             load.read_adapters(directory, base)
-        assert str(directory / lora.WEIGHTS) in str(e.value)
+        assert str(directory / minigpt.peft.WEIGHTS) in str(e.value)
     # written whole, they read back as the model they came from
     directory = tmp_path / "whole"
     directory.mkdir()
-    lora.save_peft(config, model.params, directory, hf.embedding_layers(config, model.params))
+    minigpt.peft.save_peft(config, model.params, directory, hf.embedding_layers(config, model.params))
     back, arrays = load.read_adapters(directory, base)
     assert back.vocab_size == 11 and back.lora_added_tokens == 2 and HEAD not in arrays  # (the tied head's copy)
     assert SCORE not in arrays

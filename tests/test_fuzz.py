@@ -5,14 +5,13 @@ damage to every file of a run directory and of a Hugging Face directory. Every b
 import hashlib
 import json
 import shutil
-from dataclasses import fields
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from minigpt.config import FRACTIONS, NON_NEGATIVE, POSITIVE, TrainConfig, field_kind
-from minigpt.config import FIXED_ON_RESUME
+from minigpt.config import (CHANGES_ON_RESUME, FIXED_ON_RESUME, FRACTIONS, MODEL_SETTINGS, NON_NEGATIVE, POSITIVE,
+                            SETTINGS, TrainConfig, field_kind, setting_field)
 from minigpt.settings import tomllib
 from helpers import TINY, cli, error_line, make_text, train
 
@@ -44,8 +43,8 @@ def files_of(directory):
 
 
 def bad_flag_values(name):
-    """Values of the flag for TrainConfig field `name` that must be refused."""
-    kind, optional = field_kind(TrainConfig.__dataclass_fields__[name])
+    """Values of the flag for setting `name` that must be refused."""
+    kind, optional = field_kind(setting_field(name))
     if kind is bool:  # a switch takes no value
         return st.just(None)
     if kind is str:
@@ -76,7 +75,8 @@ def bad_flag_values(name):
     return integers | NOT_NUMBERS
 
 
-FLAGS = [f.name for f in fields(TrainConfig) if f.name != "resume"]
+FLAGS = [name for name in SETTINGS if name != "resume"]
+FIXED = (*FIXED_ON_RESUME, *(name for name in MODEL_SETTINGS if name not in CHANGES_ON_RESUME))  # (on resume)
 
 
 @FUZZ
@@ -88,7 +88,7 @@ def test_every_flag_refuses_bad_values_in_one_line(workspace, tmp_path_factory, 
     flag = "--" + name.replace("_", "-")
     args = [flag] if value is None else [f"{flag}={value}"]
     if value is None and name in ("bias", "decay_lr", "log_stats"):  # a valid switch: bad only as a change of a resumed run
-        assume(resume and name in FIXED_ON_RESUME)
+        assume(resume and name in FIXED)
         args = ["--no-bias"]
     if name == "tie_word_embeddings":  # GPT-2's head is always tied (and a resumed run cannot change it)
         args = ["--no-tie-word-embeddings"]

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from minigpt import GPT, BPETokenizer, GPTConfig, hf, llmc
+from minigpt import GPT, BPETokenizer, GPTConfig, hf, llmc, load
 from minigpt.cli import main
-from helpers import CORPUS, TINY, make_text, read_log
+from helpers import CORPUS, TINY, cli, error_line, make_text, read_log
 
 CFG = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=16)
 RTOL = 1e-4  # float32, two implementations
@@ -84,7 +84,7 @@ def test_a_transformers_directory_loads_with_the_same_logits(transformers, torch
     hf_model = transformers.GPT2LMHeadModel(config).eval()
     # GPT2Model (the released "gpt2" checkpoint is one) names its weights without "transformer."
     (hf_model.transformer if base_model else hf_model).save_pretrained(tmp_path)
-    ours = hf.from_pretrained(tmp_path)
+    ours = load.build_model(load.read(tmp_path))
     idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
     with torch.no_grad():
         hf_logits = hf_model(torch.from_numpy(idx)).logits.numpy()
@@ -95,10 +95,7 @@ def test_sharded_weights_load(transformers, tmp_path):
     config = transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
-    assert hf.from_pretrained(tmp_path).config.n_layer == 2
-    from minigpt import load  # what `minigpt sample --init-from` and `train --init-from` read
-
-    assert load.read(load.resolve(tmp_path)).config.n_layer == 2
+    assert load.build_model(load.read(tmp_path)).config.n_layer == 2  # (as minigpt sample and train --init-from read it)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +114,7 @@ def test_configurations_minigpt_cannot_represent_are_refused(model, tmp_path, ch
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(ValueError) as e:
-        hf.from_pretrained(tmp_path)
+        load.read(tmp_path)
     assert message in str(e.value) and "cannot represent it" in str(e.value)
 
 
@@ -126,7 +123,7 @@ def test_pickled_weights_are_never_opened(model, tmp_path):
     (tmp_path / "model.safetensors").unlink()
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle data")
     with pytest.raises(ValueError, match="only PyTorch pickle weights .* minigpt never unpickles files"):
-        hf.from_pretrained(tmp_path)
+        load.read(tmp_path)
 
 
 def test_the_command_line_exports_and_samples_from_a_transformers_directory(tmp_path, transformers):
@@ -169,7 +166,7 @@ def test_llmc_files_round_trip_with_the_same_logits(model, tmp_path):
     wte_rows = np.fromfile(tmp_path / "model.bin", dtype=np.float32, offset=1024, count=Vp * 16).reshape(Vp, 16)
     np.testing.assert_array_equal(wte_rows[300:], 0.0)  # the padding
     np.testing.assert_array_equal(wte_rows[:300], model.params["transformer.wte.weight"])
-    loaded = llmc.load(tmp_path / "model.bin")
+    loaded = load.build_model(load.read(tmp_path / "model.bin"))
     idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
     np.testing.assert_array_equal(loaded.forward(idx)[0], model.forward(idx)[0])
     # llm.c stores the linear weights (out, in): the first one is the transpose of minigpt's
@@ -183,22 +180,22 @@ def test_broken_llmc_files_are_explained(model, tmp_path):
     data = (tmp_path / "model.bin").read_bytes()
     (tmp_path / "short.bin").write_bytes(data[:-100])
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        llmc.load(tmp_path / "short.bin")
+        llmc.read(tmp_path / "short.bin")
     (tmp_path / "other.bin").write_bytes(b"\x00" * 2048)
     with pytest.raises(ValueError, match="is not an llm.c model file"):
-        llmc.load(tmp_path / "other.bin")
+        llmc.read(tmp_path / "other.bin")
     header = np.frombuffer(data[:1024], dtype=np.int32).copy()
     header[1] = 5
     (tmp_path / "bf16.bin").write_bytes(header.tobytes() + data[1024:])
     with pytest.raises(ValueError, match="llm.c model version 5; minigpt reads version 3"):
-        llmc.load(tmp_path / "bf16.bin")
+        llmc.read(tmp_path / "bf16.bin")
 
 
 def test_the_command_line_exports_llmc_files(tmp_path):
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
     assert main(["export", "--out-dir", str(tmp_path / "run"), "--llmc", str(tmp_path / "m.bin")]) == 0
-    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16
+    assert load.read(tmp_path / "m.bin").config.n_embd == 16
 
 
 def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_and_minigpt_reads_back(
@@ -206,17 +203,17 @@ def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "5", *TINY]) == 0
     assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
-    from minigpt import load
     from minigpt.data import CharTokenizer, load_tokenizer
 
-    model, tokenizer = load.load_model(load.resolve(tmp_path / "run"))
+    pretrained = load.read(tmp_path / "run")
+    model, tokenizer = load.build_model(pretrained), pretrained.tokenizer
     hf_tok = transformers.GPT2TokenizerFast.from_pretrained(tmp_path / "hf")
     sample = "the king and the queen"
     assert hf_tok.encode(sample) == tokenizer.encode(sample).tolist()
     assert hf.read_config(tmp_path / "hf" / "config.json").n_embd == 16
     # and minigpt reads its own export: the same characters, the same weights, everything that takes a directory
     assert isinstance(load_tokenizer(tmp_path / "hf"), CharTokenizer) and load_tokenizer(tmp_path / "hf") == tokenizer
-    back = hf.from_pretrained(tmp_path / "hf")
+    back = load.build_model(load.read(tmp_path / "hf"))
     for name, p in model.params.items():
         np.testing.assert_array_equal(back.params[name], p)
     capsys.readouterr()
@@ -226,6 +223,41 @@ def test_a_char_model_exports_a_byte_vocabulary_that_transformers_encodes_alike_
     assert from_export == capsys.readouterr().out and len(from_export) == 22
     assert main(["train", "--data", str(text), "--init-from", str(tmp_path / "hf"), "--out-dir", str(tmp_path / "ft"),
                  "--max-iters", "2", "--batch-size", "4", "--eval-iters", "1"]) == 0
+
+
+def test_every_kind_of_model_is_read_by_one_route_into_one_object(tmp_path, capsys):
+    # a checkpoint, its Hugging Face export and its llm.c export: each read as it is stored, checked, then built alike
+    text = make_text(tmp_path / "t.txt", seed=0)
+    assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "3", *TINY]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "run"), "--hf", str(tmp_path / "hf")]) == 0
+    assert main(["export", "--out-dir", str(tmp_path / "run"), "--llmc", str(tmp_path / "m.bin")]) == 0
+    ckpt, exported, from_llmc = (load.read(tmp_path / name) for name in ("run", "hf", "m.bin"))
+    assert (ckpt.kind, exported.kind, from_llmc.kind) == (load.CHECKPOINT, load.HUGGING_FACE, load.LLMC)
+    assert ckpt.path == tmp_path / "run" / "ckpt-000003" and ckpt.train.max_iters == 3  # the run's settings too
+    assert exported.train is None and from_llmc.train is None
+    assert exported.tokenizer == ckpt.tokenizer and from_llmc.tokenizer is None  # (llm.c's file holds none)
+    idx = np.random.default_rng(0).integers(0, ckpt.config.vocab_size, size=(2, 16))
+    logits = load.build_model(ckpt).forward(idx)[0]
+    for pretrained in (ckpt, exported, from_llmc):
+        assert pretrained.config.n_layer == 1 and pretrained.config.n_embd == 16 and pretrained.config.block_size == 16
+        assert pretrained.weights.keys() == ckpt.weights.keys()
+        model = load.build_model(pretrained)
+        assert not model.training and model.dtype == np.float32
+        np.testing.assert_array_equal(model.forward(idx)[0], logits)
+    wide = load.build_model(ckpt, dtype=np.float64)  # cast where the model is built, once; what was read is as stored
+    assert wide.dtype == np.float64 and all(a.dtype == np.float32 for a in ckpt.weights.values())
+    assert all(np.array_equal(wide.params[name], a) for name, a in ckpt.weights.items())
+    # a command that reads text says in one line that llm.c's file has no tokenizer; a fine-tune takes the data's
+    code, err = cli(capsys, "sample", "--init-from", str(tmp_path / "m.bin"), "--max-new-tokens", "2")
+    assert code == 1
+    error_line(err, f"{tmp_path / 'm.bin'} has no tokenizer (llm.c's model file holds none)")
+    code, err = cli(capsys, "train", "--data", str(text), "--init-from", str(tmp_path / "m.bin"), "--out-dir",
+                    str(tmp_path / "ft"), "--max-iters", "1", "--batch-size", "4", "--eval-iters", "1")
+    assert code == 0, err
+    assert load.read(tmp_path / "ft").train.init_from == str(tmp_path / "m.bin")
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(NotADirectoryError, match="notes.txt is a file, and no llm.c model file; give a run directory"):
+        load.read(tmp_path / "notes.txt")
 
 
 @pytest.mark.parametrize("dtype", ["BF16", "F16"])
@@ -240,7 +272,7 @@ def test_half_precision_weights_are_widened_to_float32(model, tmp_path, dtype):
         half = {name: (w.view(np.uint32) >> 16).astype(np.uint16) for name, w in weights.items()}
         expected = {name: (h.astype(np.uint32) << 16).view(np.float32) for name, h in half.items()}
     write_with_dtype(tmp_path / "model.safetensors", half, dtype)
-    loaded = hf.from_pretrained(tmp_path)
+    loaded = load.build_model(load.read(tmp_path))
     assert loaded.dtype == np.float32
     for name, e in expected.items():
         np.testing.assert_array_equal(loaded.params[name], e)
@@ -275,7 +307,7 @@ def test_a_damaged_config_json_is_named_in_one_line(model, tmp_path, config, mes
         config = json.dumps({**good, "n_layer": 10**9})
     (tmp_path / "hf" / "config.json").write_text(config)
     with pytest.raises(ValueError) as e:
-        hf.from_pretrained(tmp_path / "hf")
+        load.read(tmp_path / "hf")
     assert message in str(e.value) and str(tmp_path / "hf") in str(e.value)
 
 
@@ -301,6 +333,6 @@ def test_exports_never_overwrite_and_never_write_into_a_run(tmp_path, capsys):
     assert main(["export", "--out-dir", str(run), "--llmc", str(tmp_path / "m.bin"), "--force"]) == 0
     assert main(["export", "--out-dir", str(run), "--hf", str(tmp_path / "full"), "--force"]) == 0
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"  # --force writes its files, and leaves the others
-    assert llmc.load(tmp_path / "m.bin").config.n_embd == 16 and hf.from_pretrained(tmp_path / "full").config.n_embd == 16
+    assert load.read(tmp_path / "m.bin").config.n_embd == 16 and load.read(tmp_path / "full").config.n_embd == 16
     train_again = ["train", "--resume", "--out-dir", str(run), "--max-iters", "4"]
     assert main(train_again) == 0

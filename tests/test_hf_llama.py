@@ -59,7 +59,7 @@ def test_a_transformers_directory_loads_in_minigpt(arch, transformers, torch, tm
     theirs.save_pretrained(tmp_path)  # safetensors, transformers 5's config.json; the tied head not saved
     config = hf.read_config(tmp_path / "config.json")
     assert config == CONFIGS[arch]
-    ours = hf.from_pretrained(tmp_path)
+    ours = load.build_model(load.read(tmp_path))
     idx = np.random.default_rng(0).integers(0, 300, size=(2, 32))
     assert rel_err(ours.forward(idx)[0], hf_logits(torch, theirs, idx)) < RTOL
 
@@ -96,7 +96,7 @@ def test_configurations_minigpt_cannot_represent_are_refused(arch, change, messa
     d = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**d, **change}))
     with pytest.raises(ValueError) as e:
-        hf.from_pretrained(tmp_path)
+        load.read(tmp_path)
     assert message in str(e.value) and "cannot represent it" in str(e.value) and str(tmp_path) in str(e.value)
 
 
@@ -123,8 +123,8 @@ def test_a_run_of_each_family_trains_resumes_exports_and_fine_tunes(tmp_path, tr
     run = tmp_path / "run"
     assert main(["train", "--data", str(text), "--out-dir", str(run), "--max-iters", "4", *TINY, *llama]) == 0
     assert main(["train", "--resume", "--out-dir", str(run), "--max-iters", "6"]) == 0
-    ckpt = load.resolve(run, "latest")
-    ours, run_tokenizer = load.load_model(ckpt)
+    latest = load.read(run, "latest")
+    ckpt, ours, run_tokenizer = latest.path, load.build_model(latest), latest.tokenizer
     assert ours.config.arch == "qwen3" and ours.config.head_dim == 4 and ours.config.n_kv_head == 1
     # a checkpoint is a Hugging Face directory: Qwen3ForCausalLM reads it as it is
     theirs = transformers.Qwen3ForCausalLM.from_pretrained(ckpt).eval()
@@ -140,6 +140,6 @@ def test_a_run_of_each_family_trains_resumes_exports_and_fine_tunes(tmp_path, tr
                  "--arch", "llama", "--n-layer", "2", "--n-head", "4", "--n-kv-head", "2", "--n-embd", "16",
                  "--block-size", "16", "--rope-theta", "500000", "--max-iters", "1", "--batch-size", "2",
                  "--eval-iters", "1"]) == 0
-    tuned, _ = load.load_model(load.resolve(ft, "latest"))
+    tuned = load.build_model(load.read(ft, "latest"))
     assert tuned.config.rope_scaling == SCALING and tuned.config.block_size == 16
     np.testing.assert_array_equal(tuned.inv_freq, scaled.inv_freq)

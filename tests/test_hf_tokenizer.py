@@ -13,7 +13,7 @@ from helpers import cli, error_line
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt import hf
+from minigpt import load
 from minigpt.cli import main
 from minigpt.data import HFTokenizer, load_tokenizer
 from minigpt.data.bpe import BYTE_TO_CHAR
@@ -198,7 +198,7 @@ def test_a_model_directory_of_each_family_reads_with_its_tokenizer(kind, transfo
     auto = transformers.AutoTokenizer.from_pretrained(tmp_path / "hub")
     assert tokenizer.encode(text) == auto.encode(text, add_special_tokens=False)
     assert tokenizer.encode(text, add_special_tokens=True) == auto.encode(text)
-    ours = hf.from_pretrained(tmp_path / "hub")
+    ours = load.build_model(load.read(tmp_path / "hub"))
     idx = np.array([tokenizer.encode(text)])
     with torch.no_grad():
         logits = model.float()(torch.from_numpy(idx)).logits.numpy()

@@ -1,4 +1,4 @@
-"""Models named by their Hub id (minigpt/hub.py, through minigpt/load.py resolve): read from a Hugging Face cache
+"""Models named by their Hub id (minigpt/hub.py, through minigpt/load.py locate): read from a Hugging Face cache
 laid out here as huggingface_hub lays one out, by `minigpt sample` and `minigpt train --init-from` run as a user runs
 them, offline. No test reaches the network: the commands run with every socket refused (and say so if one was
 asked for), or against a stand-in for the Hub on this machine that answers every request with one error."""
@@ -122,8 +122,9 @@ def test_train_init_from_a_hub_id_fine_tunes_the_cached_model_offline(cached, tm
     assert ASKED not in result.stderr
     ckpt = out / checkpoint.read_pointer(out)["latest"]
     assert checkpoint.read_train_config(ckpt).init_from == REPO
-    assert load.read_config(ckpt) == load.read_config(exported)  # the cached model's shape
-    assert load.read(ckpt).tokenizer == load.read(exported).tokenizer
+    fine_tuned, cached_model = load.read(ckpt), load.read(exported)
+    assert fine_tuned.config == cached_model.config  # the cached model's shape
+    assert fine_tuned.tokenizer == cached_model.tokenizer
 
 
 @pytest.mark.parametrize("name", ["openai-community/gpt2", "gpt2"])
@@ -193,7 +194,7 @@ def test_a_directory_of_the_name_wins_over_the_id(cached, tmp_path, monkeypatch)
     # as in transformers: `gpt2/` in the working directory is that directory, wherever the cache is
     monkeypatch.chdir(tmp_path)
     local = export_tiny(tmp_path / REPO, seed=2)
-    assert load.resolve(REPO) == Path(REPO)
+    assert load.locate(REPO) == Path(REPO)
     hf_home, _ = cached
     flags = ["--prompt", "the ", "--max-new-tokens", "12", "--greedy", "--backend", "numpy"]
     here = run("sample", "--init-from", REPO, *flags, hf_home=hf_home, cwd=tmp_path)
@@ -250,7 +251,7 @@ def test_a_name_that_is_no_directory_and_reads_as_an_id_goes_to_the_hub(empty_di
         patch.chdir(empty_directory)
         patch.setattr(huggingface_hub, "snapshot_download", asked)
         with pytest.raises(Asked) as e:
-            load.resolve(name)
+            load.locate(name)
     assert e.value.args == (name, list(hub.FILES))
 
 
@@ -266,7 +267,7 @@ def test_a_name_written_as_a_path_never_goes_to_the_hub(empty_directory, name):
         assume(not Path(name).exists())  # (/bin, say)
         patch.setattr(huggingface_hub, "snapshot_download", asked)
         with pytest.raises(FileNotFoundError, match="does not exist; give a run directory"):
-            load.resolve(name)
+            load.locate(name)
 
 
 @pytest.fixture(scope="module")

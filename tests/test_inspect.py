@@ -152,10 +152,10 @@ def test_a_rotary_model_s_attention_maps_are_per_query_head_reading_its_group_s_
     cache = model.cache
     model.train()
     for l in range(2):
-        qkv = cache.blocks[l].attend.qkv[0]  # (T, (nh + 2 nkv) hs): rotated queries, then the one key head, then values
-        k = qkv[:, 2 * hs:3 * hs]  # (T, hs) the key head both query heads read
+        attended = cache.blocks[l].attention  # the rotated queries (B, T, nh, hs), the one key head (B, T, 1, hs)
+        k = attended.k[0, :, 0]  # (T, hs) the key head both query heads read
         for h in range(2):
-            q = qkv[:, h * hs:(h + 1) * hs]  # (T, hs)
+            q = attended.q[0, :, h]  # (T, hs)
             scores = np.where(np.tril(np.ones((T, T), bool)), q @ k.T / math.sqrt(hs), -np.inf)
             expected = np.exp(scores - scores.max(-1, keepdims=True))
             np.testing.assert_allclose(a["attention"][l, h], expected / expected.sum(-1, keepdims=True),

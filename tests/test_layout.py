@@ -1,8 +1,10 @@
 """The layout is the architecture: read from the source with `ast`, every import of minigpt/ (at the top of a module or
 inside a function) goes to a module of the same layer or one below, and no chain of imports comes back to where it
-started. The layers, bottom to top, as README.md's layout table lists them."""
+started; the file formats stand above the model, which imports none of them (STYLE.md, rule 16). The layers, bottom to
+top, as README.md's layout table lists them."""
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +17,18 @@ from minigpt.data import record_tasks, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 
+MODEL = ["minigpt.block", "minigpt.lora", "minigpt.gpt2", "minigpt.llama", "minigpt.model"]  # (LoRA's adapters, no files)
+# the file formats, each the reader and writer of one kind of file: safetensors, Hugging Face directories (and the
+# Hub's cache of them), llm.c's model file, GGUF, PEFT's adapters, a run's checkpoints and its log
+FORMATS = ["minigpt.weights", "minigpt.hf", "minigpt.hub", "minigpt.llmc", "minigpt.gguf", "minigpt.peft",
+           "minigpt.checkpoint", "minigpt.runlog"]
 LAYERS = [  # bottom to top: a module may import from its own layer and those below it, never from one above
-    ["minigpt.config", "minigpt.validate", "minigpt.files", "minigpt.weights", "minigpt.runtime", "minigpt.interrupt",
-     "minigpt.distributed"],
+    ["minigpt.config", "minigpt.validate", "minigpt.files", "minigpt.runtime", "minigpt.interrupt", "minigpt.distributed"],
     ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
-    ["minigpt.backends", "minigpt.data"],
-    ["minigpt.lora", "minigpt.gpt2", "minigpt.llama", "minigpt.model"],
-    ["minigpt.hf", "minigpt.hub", "minigpt.llmc", "minigpt.gguf", "minigpt.checkpoint", "minigpt.runlog", "minigpt.outputs",
-     "minigpt.load", "minigpt.evaluation", "minigpt.chat"],
+    ["minigpt.backends", "minigpt.data", "minigpt.corpus"],
+    MODEL,
+    FORMATS,
+    ["minigpt.outputs", "minigpt.load", "minigpt.evaluation", "minigpt.chat"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],
 ]
@@ -79,6 +85,12 @@ def layer(module: str, layers) -> int:
 
 def upward(edges: dict, layers) -> list:
     return sorted((a, b) for a, targets in edges.items() for b in targets if layer(b, layers) > layer(a, layers))
+
+
+def formats_below(edges: dict, layers) -> list:
+    """(importer, format) for each import of a file format by the model or a module below it."""
+    model = layer("minigpt.model", layers)
+    return sorted((a, b) for a, targets in edges.items() for b in targets if b in FORMATS and layer(a, layers) <= model)
 
 
 def circles(edges: dict) -> list:
@@ -142,10 +154,28 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
     assert upward(made, [["pkg.low", "pkg.sub"], ["pkg.high", "pkg"]]) == [("pkg.low", "pkg.high")]
 
 
+def test_the_file_formats_stand_above_the_model_which_imports_none_of_them(edges):
+    assert all(layer(module, LAYERS) == layer("minigpt.model", LAYERS) for module in MODEL)
+    assert all(layer(module, LAYERS) > layer("minigpt.model", LAYERS) for module in FORMATS)
+    assert formats_below(edges, LAYERS) == []
+
+
+def test_the_format_check_finds_a_model_that_reads_a_file(tmp_path):
+    # its negative control: minigpt as it was when PEFT's reader and writer lived in minigpt/lora.py, on the model's
+    # layer, which imported the safetensors reader and writer for them
+    package = tmp_path / "minigpt"
+    shutil.copytree(ROOT / "minigpt", package, ignore=shutil.ignore_patterns("__pycache__"))
+    lora = package / "lora.py"
+    lora.write_text(lora.read_text() + "\nfrom minigpt import weights as safetensors  # PEFT's adapter_model.safetensors\n")
+    made = graph(package, "minigpt")
+    assert formats_below(made, LAYERS) == [("minigpt.lora", "minigpt.weights")]
+    assert ("minigpt.lora", "minigpt.weights") in upward(made, LAYERS)
+
+
 def test_the_names_the_config_lists_are_the_ones_that_exist():
     # the config sits at the bottom and imports neither the registry nor the tasks: it lists their names, and
     # those must be exactly what the registry and the tasks provide
-    assert config.TASKS == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS)
+    assert config.TASK_NAMES == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS)
     assert tuple(name for name in config.BACKENDS if name != "auto") == backends.NAMES
     assert all((ROOT / "minigpt" / "backends" / name / "__init__.py").is_file() for name in backends.NAMES if name != "numpy")
 

@@ -1,3 +1,4 @@
+import inspect
 import math
 
 import numpy as np
@@ -5,9 +6,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minigpt import GPT, GPTConfig, hf
+from minigpt import GPT, GPTConfig, backends, hf
 from minigpt.gradcheck import check_model
-from minigpt.model import num_params, param_shapes
+from minigpt.model import FAMILIES, num_params, param_shapes
 from strategies import gpt_configs, llama_configs
 from tolerances import GRAD_RTOL, INIT_MEAN_SIGMAS, INIT_STD_RTOL, UNTRAINED_LOSS_RTOL
 
@@ -63,10 +64,24 @@ def test_llama_and_qwen3_parameters_are_hugging_faces(arch):
     assert list(tied) == names[:-1]  # the head is the token embedding
 
 
+def counted_by_hand(cfg) -> int:
+    """The number of parameters of a family's model, from its block's description (docs/model.md, docs/llama.md)
+    rather than from a list of its parameters."""
+    V, C, L = cfg.vocab_size, cfg.n_embd, cfg.n_layer
+    if cfg.arch == "gpt2":
+        per_block = 2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * 4 * C + 4 * C + 4 * C * C + C
+        biases = L * (C + 3 * C + C + C + 4 * C + C) + C  # ln_1, c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj; ln_f
+        return V * C + cfg.block_size * C + L * per_block + 2 * C - (0 if cfg.bias else biases)
+    nh, nkv, hs, F = cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.intermediate_size
+    attn = 2 * nh * hs * C + 2 * nkv * hs * C + (2 * hs if cfg.arch == "qwen3" else 0)  # q, o; k, v; QK-norm
+    per_block = attn + 3 * F * C + 2 * C  # the MLP's three matrices, the two norms
+    return V * C + L * per_block + C + (0 if cfg.tie_word_embeddings else V * C)
+
+
 @given(st.one_of(gpt_configs(), llama_configs()))
 @settings(max_examples=50)
 def test_the_counted_number_of_parameters_is_that_of_the_listed_shapes(cfg):
-    assert num_params(cfg) == sum(math.prod(shape) for shape in param_shapes(cfg).values())
+    assert num_params(cfg) == sum(math.prod(shape) for shape in param_shapes(cfg).values()) == counted_by_hand(cfg)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
@@ -241,6 +256,47 @@ def test_wte_gradient_sums_the_embedding_and_the_lm_head():
     # tokens that never appear in idx get only the head's gradient
     unused = [v for v in range(TINY.vocab_size) if v not in (1, 2, 3)]
     np.testing.assert_array_equal(grads["transformer.wte.weight"][unused], dwte_head.T[unused])
+
+
+def test_every_family_offers_the_same_block_interface():
+    signatures = {arch: {name: inspect.signature(getattr(FAMILIES[arch], name))
+                         for name in ("block_forward", "block_backward", "final_norm", "final_norm_backward")}
+                  for arch in FAMILIES}
+    assert signatures["gpt2"] == signatures["llama"] == signatures["qwen3"]
+    assert list(signatures["gpt2"]["block_forward"].parameters) == ["p", "l", "x", "step"]
+    assert list(signatures["gpt2"]["block_backward"].parameters) == ["l", "dx", "c", "step", "grads"]
+
+
+def kernel_calls(model, idx):
+    """The kernels one forward and backward of model compute with, in order, and the gradients."""
+    calls, kernels = [], model.kernels
+    model.kernels = backends.traced(kernels, lambda op, kernel, *_: calls.append(f"{op}.{kernel}"))
+    model.forward(idx, idx)
+    grads = {name: g.tobytes() for name, g in model.backward().items()}
+    model.kernels = kernels
+    return calls, grads
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_model_says_which_weights_are_frozen_and_the_arrays_write_flag_decides_nothing(arch):
+    lora = GPTConfig(arch=arch, vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, lora_rank=2,
+                     lora_alpha=4.0, lora_targets="all")
+    idx = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    adapted = GPT(lora, dtype=np.float64)
+    assert adapted.frozen == frozenset(name for name in adapted.params if ".lora_" not in name)
+    assert all(not adapted.params[name].flags.writeable for name in adapted.frozen)  # guarded against writes
+    calls, grads = kernel_calls(adapted, idx)
+    assert set(grads) == set(adapted.params) - adapted.frozen
+    for p in adapted.params.values():  # every array writable: the same kernels compute the same gradients
+        p.setflags(write=True)
+    assert kernel_calls(adapted, idx) == (calls, grads)
+    plain = random_model(GPTConfig(**{**lora.to_dict(), "lora_rank": None, "lora_alpha": None, "lora_targets": None}),
+                         seed=0)
+    calls, grads = kernel_calls(plain, idx)
+    assert plain.frozen == frozenset() and set(grads) == set(plain.params)
+    for p in plain.params.values():  # every array read-only: nothing is frozen for that
+        p.setflags(write=False)
+    assert kernel_calls(plain, idx) == (calls, grads)
 
 
 @pytest.mark.parametrize(

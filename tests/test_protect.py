@@ -426,8 +426,8 @@ def test_a_reader_that_finds_a_checkpoint_before_its_pointer_reads_the_committed
 
     monkeypatch.setattr(load, "read_pointer", before_the_commit_once)
     assert not (run / checkpoint.INTENT).exists()
-    assert load.resolve(run, "latest") == run / "ckpt-000020"
+    assert load.locate(run, "latest") == run / "ckpt-000020"
     assert len(calls) == 2
     monkeypatch.setattr(load, "read_pointer", lambda path: None)  # (and a pointer really lost is still said so)
     with pytest.raises(FileNotFoundError, match="has no checkpoints.json but holds ckpt-000010, ckpt-000020"):
-        load.resolve(run, "latest")
+        load.locate(run, "latest")

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import cli, error_line
-from minigpt import GPT, GPTConfig, hf
+from minigpt import GPT, GPTConfig, hf, load
 from minigpt.data import load_tokenizer
 from minigpt.data.chars import CharTokenizer
-from minigpt.data.records import CHATML, EOT, IM_END, IM_START, PLAIN, Records, render
+from minigpt.data.record_datasets import open_records
+from minigpt.data.records import CHATML, EOT, IM_END, IM_START, PLAIN, render
 from minigpt.evaluation import classification_scores
 from minigpt.gradcheck import check_model
 from minigpt.ops.cross_entropy import IGNORE_INDEX
@@ -43,11 +44,12 @@ def sort_records(n, seed=0, length_range=(1, 6)):
 
 
 def test_only_completion_tokens_are_targets_and_padding_is_ignored(tmp_path):
-    records = Records(write_jsonl(tmp_path / "r.jsonl", [{"prompt": "21=", "completion": "12"},
-                                                        {"prompt": "1=", "completion": "1"}]), None)
+    records = open_records(write_jsonl(tmp_path / "r.jsonl", [{"prompt": "21=", "completion": "12"},
+                                                             {"prompt": "1=", "completion": "1"}]), None)
     tok = records.tokenizer
     assert tok.chars == "12=" and tok.special_tokens == {EOT: 3}
-    x, y = records.batch(records.examples)
+    batch = records.batch(records.examples)
+    x, y = batch.x, batch.y
     # "21=12<eot>": inputs 2 1 = 1 2, targets: the completion 1 2 and <eot>, nothing for the prompt
     assert tok.decode(x[0]) == "21=12"
     assert y[0].tolist() == [IGNORE_INDEX, IGNORE_INDEX, 0, 1, 3]
@@ -67,17 +69,19 @@ def test_a_records_loss_and_gradient_do_not_depend_on_what_it_is_batched_with(le
     with tempfile.TemporaryDirectory() as d:
         rs = [{"prompt": "".join(rng.choice(list("ab"), size=n)) + ":", "completion": "".join(rng.choice(list("ab"), size=m))}
               for n, m in zip(lengths, rng.integers(1, 4, size=len(lengths)))]
-        records = Records(write_jsonl(Path(d) / "r.jsonl", rs), None)
+        records = open_records(write_jsonl(Path(d) / "r.jsonl", rs), None)
     arch = ["gpt2", "llama"][seed % 2]
     model = random_model(GPTConfig(arch=arch, vocab_size=records.vocab_size, block_size=16, n_layer=2, n_head=2,
                                    n_embd=8), seed)
-    x, y = records.batch(records.examples)
+    batch = records.batch(records.examples)
+    x, y = batch.x, batch.y
     logits, loss = model.forward(x, y)
     grads = model.backward()
     total = {name: np.zeros_like(g) for name, g in grads.items()}
     n_all = int((y != IGNORE_INDEX).sum())
     for b, e in enumerate(records.examples):
-        xa, ya = records.batch([e])
+        single = records.batch([e])
+        xa, ya = single.x, single.y
         alone, loss_alone = model.forward(xa, ya)
         np.testing.assert_allclose(logits[b, :xa.shape[1]], alone[0], rtol=1e-12, atol=1e-12)
         for name, g in model.backward().items():
@@ -89,12 +93,13 @@ def test_a_records_loss_and_gradient_do_not_depend_on_what_it_is_batched_with(le
 def test_the_masked_loss_and_its_gradients_equal_pytorchs(torch, transformers, tmp_path):
     from test_torch_reference import hf_loss_and_grads, hf_model, rel_err
 
-    records = Records(write_jsonl(tmp_path / "r.jsonl", sort_records(6)), None)
+    records = open_records(write_jsonl(tmp_path / "r.jsonl", sort_records(6)), None)
     cfg = GPTConfig(vocab_size=records.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=8)
     model = random_model(cfg)
     theirs = hf_model(transformers, torch, cfg, np.float64)
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in model.params.items()}, strict=False)
-    x, y = records.batch(records.examples)
+    batch = records.batch(records.examples)
+    x, y = batch.x, batch.y
     assert (y == IGNORE_INDEX).sum() > x.size // 3  # prompts and padding: a third of the positions or more
     _, loss = model.forward(x, y)
     grads = model.backward()
@@ -108,7 +113,7 @@ def test_chat_records_learn_the_assistants_turns_only_in_chatml(tmp_path, transf
     chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
             {"role": "assistant", "content": "yo"}, {"role": "user", "content": "and?"},
             {"role": "assistant", "content": "so"}]
-    records = Records(write_jsonl(tmp_path / "c.jsonl", [{"messages": chat}] * 2), None)
+    records = open_records(write_jsonl(tmp_path / "c.jsonl", [{"messages": chat}] * 2), None)
     tok = records.tokenizer
     assert records.template == CHATML and {EOT, IM_START, IM_END} <= set(tok.special_tokens)
     e = records.examples[0]
@@ -170,8 +175,8 @@ def test_fine_tuning_adds_the_special_tokens_as_rows_of_the_mean_and_keeps_the_o
                "--backend", "numpy")[0] == 0
     from minigpt import load
 
-    before, _ = load.load_model(load.resolve(tmp_path / "lm", "latest"))
-    after, tok = load.load_model(load.resolve(tmp_path / "ft", "latest"))
+    before, fine_tuned = load.build_model(load.read(tmp_path / "lm", "latest")), load.read(tmp_path / "ft", "latest")
+    after, tok = load.build_model(fine_tuned), fine_tuned.tokenizer
     V = before.config.vocab_size
     assert after.config.vocab_size == V + 3 and tok.chat_template == CHATML
     wte0, wte1 = before.params["transformer.wte.weight"], after.params["transformer.wte.weight"]
@@ -222,16 +227,17 @@ def test_a_classifier_exports_to_sequence_classification_with_the_same_scores_an
                                                                                               tmp_path):
     from test_torch_reference import rel_err
 
-    records = Records(write_jsonl(tmp_path / "c.jsonl", [{"text": t, "label": l} for t, l in
-                                                         [("abba", "x"), ("b", "y"), ("aab", "z"), ("ba", "x")]]), None)
+    records = open_records(write_jsonl(tmp_path / "c.jsonl", [{"text": t, "label": l} for t, l in
+                                                              [("abba", "x"), ("b", "y"), ("aab", "z"), ("ba", "x")]]), None)
     cfg = GPTConfig(arch=arch, vocab_size=records.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=8,
                     labels=tuple(records.labels))
     model = random_model(cfg)
     hf.save_pretrained(model, tmp_path / "hf", records.tokenizer)
     theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", dtype=torch.float64).eval()
     assert type(theirs).__name__ == hf.CLASSIFIERS[arch] and theirs.config.id2label == {0: "x", 1: "y", 2: "z"}
-    x, _, last, labels = records.batch(records.examples)  # padded on the right with pad_token_id
-    exported = hf.from_pretrained(tmp_path / "hf", dtype=np.float64)  # (written as float32: compared in float64)
+    batch = records.batch(records.examples)  # padded on the right with pad_token_id
+    x, last, labels = batch.x, batch.last, batch.labels
+    exported = load.build_model(load.read(tmp_path / "hf"), dtype=np.float64)  # (written as float32: compared in float64)
     scores, loss = exported.forward(x, last=last, labels=labels)
     grads = exported.backward()
     from contextlib import nullcontext
@@ -246,7 +252,8 @@ def test_a_classifier_exports_to_sequence_classification_with_the_same_scores_an
     for name, p in theirs.named_parameters():
         assert rel_err(grads[name], p.grad.numpy()) < TORCH_RTOL_FLOAT64, name
     # and back: the directory reads as the classifier it was written from
-    config, weights, tokenizer = hf.read(tmp_path / "hf")
+    written = load.read(tmp_path / "hf")
+    config, weights, tokenizer = written.config, written.weights, written.tokenizer
     assert config == model.config and tokenizer == records.tokenizer
     assert all(np.array_equal(weights[n], p.astype(np.float32)) for n, p in model.params.items() if n != "lm_head.weight")
 
@@ -309,7 +316,7 @@ def test_a_hugging_face_chat_model_fine_tunes_with_its_own_template_and_its_adap
     model_directory(transformers, torch, "qwen3", tmp_path / "hub")
     chat = [{"role": "user", "content": "Speak 12 words"}, {"role": "assistant", "content": "Thou art 5 times blest."}]
     data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": chat}] * 8)
-    records = Records(data, load_tokenizer(tmp_path / "hub"))
+    records = open_records(data, load_tokenizer(tmp_path / "hub"))
     assert records.template == CHAT_TEMPLATE and records.vocab_size == load_tokenizer(tmp_path / "hub").vocab_size
     theirs_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hub")
     assert records.examples[0].ids.tolist() == theirs_tok.apply_chat_template(chat, tokenize=True, return_dict=False)
@@ -320,7 +327,7 @@ def test_a_hugging_face_chat_model_fine_tunes_with_its_own_template_and_its_adap
     assert cli(capsys, "export", "--out-dir", str(tmp_path / "run"), "--peft", str(tmp_path / "adapters"))[0] == 0
     from minigpt import load
 
-    ours, _ = load.load_model(load.resolve(tmp_path / "run"))
+    ours = load.build_model(load.read(tmp_path / "run"))
     base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hub")
     theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapters").eval()
     idx = np.array([records.examples[0].ids])
@@ -359,7 +366,8 @@ def test_multiple_choice_scores_each_ending_by_its_mean_loss_and_picks_the_lowes
     run = tmp_path / "run"
     assert cli(capsys, "train", "--task", "sort-instruct", "--out-dir", str(run), "--max-iters", "20",
                "--eval-iters", "1", "--backend", "numpy")[0] == 0
-    model, tok = load.load_model(load.resolve(run))
+    trained = load.read(run)
+    model, tok = load.build_model(trained), trained.tokenizer
     prompt, choices = "2101=", ["0112", "2110", "1"]
     losses = choice_losses(model, tok, prompt, choices)
     for choice, loss in zip(choices, losses):  # independently: -log p of each ending token, from the whole sequence

@@ -112,15 +112,16 @@ def test_the_eval_iters_the_refusal_suggests_are_accepted_and_one_more_is_not(va
     tokenizer = CharTokenizer("ab")
     dataset = TextDataset(np.zeros(10 * val_tokens, np.uint16), np.zeros(val_tokens, np.uint16), tokenizer,
                           source="made-up.txt")
-    cfg = lambda n: TrainConfig(block_size=block_size, batch_size=batch_size, eval_iters=n)  # noqa: E731
+    cfg = lambda n: TrainConfig.from_dict(dict(block_size=block_size, batch_size=batch_size, eval_iters=n))  # noqa: E731
+    dataset.fit(block_size)
     try:
-        check_eval_iters(cfg(eval_iters), dataset, block_size)
+        check_eval_iters(cfg(eval_iters), dataset)
     except ValueError as e:
         suggested = int(re.search(r"give --eval-iters (\d+) or fewer", str(e)).group(1))
         assert suggested < eval_iters
-        check_eval_iters(cfg(suggested), dataset, block_size)  # accepted
+        check_eval_iters(cfg(suggested), dataset)  # accepted
         with pytest.raises(ValueError, match="times over"):
-            check_eval_iters(cfg(suggested + 1), dataset, block_size)
+            check_eval_iters(cfg(suggested + 1), dataset)
     else:  # within the bound, or the one batch always allowed
         assert eval_iters * batch_size * block_size <= EVAL_PASSES * val_tokens or eval_iters == 1
 
@@ -243,12 +244,12 @@ def sampling(tmp_path):
 def scoring(tmp_path):
     from minigpt import evaluation
     from minigpt.config import GPTConfig
-    from minigpt.data.records import Records
+    from minigpt.data.record_datasets import open_records
     from minigpt.model import GPT
 
     data = tmp_path / "r.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{n}+{n}=", "completion": str(2 * n)}) + "\n" for n in range(2000)))
-    records = Records(data, None)
+    records = open_records(data, None)
     model = GPT(GPTConfig(vocab_size=records.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16), backend="numpy")
     return lambda: evaluation.completion_loss(model, records, records.examples)
 

@@ -154,21 +154,20 @@ def test_cross_entropy_matches_torch(torch):
     assert rel_err(cross_entropy.backward(1.0, cache), t.grad.numpy()) < TORCH_RTOL_FLOAT64
 
 
-def test_attention_matches_torch_scaled_dot_product_attention(torch):
+@pytest.mark.parametrize("n_head, n_kv_head", [(3, 3), (4, 2), (4, 1)])  # multi-head, grouped-query, multi-query
+def test_attention_matches_torch_scaled_dot_product_attention(torch, n_head, n_kv_head):
     rng = np.random.default_rng(0)
-    B, T, n_head, hs = 2, 7, 3, 4
-    C = n_head * hs
-    arrays = [rng.normal(size=(B, T, C)), rng.normal(size=(C, 3 * C)) / 3, rng.normal(size=3 * C),
-              rng.normal(size=(C, C)) / 3, rng.normal(size=C)]
+    B, T, hs = 2, 7, 4
+    arrays = [rng.normal(size=(B, T, n_head, hs)), rng.normal(size=(B, T, n_kv_head, hs)),
+              rng.normal(size=(B, T, n_kv_head, hs))]
 
-    def torch_attention(x, w_attn, b_attn, w_proj, b_proj):
-        q, k, v = (x @ w_attn + b_attn).split(C, dim=2)
-        q, k, v = (a.view(B, T, n_head, hs).transpose(1, 2) for a in (q, k, v))
-        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return y.transpose(1, 2).reshape(B, T, C) @ w_proj + b_proj
+    def torch_attention(q, k, v):
+        q, k, v = (a.transpose(1, 2) for a in (q, k, v))  # (B, heads, T, hs)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head < n_head)
+        return y.transpose(1, 2).reshape(B, T, n_head * hs)
 
     out_t, dout, grads_t = torch_grads(torch, torch_attention, *arrays)
-    out, cache = attention.forward(*arrays, n_head=n_head)
+    out, cache = attention.forward(*arrays)
     assert rel_err(out, out_t) < TORCH_RTOL_FLOAT64
     for g, g_t in zip(attention.backward(dout, cache), grads_t):
         assert rel_err(g, g_t) < TORCH_RTOL_FLOAT64
@@ -181,8 +180,8 @@ def test_a_training_checkpoint_loads_in_gpt2lmheadmodel(torch, transformers, tmp
 
     text = make_text(tmp_path / "t.txt", seed=0)
     assert main(["train", "--data", str(text), "--out-dir", str(tmp_path / "run"), "--max-iters", "10", *TINY]) == 0
-    ckpt = load.resolve(tmp_path / "run", "latest")
-    ours, _ = load.load_model(ckpt)
+    latest = load.read(tmp_path / "run", "latest")
+    ckpt, ours = latest.path, load.build_model(latest)
     hf = transformers.GPT2LMHeadModel.from_pretrained(ckpt, attn_implementation="eager").eval()
     idx = np.random.default_rng(0).integers(0, ours.config.vocab_size, size=(2, 16))
     with torch.no_grad():

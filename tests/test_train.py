@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 
 from minigpt import GPT, GPTConfig
 from minigpt.cli import main
+from minigpt.data.dataset import Batch
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.train import accumulate_gradients
 from helpers import TINY, make_text, read_log, train, without_timing
@@ -107,7 +108,7 @@ def test_gradient_accumulation_equals_one_big_batch(seed, k, b, T):
     y = rng.integers(0, 7, size=(k * b, T))
     y[rng.random(y.shape) < 0.3] = IGNORE_INDEX  # micro-batches with different numbers of targets
     y[:, 0] = rng.integers(0, 7, size=k * b)  # but none with no target at all
-    micro = [(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(k)]
+    micro = [Batch(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(k)]
     loss, grads = accumulate_gradients(model, micro)
     _, big_loss = model.forward(x, y)
     big_grads = model.backward()
@@ -181,7 +182,7 @@ def test_the_default_recipe_trains_exactly_as_pytorch_does(shakespeare, tmp_path
 def test_every_backend_trains_as_the_reference_does(text, tmp_path, backend):
     from minigpt import backends
 
-    if backends.resolve(backend) != backend:
+    if backends.kernels_for(backend).name != backend:
         pytest.skip(f"the {backend} backend is not available here")
     common = ["--data", str(text), "--max-iters", "8", "--eval-interval", "4", "--n-layer", "2", "--n-head", "2",
               "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--dtype", "float64"]
@@ -209,9 +210,9 @@ def test_a_run_stops_at_the_first_evaluation_that_reaches_its_target_loss(text, 
 def test_the_speedrun_preset_sits_under_the_flags():
     from minigpt import settings
 
-    cfg = settings.resolve(settings.given({"preset": "speedrun", "max_iters": 10}))
-    assert (cfg.arch, cfg.target_loss, cfg.eval_iters, cfg.max_iters) == ("qwen3", 1.919, 200, 10)
-    assert settings.resolve(settings.given({})).target_loss is None
+    cfg = settings.merge(settings.given({"preset": "speedrun", "max_iters": 10}))
+    assert (cfg.model.arch, cfg.target_loss, cfg.eval_iters, cfg.max_iters) == ("qwen3", 1.919, 200, 10)
+    assert settings.merge(settings.given({})).target_loss is None
 
 
 @pytest.mark.slow

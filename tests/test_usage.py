@@ -10,7 +10,6 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,11 @@ from helpers import TINY, cli, error_line, make_text, train
 from minigpt import runtime
 from minigpt.chat import Refused, check_message
 from minigpt.cli import build_parser, main
-from minigpt.config import TrainConfig
+from minigpt.config import RECIPE_MODEL, SETTINGS, TrainConfig, setting_field
 from minigpt.data import load_tokenizer
 from minigpt.data.chars import CharTokenizer
-from minigpt.data.records import EOT, EXTRACT, Records
+from minigpt.data.record_datasets import open_records
+from minigpt.data.records import EOT, EXTRACT
 from minigpt.optim import get_lr
 
 if sys.version_info >= (3, 11):
@@ -245,16 +245,16 @@ CHARS = st.text(alphabet="abc=", min_size=1, max_size=30)
 def test_truncate_cuts_completions_on_the_right_and_drops_records_with_nothing_left_to_learn(tmp_path_factory, pairs,
                                                                                               block_size):
     path = write_jsonl(tmp_path_factory.mktemp("t") / "r.jsonl", [{"prompt": p, "completion": c} for p, c in pairs])
-    records = Records(path, None)
+    records = open_records(path, None)
     limit = block_size + 1  # an instruction's tokens (PLAIN: prompt, completion, <|endoftext|>); its last only a target
     whole = [(p, c) for p, c in pairs if len(p) + len(c) + 1 <= limit]
     cut = [(p, c) for p, c in pairs if len(p) + len(c) + 1 > limit and len(p) < limit]
     dropped = len(pairs) - len(whole) - len(cut)
     if not whole and not cut:  # every prompt alone fills the context: nothing to train on is left, and it says so
         with pytest.raises(ValueError, match="leaves nothing"):
-            records.fit(block_size, truncate=True)
+            records.fit_examples(block_size, truncate=True)
         return
-    said = records.fit(block_size, truncate=True)
+    said = records.fit_examples(block_size, truncate=True)
     # (text, tokens trained): a whole record's completion and <|endoftext|>; a cut one's completion up to the limit
     expected = sorted([(p + c + EOT, len(c) + 1) for p, c in whole]
                       + [((p + c)[:limit], limit - len(p)) for p, c in cut])
@@ -272,8 +272,8 @@ def test_truncate_cuts_completions_on_the_right_and_drops_records_with_nothing_l
 def test_truncate_cuts_a_classified_text_before_its_extract_token(tmp_path_factory, texts, block_size):
     path = write_jsonl(tmp_path_factory.mktemp("t") / "r.jsonl",
                        [{"text": t, "label": "ab"[i % 2]} for i, t in enumerate(texts)])
-    records = Records(path, None)
-    records.fit(block_size, truncate=True)
+    records = open_records(path, None)
+    records.fit_examples(block_size, truncate=True)
     assert len(records.examples) == len(texts)  # none dropped: every text keeps its beginning
     for e, (i, t) in zip(records.examples, enumerate(texts)):
         assert records.tokenizer.decode(e.ids) == t[:block_size - 1] + EXTRACT  # the head reads <|extract|>, last
@@ -436,7 +436,8 @@ def options(parser, name="minigpt"):
 
 
 def test_every_option_of_every_command_says_its_default():
-    train_defaults = {"--" + f.name.replace("_", "-"): f.default for f in fields(TrainConfig)}
+    train_defaults = {"--" + name.replace("_", "-"): RECIPE_MODEL.get(name, setting_field(name).default)
+                      for name in SETTINGS}
     for command, action in options(build_parser()):
         flag = action.option_strings[0]
         default = train_defaults[flag] if command == "minigpt train" and flag in train_defaults else action.default

@@ -3,14 +3,15 @@
 Each op of minigpt/ops owns its contract (the input checks and its one cache) and its reference kernels: the readable
 NumPy functions whose names end in `_kernel`, array in and array out. A backend is a package of modules named as the
 ops, minigpt/backends/<backend>/<op>.py, each holding kernels of the same names and arguments; for an op it has no
-module for, a backend keeps the reference's. `load` builds a backend's table once, and whoever computes (the model, the
-optimizer) hands that table to the ops it calls:
+module for, a backend keeps the reference's. `kernels_for` builds a backend's table once, and whoever computes (the
+model, the optimizer) hands that table to the ops it calls:
 
-    kernels = backends.load("auto")               # kernels.name == "c", say
+    kernels = backends.kernels_for("auto")        # kernels.name == "c", say: the backend that loaded
     kernels.layernorm                             # minigpt/backends/c/layernorm.py: forward_kernel, backward_kernel
     out, cache = layernorm.forward(x, w, b, kernels=kernels)
 
-    numpy   the reference: the NumPy kernels in minigpt/ops and minigpt/optim.py, the code the docs explain
+    numpy   the reference: the NumPy kernels in minigpt/ops and minigpt/optim.py, the code the docs explain (its
+            table has the modules of NUMPY, minigpt/ops/reference.py, the ops' default)
     numba   minigpt/backends/numba: fused loops for everything but the matmuls, which stay with NumPy's BLAS
     c       minigpt/backends/c: the C kernels of kernels/, bound with cffi
     auto    the fastest that loads, in the order AUTO_ORDER (measured by benchmarks/bench.py)
@@ -25,14 +26,15 @@ import sys
 import time
 from types import ModuleType, SimpleNamespace
 
-from minigpt import ops, optim
+from minigpt import ops
 from minigpt.config import BACKENDS
+from minigpt.ops.reference import NUMPY
 
 NAMES = tuple(name for name in BACKENDS if name != "auto")
 AUTO_ORDER = ("c", "numba", "numpy")  # fastest first, as benchmarks/bench.py measured it (docs/kernels.md)
 # what a backend can compute, by name (its module's in minigpt/ops, and in a backend's package), with the module of
-# its reference kernels: every op of minigpt/ops (its list, ops.__all__), and the optimizer's update
-REFERENCE = {**{name: getattr(ops, name) for name in ops.__all__}, "optim": optim}
+# its reference kernels, NUMPY's: every op of minigpt/ops (its list, ops.__all__), and the optimizer's update
+REFERENCE = {op: getattr(NUMPY, op) for op in (*ops.__all__, "optim")}
 
 
 def kernel_names(module: ModuleType) -> list:
@@ -44,9 +46,9 @@ def table(name: str) -> SimpleNamespace:
     """Backend `name`'s kernels, imported: kernels.name, and for each op of REFERENCE, kernels.<op>, the module whose
     kernels compute it. Raises ImportError or OSError if the backend cannot run here."""
     if name == "numpy":
-        return SimpleNamespace(name="numpy", **REFERENCE)
+        return SimpleNamespace(name=NUMPY.name, **REFERENCE)  # NUMPY's modules: the kernels the ops default to
     package = importlib.import_module(f"minigpt.backends.{name}")  # ImportError: numba is not installed, say
-    package.load()  # the C backend compiles and loads its library here (OSError: no compiler)
+    package.prepare()  # the C backend compiles and loads its library here (OSError: no compiler)
     modules = {}
     for op, reference in REFERENCE.items():
         try:
@@ -63,35 +65,33 @@ def table(name: str) -> SimpleNamespace:
     return SimpleNamespace(name=name, **modules)
 
 
-_loaded = {}  # name -> its table, or None for a backend that failed to load
+_tables = {}  # name -> its table, or None for a backend that failed to load
 
 
-def load(name: str = "auto") -> SimpleNamespace:
-    """The kernels to compute with for `name`: backend `name`'s table if it loads, the reference's (with one warning
-    line on stderr) if it does not, and for "auto" the first of AUTO_ORDER that loads. Each backend is loaded once
-    per process."""
+def kernels_for(name: str = "auto") -> SimpleNamespace:
+    """The table of kernels to compute with when backend `name` is asked for: backend `name`'s if it loads, the
+    reference's (with one warning line on stderr) if it does not, and for "auto" the first of AUTO_ORDER that loads.
+    Its `name` says which backend it is. Each backend is loaded once per process."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "auto":
-        return next(k for k in (_load(candidate, warn=False) for candidate in AUTO_ORDER) if k is not None)
-    return _load(name, warn=True) or _load("numpy")
+        return next(kernels for kernels in (_table_or_none(candidate, warn=False) for candidate in AUTO_ORDER)
+                    if kernels is not None)
+    return _table_or_none(name, warn=True) or _table_or_none("numpy")
 
 
-def resolve(name: str = "auto") -> str:
-    """The name of the backend that load(name) computes with."""
-    return load(name).name
-
-
-def _load(name: str, warn: bool = True):
-    if name not in _loaded:
+def _table_or_none(name: str, warn: bool = True) -> SimpleNamespace | None:
+    """Backend `name`'s table, built once per process, or None if it cannot load here (said in one line on stderr
+    if warn)."""
+    if name not in _tables:
         try:
-            _loaded[name] = table(name)
+            _tables[name] = table(name)
         except (ImportError, OSError) as e:
-            _loaded[name] = None
+            _tables[name] = None
             if warn:
                 reason = " ".join(str(e).split())
                 print(f"minigpt: warning: the {name} backend is not available ({reason}); using numpy", file=sys.stderr)
-    return _loaded[name]
+    return _tables[name]
 
 
 def traced(kernels: SimpleNamespace, record) -> SimpleNamespace:

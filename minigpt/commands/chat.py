@@ -36,7 +36,8 @@ def run(args) -> int:
 
     options = sampling(args)
     use_threads(args.threads)
-    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
+    pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
+    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
     template_of(tokenizer)  # no template: say so before the first prompt
     if args.system:
         try:

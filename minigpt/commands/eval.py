@@ -23,20 +23,23 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
     """Every number `minigpt eval` reports for the records of `path`; with truncate, those longer than the context
     are cut to fit (or dropped), and say() is told how many."""
     from minigpt import evaluation
-    from minigpt.data.records import Records
+    from minigpt.data.record_datasets import dataset_of
+    from minigpt.data.records import read_records
 
-    records = Records(path, tokenizer, model.config.labels)
-    result = {"data": str(path), "records": len(records.records), "kind": records.kind}
+    file = read_records(path)  # what is scored, and how, is what the file holds
+    kind = "instruction" if file.kind == "chat" else file.kind  # (a chat is scored as instructions are)
+    result = {"data": str(path), "records": len(file.records), "kind": kind}
+    if kind == "choice":
+        result.update(evaluation.multiple_choice(model, tokenizer, file.records))
+        return result
+    records = dataset_of(file, tokenizer, model.config.labels)
 
     def fit() -> None:
-        said = records.fit(model.config.block_size, truncate)
+        said = records.fit_examples(model.config.block_size, truncate)
         if said is not None:
             say(said)
             result["records"] = len(records.examples)  # (the records scored: those dropped are not)
-    if records.kind == "choice":
-        result.update(evaluation.multiple_choice(model, tokenizer, records.records))
-        return result
-    if records.kind == "classification":
+    if kind == "classification":
         if model.config.labels is None:
             raise ValueError(f"{path} holds classification records but the model has no classification head; "
                              f"fine-tune one first: minigpt train --data {path} --init-from ...")
@@ -50,7 +53,7 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
                          f"--init-from ...)")
     fit()
     result.update(evaluation.completion_loss(model, records, records.examples))
-    result["exact_match"] = evaluation.exact_match(model, records, records.examples)
+    result["exact_match"] = records.exact_match(model, records.examples)
     return result
 
 
@@ -76,7 +79,8 @@ def run(args) -> int:
     if args.json:  # checked before the scores are computed, not after
         outputs.check(args.json, "--json")
     use_threads(args.threads)
-    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
+    pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
+    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
     result = score(model, tokenizer, args.data, args.truncate, report)
     print(table(result), flush=True)  # (first: a --json that fails now still leaves the scores on the screen)
     if args.json:

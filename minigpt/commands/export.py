@@ -1,5 +1,5 @@
 """`minigpt export`: a checkpoint as a Hugging Face directory (minigpt/hf.py; a LoRA run's with its adapters merged,
-a classifier's as *ForSequenceClassification), its LoRA adapters as PEFT saves them (minigpt/lora.py; with the
+a classifier's as *ForSequenceClassification), its LoRA adapters as PEFT saves them (minigpt/peft.py; with the
 embedding rows of the tokens the fine-tune added, and the tokenizer beside them), an llm.c model file
 (minigpt/llmc.py), or a GGUF file that llama.cpp runs (minigpt/gguf.py), read back and compared before the command
 says it is done."""
@@ -40,7 +40,7 @@ def check_target(path, flag: str, force: bool, directory: bool) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from minigpt import gguf, hf, llmc, load, lora
+    from minigpt import gguf, hf, llmc, load, lora, peft
     from minigpt.data import load_tokenizer
     from minigpt.files import directory_write
     from minigpt.model import HEAD
@@ -51,7 +51,8 @@ def run(args) -> int:
     flag = "--hf" if args.hf is not None else "--peft" if args.peft is not None else "--llmc" if args.llmc else "--gguf"
     check_target(args.hf or args.peft or args.llmc or args.gguf, flag, args.force,
                  directory=args.hf is not None or args.peft is not None)
-    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint)
+    pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: every export writes one)
+    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained)
     config, params = model.config, model.params
     if args.gguf is not None:
         written = gguf.save(model, tokenizer, args.gguf, args.gguf_type)
@@ -63,10 +64,10 @@ def run(args) -> int:
         if config.lora_rank is None:
             raise ValueError(f"{args.out_dir} trained no LoRA adapters (train with --lora-rank R); export it with --hf")
         with directory_write(args.peft) as tmp:  # (in place whole, or not at all)
-            lora.save_peft(config, params, tmp, hf.embedding_layers(config, params))
+            peft.save_peft(config, params, tmp, hf.embedding_layers(config, params))
             hf.write_tokenizer(tokenizer, tmp, config)  # beside the adapters, as PEFT's users save theirs
         # it reads back, on the base the adapters were put on, as the adapters (and added rows) it was written from
-        back_config, adapters = load.read_adapters(args.peft, lora.peft_base(config))
+        back_config, adapters = load.read_adapters(args.peft, peft.peft_base(config))
         same = sorted(lora.modules(back_config)) == sorted(lora.modules(config)) and all(
             getattr(back_config, key) == getattr(config, key)
             for key in ("lora_rank", "lora_alpha", "lora_dropout", "lora_added_tokens", "vocab_size", "labels"))
@@ -82,14 +83,15 @@ def run(args) -> int:
         return 0
     if args.hf is not None:
         hf.save_pretrained(model, args.hf, tokenizer)
-        config, back, back_tokenizer = hf.read(args.hf)  # it reads back as what was written (merged, for LoRA)
-        merged_config, params = lora.merged(model.config, params) if model.config.lora_rank else (model.config, params)
-        same = config == merged_config and back_tokenizer == hf.exported_tokenizer(tokenizer, merged_config)
+        exported = load.read(args.hf)  # it reads back as what was written (merged, for LoRA)
+        config, back = exported.config, exported.weights
+        merged_config, params = peft.merged(model.config, params) if model.config.lora_rank else (model.config, params)
+        same = config == merged_config and exported.tokenizer == hf.exported_tokenizer(tokenizer, merged_config)
         if config.labels is not None and not config.tie_word_embeddings:  # (no LM head in a classifier's directory)
             params = {name: p for name, p in params.items() if name != HEAD}
     else:
         llmc.save(model, args.llmc)
-        back = llmc.load(args.llmc).params
+        back = load.read(args.llmc).weights
         same = True
     same = same and all(np.array_equal(back[name], p.astype(np.float32)) for name, p in params.items())
     if not same:

@@ -31,11 +31,12 @@ def run(args) -> int:
     html_path = Path(args.html) if args.html else (Path(args.out_dir) if is_run else Path.cwd()) / "inspect.html"
     outputs.check(html_path, "--html")  # (before any work, as the page's other checks)
     use_threads(args.threads)
-    model, tokenizer, ckpt, train = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
-    task = train.task if train is not None else None  # (None: a Hugging Face directory)
+    pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
+    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
+    task = None if pretrained.train is None else pretrained.train.task  # (a checkpoint's run's)
     prompt = args.prompt if args.prompt is not None else inspect.default_prompt(model, tokenizer, task)
     records = read_log(args.out_dir) if is_run and (Path(args.out_dir) / LOG).is_file() else None
-    page = inspect.report(model, tokenizer, prompt, args.top_k, records, title=f"minigpt inspect: {ckpt}",
+    page = inspect.report(model, tokenizer, prompt, args.top_k, records, title=f"minigpt inspect: {pretrained.path}",
                           say=lambda notice: report(f"minigpt: {notice}"))
     print(inspect.write(page, html_path))
     return 0

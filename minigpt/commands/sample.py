@@ -40,7 +40,8 @@ def run(args) -> int:
 
     check_flags(args)
     use_threads(args.threads)
-    model, tokenizer, _, _ = load.open_model(args.out_dir, args.checkpoint, backend=args.backend)
+    pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
+    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
     if args.chat:
         return chat_reply(args, model, tokenizer)
     prompt = args.prompt

@@ -1,8 +1,7 @@
-"""`minigpt train`: every TrainConfig field is a flag spelled with dashes; where a run's settings come from, and in
-which order they override each other, is minigpt/settings.py."""
+"""`minigpt train`: every setting (TrainConfig's, and its model's) is a flag spelled with dashes; where a run's
+settings come from, and in which order they override each other, is minigpt/settings.py."""
 
 import argparse
-from dataclasses import fields
 
 HELP = "train a model (default: nanoGPT's Tiny Shakespeare CPU recipe)"
 DESCRIPTION = "Train a GPT. Every setting is a flag; defaults are nanoGPT's CPU recipe for Tiny Shakespeare."
@@ -47,13 +46,13 @@ ABOUT = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minigpt.config import ARCHS, BACKENDS, PRESETS, TASKS, TrainConfig, field_kind
+    from minigpt.config import ARCHS, BACKENDS, PRESET_NAMES, RECIPE_MODEL, SETTINGS, TASK_NAMES, field_kind, setting_field
 
-    parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of TrainConfig keys")
-    for f in fields(TrainConfig):
+    parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of the settings' names")
+    for f in map(setting_field, SETTINGS):
         flag = "--" + f.name.replace("_", "-")
         kind, _ = field_kind(f)
-        default = f.default  # (the field's, not a TrainConfig()'s, which fills in min_lr)
+        default = RECIPE_MODEL.get(f.name, f.default)  # (the field's, not a TrainConfig()'s, which fills in min_lr)
         help_text = f"(default: {UNSET.get(f.name) if default is None else default})"  # (the rest: their own below)
         if f.name in ABOUT:
             help_text = f"{ABOUT[f.name]} {help_text}"
@@ -63,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, nargs="?", const=True, default=argparse.SUPPRESS, metavar="DIR",
                                 help="continue the run in --out-dir (or in DIR) from its latest checkpoint")
         elif f.name == "task":
-            parser.add_argument(flag, choices=TASKS, default=argparse.SUPPRESS,
+            parser.add_argument(flag, choices=TASK_NAMES, default=argparse.SUPPRESS,
                                 help="a built-in task instead of text: synthetic (sort, add) or records to fine-tune on "
                                      "(default: none, the text of --data)")
         elif f.name == "tokenizer":
@@ -74,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=BACKENDS, default=argparse.SUPPRESS,
                                 help=f"how the ops are computed {help_text}")
         elif f.name == "preset":
-            parser.add_argument(flag, choices=PRESETS, default=argparse.SUPPRESS,
+            parser.add_argument(flag, choices=PRESET_NAMES, default=argparse.SUPPRESS,
                                 help="speedrun: the CPU speedrun's record, the fastest way here to nanoGPT's Shakespeare "
                                      "loss (docs/speedrun.md); other flags still win (default: none)")
         elif f.name == "arch":
@@ -92,11 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from minigpt import settings
-    from minigpt.config import TrainConfig
+    from minigpt.config import SETTINGS
     from minigpt.train import train
 
-    names = {f.name for f in fields(TrainConfig)}
-    given = settings.given({k: v for k, v in vars(args).items() if k in names}, args.config)
+    given = settings.given({k: v for k, v in vars(args).items() if k in SETTINGS}, args.config)
     result = train(given, source=args.config, allow_data_change=args.allow_data_change)
     if result["rank"] != 0:  # under mpiexec, rank 0 reports for all
         return 0

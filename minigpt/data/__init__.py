@@ -1,17 +1,20 @@
-"""Data: the tokenizers (characters, byte-level BPE) and how they are saved, text datasets (Tiny Shakespeare by
-default) and synthetic tasks."""
+"""Data: the tokenizers (characters, byte-level BPE) and how they are saved, and the datasets, every one of them a
+Dataset drawing Batches (minigpt/data/dataset.py, the protocol): text (Tiny Shakespeare by default), synthetic tasks,
+and records for fine-tuning (minigpt/data/record_datasets.py)."""
 
 from pathlib import Path
 
 from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, BPETokenizer, check_vocab, read_text
 from minigpt.data.chars import CharTokenizer
 from minigpt.data.chat_template import ChatTemplate, from_file
+from minigpt.data.dataset import Batch, Dataset
 from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.data.tasks import AddTask, SortTask
 from minigpt.data.text import TextDataset
 from minigpt.validate import check_object, read_json
 
-__all__ = ["AddTask", "BPETokenizer", "CharTokenizer", "HFTokenizer", "SortTask", "TextDataset", "load_tokenizer", "tokenizer_from_dict"]
+__all__ = ["AddTask", "BPETokenizer", "Batch", "CharTokenizer", "Dataset", "HFTokenizer", "SortTask", "TextDataset", "load_tokenizer",
+           "tokenizer_from_dict"]
 
 
 def tokenizer_from_dict(d, where: str = "tokenizer.json"):

@@ -122,7 +122,29 @@ def bpe_merge(piece: bytes, ranks: dict, max_rank: int | None = None, pair_ranks
 # --8<-- [end:merge]
 
 
-class BPETokenizer:
+class ByteDecoding:
+    """Decoding, one and the same for every byte-level BPE tokenizer (BPETokenizer below, HFTokenizer in
+    minigpt/data/hf_tokenizer.py): each id's bytes joined, then read as UTF-8. The tokenizer sets `decoder`."""
+
+    decoder: dict  # id -> the token's bytes (a special token's: its text in UTF-8)
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self.decoder) + 1
+
+    def decode_bytes(self, ids) -> bytes:
+        try:
+            return b"".join(self.decoder[int(i)] for i in ids)
+        except KeyError as e:
+            raise ValueError(f"token id {e.args[0]} is outside the vocabulary (size {self.vocab_size})") from None
+
+    def decode(self, ids) -> str:
+        """Text of `ids` (special tokens as their text); bytes that do not form valid UTF-8 (a character cut between
+        tokens) become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+class BPETokenizer(ByteDecoding):
     """ranks: token bytes -> id (the single bytes included); pattern: a name in PATTERNS or a regex;
     special_tokens: string -> id, ids above every rank; chat_template: a Jinja template, as a Hugging Face
     tokenizer_config.json has one (minigpt/data/records.py), or None."""
@@ -151,10 +173,6 @@ class BPETokenizer:
             if s not in special:
                 special[s] = self.vocab_size + len(special) - len(self.special_tokens)
         return BPETokenizer(self.ranks, self.pattern, special, chat_template)
-
-    @property
-    def vocab_size(self) -> int:
-        return max(self.decoder) + 1
 
     @property
     def eot_token(self) -> int | None:
@@ -199,15 +217,7 @@ class BPETokenizer:
         ids.extend(self.encode_ordinary(text[position:]))
         return ids
 
-    def decode_bytes(self, ids) -> bytes:
-        try:
-            return b"".join(self.decoder[int(i)] for i in ids)
-        except KeyError as e:
-            raise ValueError(f"token id {e.args[0]} is outside the vocabulary (size {self.vocab_size})") from None
-
-    def decode(self, ids) -> str:
-        """Text of `ids`; bytes that do not form valid UTF-8 (a character cut between tokens) become U+FFFD."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+    # (vocab_size, decode_bytes and decode: ByteDecoding's)
 
     # --- training ---------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import regex
 
-from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, ENDOFTEXT, bpe_merge, check_vocab
+from minigpt.data.bpe import BYTE_TO_CHAR, CHAR_TO_BYTE, ENDOFTEXT, ByteDecoding, bpe_merge, check_vocab
 from minigpt.data.chat_template import from_file
 
 # ByteLevel's own split (use_regex: true), as tokenizers writes it: GPT-2's, without tiktoken's \s++$
@@ -88,7 +88,7 @@ def split(pieces: list, pattern, remove: bool = False) -> list:
     return out
 
 
-class HFTokenizer:
+class HFTokenizer(ByteDecoding):
     """spec: a tokenizer.json's object; config: its tokenizer_config.json's (the special tokens' roles, the chat
     template), kept to be written back on export; where: the file, for error messages."""
 
@@ -244,10 +244,6 @@ class HFTokenizer:
     # --- encoding and decoding --------------------------------------------------------------------
 
     @property
-    def vocab_size(self) -> int:
-        return max(self.decoder) + 1
-
-    @property
     def eot_token(self) -> int | None:
         """The id of <|endoftext|>, the separator between documents, if the vocabulary has it."""
         return self.special_tokens.get(ENDOFTEXT)
@@ -314,15 +310,7 @@ class HFTokenizer:
             ids.extend(cached)
         return ids
 
-    def decode_bytes(self, ids) -> bytes:
-        try:
-            return b"".join(self.decoder[int(i)] for i in ids)
-        except KeyError as e:
-            raise ValueError(f"token id {e.args[0]} is outside the vocabulary (size {self.vocab_size})") from None
-
-    def decode(self, ids) -> str:
-        """Text of `ids` (special tokens as their text); bytes that are not valid UTF-8 become U+FFFD."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+    # (vocab_size, decode_bytes and decode: ByteDecoding's, minigpt/data/bpe.py)
 
     # --- identity and files -------------------------------------------------------------------------
 

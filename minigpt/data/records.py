@@ -14,9 +14,8 @@ ignore_index). The template is a Jinja template rendered as transformers' apply_
 The special tokens a template needs are added to the tokenizer (minigpt/run.py grows the embedding to match), and the
 template is saved with it, so that `minigpt chat`, `sample --chat`, `eval` and an export all format prompts alike.
 
-Batches of records of different lengths are padded on the right, with targets ignore_index on the padding. Causal
-attention never looks right, so a record's logits, and its loss, do not depend on what it is batched with (tested:
-tests/test_records.py). Docs: docs/finetuning.md.
+A file is read once (read_records) into a RecordFile; its records as a dataset, tokenized, split and batched padded
+on the right: minigpt/data/record_datasets.py. Docs: docs/finetuning.md.
 """
 
 import hashlib
@@ -29,7 +28,6 @@ import numpy as np
 from minigpt.data import chat_template
 from minigpt.data.chat_template import ChatTemplate
 from minigpt.data.text import encode_text
-from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.validate import decode, parse_json, regular_file
 
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -191,190 +189,39 @@ def stop_tokens(tokenizer) -> set:
     return ids
 
 
-class Example(NamedTuple):
-    ids: np.ndarray  # (n,) int64 the tokens
-    trained: np.ndarray | None  # (n,) bool, which tokens the loss counts (instruction); None for classification
-    label: int | None  # the class (classification)
-    line: int  # where the record is in its file
+class RecordFile(NamedTuple):
+    """A JSONL file of records, read once: one kind of record throughout."""
+    path: Path
+    identity: dict  # its size and SHA-256, saved with a run that trains on it
+    records: list  # (line, record) of each record
+    kind: str  # every record's: "instruction", "chat", "classification" or "choice" (kind_of)
 
 
-class Records:
-    """A JSONL file of instruction or classification records, tokenized, split (the last VAL_FRACTION held out) and
-    batched. What the training loop needs of a dataset: get_batch, sequence_length, vocab_size, tokenizer, identity
-    (its held-out accuracy: minigpt/evaluation.py)."""
-
-    def __init__(self, path, tokenizer, labels: list | None = None, n_val: int | None = None):
-        """tokenizer: the model's (a fine-tune's), or one to build from the records' characters (None). labels: a
-        classification run's label names, in order (a fine-tuned classifier keeps its own); None: the sorted labels
-        of the file. n_val: how many of the last records are held out (None: VAL_FRACTION of them)."""
-        path = Path(path)
-        raw = path.read_bytes() if path.is_file() else b""
-        records = read_jsonl(path)
-        kinds = [(n, kind_of(r, f"{path} line {n}")) for n, r in records]
-        first = kinds[0][1]
-        for n, k in kinds:
-            if k != first:
-                raise ValueError(f"{path} line {n} is {with_article(k)} record but the file's first is "
-                                 f"{with_article(first)} record; one file holds one kind of record")
-        self.kind = {"chat": "instruction"}.get(first, first)  # instruction, classification or choice
-        self.source = path
-        self.identity = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-        self.records = records
-        if tokenizer is None:
-            tokenizer = characters_of(records, kinds, path)
-        if self.kind == "classification":
-            self.init_classification(records, tokenizer, labels, path)
-        elif self.kind == "instruction":
-            self.init_instruction(records, kinds, tokenizer, path)
-        else:
-            self.tokenizer, self.examples = tokenizer, []
-        if n_val is None:
-            n_val = max(1, int(len(self.examples) * VAL_FRACTION)) if len(self.examples) > 1 else 0
-        self.splits = {"train": self.examples[:len(self.examples) - n_val] or self.examples,
-                       "val": self.examples[len(self.examples) - n_val:] or self.examples}
-        # too few records to hold any out: both splits are all of them, and the held-out scores measure memory
-        self.val_is_train = not 0 < len(self.examples) - n_val < len(self.examples)
-
-    def init_instruction(self, records, kinds, tokenizer, path) -> None:
-        self.template = template_for(tokenizer, kinds[0][1])
-        self.tokenizer = chat_tokenizer(tokenizer, self.template)
-        self.examples = []
-        for n, record in records:
-            where = f"{path} line {n}"
-            messages = conversation(record, kinds[0][1], where)
-            try:
-                ids, trained = tokenize_conversation(self.tokenizer, self.template, messages)
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
-            if not trained[1:].any():
-                raise ValueError(f"{where}: the assistant's turn is empty, so there is nothing to learn")
-            self.examples.append(Example(ids, trained, None, n))
-
-    def init_classification(self, records, tokenizer, labels, path) -> None:
-        # eos pads; EXTRACT ends each text, a position of its own for the head to read (its row starts as the mean)
-        self.tokenizer = tokenizer.with_chat([*special_tokens_of(PLAIN, tokenizer), EXTRACT], tokenizer.chat_template)
-        extract = np.array([self.tokenizer.special_tokens[EXTRACT]])
-        for n, r in records:
-            check_string(r["text"], "text", f"{path} line {n}")
-            if not isinstance(r["label"], (str, int)) or isinstance(r["label"], bool):
-                raise ValueError(f"{path} line {n}: label must be a string or an integer, got {r['label']!r:.40}")
-        found = sorted({str(r["label"]) for _, r in records})
-        self.labels = list(labels) if labels is not None else found
-        if len(self.labels) < 2 or len(self.labels) > MAX_LABELS:
-            raise ValueError(f"{path} has {len(self.labels)} labels; classification needs 2 to {MAX_LABELS}")
-        index = {name: i for i, name in enumerate(self.labels)}
-        self.examples = []
-        for n, r in records:
-            if str(r["label"]) not in index:
-                raise ValueError(f"{path} line {n}: label {r['label']!r} is not one of the model's "
-                                 f"{', '.join(self.labels)}")
-            try:
-                ids = encode_text(self.tokenizer, r["text"])
-            except ValueError as e:
-                raise ValueError(f"{path} line {n}: {e}") from None
-            if len(ids) == 0:
-                raise ValueError(f"{path} line {n}: the text is empty")
-            self.examples.append(Example(np.concatenate([ids, extract]), None, index[str(r["label"])], n))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
-
-    @property
-    def pad_token(self) -> int:
-        """The eos token, which pads (a classification record ends with EXTRACT, the last token that is not padding:
-        what Hugging Face's *ForSequenceClassification reads)."""
-        return self.tokenizer.special_tokens[role_tokens(self.tokenizer)["eos_token"]]
-
-    @property
-    def sequence_length(self) -> int:
-        """The longest batch's T: a record's tokens, minus the last (only a target) for an instruction."""
-        longest = max(len(e.ids) for e in self.examples)
-        return longest if self.kind == "classification" else longest - 1
-
-    def fit(self, block_size: int, truncate: bool = False) -> str | None:
-        """Every record within a context of block_size tokens. A longer record is an error naming its line; with
-        truncate, it is cut to fit (cut below) or, when nothing to learn is left, dropped, and the line returned says
-        how many were (None: every record fits as it is)."""
-        limit = block_size if self.kind == "classification" else block_size + 1  # (an instruction's last token is
-        # only a target, never read)
-        long = [e for e in self.examples if len(e.ids) > limit]
-        if not long:
-            return None
-        if not truncate:
-            others = f" (and {len(long) - 1} more record{'s' * (len(long) > 2)})" if len(long) > 1 else ""
-            raise ValueError(f"{self.source} line {long[0].line} has {len(long[0].ids)} tokens, more than the model's "
-                             f"context of {block_size} takes{others}; shorten it, train with a larger --block-size, "
-                             f"or give --truncate to cut such records to fit")
-        total = len(self.examples)
-        fitted = {e.line: self.cut(e, limit) for e in long}  # line -> the record cut to fit, or None: dropped
-        def kept(examples: list) -> list:
-            return [fitted.get(e.line, e) for e in examples if fitted.get(e.line, e) is not None]
-
-        self.examples, self.splits = kept(self.examples), {name: kept(split) for name, split in self.splits.items()}
-        dropped = sum(e is None for e in fitted.values())
-        if not self.examples:
-            raise ValueError(f"every record of {self.source} is longer than the model's context of {block_size} tokens "
-                             f"with its prompt alone, so --truncate leaves nothing; shorten the prompts, or train with "
-                             f"a larger --block-size")
-        said = f"--truncate: {len(long) - dropped} of the {total} records of {self.source} cut to the context of " \
-               f"{block_size} tokens"
-        return said + (f", {dropped} dropped (no token of their completion fits)" if dropped else "")
-
-    def cut(self, example: Example, limit: int) -> Example | None:
-        """A record cut to `limit` tokens, as TRL's SFTTrainer and Hugging Face's tokenizers truncate: an instruction
-        on the right (its prompt kept, its completion cut short), None if no token of the completion is left; a
-        classified text before its <|extract|>, which the head reads and which therefore stays last (a tokenizer
-        truncates a text before it adds its special tokens)."""
-        if self.kind == "classification":
-            if limit < 2:  # (no room for a token of the text beside <|extract|>)
-                return None
-            return example._replace(ids=np.concatenate([example.ids[:limit - 1], example.ids[-1:]]))
-        trained = example.trained[:limit]
-        if not trained[1:].any():
-            return None
-        return example._replace(ids=example.ids[:limit], trained=trained)
-
-    def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
-        """B random records of the split: see batch."""
-        examples = self.splits[split]
-        return self.batch([examples[i] for i in rng.integers(0, len(examples), size=batch_size)])
-
-    def batch(self, examples: list):
-        """Records padded on the right to the longest: x (B, T) and y (B, T), the next tokens where the loss counts
-        them and ignore_index elsewhere (padding, prompts); a classification batch also has last (B,), the position
-        of each record's last token, and labels (B,): (x, y, last, labels), y its language-modelling targets."""
-        B = len(examples)
-        if self.kind == "classification":
-            T = max(len(e.ids) for e in examples)
-            x = np.full((B, T), self.pad_token, dtype=np.int64)  # (B, T)
-            y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
-            for b, e in enumerate(examples):
-                x[b, :len(e.ids)] = e.ids
-                y[b, :len(e.ids) - 2] = e.ids[1:-1]  # the text's next tokens (not EXTRACT, which is no text)
-            last = np.array([len(e.ids) - 1 for e in examples], dtype=np.int64)  # (B,) EXTRACT's position
-            labels = np.array([e.label for e in examples], dtype=np.int64)  # (B,)
-            return x, y, last, labels
-        T = max(len(e.ids) for e in examples) - 1
-        x = np.full((B, T), self.pad_token, dtype=np.int64)  # (B, T)
-        y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
-        for b, e in enumerate(examples):
-            n = len(e.ids) - 1
-            x[b, :n] = e.ids[:-1]
-            y[b, :n] = np.where(e.trained[1:], e.ids[1:], IGNORE_INDEX)
-        return x, y
+def read_records(path) -> RecordFile:
+    """The records of a JSONL file, each of the kind of the first; an error names the file and line."""
+    path = Path(path)
+    raw = path.read_bytes() if path.is_file() else b""
+    records = read_jsonl(path)
+    kinds = [(n, kind_of(r, f"{path} line {n}")) for n, r in records]
+    first = kinds[0][1]
+    for n, k in kinds:
+        if k != first:
+            raise ValueError(f"{path} line {n} is {with_article(k)} record but the file's first is "
+                             f"{with_article(first)} record; one file holds one kind of record")
+    return RecordFile(path, {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}, records, first)
 
 
-def characters_of(records: list, kinds: list, path):
+def characters_of(file: RecordFile):
     """A character vocabulary for a model trained from scratch on the records: every character of their text, as
     their template renders it (its special tokens are added after the characters)."""
     from minigpt.data.chars import CharTokenizer
 
     plain = CharTokenizer(" ")  # (a stand-in, for role_tokens: <|endoftext|>)
     texts = []
-    for (n, record), (_, kind) in zip(records, kinds):
-        if kind in ("instruction", "chat"):
-            texts.append(render(BUILT_IN[kind], conversation(record, kind, f"{path} line {n}"), False, plain))
+    for n, record in file.records:
+        if file.kind in ("instruction", "chat"):
+            texts.append(render(BUILT_IN[file.kind], conversation(record, file.kind, f"{file.path} line {n}"), False,
+                                plain))
         else:
             texts.extend(str(v) for k, v in record.items() if k in ("text", "prompt") and isinstance(v, str))
             texts.extend(c for c in record.get("choices", []) if isinstance(c, str))

@@ -6,17 +6,19 @@ Only the answer is trained on: the targets of the question positions are ignore_
 """
 
 import itertools
+from abc import abstractmethod
 
 import numpy as np
 
 from minigpt.data.chars import CharTokenizer
+from minigpt.data.dataset import Batch, Dataset, refuse_truncate
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
 SPLIT_SEED = 0  # the held-out set is the same whatever the training seed
 
 
-class Task:
-    """What the trainer needs of a task. Subclasses fill `problems` and define `answer`."""
+class Task(Dataset):
+    """A synthetic task as a dataset (minigpt/data/dataset.py). Subclasses fill `problems` and define `answer`."""
 
     name: str
     problems: dict  # split -> (N, question_length) int64 questions
@@ -24,28 +26,38 @@ class Task:
     answer_length: int
 
     @property
+    def source(self) -> str:
+        return f"the {self.name} task"
+
+    @property
     def sequence_length(self) -> int:
         """Tokens the model sees: question + answer, minus the last answer token (which is only a target)."""
         return self.question_length + self.answer_length - 1
 
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
-
+    @abstractmethod
     def answer(self, questions: np.ndarray) -> np.ndarray:  # (N, question_length) -> (N, answer_length)
-        raise NotImplementedError
+        """Each question's answer."""
 
-    def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
-        """x, y (B, sequence_length): a question and its answer, with only the answer as targets."""
+    def fit(self, block_size: int, truncate: bool = False) -> list:
+        """A task's problems have one length, which the context must hold; there is nothing to cut."""
+        refuse_truncate(truncate)
         if block_size < self.sequence_length:
             raise ValueError(f"the {self.name} task needs block_size >= {self.sequence_length}, got {block_size}")
+        return []
+
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
+        """x, y (B, sequence_length): a question and its answer, with only the answer as targets."""
         problems = self.problems[split]
         q = problems[rng.integers(0, len(problems), size=batch_size)]  # (B, question_length)
         seq = np.concatenate([q, self.answer(q)], axis=1)  # (B, question_length + answer_length)
         x = seq[:, :-1]  # (B, sequence_length)
         y = seq[:, 1:].copy()  # (B, sequence_length)
         y[:, : self.question_length - 1] = IGNORE_INDEX  # no loss on predicting the question itself
-        return x, y
+        return Batch(x, y)
+
+    def split_size(self, split: str) -> tuple[int, str, int]:
+        """The split's problems; a row reads one."""
+        return len(self.problems[split]), f"problems of the {self.name} task", 1
 
     def accuracy(self, model, split: str = "val", batch_size: int = 512) -> float:
         """Exact-match accuracy of greedy decoding over every problem of `split`."""
@@ -56,6 +68,12 @@ class Task:
             out = model.generate(q, self.answer_length, do_sample=False)[:, self.question_length:]  # (b, answer_length)
             correct += int(np.all(out == self.answer(q), axis=1).sum())
         return correct / len(problems)
+
+    def what_next(self, out_dir: str) -> str:
+        """A question of the held-out set, and room for the answer alone."""
+        question = self.tokenizer.decode(self.problems["val"][0])
+        return (f"try it with: minigpt sample --out-dir {out_dir} --prompt {question} --max-new-tokens "
+                f"{self.answer_length} --greedy")
 
 
 def split_problems(problems: np.ndarray, n_val: int) -> dict:

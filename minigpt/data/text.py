@@ -17,6 +17,7 @@ import numpy as np
 
 from minigpt.data.bpe import BPETokenizer
 from minigpt.data.chars import CharTokenizer
+from minigpt.data.dataset import Batch, Dataset, refuse_truncate
 from minigpt.data.hf_tokenizer import HFTokenizer
 from minigpt.files import atomic_write, cache_dir, temporary
 from minigpt.validate import decode, read_json, regular_file
@@ -83,18 +84,15 @@ def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> B
     return tokenizer
 
 
-class TextDataset:
+class TextDataset(Dataset):
     """A text file tokenized into two memory-mapped token files, train.bin and val.bin (uint16, or uint32
     for vocabularies past 65,536), stored once in the cache directory next to tokenizer.json and
-    reused on the next run."""
+    reused on the next run. Its batches are windows of block_size tokens (minigpt/data/dataset.py)."""
 
     def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer, source: Path, identity: dict | None = None):
         self.train, self.val, self.tokenizer, self.source = train, val, tokenizer, source
         self.identity = identity  # the text file's size and SHA-256, saved with a run that trains on it
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.vocab_size
+        self.block_size: int | None = None  # the windows' length, once fitted
 
     @classmethod
     def load(cls, path: str | None = None, tokenizer=None, kind: str = "char", vocab_size: int | None = None,
@@ -119,18 +117,43 @@ class TextDataset:
             if meta[f"{split}_tokens"] else np.zeros(0, meta["dtype"])  # noqa: E731  (mmap refuses an empty file)
         return cls(tokens("train"), tokens("val"), tokenizer, source, identity)
 
-    def get_batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator):
+    def fit(self, block_size: int, truncate: bool = False) -> list:
+        """Windows of block_size tokens; --truncate, which cuts records, is refused."""
+        refuse_truncate(truncate)
+        self.block_size = block_size
+        return []
+
+    @property
+    def sequence_length(self) -> int:
+        if self.block_size is None:
+            raise ValueError(f"the text {self.source} has no window length yet: fit(block_size) gives it one")
+        return self.block_size
+
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
         """B random windows of T + 1 consecutive tokens: x (B, T) the inputs, y (B, T) the next tokens."""
+        T = self.sequence_length
         data = self.train if split == "train" else self.val
-        if len(data) <= block_size:
+        if len(data) <= T:
             raise ValueError(
-                f"the {split} split has {len(data)} tokens, too few for block_size {block_size}; "
+                f"the {split} split has {len(data)} tokens, too few for block_size {T}; "
                 f"use a longer text or a smaller --block-size"
             )
-        ix = rng.integers(0, len(data) - block_size, size=batch_size)  # (B,) window starts
-        x = np.stack([data[i:i + block_size] for i in ix]).astype(np.int64)  # (B, T)
-        y = np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64)  # (B, T)
-        return x, y
+        ix = rng.integers(0, len(data) - T, size=batch_size)  # (B,) window starts
+        x = np.stack([data[i:i + T] for i in ix]).astype(np.int64)  # (B, T)
+        y = np.stack([data[i + 1:i + 1 + T] for i in ix]).astype(np.int64)  # (B, T)
+        return Batch(x, y)
+
+    def split_size(self, split: str) -> tuple[int, str, int]:
+        """The split's tokens; a row reads T of them."""
+        return len(self.train if split == "train" else self.val), f"tokens of {self.source}", self.sequence_length
+
+    def accuracy(self, model, split: str = "val") -> None:
+        """A text has no held-out score beyond its loss."""
+        return None
+
+    def what_next(self, out_dir: str) -> str:
+        """A text's model continues a newline."""
+        return f"sample with: minigpt sample --out-dir {out_dir}"
 
 
 def read_prepared(prepared: Path) -> dict | None:

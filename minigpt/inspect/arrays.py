@@ -20,8 +20,8 @@ def block_parts(arch: str, b) -> tuple:
     """What inspect reads from one block's cache: the attention core's cache (queries, keys, log-sum-exp), the
     block's input (the residual stream, before its first norm) and the MLP gate's input."""
     if arch == "gpt2":
-        return b.attend, b.ln_1.x, b.gelu.x
-    return b.attend, b.input_layernorm.x, b.swiglu.gate  # llama and qwen3
+        return b.attention, b.ln_1.x, b.gelu.x
+    return b.attention, b.input_layernorm.x, b.swiglu.gate  # llama and qwen3
 
 
 def token_labels(tokenizer, ids) -> list:
@@ -94,9 +94,10 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     attends, inputs, gates = zip(*(block_parts(cfg.arch, b) for b in cache.blocks))  # L of each
     activation, flat_below, gate_source = GATES[cfg.arch]
 
-    # attention probabilities, from the saved qkv and log-sum-exp (the fused kernels keep no (T, T) array), in float64;
-    # one map per query head: with grouped-query attention, heads h of a group share key/value head h // (nh / nkv)
-    att = np.stack([attention.probabilities(c._replace(qkv=c.qkv.astype(f64), lse=c.lse.astype(f64)))[0]
+    # attention probabilities, from the saved queries, keys and log-sum-exp (the fused kernels keep no (T, T) array),
+    # in float64; one map per query head: with grouped-query attention, heads h of a group share key/value head
+    # h // (nh / nkv)
+    att = np.stack([attention.probabilities(c._replace(q=c.q.astype(f64), k=c.k.astype(f64), lse=c.lse.astype(f64)))[0]
                     for c in attends])  # (L, nh, T, T)
     entropy = -np.sum(np.where(att > 0, att * np.log(np.where(att > 0, att, 1.0)), 0.0), axis=-1).mean(axis=-1)  # (L, nh)
 
@@ -108,7 +109,7 @@ def analyse(model, tokenizer, prompt: str, top_k: int = TOP_K, records=None) -> 
     chosen = np.argmax(probs, axis=-1)  # (T,) the model's own next-token choice
     lens_top, lens_prob, lens_rank = [], [], []
     for r in residual:
-        x, _ = model.family.final_norm(p, cfg, None, r[None])  # (1, T, C): ln_f, or norm (RMSNorm)
+        x, _ = model.family.final_norm(p, cfg, r[None])  # (1, T, C): ln_f, or norm (RMSNorm)
         lens_logits = (x[0] @ head.T).astype(f64)  # (T, V)
         lens_p, _ = softmax.forward(lens_logits)  # (T, V)
         lens_top.append(np.argmax(lens_p, axis=-1))

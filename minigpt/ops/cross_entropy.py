@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.ops.softmax import logsumexp
 from minigpt.validate import check_same_dtype, check_token_ids
 
@@ -38,14 +39,13 @@ def check_targets(logits, targets, ignore_index):
 
 
 # --8<-- [start:forward]
-def forward(logits, targets, ignore_index=IGNORE_INDEX, kernels=None):
+def forward(logits, targets, ignore_index=IGNORE_INDEX, kernels=NUMPY):
     """logits (B, T, V), targets (B, T) int -> loss (scalar, the mean over valid positions). kernels: a backend's
-    table (minigpt/backends); None: the NumPy kernel below."""
+    table (minigpt/backends); NUMPY: the NumPy kernel below."""
     check_same_dtype("cross_entropy", logits=logits)
     targets, valid, n_valid = check_targets(logits, targets, ignore_index)
     safe_targets = np.where(valid, targets, 0)  # (B, T) any in-range id; its term is masked out below
-    kernel = forward_kernel if kernels is None else kernels.cross_entropy.forward_kernel
-    nll, lse = kernel(logits, safe_targets)  # (B, T) each
+    nll, lse = kernels.cross_entropy.forward_kernel(logits, safe_targets)  # (B, T) each
     loss = (nll * valid).sum() / n_valid  # scalar
     return loss, CrossEntropyCache(logits, lse, safe_targets, valid, n_valid)
 
@@ -61,15 +61,14 @@ def forward_kernel(logits, targets):
 
 
 # --8<-- [start:backward]
-def backward(dloss, cache, kernels=None):
+def backward(dloss, cache, kernels=NUMPY):
     """dloss (scalar, 1.0 when the loss is the final output) -> dlogits (B, T, V).
 
     Softmax and cross-entropy together have the simple gradient p - y (y the one-hot target):
     docs/ops/cross_entropy.md eq. (CE-dlogits).
     """
     weight = (cache.valid * (dloss / cache.n_valid)).astype(cache.logits.dtype)  # (B, T) ignored positions get 0
-    kernel = backward_kernel if kernels is None else kernels.cross_entropy.backward_kernel
-    return kernel(cache.logits, cache.lse, cache.targets, weight)
+    return kernels.cross_entropy.backward_kernel(cache.logits, cache.lse, cache.targets, weight)
 
 
 def backward_kernel(logits, lse, targets, weight):

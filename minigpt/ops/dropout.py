@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
+
 
 class DropoutCache(NamedTuple):
     mask: np.ndarray | None  # (...) 0 or 1 / (1 - p) per element; None when nothing was dropped
@@ -24,14 +26,13 @@ def make_mask(shape, p, rng, dtype):
     return keep.astype(dtype) / dtype.type(1.0 - p)  # (...)
 
 
-def forward(x, p, rng, kernels=None):
+def forward(x, p, rng, kernels=NUMPY):
     """x (...), p in [0, 1), rng a numpy Generator -> out (...). p == 0 is the identity. kernels: a backend's table
-    (minigpt/backends); None: the NumPy kernel below."""
+    (minigpt/backends); NUMPY: the NumPy kernel below."""
     mask = make_mask(x.shape, p, rng, x.dtype)  # (...)
     if mask is None:
         return x, DropoutCache(None)
-    kernel = apply_kernel if kernels is None else kernels.dropout.apply_kernel
-    return kernel(x, mask), DropoutCache(mask)  # (...)
+    return kernels.dropout.apply_kernel(x, mask), DropoutCache(mask)  # (...)
 
 
 def apply_kernel(x, mask):
@@ -41,10 +42,9 @@ def apply_kernel(x, mask):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (...) -> dx (...): the same mask, since out = x * mask is linear in x."""
     if cache.mask is None:
         return dout
-    kernel = apply_kernel if kernels is None else kernels.dropout.apply_kernel
-    return kernel(dout, cache.mask)  # (...)
+    return kernels.dropout.apply_kernel(dout, cache.mask)  # (...)
 # --8<-- [end:backward]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape, check_token_ids
 
 
@@ -19,10 +20,10 @@ class EmbeddingCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(idx, wte, wpe=None, start=0, kernels=None):
+def forward(idx, wte, wpe=None, start=0, kernels=NUMPY):
     """idx (B, T) int, wte (V, C), wpe (block_size, C) or None -> out (B, T, C). The tokens sit at positions
     start..start+T-1 (start > 0 when earlier positions are in a KV cache). kernels: a backend's table
-    (minigpt/backends); None: the NumPy kernel below."""
+    (minigpt/backends); NUMPY: the NumPy kernel below."""
     V, C = wte.shape
     idx = check_token_ids(idx, V)
     B, T = idx.shape
@@ -31,8 +32,7 @@ def forward(idx, wte, wpe=None, start=0, kernels=None):
         if start + T > wpe.shape[0]:
             raise ValueError(f"positions up to {start + T} exceed the {wpe.shape[0]} positions of wpe (block_size)")
     check_same_dtype("embedding", wte=wte, wpe=wpe)
-    kernel = forward_kernel if kernels is None else kernels.embedding.forward_kernel
-    out = kernel(idx, wte, wpe, start)  # (B, T, C)
+    out = kernels.embedding.forward_kernel(idx, wte, wpe, start)  # (B, T, C)
     return out, EmbeddingCache(idx, wte.shape, None if wpe is None else wpe.shape, start)
 
 
@@ -46,7 +46,7 @@ def forward_kernel(idx, wte, wpe, start):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, dwte=None, kernels=None):
+def backward(dout, cache, dwte=None, kernels=NUMPY):
     """dout (B, T, C) -> dwte (V, C), dwpe (block_size, C) or None. If dwte is given (a gradient of wte from
     another use of it, such as the tied LM head), the embedding's gradient is added into it."""
     if dwte is None:
@@ -54,8 +54,7 @@ def backward(dout, cache, dwte=None, kernels=None):
     check_shape("embedding dwte", dwte, cache.wte_shape)
     check_same_dtype("embedding backward", dout=dout, dwte=dwte)
     dwpe = None if cache.wpe_shape is None else np.zeros(cache.wpe_shape, dtype=dout.dtype)  # (block_size, C)
-    kernel = backward_kernel if kernels is None else kernels.embedding.backward_kernel
-    kernel(dwte, dwpe, dout, cache.idx, cache.start)
+    kernels.embedding.backward_kernel(dwte, dwpe, dout, cache.idx, cache.start)
     return dwte, dwpe
 
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # sqrt(2/pi)
@@ -20,11 +21,11 @@ class GeluCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, kernels=None):
-    """x (...) -> out (...), elementwise. kernels: a backend's table (minigpt/backends); None: the NumPy kernel below."""
+def forward(x, kernels=NUMPY):
+    """x (...) -> out (...), elementwise. kernels: a backend's table (minigpt/backends); NUMPY: the NumPy kernel
+    below."""
     check_same_dtype("gelu", x=x)
-    kernel = forward_kernel if kernels is None else kernels.gelu.forward_kernel
-    return kernel(x), GeluCache(x)
+    return kernels.gelu.forward_kernel(x), GeluCache(x)
 
 
 def forward_kernel(x):
@@ -34,12 +35,11 @@ def forward_kernel(x):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (...) -> dx (...)."""
     check_shape("gelu dout", dout, cache.x.shape)
     check_same_dtype("gelu backward", dout=dout, x=cache.x)
-    kernel = backward_kernel if kernels is None else kernels.gelu.backward_kernel
-    return kernel(dout, cache.x)
+    return kernels.gelu.backward_kernel(dout, cache.x)
 
 
 def backward_kernel(dout, x):

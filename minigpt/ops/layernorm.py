@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 EPS = 1e-5  # GPT-2's layer_norm_epsilon
@@ -21,16 +22,15 @@ class LayerNormCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, b=None, eps=EPS, kernels=None):
-    """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C). kernels: a backend's table (minigpt/backends); None: the
-    NumPy kernel below."""
+def forward(x, w, b=None, eps=EPS, kernels=NUMPY):
+    """x (B, T, C), w (C,), b (C,) or None -> out (B, T, C). kernels: a backend's table (minigpt/backends); NUMPY:
+    the NumPy kernel below."""
     B, T, C = x.shape
     check_shape("layer norm weight w", w, (C,))
     if b is not None:
         check_shape("layer norm bias b", b, (C,))
     check_same_dtype("layernorm", x=x, w=w, b=b)
-    kernel = forward_kernel if kernels is None else kernels.layernorm.forward_kernel
-    out, mean, rstd = kernel(x, w, b, eps)  # (B, T, C), (B, T), (B, T)
+    out, mean, rstd = kernels.layernorm.forward_kernel(x, w, b, eps)  # (B, T, C), (B, T), (B, T)
     return out, LayerNormCache(x, mean, rstd, w, b is not None)
 
 
@@ -48,12 +48,11 @@ def forward_kernel(x, w, b, eps):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (B, T, C) -> dx (B, T, C), dw (C,), db (C,) or None."""
     check_shape("layer norm dout", dout, cache.x.shape)
     check_same_dtype("layernorm backward", dout=dout, x=cache.x)
-    kernel = backward_kernel if kernels is None else kernels.layernorm.backward_kernel
-    return kernel(dout, cache.x, cache.mean, cache.rstd, cache.w, cache.has_bias)
+    return kernels.layernorm.backward_kernel(dout, cache.x, cache.mean, cache.rstd, cache.w, cache.has_bias)
 
 
 def backward_kernel(dout, x, mean, rstd, w, has_bias):

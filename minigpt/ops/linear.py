@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 
@@ -17,9 +18,9 @@ class LinearCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, b=None, kernels=None):
-    """x (B, T, C), w (C, OC), b (OC,) or None -> out (B, T, OC). kernels: a backend's table (minigpt/backends); None:
-    the NumPy kernel below."""
+def forward(x, w, b=None, kernels=NUMPY):
+    """x (B, T, C), w (C, OC), b (OC,) or None -> out (B, T, OC). kernels: a backend's table (minigpt/backends);
+    NUMPY: the NumPy kernel below."""
     B, T, C = x.shape
     check_shape("linear weight w", w, (C, None))
     OC = w.shape[1]
@@ -27,8 +28,7 @@ def forward(x, w, b=None, kernels=None):
         check_shape("linear bias b", b, (OC,))
     check_same_dtype("linear", x=x, w=w, b=b)
     # the B*T positions are the rows of one (B*T, C) matrix: one matmul, not B of them
-    kernel = forward_kernel if kernels is None else kernels.linear.forward_kernel
-    out = kernel(x.reshape(B * T, C), w, b)  # (B*T, OC)
+    out = kernels.linear.forward_kernel(x.reshape(B * T, C), w, b)  # (B*T, OC)
     return out.reshape(B, T, OC), LinearCache(x, w, b is not None)
 
 
@@ -42,19 +42,19 @@ def forward_kernel(x, w, b):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
-    """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None. A frozen weight (read-only: LoRA's base,
-    minigpt/lora.py) gets no gradient: dx alone is computed, and dw and db are None."""
+def backward(dout, cache, kernels=NUMPY, weight_grad=True):
+    """dout (B, T, OC) -> dx (B, T, C), dw (C, OC), db (OC,) or None. weight_grad=False, for a frozen weight (LoRA's
+    base, minigpt/lora.py), computes dx alone: dw and db are None."""
     x, w = cache.x, cache.w
     B, T, C = x.shape
     OC = w.shape[1]
     check_shape("linear dout", dout, (B, T, OC))
     check_same_dtype("linear backward", dout=dout, x=x)
-    if not w.flags.writeable:  # dx = dout w^T: the forward kernel's product, with w^T as the weight
-        forward = forward_kernel if kernels is None else kernels.linear.forward_kernel
-        return forward(dout.reshape(B * T, OC), w.T, None).reshape(B, T, C), None, None  # (B, T, C)
-    kernel = backward_kernel if kernels is None else kernels.linear.backward_kernel
-    dx, dw, db = kernel(dout.reshape(B * T, OC), x.reshape(B * T, C), w, cache.has_bias)  # (N, C), (C, OC), (OC,)
+    if not weight_grad:  # dx = dout w^T: the forward kernel's product, with w^T as the weight
+        dx = kernels.linear.forward_kernel(dout.reshape(B * T, OC), w.T, None)  # (N, C)
+        return dx.reshape(B, T, C), None, None
+    dx, dw, db = kernels.linear.backward_kernel(dout.reshape(B * T, OC), x.reshape(B * T, C), w,
+                                                cache.has_bias)  # (N, C), (C, OC), (OC,)
     return dx.reshape(B, T, C), dw, db
 
 

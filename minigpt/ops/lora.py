@@ -13,6 +13,7 @@ Math and derivation: docs/ops/lora.md. Test: tests/ops/test_lora.py.
 from typing import NamedTuple
 
 from minigpt.ops import dropout, linear
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 
@@ -24,7 +25,7 @@ class LoRACache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, A, B, scale, p_drop=0.0, rng=None, kernels=None):
+def forward(x, A, B, scale, p_drop=0.0, rng=None, kernels=NUMPY):
     """x (B, T, in), A (r, in), B (out, r) -> out (B, T, out) = scale dropout(x) A^T B^T: two linear ops, down to r
     channels and up again (through the backend's matmul, as every other linear)."""
     C = x.shape[2]
@@ -40,7 +41,7 @@ def forward(x, A, B, scale, p_drop=0.0, rng=None, kernels=None):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (B, T, out) -> dx (B, T, in), dA (r, in), dB (out, r): the branch's part of dx (the frozen map adds its
     own)."""
     dh, dBt, _ = linear.backward(cache.scale * dout, cache.up, kernels)  # (B, T, r), (r, out) a view of (out, r)

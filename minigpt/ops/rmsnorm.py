@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 EPS = 1e-6  # Llama 3's and Qwen 3's rms_norm_eps (SmolLM 2 uses 1e-5: every model's config says its own)
@@ -22,14 +23,13 @@ class RMSNormCache(NamedTuple):
 
 
 # --8<-- [start:forward]
-def forward(x, w, eps=EPS, kernels=None):
-    """x (B, T, C), w (C,) -> out (B, T, C). kernels: a backend's table (minigpt/backends); None: the NumPy kernel
-    below."""
+def forward(x, w, eps=EPS, kernels=NUMPY):
+    """x (B, T, C), w (C,) -> out (B, T, C). kernels: a backend's table (minigpt/backends); NUMPY: the NumPy
+    kernel below."""
     B, T, C = x.shape
     check_shape("rmsnorm weight w", w, (C,))
     check_same_dtype("rmsnorm", x=x, w=w)
-    kernel = forward_kernel if kernels is None else kernels.rmsnorm.forward_kernel
-    out, rstd = kernel(x, w, eps)  # (B, T, C), (B, T)
+    out, rstd = kernels.rmsnorm.forward_kernel(x, w, eps)  # (B, T, C), (B, T)
     return out, RMSNormCache(x, rstd, w)
 
 
@@ -42,12 +42,11 @@ def forward_kernel(x, w, eps):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (B, T, C) -> dx (B, T, C), dw (C,)."""
     check_shape("rmsnorm dout", dout, cache.x.shape)
     check_same_dtype("rmsnorm backward", dout=dout, x=cache.x)
-    kernel = backward_kernel if kernels is None else kernels.rmsnorm.backward_kernel
-    return kernel(dout, cache.x, cache.rstd, cache.w)
+    return kernels.rmsnorm.backward_kernel(dout, cache.x, cache.rstd, cache.w)
 
 
 def backward_kernel(dout, x, rstd, w):

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 
@@ -23,13 +24,13 @@ class RopeCache(NamedTuple):
     sin: np.ndarray  # (T, hs)
 
 
-def inverse_frequencies(head_size: int, theta: float, scaling: dict | None = None) -> np.ndarray:
+def inverse_frequencies(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
     """(hs/2,) float64: theta^(-2i / hs), and with Llama 3's scaling ({"rope_type": "llama3", "factor",
     "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) the long wavelengths divided by factor
     and the middle ones blended, as transformers' _compute_llama3_parameters does."""
-    if head_size % 2:
-        raise ValueError(f"rotary embeddings pair channels: the head size must be even, got {head_size}")
-    inv_freq = 1.0 / theta ** (np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
+    if head_dim % 2:
+        raise ValueError(f"rotary embeddings pair channels: the head size must be even, got {head_dim}")
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (hs/2,)
     if scaling is None:
         return inv_freq
     factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
@@ -62,14 +63,13 @@ def rotate_half_transposed(y):
 
 
 # --8<-- [start:forward]
-def forward(x, rope: RopeCache, kernels=None):
+def forward(x, rope: RopeCache, kernels=NUMPY):
     """x (B, T, nh, hs): the queries or keys of T positions, head by head; rope: their angles (angles()) -> out
-    (B, T, nh, hs). kernels: a backend's table (minigpt/backends); None: the NumPy kernel below."""
+    (B, T, nh, hs). kernels: a backend's table (minigpt/backends); NUMPY: the NumPy kernel below."""
     B, T, nh, hs = x.shape
     check_shape("rope cos", rope.cos, (T, hs))
     check_same_dtype("rope", x=x, cos=rope.cos, sin=rope.sin)
-    kernel = forward_kernel if kernels is None else kernels.rope.forward_kernel
-    return kernel(x, rope.cos, rope.sin), rope
+    return kernels.rope.forward_kernel(x, rope.cos, rope.sin), rope
 
 
 def forward_kernel(x, cos, sin):
@@ -79,12 +79,11 @@ def forward_kernel(x, cos, sin):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache: RopeCache, kernels=None):
+def backward(dout, cache: RopeCache, kernels=NUMPY):
     """dout (B, T, nh, hs) -> dx (B, T, nh, hs)."""
     check_shape("rope dout", dout, (None, cache.cos.shape[0], None, cache.cos.shape[1]))
     check_same_dtype("rope backward", dout=dout, cos=cache.cos)
-    kernel = backward_kernel if kernels is None else kernels.rope.backward_kernel
-    return kernel(dout, cache.cos, cache.sin)
+    return kernels.rope.backward_kernel(dout, cache.cos, cache.sin)
 
 
 def backward_kernel(dout, cos, sin):

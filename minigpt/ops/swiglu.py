@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minigpt.ops.reference import NUMPY
 from minigpt.validate import check_same_dtype, check_shape
 
 
@@ -25,13 +26,12 @@ def sigmoid(g):
 
 
 # --8<-- [start:forward]
-def forward(gate, up, kernels=None):
+def forward(gate, up, kernels=NUMPY):
     """gate (...), up (...) of one shape -> out (...) = silu(gate) * up. kernels: a backend's table
-    (minigpt/backends); None: the NumPy kernel below."""
+    (minigpt/backends); NUMPY: the NumPy kernel below."""
     check_shape("swiglu up", up, gate.shape)
     check_same_dtype("swiglu", gate=gate, up=up)
-    kernel = forward_kernel if kernels is None else kernels.swiglu.forward_kernel
-    return kernel(gate, up), SwiGLUCache(gate, up)
+    return kernels.swiglu.forward_kernel(gate, up), SwiGLUCache(gate, up)
 
 
 def forward_kernel(gate, up):
@@ -40,12 +40,11 @@ def forward_kernel(gate, up):
 
 
 # --8<-- [start:backward]
-def backward(dout, cache, kernels=None):
+def backward(dout, cache, kernels=NUMPY):
     """dout (...) -> dgate (...), dup (...)."""
     check_shape("swiglu dout", dout, cache.gate.shape)
     check_same_dtype("swiglu backward", dout=dout, gate=cache.gate)
-    kernel = backward_kernel if kernels is None else kernels.swiglu.backward_kernel
-    return kernel(dout, cache.gate, cache.up)
+    return kernels.swiglu.backward_kernel(dout, cache.gate, cache.up)
 
 
 def backward_kernel(dout, gate, up):

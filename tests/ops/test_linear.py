@@ -43,6 +43,22 @@ def test_without_bias_db_is_none():
     assert linear.backward(np.ones((1, 2, 4)), cache)[2] is None
 
 
+@given(linear_inputs(), st.booleans())
+@settings(max_examples=20)
+def test_a_frozen_weight_is_said_by_the_caller_not_by_the_array(inputs, read_only):
+    # weight_grad=False (a frozen weight) gives the same dx and no dw, db; the array's write flag changes nothing
+    x, w, b = inputs["x"], inputs["w"], inputs.get("b")
+    w.setflags(write=not read_only)
+    out, cache = linear.forward(x, w, b)
+    dout = np.random.default_rng(0).normal(size=out.shape)
+    dx, dw, db = linear.backward(dout, cache)
+    dx_frozen, dw_frozen, db_frozen = linear.backward(dout, cache, weight_grad=False)
+    np.testing.assert_allclose(dx_frozen, dx, rtol=FLOAT64_RTOL, atol=FLOAT64_RTOL * np.abs(dx).max(initial=1.0))
+    assert dw_frozen is None and db_frozen is None
+    np.testing.assert_allclose(dw, x.reshape(-1, x.shape[2]).T @ dout.reshape(-1, w.shape[1]), rtol=FLOAT64_RTOL,
+                               atol=FLOAT64_RTOL * np.abs(dw).max(initial=1.0))
+
+
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match=r"linear weight w has shape \(4, 5\), expected \(3, \*\)"):
         linear.forward(np.ones((1, 2, 3)), np.ones((4, 5)))

@@ -86,7 +86,7 @@ def test_the_frequencies_and_llama3s_scaling():
     assert np.all(np.diff(scaled) < 0)  # still from the fastest turning pair to the slowest
 
 
-def test_an_odd_head_size_is_refused():
+def test_an_odd_head_dim_is_refused():
     with pytest.raises(ValueError, match="the head size must be even, got 5"):
         rope.inverse_frequencies(5, 10000.0)
 

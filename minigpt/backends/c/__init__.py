@@ -136,7 +136,7 @@ def lib():
     return _lib
 
 
-def load() -> None:
+def prepare() -> None:
     """Build and load the library when the backend loads (minigpt/backends): a failure here (no compiler) means the
     backend is unavailable, rather than an error at the first kernel's call."""
     lib()
@@ -156,6 +156,14 @@ def ptr(a):
     if a is None:
         return ffi.NULL
     return ffi.from_buffer(CTYPE[a.dtype], a if a.flags.c_contiguous else a.T)
+
+
+def view_ptr(a):
+    """A C pointer to the first element of a strided view (rows further apart than a row's length: GPT-2's q, k and v,
+    views of its c_attn output), for a kernel that takes the strides too; `a` must outlive the call."""
+    if ffi is None:
+        lib()
+    return ffi.cast(CTYPE[a.dtype].replace("[]", " *"), a.ctypes.data)
 
 
 _kernels = {}

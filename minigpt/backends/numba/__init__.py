@@ -109,7 +109,7 @@ def compile_once(kernel):
 OPTIONS = dict(cache=True, error_model="numpy")
 
 
-def load() -> None:
+def prepare() -> None:
     """Nothing to do when the backend loads (minigpt/backends): that numba imported is all it needs; each kernel
     compiles, or loads from the cache, on its first call with each dtype."""
 

@@ -2,17 +2,17 @@
 softmax and the products with the values, computed in one pass over memory that stays in the cache: the
 scores of the future (s > t) are never computed, and nothing (B, nh, T, T) is written. The forward keeps
 only the log-sum-exp of each row of scores; the backward recomputes the probabilities from it, as
-FlashAttention does. Heads are read from the (B, T, (nh + 2 nkv) hs) layout of qkv and written into the
-(B, T, nh hs) layout of y (and qkv's of dqkv) directly: no split, transpose or merge. Query head h reads key/value
-head h // (nh / nkv), and in the backward a key/value head's gradient sums its group's.
+FlashAttention does. Heads are read from the rows of q (B, T, nh, hs) and of k and v (B, S, nkv, hs), and written into
+the rows of y (B, T, nh hs) (and of dq, dk, dv) directly: no transpose or merge. Query head h reads key/value head
+h // (nh / nkv), and in the backward a key/value head's gradient sums its group's.
 
 How the loops are written, so that the compiler makes vector instructions of them without fast-math:
 - every inner loop is an "axpy", out[j] += a * x[j], along contiguous memory (the keys and values of a head
   are copied transposed into scratch where that needs it), never a sum into one number;
 - each inner loop takes four rows of its input at once ("unroll and jam"): out[j] += (a0 x0[j] + a1 x1[j])
   + (a2 x2[j] + a3 x3[j]), a quarter of the passes over out, each doing twice the arithmetic per load;
-- rows are taken as views (qkv[b, s, k0:k0 + hs]) and indexed by the loop variable: an index such as
-  qkv[b, s, k0 + d] makes numba check for a negative index at every step, which stops vectorisation;
+- rows are taken as views (k[b, s, j], one head's hs channels) and indexed by the loop variable: an index such as
+  k[b, s, j, d] makes numba check for a negative index at every step, which stops vectorisation;
 - a row's max and sum run in four independent partial results, so that one addition need not wait for the
   previous one.
 Reference: minigpt/ops/attention.py; math: docs/ops/attention.md and docs/kernels.md."""
@@ -101,31 +101,30 @@ def row_sum(row, n):
 
 # --8<-- [start:forward_loops]
 @numba.njit(inline="always")
-def forward_head(y, lse, work, qkv, b, h, n_head, n_kv_head, P, mask, has_mask, scale):
+def forward_head(y, lse, work, q, k, v, b, h, mask, has_mask, scale):
     """The forward of query head h of sequence b. work (2 hs + 1, SP): its key/value head's keys transposed
     (hs, SP), one row of scores, and the values (P + T, hs), copied contiguous (numba vectorises loops over rows of
     known stride only); SP is P + T rounded up to whole vector loops."""
-    S = qkv.shape[1]
-    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
-    T = S - P
-    real = qkv.dtype.type
-    j = h // (n_head // n_kv_head)  # the key/value head of this query head's group
-    q0, k0, v0 = h * hs, (n_head + j) * hs, (n_head + n_kv_head + j) * hs  # where q, k, v start in a row of qkv
+    T, n_head, hs = q.shape[1], q.shape[2], q.shape[3]
+    S = k.shape[1]
+    P = S - T
+    real = q.dtype.type
+    j = h // (n_head // k.shape[2])  # the key/value head of this query head's group
     SP = work.shape[1]
     kt, row = work[:hs], work[hs]  # (hs, SP), (SP,)
-    v = work[hs + 1:].reshape(-1)[:S * hs].reshape(S, hs)  # (S, hs)
+    v_j = work[hs + 1:].reshape(-1)[:S * hs].reshape(S, hs)  # (S, hs)
     for s in range(S):
-        k_s, v_s = qkv[b, s, k0:k0 + hs], qkv[b, s, v0:v0 + hs]  # (hs,) each
+        k_s, v_s = k[b, s, j], v[b, s, j]  # (hs,) each
         for d in range(hs):
             kt[d, s] = k_s[d]
-            v[s, d] = v_s[d]
+            v_j[s, d] = v_s[d]
     for d in range(hs):
         for s in range(S, SP):
             kt[d, s] = real(0)
     for t in range(T):
         n = P + t + 1  # query t sees keys 0 .. P + t
         nv = min((n + VECTOR - 1) // VECTOR * VECTOR, SP)  # whole vector loops, no scalar rest
-        q_t = qkv[b, P + t, q0:q0 + hs]  # (hs,)
+        q_t = q[b, t, h]  # (hs,)
         # preatt[t, s] = q_t . k_s / sqrt(hs) for s < n (and a few s < nv, not used): row = sum_d q_t[d] kt[d]
         for s in range(nv):
             row[s] = real(0)
@@ -144,49 +143,47 @@ def forward_head(y, lse, work, qkv, b, h, n_head, n_kv_head, P, mask, has_mask, 
             for s in range(n):
                 row[s] *= mask_t[s]  # dropout
         # y_t = sum_s att[t, s] v_s
-        y_t = y[b, t, q0:q0 + hs]  # (hs,)
+        y_t = y[b, t, h]  # (hs,)
         for d in range(hs):
             y_t[d] = real(0)
-        axpy_rows(y_t, hs, row, v, 0, n)
+        axpy_rows(y_t, hs, row, v_j, 0, n)
 
 
 @numba.njit(**OPTIONS)
-def forward_loops(y, lse, work, qkv, n_head, n_kv_head, P, mask, has_mask, scale):
-    """qkv (B, P + T, (nh + 2 nkv) hs) -> y (B, T, nh hs), lse (B, nh, T), for the T queries after P cached
-    positions."""
-    for b in range(qkv.shape[0]):
-        for h in range(n_head):
-            forward_head(y, lse, work, qkv, b, h, n_head, n_kv_head, P, mask, has_mask, scale)
+def forward_loops(y, lse, work, q, k, v, mask, has_mask, scale):
+    """q (B, T, nh, hs), k and v (B, P + T, nkv, hs) -> y (B, T, nh, hs), lse (B, nh, T), for the T queries after P
+    cached positions."""
+    for b in range(q.shape[0]):
+        for h in range(q.shape[2]):
+            forward_head(y, lse, work, q, k, v, b, h, mask, has_mask, scale)
 # --8<-- [end:forward_loops]
 
 
 # --8<-- [start:backward_loops]
 @numba.njit(inline="always")
-def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask, scale, work):
-    """The backward of query head h of sequence b: into its own columns of dq, and added into its key/value head's
-    columns of dk and dv, which its group shares. work (5 hs + 3 T, TP): k^T and v^T of the key/value head (hs, TP),
-    the tiles att^T (with dropout), datt (then dpreatt) and dpreatt^T (T, TP), and q, k and dy (T, hs), copied
+def backward_head(dq, dk, dv, dy, q, k, v, y, lse, b, h, mask, has_mask, scale, work):
+    """The backward of query head h of sequence b: into its own rows of dq, and added into its key/value head's rows
+    of dk and dv, which its group shares. work (5 hs + 3 T, TP): k^T and v^T of the key/value head (hs, TP), the
+    tiles att^T (with dropout), datt (then dpreatt) and dpreatt^T (T, TP), and q, k and dy (T, hs), copied
     contiguous; TP is T rounded up to whole vector loops."""
-    T = qkv.shape[1]
-    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
-    real = qkv.dtype.type
-    j = h // (n_head // n_kv_head)  # the key/value head of this query head's group
-    q0, k0, v0 = h * hs, (n_head + j) * hs, (n_head + n_kv_head + j) * hs
+    T, n_head, hs = q.shape[1], q.shape[2], q.shape[3]
+    real = q.dtype.type
+    j = h // (n_head // k.shape[2])  # the key/value head of this query head's group
     TP = work.shape[1]
     kt, vt = work[:hs], work[hs:2 * hs]  # (hs, TP) each
     att_t = work[2 * hs:2 * hs + T]  # (T, TP) att_dropped^T: att_t[s, t] = att[t, s] * mask[t, s]
     datt = work[2 * hs + T:2 * hs + 2 * T]  # (T, TP) datt, then dpreatt, row t
     dpre_t = work[2 * hs + 2 * T:2 * hs + 3 * T]  # (T, TP) dpreatt^T
     heads = work[2 * hs + 3 * T:].reshape(-1)[:3 * T * hs].reshape(3, T, hs)
-    q, k, dyh = heads[0], heads[1], heads[2]  # (T, hs) each
+    q_h, k_j, dy_h = heads[0], heads[1], heads[2]  # (T, hs) each
     for s in range(T):
-        q_s, k_s, v_s, dy_s = qkv[b, s, q0:q0 + hs], qkv[b, s, k0:k0 + hs], qkv[b, s, v0:v0 + hs], dy[b, s, q0:q0 + hs]
+        q_s, k_s, v_s, dy_s = q[b, s, h], k[b, s, j], v[b, s, j], dy[b, s, h]  # (hs,) each
         for d in range(hs):
             kt[d, s] = k_s[d]
             vt[d, s] = v_s[d]
-            q[s, d] = q_s[d]
-            k[s, d] = k_s[d]
-            dyh[s, d] = dy_s[d]
+            q_h[s, d] = q_s[d]
+            k_j[s, d] = k_s[d]
+            dy_h[s, d] = dy_s[d]
     for d in range(hs):
         for s in range(T, TP):
             kt[d, s] = real(0)
@@ -195,7 +192,7 @@ def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask
     for t in range(T):
         n = t + 1
         nv = min((n + VECTOR - 1) // VECTOR * VECTOR, TP)  # whole vector loops, no scalar rest
-        q_t, dy_t, y_t = q[t], dyh[t], y[b, t, q0:q0 + hs]  # (hs,) each
+        q_t, dy_t, y_t = q_h[t], dy_h[t], y[b, t, h]  # (hs,) each
         att, datt_t = dpre_t[t], datt[t]  # (TP,) each; this row of dpre_t serves as scratch until it is written
         for s in range(nv):
             att[s] = real(0)
@@ -225,34 +222,34 @@ def backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask
     # dk_s += sum_{t >= s} dpreatt[t, s] q_t (AT-dk), dv_s += sum_{t >= s} att_dropped[t, s] dy_t (AT-dv): added
     # into the key/value head's rows, which backward_loops zeroed before its group's first query head
     for t in range(T):
-        dq_t = dqkv[b, t, q0:q0 + hs]  # (hs,)
+        dq_t = dq[b, t, h]  # (hs,)
         for d in range(hs):
             dq_t[d] = real(0)
-        axpy_rows(dq_t, hs, datt[t], k, 0, t + 1)
+        axpy_rows(dq_t, hs, datt[t], k_j, 0, t + 1)
     for s in range(T):
-        dk_s, dv_s = dqkv[b, s, k0:k0 + hs], dqkv[b, s, v0:v0 + hs]  # (hs,) each
-        axpy_rows(dk_s, hs, dpre_t[s], q, s, T)
-        axpy_rows(dv_s, hs, att_t[s], dyh, s, T)
+        dk_s, dv_s = dk[b, s, j], dv[b, s, j]  # (hs,) each
+        axpy_rows(dk_s, hs, dpre_t[s], q_h, s, T)
+        axpy_rows(dv_s, hs, att_t[s], dy_h, s, T)
 
 
 @numba.njit(**OPTIONS)
-def backward_loops(dqkv, dy, qkv, y, lse, n_head, n_kv_head, mask, has_mask, scale, work):
-    """dy (B, T, nh hs) -> dqkv (B, T, (nh + 2 nkv) hs). Each query head writes its own columns of dq, and adds into
-    those of dk and dv of its key/value head, zeroed first here (eq. (GQA-dk): the sum over the group)."""
-    T = qkv.shape[1]
-    hs = qkv.shape[2] // (n_head + 2 * n_kv_head)
+def backward_loops(dq, dk, dv, dy, q, k, v, y, lse, mask, has_mask, scale, work):
+    """dy (B, T, nh, hs) -> dq (B, T, nh, hs), dk and dv (B, T, nkv, hs). Each query head writes its own rows of dq,
+    and adds into those of dk and dv of its key/value head, zeroed first here (eq. (GQA-dk): the sum over the
+    group)."""
+    B, T, n_head, hs = q.shape
+    n_kv_head = k.shape[2]
     group = n_head // n_kv_head
-    real = qkv.dtype.type
-    for b in range(qkv.shape[0]):
+    real = q.dtype.type
+    for b in range(B):
         for j in range(n_kv_head):
-            k0, v0 = (n_head + j) * hs, (n_head + n_kv_head + j) * hs
             for s in range(T):
-                dk_s, dv_s = dqkv[b, s, k0:k0 + hs], dqkv[b, s, v0:v0 + hs]  # (hs,) each
+                dk_s, dv_s = dk[b, s, j], dv[b, s, j]  # (hs,) each
                 for d in range(hs):
                     dk_s[d] = real(0)
                     dv_s[d] = real(0)
             for h in range(j * group, (j + 1) * group):
-                backward_head(dqkv, dy, qkv, y, lse, b, h, n_head, n_kv_head, mask, has_mask, scale, work)
+                backward_head(dq, dk, dv, dy, q, k, v, y, lse, b, h, mask, has_mask, scale, work)
 # --8<-- [end:backward_loops]
 
 
@@ -261,28 +258,37 @@ def with_flag(mask, dtype):
     return (mask, True) if mask is not None else (np.ones((1, 1, 1, 1), dtype=dtype), False)
 
 
+def contiguous(q, k, v) -> tuple:
+    """q, k and v (or dq, dk and dv, where the backward writes), each C-contiguous: these loops are compiled for arrays of known strides (what lets numba vectorise
+    them), so views (GPT-2's q, k and v, of its c_attn output; a cache's keys and values) are copied here, where the C
+    kernels read them in place (minigpt/backends/c/attention.py); an array that is contiguous already is not."""
+    return np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
+
+
 @compile_once
-def forward_kernel(qkv, n_head, n_kv_head, P, mask):
-    B, S, W = qkv.shape
-    hs, T = W // (n_head + 2 * n_kv_head), S - P
-    check_contiguous("attention", qkv=qkv, mask=mask)
-    y = np.empty((B, T, n_head * hs), dtype=qkv.dtype)  # (B, T, nh hs)
-    lse = np.empty((B, n_head, T), dtype=qkv.dtype)  # (B, nh, T)
+def forward_kernel(q, k, v, mask):
+    B, T, n_head, hs = q.shape
+    S = k.shape[1]
+    q, k, v = contiguous(q, k, v)
+    check_contiguous("attention", mask=mask)
+    y = np.empty((B, T, n_head, hs), dtype=q.dtype)  # (B, T, nh, hs)
+    lse = np.empty((B, n_head, T), dtype=q.dtype)  # (B, nh, T)
     SP = (S + VECTOR - 1) // VECTOR * VECTOR  # P + T rounded up
-    work = np.empty((2 * hs + 1, SP), dtype=qkv.dtype)  # (2 hs + 1, SP)
-    forward_loops(y, lse, work, qkv, n_head, n_kv_head, P, *with_flag(mask, qkv.dtype),
-                  qkv.dtype.type(1.0 / math.sqrt(hs)))
-    return y, lse
+    work = np.empty((2 * hs + 1, SP), dtype=q.dtype)  # (2 hs + 1, SP)
+    forward_loops(y, lse, work, q, k, v, *with_flag(mask, q.dtype), q.dtype.type(1.0 / math.sqrt(hs)))
+    return y.reshape(B, T, n_head * hs), lse  # (B, T, nh hs), (B, nh, T)
 
 
 @compile_once
-def backward_kernel(dy, qkv, y, lse, n_head, n_kv_head, mask):
-    B, T, W = qkv.shape
-    hs = W // (n_head + 2 * n_kv_head)
-    check_contiguous("attention backward", dy=dy, qkv=qkv, y=y, lse=lse, mask=mask)
-    dqkv = np.empty_like(qkv)  # (B, T, (nh + 2 nkv) hs)
+def backward_kernel(dy, q, k, v, y, lse, mask, dq_out, dk_out, dv_out):
+    B, T, n_head, hs = q.shape
+    q, k, v = contiguous(q, k, v)
+    check_contiguous("attention backward", dy=dy, y=y, lse=lse, mask=mask)
+    dq, dk, dv = contiguous(dq_out, dk_out, dv_out)  # (B, T, nh, hs), (B, T, nkv, hs) x2: the outputs, or copies
     TP = (T + VECTOR - 1) // VECTOR * VECTOR  # T rounded up
-    work = np.empty((5 * hs + 3 * T, TP), dtype=qkv.dtype)  # (5 hs + 3 T, TP)
-    backward_loops(dqkv, dy, qkv, y, lse, n_head, n_kv_head, *with_flag(mask, qkv.dtype),
-                   qkv.dtype.type(1.0 / math.sqrt(hs)), work)
-    return dqkv
+    work = np.empty((5 * hs + 3 * T, TP), dtype=q.dtype)  # (5 hs + 3 T, TP)
+    backward_loops(dq, dk, dv, dy.reshape(q.shape), q, k, v, y.reshape(q.shape), lse, *with_flag(mask, q.dtype),
+                   q.dtype.type(1.0 / math.sqrt(hs)), work)
+    for out, d in ((dq_out, dq), (dk_out, dk), (dv_out, dv)):
+        if d is not out:  # (a view given as the output: computed in a copy, written back)
+            out[...] = d

@@ -1,6 +1,7 @@
 """RMSNorm: per row, one pass for the mean square (summed in float64, in four partial sums) and one to write the
-output; the backward recomputes norm from the one number per row the forward kept and makes one pass for its row sum
-and one to write dx. The gain's gradient, a sum over all rows, is summed in float64.
+output; the backward recomputes norm from the one number per row the forward kept, makes one pass for norm, dnorm and
+the gain's gradient, one for its row sum and one to write dx. The gain's gradient, a sum over all rows, is summed in
+float64. A row's norm and dnorm go in buffers of one row each, which the wrapper allocates once a call.
 Reference: minigpt/ops/rmsnorm.py; math: docs/ops/rmsnorm.md."""
 
 import numba
@@ -27,22 +28,21 @@ def forward_loops(out, rstd, x, w, eps):
 
 
 @numba.njit(**OPTIONS)
-def backward_loops(dx, dw, dout, x, rstd, w):
-    """dout (N, C) -> dx (N, C); dw (C,): the sum over rows of dout * norm, in float64"""
+def backward_loops(dx, dw, norm, dnorm, dout, x, rstd, w):
+    """dout (N, C) -> dx (N, C); dw (C,): the sum over rows of dout * norm, in float64; norm, dnorm (C,): one row's
+    at a time"""
     N, C = x.shape
     real = x.dtype.type
     for n in range(N):
         x_n, dout_n, dx_n = x[n], dout[n], dx[n]  # (C,) each
         s_n = rstd[n]
         for i in range(C):
-            dx_n[i] = x_n[i] * s_n  # norm, for now
+            norm[i] = x_n[i] * s_n
+            dw[i] += dout_n[i] * norm[i]
+            dnorm[i] = dout_n[i] * w[i]
+        term = real(mean_of(dnorm, norm, C, 0.0))  # mean(dnorm * norm), eq. (RMS-dx)
         for i in range(C):
-            dw[i] += dout_n[i] * dx_n[i]
-        for i in range(C):
-            dx_n[i] *= dout_n[i] * w[i]  # dnorm * norm, for now
-        term = real(mean_of(dx_n, None, C, 0.0))  # mean(dnorm * norm), eq. (RMS-dx)
-        for i in range(C):
-            dx_n[i] = s_n * (dout_n[i] * w[i] - x_n[i] * s_n * term)
+            dx_n[i] = s_n * (dnorm[i] - norm[i] * term)
 # --8<-- [end:kernels]
 
 
@@ -62,5 +62,8 @@ def backward_kernel(dout, x, rstd, w):
     check_contiguous("rmsnorm backward", dout=dout, x=x)
     dx = np.empty_like(x)  # (B, T, C)
     dw = np.zeros(C)  # (C,) float64
-    backward_loops(dx.reshape(B * T, C), dw, dout.reshape(B * T, C), x.reshape(B * T, C), rstd.reshape(-1), w)
+    norm = np.empty(C, dtype=x.dtype)  # (C,) one row's norm
+    dnorm = np.empty(C, dtype=x.dtype)  # (C,) one row's dnorm
+    backward_loops(dx.reshape(B * T, C), dw, norm, dnorm, dout.reshape(B * T, C), x.reshape(B * T, C),
+                   rstd.reshape(-1), w)
     return dx, dw.astype(x.dtype)

@@ -1,0 +1,53 @@
+"""What the model hands a block, the same for every family, and the initialisation every family shares.
+
+Each family's module (minigpt/gpt2.py; minigpt/llama.py for Llama and Qwen 3) offers one interface, which
+minigpt/model.py calls for each block l:
+
+    x, cache = family.block_forward(p, l, x, step)             x (B, T, C) -> x (B, T, C)
+    dx = family.block_backward(l, dx, cache, step, grads)      the reverse: dx (B, T, C) -> dx (B, T, C)
+
+p holds the model's parameters by name, grads receives the block's gradients by the same names, and step is a Step:
+everything else a block needs, built once per forward (GPT.forward) and kept for its backward.
+"""
+
+import math
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import numpy as np
+
+from minigpt.config import GPTConfig
+from minigpt.ops import rope
+
+
+class Step(NamedTuple):
+    """What one forward gives each of its blocks besides the parameters and the input."""
+    config: GPTConfig
+    kernels: SimpleNamespace  # the table of kernels every op computes with (minigpt/backends)
+    dropout: float  # the probability of dropout: config.dropout in training mode, 0 in evaluation
+    lora_dropout: float  # that of LoRA's adapters' input (config.lora_dropout), likewise
+    rng: np.random.Generator  # draws the dropout masks
+    kv_cache: list | None  # one attention.KVCache a layer, when decoding (no backward then); None
+    angles: rope.RopeCache | None  # cos and sin (T, hs) of the rotary embeddings at these positions; None for GPT-2,
+    # whose positions were added to the tokens
+    frozen: frozenset  # the names of the parameters that do not train (LoRA's base): their ops compute no gradient
+
+
+def init_params(shapes: dict, n_layer: int, gains: tuple, residual: tuple, rng, dtype) -> dict:
+    """GPT-2's initialisation, which every family follows, for the parameters of `shapes`, drawn in its order: weights
+    N(0, 0.02) (LlamaConfig's initializer_range too); the projections that write into the residual stream (names
+    ending in one of `residual`) N(0, 0.02 / sqrt(2 L)), so that its variance does not grow with depth; norms' gains
+    (names ending in one of `gains`) 1; biases 0."""
+    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    params = {}
+    for name, shape in shapes.items():
+        if name.endswith(".bias"):
+            p = np.zeros(shape)
+        elif name.endswith(gains):
+            p = np.ones(shape)
+        elif name.endswith(residual):
+            p = rng.normal(0.0, residual_std, size=shape)
+        else:
+            p = rng.normal(0.0, 0.02, size=shape)
+        params[name] = p.astype(dtype)
+    return params
