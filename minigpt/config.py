@@ -16,7 +16,8 @@ TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
 
-PRESET_NAMES = ("speedrun",)  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
+OPTIMIZERS = ("adamw", "muon")  # adamw for every parameter; muon for the blocks' matrices, adamw for the rest
+PRESET_NAMES = ("speedrun", "base")  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
 ARCHS = ("gpt2", "llama", "qwen3")  # the families of blocks minigpt builds (minigpt/gpt2.py, minigpt/llama.py)
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
@@ -181,7 +182,7 @@ CHANGES_ON_RESUME = ("dropout",)
 CHANGES_ON_FINE_TUNE = ("dropout", "block_size", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 # What else a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not
 # change: its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
-FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "dtype", "seed")
+FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "dtype", "seed", "optimizer")
 
 
 def recipe_model(**settings) -> GPTConfig:
@@ -201,6 +202,9 @@ class TrainConfig:
     data: str | None = None  # a text file; None: Tiny Shakespeare (found or downloaded, see minigpt/data/text.py)
     task: str | None = None  # a built-in task instead of a text file: "sort" or "add"; or records to fine-tune on,
     # "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct" (minigpt/data/record_tasks.py)
+    corpus: str | None = None  # a corpus tokenized by `minigpt data tokenize` instead of a text file: its name (the
+    # cache's corpora/NAME) or, a path with a "/", its directory; the model's tokenizer is the corpus's
+    # (minigpt/data/tokens.py)
     out_dir: str = "out"  # checkpoints and log.jsonl go here
     tokenizer: str = "char"  # "char": the text's characters; "bpe": byte-level BPE trained on the text;
     # or a directory holding a tokenizer (minigpt tokenizer train, or GPT-2's vocab.json and merges.txt)
@@ -223,6 +227,12 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
+    optimizer: str = "adamw"  # "muon": Muon for the blocks' weight matrices, AdamW (the settings above) for the rest
+    # (embeddings, the head, norms' gains, biases): minigpt/muon.py, docs/muon.md
+    muon_lr: float = 0.02  # Muon's peak learning rate, scaled by the schedule as learning_rate is (Keller Jordan's
+    # and nanochat's 0.02: an orthogonalised update has RMS about 1 / sqrt(in), so its rate is not AdamW's)
+    muon_momentum: float = 0.95  # Muon's (Nesterov) momentum: modded-nanogpt's, nanochat's and torch's
+    muon_weight_decay: float = 0.0  # Muon's decoupled weight decay, times muon_lr (Keller Jordan's default: none)
     lm_loss_weight: float = 0.0  # classification: the weight of the auxiliary language-modelling loss (GPT: 0.5)
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
@@ -231,7 +241,8 @@ class TrainConfig:
     log_interval: int = 1  # write a line to log.jsonl every this many steps
     log_stats: bool = False  # at each evaluation, log each parameter's update-to-weight and gradient-to-weight ratios
     # the run
-    preset: str | None = None  # "speedrun": the CPU speedrun's record (docs/speedrun.md), under the flags
+    preset: str | None = None  # "speedrun": the CPU speedrun's record (docs/speedrun.md); "base": the base model
+    # pretrained on the english corpus (docs/pretraining.md); under the flags
     seed: int = 1337
     dtype: str = "float32"
     backend: str = "auto"  # numpy (the reference), numba, c, or auto: the fastest available (docs/kernels.md)
@@ -256,10 +267,19 @@ class TrainConfig:
                              f"--learning-rate (or leave it out: a tenth of it)")
         if self.task is not None and self.data is not None and not self.task.startswith("shakespeare"):
             raise ValueError("give either data (a text file) or task, not both")
+        if self.corpus is not None and (self.data is not None or self.task is not None):
+            raise ValueError(f"give one of corpus (a tokenized corpus), data (a text file) and task, not "
+                             f"{'data' if self.data is not None else 'task'} too")
+        if self.corpus is not None and self.tokenizer == "bpe":
+            raise ValueError("a corpus's tokens were made by its own tokenizer, which the model takes: drop --tokenizer "
+                             "bpe (or give that tokenizer's directory, which is checked against it)")
         if self.tokenizer != "char" and self.task in ("sort", "add"):
             raise ValueError(f"the {self.task} task has its own vocabulary of digits; drop --tokenizer")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ValueError("vocab_size is the size of a BPE vocabulary: give it with --tokenizer bpe")
+        if self.optimizer == "muon" and self.model.lora_rank is not None:
+            raise ValueError("--optimizer muon orthogonalises whole weight matrices, and LoRA trains low-rank adapters "
+                             "instead: drop --optimizer muon (LoRA trains with adamw) or --lora-rank")
         if self.resume and self.init_from is not None:
             raise ValueError("resume continues a run and init_from starts a new one from saved weights: give one of them")
 
@@ -327,10 +347,12 @@ class SettingError(ValueError):
 POSITIVE = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_head", "head_dim", "intermediate_size",
             "norm_eps", "rope_theta", "lora_rank", "lora_alpha", "batch_size", "gradient_accumulation_steps",
             "max_iters", "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters",
-            "target_loss")
-NON_NEGATIVE = ("lora_added_tokens", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight")
-FRACTIONS = ("dropout", "lora_dropout", "beta1", "beta2")  # in [0, 1)
-CHOICES = {"arch": ARCHS, "task": TASK_NAMES, "backend": BACKENDS, "dtype": DTYPES, "preset": PRESET_NAMES}
+            "target_loss", "muon_lr")
+NON_NEGATIVE = ("lora_added_tokens", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight",
+                "muon_weight_decay")
+FRACTIONS = ("dropout", "lora_dropout", "beta1", "beta2", "muon_momentum")  # in [0, 1)
+CHOICES = {"arch": ARCHS, "task": TASK_NAMES, "backend": BACKENDS, "dtype": DTYPES, "preset": PRESET_NAMES,
+           "optimizer": OPTIMIZERS}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
          tuple: "a list", GPTConfig: "a GPTConfig"}

@@ -22,6 +22,8 @@ WTE, WPE = "transformer.wte.weight", "transformer.wpe.weight"  # wte is also the
 EMBEDDING_DROPOUT = True  # GPT-2 drops embeddings too (embd_pdrop)
 GAINS = ("ln_1.weight", "ln_2.weight", "ln_f.weight")  # the layer norms' gains, initialised to 1
 RESIDUAL = ("c_proj.weight",)  # the two projections into the residual stream, initialised smaller (block.init_params)
+BLOCKS = "transformer.h."  # the prefix of every block's parameters
+LINEAR_IN_OUT = True  # the linears' weights are (in, out) (Hugging Face's Conv1D), used as x @ w
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward

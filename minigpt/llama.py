@@ -28,6 +28,8 @@ WTE, WPE, NORM = "model.embed_tokens.weight", None, "model.norm.weight"  # no WP
 EMBEDDING_DROPOUT = False  # Hugging Face's Llama drops nothing on the embeddings
 GAINS = ("norm.weight", "layernorm.weight")  # the RMSNorms' gains, initialised to 1
 RESIDUAL = ("o_proj.weight", "down_proj.weight")  # the projections into the residual stream (block.init_params)
+BLOCKS = "model.layers."  # the prefix of every block's parameters
+LINEAR_IN_OUT = False  # the linears' weights are (out, in) (torch's nn.Linear), used as x @ w.T
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward

@@ -140,6 +140,14 @@ class GPT:
         """The parameters that train: all but LoRA's frozen ones, by name (the same arrays)."""
         return {name: p for name, p in self.params.items() if name not in self.frozen}
 
+    def matrices(self) -> dict:
+        """The blocks' weight matrices that train (those Muon orthogonalises, minigpt/muon.py), by name: each True if
+        laid out (in, out), GPT-2's, False if (out, in), Llama's and Qwen's. (Not the embeddings, the heads, the
+        norms' gains, the biases, nor LoRA's adapters.)"""
+        f = self.family
+        return {name: f.LINEAR_IN_OUT for name, p in self.trainable().items()
+                if name.startswith(f.BLOCKS) and p.ndim == 2 and not lora.is_adapter(name)}
+
     def new_kv_cache(self, B, length=None) -> list:
         """Empty key/value caches, one per layer, for incremental decoding of B sequences of up to `length` positions
         (None: block_size) (minigpt/generate.py)."""

@@ -60,6 +60,10 @@ class AdamW:
             self.update(p, grads[name], self.m[name], self.v[name], lr, self.beta1, self.beta2,
                         bias_correction1, bias_correction2_sqrt, self.eps, decay)
 
+    def buffers(self) -> dict:
+        """What the optimizer keeps for each parameter, by what it is (a checkpoint checks them finite)."""
+        return {"AdamW's first moment of": self.m, "AdamW's second moment of": self.v}
+
     def state_dict(self) -> dict:
         """The moments, as arrays named exp_avg.<param> and exp_avg_sq.<param> (torch's names)."""
         state = {f"exp_avg.{name}": m for name, m in self.m.items()}

@@ -31,6 +31,7 @@ import numpy as np
 
 from minigpt import checkpoint, load, lora, outputs, runtime, settings
 from minigpt.config import TOKENIZERS, GPTConfig, TrainConfig
+from minigpt.corpus.build import corpus_dir
 from minigpt.data import load_tokenizer, record_tasks
 from minigpt.data.record_tasks import RECORD_TASKS
 from minigpt.data.dataset import Dataset
@@ -38,8 +39,10 @@ from minigpt.data.record_datasets import open_records
 from minigpt.data.records import kind_of
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset, find_text
+from minigpt.data.tokens import TOKENS, TokensDataset
 from minigpt.distributed import Distributed
 from minigpt.model import GPT, HEAD, SCORE, num_params
+from minigpt.muon import MuonAdamW
 from minigpt.optim import AdamW
 
 BPE_VOCAB_SIZE = 512  # --tokenizer bpe without --vocab-size
@@ -113,10 +116,23 @@ def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, label
         if tokenizer is None:
             raise FileNotFoundError(f"--tokenizer {cfg.tokenizer}: no tokenizer.json, or vocab.json and merges.txt, "
                                     f"there; use char, bpe, or a directory written by minigpt tokenizer train")
+    if cfg.corpus is not None:  # its tokens' tokenizer is the model's: one given (a checkpoint's, --tokenizer's) must
+        return TokensDataset.open(corpus_tokens(cfg.corpus), tokenizer)  # be it
     if cfg.data is not None:
         refuse_records_as_text(Path(cfg.data).expanduser())
     return TextDataset.load(cfg.data, tokenizer, kind=cfg.tokenizer, vocab_size=cfg.vocab_size or BPE_VOCAB_SIZE,
                             progress=progress)
+
+
+def corpus_tokens(corpus: str) -> Path:
+    """The tokens directory of --corpus: a name's in the cache (corpora/NAME/tokens), or a directory's (a path with a
+    "/") own; a corpus that is not there is refused, saying how to make it."""
+    directory = Path(corpus).expanduser() if "/" in corpus else corpus_dir(corpus)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--corpus {corpus}: there is no corpus at {directory}; build and tokenize it: "
+                                f"minigpt data build {directory.name}, then minigpt data tokenize {directory.name} "
+                                f"--tokenizer DIR (docs/pretraining.md)")
+    return directory / TOKENS
 
 
 def refuse_records_as_text(path: Path) -> None:
@@ -151,8 +167,8 @@ class Run:
     """What the loop works with: the settings, the model and its optimizer, the data and the generator that draws the
     training batches, where the run is (it: optimizer steps taken; best_val_loss), and on rank 0 its directory."""
 
-    def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW, dataset: Dataset, sampler,
-                 it: int, best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
+    def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW | MuonAdamW, dataset: Dataset,
+                 sampler, it: int, best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
         self.cfg, self.dist, self.model, self.optimizer, self.dataset, self.sampler = cfg, dist, model, optimizer, dataset, sampler
         self.it, self.best_val_loss = it, best_val_loss
         self.directory, self.say = directory, say
@@ -164,11 +180,10 @@ class Run:
             self.directory.write(record)
 
     def save(self, record: dict, best: bool) -> None:
-        """End the step with a checkpoint: its weights and AdamW's moments checked finite (else Diverged, and nothing of
+        """End the step with a checkpoint: its weights and the optimizer's buffers checked finite (else Diverged, and nothing of
         the step is saved), its record logged, then the checkpoint written (rank 0) by the protocol of
         minigpt/checkpoint.py."""
-        for what, arrays in (("parameter", self.model.params), ("AdamW's first moment of", self.optimizer.m),
-                             ("AdamW's second moment of", self.optimizer.v)):
+        for what, arrays in {"parameter": self.model.params, **self.optimizer.buffers()}.items():
             name = next((name for name, a in arrays.items() if not np.isfinite(a).all()), None)
             if name is not None:
                 raise self.diverged(self.it, f"{what} {name}", "not finite")
@@ -212,7 +227,7 @@ def open_run(given: settings.Given, dist: Distributed, say: Callable, source: st
         cfg = settings.merge(given, start.start(), source)  # 3.
         for notice in cfg.notices():  # settings that go together, but may not do what was meant
             say(notice)
-        if cfg.data is None and cfg.task is None and start.kind != "resume":  # the text found by default
+        if cfg.data is None and cfg.task is None and cfg.corpus is None and start.kind != "resume":  # the default text
             cfg = replace(cfg, data=str(find_text()))  # ($MINIGPT_DATA, the cache): kept too, as a given one is
         if cfg.data is not None:  # saved with the run, so a resume from another directory finds the text too
             cfg = replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
@@ -268,7 +283,7 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
 
     model = GPT(config, seed=cfg.seed, dtype=np.dtype(cfg.dtype), backend=cfg.backend)
     # only what trains has optimizer state: with LoRA, the adapters (and a classifier's head), not the frozen weights
-    optimizer = AdamW(model.trainable(), cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
+    optimizer = new_optimizer(cfg, model)
     sampler = np.random.default_rng(cfg.seed)  # the training batches, the same sequence on every rank
     if start.pretrained is not None:
         load_weights(model, start.pretrained.weights, start, say)
@@ -283,6 +298,15 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
         model.rng.bit_generator.state = state["dropout_rng"]
     dist.broadcast_params(model.params, model.frozen)  # every rank starts from rank 0's weights
     return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
+
+
+def new_optimizer(cfg: TrainConfig, model: GPT) -> AdamW | MuonAdamW:
+    """--optimizer adamw: AdamW for every parameter that trains; muon: Muon for the blocks' matrices (GPT.matrices),
+    AdamW for the rest (docs/muon.md)."""
+    if cfg.optimizer == "adamw":
+        return AdamW(model.trainable(), cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
+    return MuonAdamW(model.trainable(), model.matrices(), cfg.learning_rate, cfg.muon_lr, cfg.muon_momentum,
+                     cfg.muon_weight_decay, cfg.weight_decay, cfg.beta1, cfg.beta2, kernels=model.kernels)
 
 
 def check_with_data(cfg: TrainConfig, dataset: Dataset, say: Callable) -> None:

@@ -2,7 +2,7 @@
 
 Each source overrides the ones before it:
     1. TrainConfig's defaults: nanoGPT's Shakespeare CPU recipe (minigpt/config.py);
-    2. the preset (--preset speedrun, PRESETS below), then the task's (--task sort|add, TASK_PRESETS);
+    2. the preset (--preset speedrun or base, PRESETS below), then the task's (--task sort|add, TASK_PRESETS);
     3. the model of the checkpoint being fine-tuned (--init-from), whole: its shape need not be repeated, and only its
        dropout, its adapters and a shorter context may be changed (config.CHANGES_ON_FINE_TUNE);
     4. the config file (--config FILE.toml), whose keys are the settings' names (config.SETTINGS);
@@ -56,6 +56,12 @@ TASK_PRESETS = {
 # setting buys, and the runs that measured it: docs/speedrun.md.
 PRESETS = {
     "speedrun": dict(arch="qwen3", max_iters=550, eval_interval=550, eval_iters=200, target_loss=1.919),
+    # base: a Qwen 3-style model of 6.8M parameters (its BPE of 4,096 tokens: the corpus's) pretrained on the english
+    # corpus (`minigpt data build`, `minigpt data tokenize`), in about 55 minutes on 2 cores: 1,800 steps of 16 windows
+    # of 256 tokens, 7.4M tokens (1.3 passes over the corpus's 5.7M), at the 2,400 tokens/s a few measured steps gave
+    # on shared cores (4,600 on idle ones), plus its evaluations. docs/pretraining.md, "Pretraining the base model".
+    "base": dict(corpus="english", arch="qwen3", n_layer=6, n_head=4, n_embd=256, block_size=256, batch_size=16,
+                 max_iters=1800, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=200, eval_iters=20),
 }
 
 

@@ -133,15 +133,17 @@ def evaluation(run: Run) -> tuple[dict, bool] | None:
     if is_best:
         run.best_val_loss = result["val_loss"]
     accuracy = f", val accuracy {result['val_accuracy']:.1%}" if "val_accuracy" in result else ""
+    bpb = f", val bpb {result['val_bpb']:.4f}" if "val_bpb" in result else ""
     run.say(f"iter {run.it}: train loss {result['train_loss']:.4f}, val loss {result['val_loss']:.4f}"
-            f"{accuracy}{' (best)' if is_best else ''}")
+            f"{bpb}{accuracy}{' (best)' if is_best else ''}")
     return result, is_best
 
 
 def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict | None:
     """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator), so that
     successive evaluations differ only because the model changed; plus the dataset's held-out accuracy, where it has
-    one (a task's exact match, instructions' exact match, a classifier's accuracy). Under MPI every rank draws every
+    one (a task's exact match, instructions' exact match, a classifier's accuracy), and the validation loss in bits per
+    byte where the data knows its bytes (a tokenized corpus: val_bpb). Under MPI every rank draws every
     batch and computes its share.
 
     None if a stop abandoned it, on any rank: an evaluation changes nothing the run keeps, so a stop (Ctrl-C, SIGTERM,
@@ -158,6 +160,9 @@ def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed |
             if abandoned_anywhere(dist, mine is ABANDONED):
                 return None
             result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
+        bpb = dataset.bits_per_byte(result["val_loss"], "val")  # (a tokenized corpus's; None for the other kinds)
+        if bpb is not None:
+            result["val_bpb"] = bpb
         accuracy = unless_abandoned(dataset.accuracy, model, "val")
         if abandoned_anywhere(dist, accuracy is ABANDONED):
             return None

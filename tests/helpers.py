@@ -1,6 +1,7 @@
 """What several test modules share: a made-up text, a tiny training recipe, reading a run's log, running the
 command (in this process or in a new one) and reading its one-line errors, optional modules, a browser."""
 
+import hashlib
 import importlib
 import json
 import os
@@ -71,6 +72,18 @@ def cli(capsys, *args):
     except SystemExit as e:  # argparse's usage errors (2) and --help (0)
         code = e.code
     return code, capsys.readouterr().err
+
+
+def corpus_of(directory: Path, train: str, val: str) -> Path:
+    """A built corpus (minigpt data build's layout) holding these texts: train.txt, val.txt and a manifest.json that
+    lists their SHA-256s."""
+    directory.mkdir(parents=True)
+    files = {}
+    for name, text in (("train.txt", train), ("val.txt", val)):
+        (directory / name).write_bytes(text.encode("utf-8"))
+        files[name] = {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    (directory / "manifest.json").write_text(json.dumps({"format": 1, "corpus": directory.name, "files": files}))
+    return directory
 
 
 def error_line(stderr: str, *fragments) -> str:

@@ -6,11 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from helpers import corpus_of
 
 from minigpt import GPT, GPTConfig
-from minigpt.data import AddTask, SortTask, TextDataset
+from minigpt.corpus import SAMPLE
+from minigpt.corpus.tokenize import tokenize
+from minigpt.data import AddTask, BPETokenizer, SortTask, TextDataset
 from minigpt.data.dataset import Batch, Dataset
 from minigpt.data.record_datasets import open_records
+from minigpt.data.tokens import TokensDataset
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
 PROTOCOL = {"fit", "sequence_length", "get_batch", "split_size", "accuracy", "what_next"}  # what a kind must define
@@ -29,6 +33,12 @@ def text(tmp_path) -> TextDataset:
     return TextDataset.load(str(path))
 
 
+def tokenized_corpus(tmp_path) -> TokensDataset:
+    """The shipped sample's val.txt as a whole corpus (train and val), tokenized by a BPE of 300 tokens."""
+    text = (SAMPLE / "val.txt").read_text()
+    return TokensDataset.open(tokenize(corpus_of(tmp_path / "corpus", text, text), BPETokenizer.train(text, 300)).path)
+
+
 def instructions(tmp_path):
     return open_records(write_jsonl(tmp_path / "i.jsonl", [{"prompt": f"{n}+{n}=", "completion": str(2 * n)}
                                                           for n in range(12)]), None)
@@ -45,14 +55,17 @@ def classification(tmp_path):
                                                           for n in range(12)]), None)
 
 
-# (what makes it, whether it is a file (an identity), whether it is a classifier, whether it has a held-out score)
+# (what makes it, the file its identity is of (None: it has none), whether it is a classifier, whether it has a
+# held-out score)
+SOURCE = lambda dataset: dataset.source  # noqa: E731
 KINDS = {
-    "text": (text, True, False, False),
-    "sort": (lambda tmp_path: SortTask(), False, False, True),
-    "add": (lambda tmp_path: AddTask(), False, False, True),
-    "instruction records": (instructions, True, False, True),
-    "chat records": (chats, True, False, True),
-    "classification records": (classification, True, True, True),
+    "text": (text, SOURCE, False, False),
+    "tokenized corpus": (tokenized_corpus, lambda dataset: dataset.source / "train.bin", False, False),
+    "sort": (lambda tmp_path: SortTask(), None, False, True),
+    "add": (lambda tmp_path: AddTask(), None, False, True),
+    "instruction records": (instructions, SOURCE, False, True),
+    "chat records": (chats, SOURCE, False, True),
+    "classification records": (classification, SOURCE, True, True),
 }
 
 
@@ -62,12 +75,12 @@ def test_the_protocol_is_what_dataset_leaves_every_kind_to_define():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_of_dataset_offers_the_whole_protocol_and_draws_batches(kind, tmp_path):
-    make, is_file, is_classifier, is_scored = KINDS[kind]
+    make, identity_of, is_classifier, is_scored = KINDS[kind]
     dataset = make(tmp_path)
     assert isinstance(dataset, Dataset) and not type(dataset).__abstractmethods__  # (else it could not be made)
     assert dataset.vocab_size == dataset.tokenizer.vocab_size and str(dataset.source)
-    if is_file:
-        raw = dataset.source.read_bytes()
+    if identity_of is not None:
+        raw = identity_of(dataset).read_bytes()
         assert dataset.identity == {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     else:
         assert dataset.identity is None
@@ -111,7 +124,7 @@ def test_every_kind_of_dataset_offers_the_whole_protocol_and_draws_batches(kind,
     assert "--out-dir 'a run'" in dataset.what_next("'a run'")
 
 
-@pytest.mark.parametrize("kind", ["text", "sort", "add"])
+@pytest.mark.parametrize("kind", ["text", "tokenized corpus", "sort", "add"])
 def test_a_dataset_with_nothing_to_cut_refuses_truncate(kind, tmp_path):
     dataset = KINDS[kind][0](tmp_path)
     with pytest.raises(ValueError, match="--truncate cuts records"):

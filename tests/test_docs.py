@@ -188,7 +188,7 @@ def check_reference(span: str, model, llama) -> None:
         assert hasattr(model, rest), f"GPT has no attribute {rest!r}"
     elif head == "config":
         assert hasattr(model.config, rest), f"GPTConfig has no attribute {rest!r}"
-    elif head in ("optim", "checkpoint", "generate", "gradcheck", "gpt2", "llama", "hf"):
+    elif head in ("optim", "muon", "checkpoint", "generate", "gradcheck", "gpt2", "llama", "hf"):
         resolve(f"minigpt.{name}")
     elif head in OPS:
         resolve(f"minigpt.ops.{name}")

@@ -50,11 +50,13 @@ def bad_flag_values(name):
     if kind is str:
         return {"data": st.sampled_from(["", "/nonexistent/text.txt", "\udcff", "."]),
                 "task": st.sampled_from(["", "sorting", "ADD"]),
+                "corpus": st.sampled_from(["", "/nonexistent", "no-such-corpus", ".", "\0"]),
                 "tokenizer": st.sampled_from(["", "BPE", "/nonexistent", "."]),
                 "dtype": st.sampled_from(["", "float16", "int8"]),
                 "backend": st.sampled_from(["", "gpu", "cuda"]),
                 "arch": st.sampled_from(["", "GPT2", "mistral", "llama3"]),
                 "preset": st.sampled_from(["", "SPEEDRUN", "fast"]),
+                "optimizer": st.sampled_from(["", "sgd", "MUON", "adam"]),
                 "init_from": st.sampled_from(["", "/nonexistent", "."]),
                 "lora_targets": st.sampled_from(["", "wq", "attention,gate", "\0"]),
                 "out_dir": st.sampled_from(["", "\0"])}[name]

@@ -24,7 +24,7 @@ FORMATS = ["minigpt.weights", "minigpt.hf", "minigpt.hub", "minigpt.llmc", "mini
            "minigpt.checkpoint", "minigpt.runlog"]
 LAYERS = [  # bottom to top: a module may import from its own layer and those below it, never from one above
     ["minigpt.config", "minigpt.validate", "minigpt.files", "minigpt.runtime", "minigpt.interrupt", "minigpt.distributed"],
-    ["minigpt.ops", "minigpt.optim", "minigpt.generate", "minigpt.gradcheck"],
+    ["minigpt.ops", "minigpt.optim", "minigpt.muon", "minigpt.generate", "minigpt.gradcheck"],
     ["minigpt.backends", "minigpt.data", "minigpt.corpus"],
     MODEL,
     FORMATS,

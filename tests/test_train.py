@@ -53,8 +53,10 @@ def test_a_run_writes_the_log_and_checkpoints_of_the_contract(text, tmp_path):
     assert json.loads((ckpt / "state.json").read_text())["iter"] == 25
 
 
-def test_resume_continues_exactly(text, tmp_path):
-    common = ["--data", str(text), "--lr-decay-iters", "40", *TINY]
+@pytest.mark.parametrize("optimizer", [[], ["--optimizer", "muon"], ["--optimizer", "muon", "--arch", "llama"]])
+def test_resume_continues_exactly(text, tmp_path, optimizer):
+    # (Muon's momentum buffers are saved as AdamW's moments are, in each weight's own layout)
+    common = ["--data", str(text), "--lr-decay-iters", "40", *TINY, *optimizer]
     train(*common, "--out-dir", str(tmp_path / "straight"), "--max-iters", "40")
     train(*common, "--out-dir", str(tmp_path / "resumed"), "--max-iters", "15")
     train("--resume", "--out-dir", str(tmp_path / "resumed"), "--max-iters", "40")

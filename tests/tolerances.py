@@ -45,3 +45,9 @@ ADAMW_FIRST_STEP_RTOL = 1e-6
 # tensor passes if it is within this many of the model's largest gradient entry (8 ulp of it) instead. (T = 1 is such
 # a case for every query and key: one key, whose score the softmax cannot tell from anything.)
 ZERO_GRADIENT_ATOL = {"float64": 2e-15, "float32": 1e-6}
+# Muon against torch.optim.Muon, both in float64, several steps: five Newton-Schulz iterations of matrix products,
+# relative to each matrix's largest entry (measured: 2e-16).
+MUON_RTOL_FLOAT64 = 1e-13
+# minigpt's float64 Newton-Schulz against torch's as shipped, which iterates in bfloat16 (8 bits of mantissa):
+# measured up to 6e-2 of the largest entry over random shapes.
+MUON_BFLOAT16_ATOL = 0.15

@@ -1,7 +1,8 @@
 """`minigpt data build [NAME]`: build a named corpus of real English from pinned Debian packages into the cache
-(minigpt/corpus/, docs/pretraining.md)."""
+(minigpt/corpus/, docs/pretraining.md); `minigpt data tokenize [NAME] --tokenizer DIR`: encode it once into the token
+files training maps (minigpt/corpus/tokenize.py, minigpt/data/tokens.py)."""
 
-HELP = "build a corpus of real English from pinned Debian packages"
+HELP = "build a corpus of real English from pinned Debian packages, and tokenize it"
 DESCRIPTION = None
 
 
@@ -20,9 +21,22 @@ def add_arguments(p) -> None:
                                                  "them); without it they are downloaded from Debian's archive into "
                                                  "the cache")
     b.add_argument("--out", metavar="DIR", help="build into DIR rather than the cache's corpora/NAME")
+    t = data.add_parser("tokenize", help="encode a built corpus once into token files (train.bin, val.bin)",
+                        description="Encode a built corpus's train.txt and val.txt with a tokenizer into uint16 token "
+                                    "files, CORPUS/tokens/{train.bin,val.bin}, with the tokenizer and a header "
+                                    "(tokens.json): what `minigpt train --corpus NAME` reads.")
+    t.add_argument("name", nargs="?", default=DEFAULT, metavar="NAME",
+                   help=f"the corpus, built by minigpt data build NAME (default: {DEFAULT})")
+    t.add_argument("--tokenizer", required=True, metavar="DIR",
+                   help="a directory written by minigpt tokenizer train (a byte-level BPE); it becomes the model's")
+    t.add_argument("--dir", metavar="DIR", help="the built corpus's directory, rather than the cache's corpora/NAME")
 
 
 def run(args) -> int:
+    return tokenize_corpus(args) if args.action == "tokenize" else build(args)
+
+
+def build(args) -> int:
     from pathlib import Path
 
     from minigpt.commands import report
@@ -42,4 +56,27 @@ def run(args) -> int:
     sizes = ", ".join(f"{name} {files[name]['bytes'] / 1e6:.2f} MB ({files[name]['words']:,} words)"
                       for name in ("train.txt", "val.txt"))
     print(f"{'built' if built.fresh else 'already built'}: {built.path} ({sizes}; SHA-256s in {MANIFEST})")
+    return 0
+
+
+def tokenize_corpus(args) -> int:
+    from pathlib import Path
+
+    from minigpt.corpus import tokenize
+    from minigpt.corpus.build import corpus_dir
+    from minigpt.data import load_tokenizer
+    from minigpt.data.bpe import BPETokenizer
+
+    corpus = corpus_dir(args.name) if args.dir is None else Path(args.dir).expanduser()
+    tokenize.check_built(corpus)  # (before the tokenizer is read: the first thing to make)
+    tokenizer = load_tokenizer(args.tokenizer) if Path(args.tokenizer).is_dir() else None
+    if type(tokenizer) is not BPETokenizer:  # (a character vocabulary or a Hugging Face tokenizer: not this format)
+        raise ValueError(f"--tokenizer {args.tokenizer} holds no byte-level BPE tokenizer; make one with minigpt "
+                         f"tokenizer train --data {corpus / 'train.txt'} --vocab-size 4096 --out DIR")
+    done = tokenize.tokenize(corpus, tokenizer, progress=True)
+    splits = done.header["splits"]
+    sizes = ", ".join(f"{split} {counts['tokens']:,} tokens ({counts['bytes'] / counts['tokens']:.2f} bytes a token)"
+                      for split, counts in splits.items())
+    print(f"{'tokenized' if done.fresh else 'already tokenized'}: {done.path} ({sizes}); train on it with "
+          f"minigpt train --corpus {args.name if args.dir is None else done.path.parent.resolve()}")
     return 0

@@ -25,6 +25,7 @@ UNSET = {
     "target_loss": "none, every --max-iters step runs",
     "threads": "$MINIGPT_THREADS, else the cores that other programs leave free; more than the cores is capped",
     "init_from": "none, a new model from random weights",
+    "corpus": "none, the text of --data",
 }
 # what a flag does, where its name does not say it
 ABOUT = {
@@ -33,6 +34,8 @@ ABOUT = {
                 "refused",
     "out_dir": "where the checkpoints and log.jsonl go",
     "max_iters": "optimizer steps",
+    "corpus": "train on a corpus tokenized by minigpt data tokenize, by its name (english) or directory; the model "
+              "takes its tokenizer, and reports bits per byte",
     "eval_interval": "evaluate and save a checkpoint every N steps, and after the last",
     "eval_iters": "batches per split in each evaluation",
     "warmup_iters": "steps of linear warmup",
@@ -40,13 +43,17 @@ ABOUT = {
     "min_lr": "the learning rate the cosine decays to",
     "lora_rank": "fine-tune LoRA adapters of this rank, the model's weights frozen",
     "target_loss": "stop at the first evaluation whose validation loss is at most this",
+    "muon_lr": "with --optimizer muon: the blocks' matrices' peak learning rate, under the same schedule",
+    "muon_momentum": "with --optimizer muon: its Nesterov momentum",
+    "muon_weight_decay": "with --optimizer muon: the matrices' decoupled weight decay",
     "init_from": "start from the weights of a run, a checkpoint, a Hugging Face directory or a Hub id such as gpt2 "
                  "(fine-tuning)",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minigpt.config import ARCHS, BACKENDS, PRESET_NAMES, RECIPE_MODEL, SETTINGS, TASK_NAMES, field_kind, setting_field
+    from minigpt.config import (ARCHS, BACKENDS, OPTIMIZERS, PRESET_NAMES, RECIPE_MODEL, SETTINGS, TASK_NAMES,
+                                field_kind, setting_field)
 
     parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of the settings' names")
     for f in map(setting_field, SETTINGS):
@@ -75,15 +82,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif f.name == "preset":
             parser.add_argument(flag, choices=PRESET_NAMES, default=argparse.SUPPRESS,
                                 help="speedrun: the CPU speedrun's record, the fastest way here to nanoGPT's Shakespeare "
-                                     "loss (docs/speedrun.md); other flags still win (default: none)")
+                                     "loss (docs/speedrun.md); base: a Qwen 3-style model pretrained on the english "
+                                     "corpus (docs/pretraining.md); other flags still win (default: none)")
         elif f.name == "arch":
             parser.add_argument(flag, choices=ARCHS, default=argparse.SUPPRESS,
                                 help=f"the model's family: gpt2, llama (RMSNorm, rotary embeddings, SwiGLU, grouped-query "
                                      f"attention) or qwen3 (llama's, with QK-norm) {help_text}")
+        elif f.name == "optimizer":
+            parser.add_argument(flag, choices=OPTIMIZERS, default=argparse.SUPPRESS,
+                                help=f"adamw for every parameter, or muon for the blocks' weight matrices and adamw for "
+                                     f"the rest (docs/muon.md) {help_text}")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
-            metavar = {int: "N", float: "X"}.get(kind, {"out_dir": "DIR", "init_from": "DIR", "data": "PATH"}.get(f.name, "VALUE"))
+            metavar = {int: "N", float: "X"}.get(kind, {"out_dir": "DIR", "init_from": "DIR", "data": "PATH", "corpus": "NAME|DIR"}.get(f.name, "VALUE"))
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
     parser.add_argument("--allow-data-change", action="store_true",
                         help="with --resume: go on with a text file other than the one the run was trained on")

@@ -10,6 +10,7 @@ Reading from the bottom up:
     pydocs.py      the Python documentation's reStructuredText sources, one document per file
     sources.py     the pinned packages, what is taken from each, the named corpora
     build.py       the corpus written once into the cache: train.txt, val.txt, NOTICE, manifest.json
+    tokenize.py    its text encoded once into token files beside it, tokens/ (`minigpt data tokenize`)
 
 A small corpus made by the same code ships in sample/ (its NOTICE says how), so that the tests and a first try need
 no network. docs/pretraining.md describes the corpus.

@@ -7,15 +7,17 @@ Every dataset implements the same few methods, so that no caller asks which kind
     dataset.get_batch(split, B, rng)      a Batch of B rows of the split ("train" or "val"), drawn with rng
     dataset.split_size(split)             how much the split holds, of what, and how much of it a row reads
     dataset.accuracy(model, split)        the held-out score the run reports with its losses, or None
+    dataset.bits_per_byte(loss, split)    the split's loss per token as bits per byte of its text, or None
     dataset.what_next(out_dir)            the command that shows what a run on it learned
     dataset.tokenizer, .vocab_size        its vocabulary (a fine-tune's is the model's, with what the data adds)
     dataset.source                        what to call it in messages
     dataset.identity                      a file's size and SHA-256, saved with a run to check a resume; or None
     dataset.labels                        a classifier's class names, in order; None for a language model
 
-The kinds, each a subclass: a text read in windows (minigpt/data/text.py), the synthetic tasks
+The kinds, each a subclass: a text read in windows (minigpt/data/text.py), a tokenized corpus read in windows of its
+memory-mapped token files (minigpt/data/tokens.py), the synthetic tasks
 (minigpt/data/tasks.py), and JSONL records for fine-tuning, instructions or classification (minigpt/data/records.py).
-A new kind (a corpus of pretokenized shards, summarisation or question-answer records) subclasses Dataset, or
+A new kind (summarisation or question-answer records) subclasses Dataset, or
 Records where it is records, and is picked in minigpt/run.py's load_dataset: nothing else changes. Tests:
 tests/test_datasets.py calls the whole protocol on every kind.
 """
@@ -77,6 +79,11 @@ class Dataset(ABC):
     @abstractmethod
     def accuracy(self, model, split: str = "val") -> float | None:
         """The model's held-out score on the split, reported at each evaluation; None where there is none (a text)."""
+
+    def bits_per_byte(self, loss: float, split: str = "val") -> float | None:
+        """The split's mean loss (nats per token) in bits per byte of the text it encodes, reported with the losses;
+        None for a kind that does not know its text's bytes (all but a tokenized corpus, minigpt/data/tokens.py)."""
+        return None
 
     @abstractmethod
     def what_next(self, out_dir: str) -> str:

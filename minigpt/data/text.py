@@ -130,18 +130,8 @@ class TextDataset(Dataset):
         return self.block_size
 
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
-        """B random windows of T + 1 consecutive tokens: x (B, T) the inputs, y (B, T) the next tokens."""
-        T = self.sequence_length
-        data = self.train if split == "train" else self.val
-        if len(data) <= T:
-            raise ValueError(
-                f"the {split} split has {len(data)} tokens, too few for block_size {T}; "
-                f"use a longer text or a smaller --block-size"
-            )
-        ix = rng.integers(0, len(data) - T, size=batch_size)  # (B,) window starts
-        x = np.stack([data[i:i + T] for i in ix]).astype(np.int64)  # (B, T)
-        y = np.stack([data[i + 1:i + 1 + T] for i in ix]).astype(np.int64)  # (B, T)
-        return Batch(x, y)
+        """B random windows of T + 1 consecutive tokens (windows, below)."""
+        return windows(self.train if split == "train" else self.val, split, self.sequence_length, batch_size, rng)
 
     def split_size(self, split: str) -> tuple[int, str, int]:
         """The split's tokens; a row reads T of them."""
@@ -154,6 +144,20 @@ class TextDataset(Dataset):
     def what_next(self, out_dir: str) -> str:
         """A text's model continues a newline."""
         return f"sample with: minigpt sample --out-dir {out_dir}"
+
+
+def windows(data: np.ndarray, split: str, T: int, batch_size: int, rng: np.random.Generator) -> Batch:
+    """B random windows of T + 1 consecutive tokens of `data` (an array or a memmap, of which only the windows are
+    read): x (B, T) the inputs, y (B, T) the next tokens."""
+    if len(data) <= T:
+        raise ValueError(
+            f"the {split} split has {len(data)} tokens, too few for block_size {T}; "
+            f"use a longer text or a smaller --block-size"
+        )
+    ix = rng.integers(0, len(data) - T, size=batch_size)  # (B,) window starts
+    x = np.stack([data[i:i + T] for i in ix]).astype(np.int64)  # (B, T)
+    y = np.stack([data[i + 1:i + 1 + T] for i in ix]).astype(np.int64)  # (B, T)
+    return Batch(x, y)
 
 
 def read_prepared(prepared: Path) -> dict | None:
