@@ -71,8 +71,20 @@ def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_
     started = time.perf_counter()
     assert main([*command, "--out-dir", str(tmp_path / "reference")]) == 0
     training = time.perf_counter() - started  # the run without the process's start-up: 0.6 to 2 s, by machine
-    out = tmp_path / "run"
     rng = np.random.default_rng(0)
+    for attempt in range(3):  # a run may finish before its third kill (instants are random, machines' speeds vary):
+        out = tmp_path / f"run-{attempt}"  # then it is compared all the same, and a new one is killed
+        kills = kill_at_random_instants(out, command, training, rng)
+        finish(out, [*command, "--out-dir", str(out)])
+        assert snapshot(out) == snapshot(tmp_path / "reference")
+        if kills >= 3:
+            break
+    assert kills >= 3
+
+
+def kill_at_random_instants(out, command: list, training: float, rng) -> int:
+    """Start the run in `out` and SIGKILL it at a random instant, then resume it and kill it again, eight times at
+    most or until it finishes first; return how many times it was killed."""
     kills = 0
     for _ in range(8):  # bounded: eight kills at most, at instants drawn from a seeded generator
         resume = (out / "checkpoints.json").exists()
@@ -87,9 +99,7 @@ def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_
         if process.returncode == 0:  # it finished first
             break
         kills += 1
-    finish(out, [*command, "--out-dir", str(out)])
-    assert kills >= 3
-    assert snapshot(out) == snapshot(tmp_path / "reference")
+    return kills
 
 
 @pytest.fixture
