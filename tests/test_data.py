@@ -109,17 +109,18 @@ def test_missing_files_are_named(no_env, monkeypatch):
 def test_tiny_shakespeare_is_split_90_10_and_stored_once(shakespeare, no_env):
     data = TextDataset.load(str(shakespeare))
     assert data.vocab_size == 65
-    assert len(data.train) == 1_003_854 and len(data.val) == 111_540  # int(1,115,394 * 0.9) and the rest
-    assert data.train.dtype == np.uint16 and isinstance(data.train, np.memmap)
+    train, val = data.splits["train"], data.splits["val"]
+    assert len(train) == 1_003_854 and len(val) == 111_540  # int(1,115,394 * 0.9) and the rest
+    assert train.dtype == np.uint16 and isinstance(train, np.memmap)
     text = shakespeare.read_text()
-    assert data.tokenizer.decode(data.train[:14]) == text[:14] == "First Citizen:"
-    assert data.tokenizer.decode(data.val[-10:]) == text[-10:]
+    assert data.tokenizer.decode(train[:14]) == text[:14] == "First Citizen:"
+    assert data.tokenizer.decode(val[-10:]) == text[-10:]
     prepared = next((cache_dir() / "data").iterdir())
     assert sorted(p.name for p in prepared.iterdir()) == ["meta.json", "tokenizer.json", "train.bin", "val.bin"]
     stamp = os.stat(prepared / "train.bin").st_mtime_ns
     again = TextDataset.load(str(shakespeare))  # reused, not rewritten
     assert os.stat(prepared / "train.bin").st_mtime_ns == stamp
-    np.testing.assert_array_equal(again.val, data.val)
+    np.testing.assert_array_equal(again.splits["val"], val)
 
 
 def test_batches_are_windows_and_their_next_tokens(no_env):

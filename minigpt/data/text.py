@@ -84,15 +84,51 @@ def bpe_for(text: str, raw: bytes, vocab_size: int, progress: bool = False) -> B
     return tokenizer
 
 
-class TextDataset(Dataset):
+class Windows(Dataset):
+    """Token ids read in windows: a split is one long array of ids (`splits`, set by the subclass: a text's, a tokenized
+    corpus's, minigpt/data/tokens.py), and a batch is random windows of block_size + 1 consecutive ids (windows,
+    below)."""
+
+    splits: dict  # "train", "val" -> (N,) token ids, an array or a memmap
+    block_size: int | None = None  # the windows' length, once fitted
+
+    def fit(self, block_size: int, truncate: bool = False) -> list:
+        """Windows of block_size tokens; --truncate, which cuts records, is refused."""
+        refuse_truncate(truncate)
+        self.block_size = block_size
+        return []
+
+    @property
+    def sequence_length(self) -> int:
+        if self.block_size is None:
+            raise ValueError(f"{self.source} has no window length yet: fit(block_size) gives it one")
+        return self.block_size
+
+    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
+        """B random windows of T + 1 consecutive tokens (windows, below): of a memmap, only those pages are read."""
+        return windows(self.splits[split], split, self.sequence_length, batch_size, rng)
+
+    def split_size(self, split: str) -> tuple[int, str, int]:
+        """The split's tokens; a row reads T of them."""
+        return len(self.splits[split]), f"tokens of {self.source}", self.sequence_length
+
+    def accuracy(self, model, split: str = "val") -> None:
+        """Token ids have no held-out score beyond their loss."""
+        return None
+
+    def what_next(self, out_dir: str) -> str:
+        """A model of text continues a prompt (a newline by default)."""
+        return f"sample with: minigpt sample --out-dir {out_dir}"
+
+
+class TextDataset(Windows):
     """A text file tokenized into two memory-mapped token files, train.bin and val.bin (uint16, or uint32
     for vocabularies past 65,536), stored once in the cache directory next to tokenizer.json and
     reused on the next run. Its batches are windows of block_size tokens (minigpt/data/dataset.py)."""
 
     def __init__(self, train: np.ndarray, val: np.ndarray, tokenizer, source: Path, identity: dict | None = None):
-        self.train, self.val, self.tokenizer, self.source = train, val, tokenizer, source
+        self.splits, self.tokenizer, self.source = {"train": train, "val": val}, tokenizer, source
         self.identity = identity  # the text file's size and SHA-256, saved with a run that trains on it
-        self.block_size: int | None = None  # the windows' length, once fitted
 
     @classmethod
     def load(cls, path: str | None = None, tokenizer=None, kind: str = "char", vocab_size: int | None = None,
@@ -116,34 +152,6 @@ class TextDataset(Dataset):
         tokens = lambda split: np.memmap(prepared / f"{split}.bin", dtype=meta["dtype"], mode="r") \
             if meta[f"{split}_tokens"] else np.zeros(0, meta["dtype"])  # noqa: E731  (mmap refuses an empty file)
         return cls(tokens("train"), tokens("val"), tokenizer, source, identity)
-
-    def fit(self, block_size: int, truncate: bool = False) -> list:
-        """Windows of block_size tokens; --truncate, which cuts records, is refused."""
-        refuse_truncate(truncate)
-        self.block_size = block_size
-        return []
-
-    @property
-    def sequence_length(self) -> int:
-        if self.block_size is None:
-            raise ValueError(f"the text {self.source} has no window length yet: fit(block_size) gives it one")
-        return self.block_size
-
-    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
-        """B random windows of T + 1 consecutive tokens (windows, below)."""
-        return windows(self.train if split == "train" else self.val, split, self.sequence_length, batch_size, rng)
-
-    def split_size(self, split: str) -> tuple[int, str, int]:
-        """The split's tokens; a row reads T of them."""
-        return len(self.train if split == "train" else self.val), f"tokens of {self.source}", self.sequence_length
-
-    def accuracy(self, model, split: str = "val") -> None:
-        """A text has no held-out score beyond its loss."""
-        return None
-
-    def what_next(self, out_dir: str) -> str:
-        """A text's model continues a newline."""
-        return f"sample with: minigpt sample --out-dir {out_dir}"
 
 
 def windows(data: np.ndarray, split: str, T: int, batch_size: int, rng: np.random.Generator) -> Batch:

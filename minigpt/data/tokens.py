@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from minigpt.data.bpe import BPETokenizer
-from minigpt.data.dataset import Batch, Dataset, refuse_truncate
-from minigpt.data.text import windows
+from minigpt.data.text import Windows
 from minigpt.validate import check_object, read_json
 
 TOKENS = "tokens"  # the directory, inside the corpus's
@@ -34,7 +33,7 @@ DTYPE = np.uint16  # ids below 65,536: a vocabulary of 4,096 to 8,192 needs half
 FORMAT = 1  # tokens.json's layout
 
 
-class TokensDataset(Dataset):
+class TokensDataset(Windows):
     """The token files of a tokenized corpus (the directory above), memory-mapped. identity: train.bin's size and
     SHA-256, from the header, saved with a run so that a resume checks it trains on the same tokens."""
 
@@ -43,7 +42,6 @@ class TokensDataset(Dataset):
         self.splits = {split: np.memmap(directory / name, dtype=DTYPE, mode="r") for split, name in SPLITS.items()}
         train = header["splits"]["train"]
         self.identity = {"size": train["tokens"] * np.dtype(DTYPE).itemsize, "sha256": train["sha256"]}
-        self.block_size: int | None = None  # the windows' length, once fitted
 
     @classmethod
     def open(cls, directory: Path, tokenizer: BPETokenizer | None = None) -> "TokensDataset":
@@ -61,40 +59,12 @@ class TokensDataset(Dataset):
                              f"tokenize the corpus with this one")
         return cls(directory, header, own)
 
-    def fit(self, block_size: int, truncate: bool = False) -> list:
-        """Windows of block_size tokens; --truncate, which cuts records, is refused."""
-        refuse_truncate(truncate)
-        self.block_size = block_size
-        return []
-
-    @property
-    def sequence_length(self) -> int:
-        if self.block_size is None:
-            raise ValueError(f"the tokens {self.source} have no window length yet: fit(block_size) gives them one")
-        return self.block_size
-
-    def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
-        """B random windows of T + 1 consecutive tokens, read from the mapped file: only those pages are touched."""
-        return windows(self.splits[split], split, self.sequence_length, batch_size, rng)
-
-    def split_size(self, split: str) -> tuple[int, str, int]:
-        """The split's tokens; a row reads T of them."""
-        return len(self.splits[split]), f"tokens of {self.source}", self.sequence_length
-
-    def accuracy(self, model, split: str = "val") -> None:
-        """A corpus has no held-out score beyond its loss (and its bits per byte)."""
-        return None
-
     def bits_per_byte(self, loss: float, split: str = "val") -> float:
         """The mean loss of the split's tokens (nats per token) as bits per UTF-8 byte of its text: times the split's
         tokens per byte, over ln 2 (docs/pretraining.md). A tokenizer that makes fewer, longer tokens has a higher
         loss per token for the same prediction; per byte, the two are comparable."""
         counts = self.header["splits"][split]
         return loss * counts["tokens"] / counts["bytes"] / math.log(2)
-
-    def what_next(self, out_dir: str) -> str:
-        """A corpus's model continues a prompt of prose."""
-        return f"sample with: minigpt sample --out-dir {out_dir}"
 
 
 def read_header(directory: Path) -> dict:
