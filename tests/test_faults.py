@@ -65,41 +65,43 @@ def test_a_kill_at_each_step_of_the_protocol_then_resume_equals_the_uninterrupte
 def test_kill_9_at_random_instants_then_resume_equals_the_uninterrupted_run(tmp_path):
     text = make_text(tmp_path / "text.txt", seed=1)
     command = ["train", "--data", str(text), "--max-iters", "500", *RUN, "--eval-interval", "10"]
-    # a first short run compiles what a fresh checkout has not yet (the kernels, numba's cache), which the timed run
-    # below must not count: the kill instants are drawn from its length
-    assert main(["train", "--data", str(text), "--max-iters", "2", *RUN, "--out-dir", str(tmp_path / "warm-up")]) == 0
-    started = time.perf_counter()
     assert main([*command, "--out-dir", str(tmp_path / "reference")]) == 0
-    training = time.perf_counter() - started  # the run without the process's start-up: 0.6 to 2 s, by machine
+    out = tmp_path / "run"
     rng = np.random.default_rng(0)
-    for attempt in range(3):  # a run may finish before its third kill (instants are random, machines' speeds vary):
-        out = tmp_path / f"run-{attempt}"  # then it is compared all the same, and a new one is killed
-        kills = kill_at_random_instants(out, command, training, rng)
-        finish(out, [*command, "--out-dir", str(out)])
-        assert snapshot(out) == snapshot(tmp_path / "reference")
-        if kills >= 3:
-            break
-    assert kills >= 3
-
-
-def kill_at_random_instants(out, command: list, training: float, rng) -> int:
-    """Start the run in `out` and SIGKILL it at a random instant, then resume it and kill it again, eight times at
-    most or until it finishes first; return how many times it was killed."""
     kills = 0
     for _ in range(8):  # bounded: eight kills at most, at instants drawn from a seeded generator
         resume = (out / "checkpoints.json").exists()
+        done = logged_iter(out)
+        if done >= 499:
+            break
+        # the instant, by the run's own progress rather than the clock (so that it falls inside the run on any machine,
+        # however fast or loaded): once the run has logged a step drawn from those left (the first: during start-up),
+        # and a little later, inside a step, its log line or a checkpoint's save
+        target = rng.integers(done, 500)
         process = minigpt(*(["train", "--resume", "--out-dir", str(out)] if resume else [*command, "--out-dir", str(out)]),
                           wait=False)
-        # from start-up (about 0.3 to 0.5 s) to most of the way through what is left of the run, however fast the
-        # machine: a resumed run has only the steps after its latest checkpoint to go
-        left = 1 - (int(json.loads((out / "checkpoints.json").read_text())["latest"][5:]) / 500 if resume else 0)
-        time.sleep(rng.uniform(0.2, 0.4 + 0.6 * training * left))
+        deadline = time.monotonic() + 120
+        while process.poll() is None and logged_iter(out) < target and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.02))
         process.send_signal(signal.SIGKILL)
         process.communicate()
         if process.returncode == 0:  # it finished first
             break
         kills += 1
-    return kills
+    finish(out, [*command, "--out-dir", str(out)])
+    assert kills >= 3
+    assert snapshot(out) == snapshot(tmp_path / "reference")
+
+
+def logged_iter(out) -> int:
+    """The step of the run's last whole line of log.jsonl (each is flushed as it is written), 0 before any."""
+    try:
+        lines = (out / "log.jsonl").read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return 0
+    whole = [line for line in lines if line.endswith("\n")]
+    return json.loads(whole[-1])["iter"] if whole else 0
 
 
 @pytest.fixture
