@@ -19,6 +19,7 @@ from minigpt.data.chars import UnknownCharacter
 from minigpt.data.chat_template import compiled
 from minigpt.data.records import render, stop_tokens
 from minigpt.data.text import encode_text
+from minigpt.beam import Beams, beam_search
 from minigpt.generate import stream
 
 
@@ -62,14 +63,28 @@ def prompt_ids(tokenizer, messages: list, room: int) -> np.ndarray:
         del messages[first]
 
 
-def reply(model, tokenizer, messages: list, max_new_tokens: int, **sampling):
+def reply(model, tokenizer, messages: list, max_new_tokens: int, beams: Beams | None = None, **sampling):
     """The reply's text, piece by piece (an iterator), up to a stop token (not shown) or max_new_tokens tokens.
     The last message is checked here, at the call, before anything is generated: Refused if the model cannot take
-    it."""
+    it. With beams, the reply is beam search's (minigpt/beam.py), ended by the stop tokens, at most to the end of the
+    context."""
     check_message(tokenizer, messages[-1]["content"])
     room = model.config.block_size - min(max_new_tokens, model.config.block_size // 2)
     idx = prompt_ids(tokenizer, messages, max(1, room))
+    if beams is not None:
+        return searched(model, tokenizer, idx, min(max_new_tokens, model.config.block_size - idx.shape[1]), beams)
     return streamed(model, tokenizer, idx, max_new_tokens, **sampling)
+
+
+def searched(model, tokenizer, idx: np.ndarray, max_new_tokens: int, beams: Beams):
+    """Yield the text beam search finds after idx (1, T): all of it at once (a beam is known to be best only at the
+    end), up to a stop token (not shown)."""
+    stops = stop_tokens(tokenizer)
+    tokens = beam_search(model, idx, max_new_tokens, beams.num_beams, beams.length_penalty, beams.early_stopping,
+                         eos_token_ids=frozenset(stops))  # (n,)
+    if tokens.size and int(tokens[-1]) in stops:
+        tokens = tokens[:-1]
+    yield tokenizer.decode_bytes(tokens).decode("utf-8", errors="replace")
 
 
 def streamed(model, tokenizer, idx: np.ndarray, max_new_tokens: int, **sampling):

@@ -23,14 +23,15 @@ def build_parser():
     import argparse
 
     from minigpt import __version__
-    from minigpt.commands import Parser, chat, data, eval, export, inspect, plot, sample, tokenizer, train
+    from minigpt.commands import Parser, applications, chat, data, eval, export, inspect, plot, sample, tokenizer, train
 
     parser = Parser(prog="minigpt", description="Train and sample a GPT written from first principles in NumPy.",
                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, command in (("train", train), ("sample", sample), ("chat", chat), ("eval", eval), ("export", export),
-                          ("tokenizer", tokenizer), ("inspect", inspect), ("plot", plot), ("data", data)):
+                          ("tokenizer", tokenizer), ("inspect", inspect), ("plot", plot), ("data", data),
+                          ("applications", applications)):
         p = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
         command.add_arguments(p)
         p.set_defaults(run=command.run)

@@ -10,8 +10,12 @@ import types
 from dataclasses import Field, dataclass, field, fields
 
 BACKENDS = ("numpy", "numba", "c", "auto")  # how the ops are computed (minigpt/backends); auto: the fastest that loads
-TASK_NAMES = ("sort", "add", "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct")  # the built-in
-# synthetic tasks (minigpt/data/tasks.py) and the fine-tuning tasks made as records (minigpt/data/record_tasks.py)
+# the applications, tasks on real text shipped as records (minigpt/applications/tasks.py), which `minigpt eval --task`
+# also scores by the field's metrics
+APPLICATIONS = ("docstring-summary", "bible-translation", "wordnet-qa", "wordnet-category")
+TASK_NAMES = ("sort", "add", "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct",
+              *APPLICATIONS)  # the built-in synthetic tasks (minigpt/data/tasks.py), the fine-tuning tasks made as
+# records (minigpt/data/record_tasks.py), and the applications
 TOKENIZERS = ("char", "bpe")
 DTYPES = ("float32", "float64")
 
@@ -201,7 +205,8 @@ class TrainConfig:
     # data
     data: str | None = None  # a text file; None: Tiny Shakespeare (found or downloaded, see minigpt/data/text.py)
     task: str | None = None  # a built-in task instead of a text file: "sort" or "add"; or records to fine-tune on,
-    # "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct" (minigpt/data/record_tasks.py)
+    # "sort-instruct", "add-instruct", "shakespeare-speakers", "shakespeare-instruct" (minigpt/data/record_tasks.py),
+    # or an application's (APPLICATIONS: minigpt/applications/tasks.py)
     corpus: str | None = None  # a corpus tokenized by `minigpt data tokenize` instead of a text file: its name (the
     # cache's corpora/NAME) or, a path with a "/", its directory; the model's tokenizer is the corpus's
     # (minigpt/data/tokens.py)

@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from minigpt import checkpoint, load, lora, outputs, runtime, settings
+from minigpt.applications import tasks as applications
 from minigpt.config import TOKENIZERS, GPTConfig, TrainConfig
 from minigpt.corpus.build import corpus_dir
 from minigpt.data import load_tokenizer, record_tasks
@@ -98,8 +99,10 @@ def origin(run_dir: Path, found: checkpoint.Found, resume: bool, init_from: str 
 def load_dataset(cfg: TrainConfig, tokenizer=None, progress: bool = False, labels=None) -> Dataset:
     """The task, the records (a .jsonl file, or a task made of records), or the text dataset (tokenized with
     `tokenizer` when the model already has one; a fine-tuned classifier's labels stay its own)."""
-    if cfg.task in RECORD_TASKS or (cfg.data is not None and cfg.data.endswith(".jsonl")):
-        path, n_val = record_tasks.build(cfg.task, cfg.data) if cfg.task in RECORD_TASKS else (cfg.data, None)
+    records = cfg.task in RECORD_TASKS or cfg.task in applications.TASKS
+    if records or (cfg.data is not None and cfg.data.endswith(".jsonl")):
+        path, n_val = (record_tasks.build(cfg.task, cfg.data) if cfg.task in RECORD_TASKS
+                       else applications.build(cfg.task) if cfg.task in applications.TASKS else (cfg.data, None))
         if tokenizer is None and cfg.tokenizer not in TOKENIZERS:
             tokenizer = load_tokenizer(cfg.tokenizer)
         elif tokenizer is None and cfg.tokenizer != "char":

@@ -127,3 +127,15 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+
+def offline_page(browser) -> tuple:
+    """A page of a new browser context with the network off, 1280 x 900, and what it reports: (page, errors, requests),
+    the console's errors and the page's uncaught exceptions, and the URL of every request it makes."""
+    page = browser.new_context(offline=True, viewport={"width": 1280, "height": 900}).new_page()
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    return page, errors, requests

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import OUTPUT, TINY, chromium, cli, error_line, make_text, read_log, require, train
+from helpers import OUTPUT, TINY, chromium, cli, error_line, make_text, offline_page, read_log, require, train
 from tolerances import FLOAT64_RTOL
 
 from minigpt import GPT, GPTConfig, inspect
@@ -283,12 +283,7 @@ def test_the_page_in_a_real_browser_offline(run):
     page_path = run.parent / "browser.html"
     assert cli_ok("inspect", "--out-dir", str(run), "--prompt", "the king and the queen", "--html", str(page_path))
     with chromium() as browser:
-        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        errors, requests = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
+        page, errors, requests = offline_page(browser)
         page.goto(page_path.as_uri())
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
         for section in ("attention", "predictions", "logit-lens", "activations", "gradients", "data-flow"):

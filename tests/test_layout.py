@@ -13,6 +13,7 @@ import pytest
 from helpers import require
 
 from minigpt import backends, config
+from minigpt.applications import tasks as applications
 from minigpt.data import record_tasks, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +25,11 @@ FORMATS = ["minigpt.weights", "minigpt.hf", "minigpt.hub", "minigpt.llmc", "mini
            "minigpt.checkpoint", "minigpt.runlog"]
 LAYERS = [  # bottom to top: a module may import from its own layer and those below it, never from one above
     ["minigpt.config", "minigpt.validate", "minigpt.files", "minigpt.runtime", "minigpt.interrupt", "minigpt.distributed"],
-    ["minigpt.ops", "minigpt.optim", "minigpt.muon", "minigpt.generate", "minigpt.gradcheck"],
+    ["minigpt.ops", "minigpt.optim", "minigpt.muon", "minigpt.generate", "minigpt.beam", "minigpt.gradcheck", "minigpt.metrics"],
     ["minigpt.backends", "minigpt.data", "minigpt.corpus"],
     MODEL,
     FORMATS,
-    ["minigpt.outputs", "minigpt.load", "minigpt.evaluation", "minigpt.chat"],
+    ["minigpt.outputs", "minigpt.load", "minigpt.evaluation", "minigpt.chat", "minigpt.applications"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],
 ]
@@ -175,7 +176,8 @@ def test_the_format_check_finds_a_model_that_reads_a_file(tmp_path):
 def test_the_names_the_config_lists_are_the_ones_that_exist():
     # the config sits at the bottom and imports neither the registry nor the tasks: it lists their names, and
     # those must be exactly what the registry and the tasks provide
-    assert config.TASK_NAMES == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS)
+    assert config.TASK_NAMES == tuple(tasks.TASKS) + tuple(record_tasks.RECORD_TASKS) + tuple(applications.TASKS)
+    assert config.APPLICATIONS == tuple(applications.TASKS)
     assert tuple(name for name in config.BACKENDS if name != "auto") == backends.NAMES
     assert all((ROOT / "minigpt" / "backends" / name / "__init__.py").is_file() for name in backends.NAMES if name != "numpy")
 

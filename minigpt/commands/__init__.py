@@ -59,6 +59,41 @@ def sampling_arguments(p, max_new_tokens: int, what: str) -> None:
     p.add_argument("--greedy", action="store_true",
                    help="always take the most likely token (ignores temperature, top-k, top-p)")
     p.add_argument("--seed", type=int, default=1337, metavar="N", help="the sampling's random seed (default: 1337)")
+    p.add_argument("--num-beams", type=int, default=1, metavar="N",
+                   help="beam search with N beams, as transformers' generate(num_beams=N): the best-scoring "
+                        "continuation, deterministic, ended by the model's end token; it keeps the prompt and the "
+                        "continuation within the context; 1 samples as the flags above say (default: 1)")
+    p.add_argument("--length-penalty", type=float, default=1.0, metavar="X",
+                   help="beam search: a finished continuation scores its log-probability / length**X; above 0 "
+                        "favours longer ones (default: 1.0)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="beam search: stop as soon as N continuations have ended (default: when no running beam "
+                        "could beat them)")
+
+
+# the sampling flags' defaults: a different value beside --num-beams is a flag that beam search would ignore
+SAMPLING_DEFAULTS = {"--temperature": 0.8, "--top-k": 200, "--top-p": None, "--seed": 1337, "--greedy": False}
+
+
+def beam_flags(args):
+    """--num-beams N as a minigpt.beam.Beams, or None for N = 1 (sampling, or --greedy), its flags checked by name.
+    Beam search samples nothing, so a sampling flag given beside it is refused rather than ignored, and so are
+    beam search's own flags without it."""
+    from minigpt.beam import Beams, check_beam_args
+
+    check_beam_args(args.num_beams, args.length_penalty, args.early_stopping, flags=True)
+    if args.num_beams == 1:
+        if args.length_penalty != 1.0 or args.early_stopping:
+            raise ValueError("--length-penalty and --early-stopping are beam search's; give --num-beams N (N > 1) "
+                             "with them, or drop them")
+        return None
+    given = {"--temperature": args.temperature, "--top-k": args.top_k, "--top-p": args.top_p, "--seed": args.seed,
+             "--greedy": args.greedy}
+    for flag, value in given.items():
+        if value != SAMPLING_DEFAULTS[flag]:
+            raise ValueError(f"{flag} does not apply to beam search (--num-beams {args.num_beams}), which samples "
+                             f"nothing: it keeps the best-scoring continuation; drop {flag}, or --num-beams")
+    return Beams(args.num_beams, args.length_penalty, args.early_stopping)
 
 
 def use_threads(threads: int | None) -> None:

@@ -18,11 +18,13 @@ def add_arguments(p) -> None:
 
 
 def sampling(args) -> dict:
-    """The sampling flags, checked by name, as generate's arguments."""
+    """The sampling flags, checked by name, as generate's arguments; and beam search's (None: sampling)."""
+    from minigpt.commands import beam_flags
     from minigpt.generate import check_sampling_args
 
     check_sampling_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, flags=True)
-    return dict(do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    return dict(do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                beams=beam_flags(args))
 
 
 def run(args) -> int:

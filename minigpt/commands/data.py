@@ -1,6 +1,7 @@
 """`minigpt data build [NAME]`: build a named corpus of real English from pinned Debian packages into the cache
 (minigpt/corpus/, docs/pretraining.md); `minigpt data tokenize [NAME] --tokenizer DIR`: encode it once into the token
-files training maps (minigpt/corpus/tokenize.py, minigpt/data/tokens.py)."""
+files training maps (minigpt/corpus/tokenize.py, minigpt/data/tokens.py); `minigpt data tasks`: extract the
+applications' records again from pinned Debian packages (minigpt/applications/extract.py)."""
 
 HELP = "build a corpus of real English from pinned Debian packages, and tokenize it"
 DESCRIPTION = None
@@ -21,6 +22,15 @@ def add_arguments(p) -> None:
                                                  "them); without it they are downloaded from Debian's archive into "
                                                  "the cache")
     b.add_argument("--out", metavar="DIR", help="build into DIR rather than the cache's corpora/NAME")
+    a = data.add_parser("tasks", help="extract the applications' records again from pinned Debian packages",
+                        description="Extract the records of the four applications (summarisation, translation, "
+                                    "question answering, classification) from Debian packages pinned by version and "
+                                    "SHA-256, into a directory of its own, and compare them with those minigpt "
+                                    "ships (minigpt/applications/data/): the same packages give the same bytes.")
+    a.add_argument("--debs", metavar="DIR", help="a directory holding the .deb files; without it they are downloaded "
+                                                 "from Debian's archive into the cache")
+    a.add_argument("--out", metavar="DIR", help="extract into DIR (new or empty) rather than the cache's "
+                                                "applications/")
     t = data.add_parser("tokenize", help="encode a built corpus once into token files (train.bin, val.bin)",
                         description="Encode a built corpus's train.txt and val.txt with a tokenizer into uint16 token "
                                     "files, CORPUS/tokens/{train.bin,val.bin}, with the tokenizer and a header "
@@ -33,7 +43,33 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    return tokenize_corpus(args) if args.action == "tokenize" else build(args)
+    return {"tokenize": tokenize_corpus, "tasks": extract_tasks}.get(args.action, build)(args)
+
+
+def extract_tasks(args) -> int:
+    from pathlib import Path
+
+    from minigpt.applications import extract
+    from minigpt.commands import report
+    from minigpt.files import cache_dir
+    from minigpt.outputs import DIRECTORY, check
+
+    out = cache_dir() / "applications" if args.out is None else Path(args.out).expanduser()
+    if args.out is not None and not (out / extract.MANIFEST).is_file():  # (data extracted there before is only read)
+        check(out, "--out", DIRECTORY)  # (never into a run directory or a checkpoint)
+    if out.resolve() == extract.SHIPPED.resolve():
+        raise ValueError(f"--out {args.out} is the data minigpt ships; extract elsewhere and compare")
+    debs = None if args.debs is None else Path(args.debs).expanduser()
+    if debs is not None and not debs.is_dir():
+        raise FileNotFoundError(f"--debs {args.debs} is not a directory; give the directory the .deb files are in")
+    done = extract.extract(out, debs, report)
+    manifest = done.manifest
+    changed = extract.differences(manifest, extract.check(extract.SHIPPED))
+    print(f"{'extracted' if done.fresh else 'already extracted'}: {out} "
+          f"({sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.2f} MB); "
+          + (f"identical to the shipped data ({extract.SHIPPED})" if not changed else
+             f"differs from the shipped data in {', '.join(changed)}"))
+    return 0 if not changed else 1
 
 
 def build(args) -> int:

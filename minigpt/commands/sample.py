@@ -19,11 +19,15 @@ def add_arguments(p) -> None:
 
 def check_flags(args) -> None:
     """The flags, checked by name before anything is loaded: the sampling ones by generate's own check."""
+    from minigpt.commands import beam_flags
     from minigpt.generate import check_sampling_args
 
     check_sampling_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, flags=True)
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if beam_flags(args) is not None and args.num_samples > 1:
+        raise ValueError(f"--num-samples {args.num_samples} and --num-beams {args.num_beams} conflict: beam search is "
+                         f"deterministic, every sample would be the same; drop one of them")
     if args.prompt is not None and "\0" in args.prompt:
         raise ValueError("--prompt contains a NUL character")
 
@@ -33,7 +37,7 @@ def run(args) -> int:
     import sys
 
     from minigpt import load
-    from minigpt.commands import use_threads
+    from minigpt.commands import beam_flags, use_threads
     from minigpt.data.chars import CharTokenizer
     from minigpt.data.text import encode_text
     from minigpt.generate import check_memory, stream
@@ -50,6 +54,9 @@ def run(args) -> int:
         if isinstance(tokenizer, CharTokenizer) and "\n" not in tokenizer.chars:
             raise ValueError("this model's vocabulary has no newline to start from; give a --prompt")
     idx = encode_text(tokenizer, prompt)[None, :]  # (1, T)
+    beams = beam_flags(args)
+    if beams is not None:
+        return searched(args, model, tokenizer, prompt, idx, beams)
     check_memory(model, args.num_samples, idx.shape[1], args.max_new_tokens)  # (before the prompt is repeated)
     steps = stream(model, idx.repeat(args.num_samples, axis=0), args.max_new_tokens, do_sample=not args.greedy,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
@@ -83,19 +90,42 @@ def run(args) -> int:
     return 0
 
 
+def searched(args, model, tokenizer, prompt: str, idx, beams) -> int:
+    """The prompt and beam search's continuation (minigpt/beam.py), printed once found, up to the model's end token
+    (not shown) or --stop."""
+    from minigpt.beam import beam_search
+    from minigpt.data.records import stop_tokens
+
+    room = model.config.block_size - idx.shape[1]
+    if args.max_new_tokens > room:
+        raise ValueError(f"--num-beams keeps the prompt ({idx.shape[1]} tokens) and its continuation within the "
+                         f"model's context ({model.config.block_size}); lower --max-new-tokens to at most {room}")
+    stops = stop_tokens(tokenizer)
+    tokens = beam_search(model, idx, args.max_new_tokens, beams.num_beams, beams.length_penalty, beams.early_stopping,
+                         eos_token_ids=frozenset(stops))  # (n,)
+    if tokens.size and int(tokens[-1]) in stops:
+        tokens = tokens[:-1]
+    text = tokenizer.decode_bytes(tokens).decode("utf-8", errors="replace")
+    if args.stop and args.stop in text:
+        text = text[: text.index(args.stop) + len(args.stop)]
+    print(prompt + text)
+    return 0
+
+
 def chat_reply(args, model, tokenizer) -> int:
     """One turn: --prompt as the user's message, the reply (each of --num-samples) on stdout, streamed."""
     import sys
 
     from minigpt.chat import Refused, reply
+    from minigpt.commands import beam_flags
 
     if args.prompt is None:
         raise ValueError("--chat needs the user's message in --prompt")
     for i in range(args.num_samples):
         try:
             answer = reply(model, tokenizer, [{"role": "user", "content": args.prompt}], args.max_new_tokens,
-                           do_sample=not args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           seed=args.seed + i)
+                           beams=beam_flags(args), do_sample=not args.greedy, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, seed=args.seed + i)
         except Refused as e:
             raise ValueError(f"--prompt: {e}") from None
         for piece in answer:

@@ -36,6 +36,15 @@ class Package:
         return self.pool.rsplit("/", 1)[1]
 
     @property
+    def filenames(self) -> tuple:
+        """The names a downloaded copy may have: the archive's, and apt-get download's, which keeps a version's epoch
+        ("1:" of wordnet-base 1:3.0-37, which the archive's name leaves out) as "1%3a"."""
+        epoch, colon, upstream = self.version.partition(":")
+        if not colon:
+            return (self.filename,)
+        return self.filename, self.filename.replace(f"_{upstream}_", f"_{epoch}%3a{upstream}_", 1)
+
+    @property
     def pinned(self) -> str:
         return f"{self.name}={self.version}"
 
@@ -46,9 +55,9 @@ def locate(packages: list, debs: Path | None, cache: Path, say: Callable[[str], 
     found = {}
     for package in packages:
         if debs is not None:
-            path = debs / package.filename
-            if not path.is_file():
-                missing = [p for p in packages if not (debs / p.filename).is_file()]
+            path = next((debs / name for name in package.filenames if (debs / name).is_file()), None)
+            if path is None:
+                missing = [p for p in packages if not any((debs / name).is_file() for name in p.filenames)]
                 raise FileNotFoundError(
                     f"{debs} lacks {', '.join(p.filename for p in missing)}; download them there (on Debian 12, "
                     f"`cd {debs} && apt-get download {' '.join(p.pinned for p in missing)}`; anywhere, from "

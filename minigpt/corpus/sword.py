@@ -35,6 +35,12 @@ def wanted(name: str) -> bool:
 
 def documents(files: dict) -> list:
     """The module's chapters as Documents (osis.py); `files` are its package's, name -> bytes."""
+    where, stems = testaments(files)
+    return osis.documents(entry for stem in stems for entry in entries(files, stem, where))
+
+
+def testaments(files: dict) -> tuple:
+    """(the module's name for messages, the paths of its testaments without .bzs/.bzv/.bzz), its .conf checked."""
     conf_name, conf = module_conf(files)
     where = f"the Sword module {conf_name}"
     for key, expected in (("ModDrv", "zText"), ("CompressType", "ZIP"), ("SourceType", "OSIS"), ("Encoding", "UTF-8")):
@@ -43,10 +49,10 @@ def documents(files: dict) -> list:
     directory = posixpath.normpath(posixpath.join(ROOT, conf.get("DataPath", "")))
     if not (directory + "/").startswith(ROOT) or "DataPath" not in conf:
         raise ValueError(f"{where}: its DataPath {conf.get('DataPath')!r} is not a directory under /{ROOT}")
-    testaments = [t for t in TESTAMENTS if f"{directory}/{t}.bzs" in files]
-    if not testaments:
+    stems = [f"{directory}/{t}" for t in TESTAMENTS if f"{directory}/{t}.bzs" in files]
+    if not stems:
         raise ValueError(f"{where} has neither ot.bzs nor nt.bzs in /{directory}; the package is damaged")
-    return osis.documents(entry for t in testaments for entry in entries(files, f"{directory}/{t}", where))
+    return where, stems
 
 
 def module_conf(files: dict) -> tuple:
@@ -69,6 +75,12 @@ def module_conf(files: dict) -> tuple:
 
 def entries(files: dict, stem: str, where: str) -> Iterator[str]:
     """The text of each entry of one testament (stem: the path without .bzs/.bzv/.bzz), in order."""
+    return (text for _, text in numbered_entries(files, stem, where))
+
+
+def numbered_entries(files: dict, stem: str, where: str) -> Iterator[tuple]:
+    """(its number in the verse index, its text) of each non-empty entry of one testament, in order: two modules of
+    the same versification hold the same verse under the same number."""
     try:
         bzs, bzv, bzz = (files[f"{stem}.{ext}"] for ext in ("bzs", "bzv", "bzz"))
     except KeyError as e:
@@ -100,7 +112,7 @@ def entries(files: dict, stem: str, where: str) -> Iterator[str]:
         if start + size > len(block):
             raise ValueError(f"{where}: entry {i} of {name}.bzv reaches past the end of its block; damaged")
         try:
-            yield block[start:start + size].decode("utf-8")
+            yield i, block[start:start + size].decode("utf-8")
         except UnicodeDecodeError as e:
             raise ValueError(f"{where}: entry {i} of {name}.bzv is not UTF-8 ({e.reason}); damaged") from None
 

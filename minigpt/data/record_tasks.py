@@ -95,10 +95,16 @@ def build(name: str, data: str | None = None) -> tuple[Path, int]:
         records, n_val = make(source.read_text(encoding="utf-8"))
     else:
         records, n_val = make()
+    return write_records(name, records), n_val
+
+
+def write_records(name: str, records: list) -> Path:
+    """The records, one JSON object a line, in the cache directory's tasks/NAME.jsonl: written once, and again only if
+    they changed (atomically: a run reading the file never sees half of it)."""
     path = cache_dir() / "tasks" / f"{name}.jsonl"
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if not path.is_file() or path.read_text(encoding="utf-8") != lines:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
             f.write(lines)
-    return path, n_val
+    return path

@@ -56,6 +56,13 @@ class KVCache:
         self.length = P + T
         return self.k[:, :P + T], self.v[:, :P + T]  # (B, P + T, nkv, hs) x2
 
+    def reorder(self, rows) -> None:
+        """Keep the sequences rows (B',) in that order: new row i is old row rows[i]; a row may be kept twice or
+        dropped, and B' may differ from B. Beam search (minigpt/beam.py) does this after each step, when the beams
+        kept continue some of the previous ones and drop the others."""
+        self.k = self.k[rows]  # (B', S, nkv, hs) a copy: two beams that share a row must not share its memory
+        self.v = self.v[rows]  # (B', S, nkv, hs)
+
     @property
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
