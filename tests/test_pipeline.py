@@ -146,7 +146,8 @@ def test_the_smoke_pipeline_killed_and_run_again_gives_the_tables_of_one_run(tmp
             time.sleep(1.0)
             os.killpg(stopped.pid, signal.SIGKILL)
             break
-    stopped.wait()
+    assert stopped.wait() == -signal.SIGKILL  # (killed, not finished)
+    assert not (tmp_path / "stopped" / "report.md").exists()
     subprocess.run([*command, "--out", str(tmp_path / "stopped")], env=env, check=True, capture_output=True)
 
     def tables(out):

@@ -79,7 +79,8 @@ def test_the_markdown_tables_hold_every_row_with_its_scores_and_command(card):
                         ["fine-tuned", "**0.812**", "**0.790**",
                          "`minigpt eval --task wordnet-category --out-dir runs/wc`"]]
     # each signature once, the machine, the total time, the steps
-    assert text.count("nrefs:1\\|bs:1000") == 1 and text.count("nc:6") == 1
+    assert text.count("nrefs:1|bs:1000") == 1 and text.count("nc:6") == 1
+    assert "sacreBLEU's BLEU signature: `nrefs:1|bs:1000|" in text and "sacreBLEU's chrF signature: `nrefs:1|nc:6|" in text
     assert "Intel(R) Xeon(R) &lt;CPU&gt; @ 2.20GHz, 2 cores; run on 2026-12-06" in text
     assert "the whole pipeline took 1 h 05 min" in text and "| 1 h 02 min |" in text and "| 3 min 05 s |" in text
 

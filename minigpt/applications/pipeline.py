@@ -59,13 +59,14 @@ class Plan:
 
 FINE_TUNE = ("--max-iters", "300", "--batch-size", "16", "--learning-rate", "3e-4", "--warmup-iters", "30",
              "--eval-interval", "100", "--eval-iters", "20", "--truncate")
+# LoRA trains 3% as many weights, each further from where it starts: a larger learning rate
+LORA = ("--max-iters", "300", "--batch-size", "16", "--learning-rate", "2e-3", "--warmup-iters", "30",
+        "--eval-interval", "100", "--eval-iters", "20", "--truncate", "--lora-rank", "16", "--lora-alpha", "32")
 SMOKE_TUNE = ("--max-iters", "2", "--batch-size", "2", "--eval-interval", "2", "--eval-iters", "1", "--warmup-iters",
               "1", "--truncate")
 PLANS = {
     # the report card of docs/applications.md: the base preset (about 30 minutes here), then the tasks
-    "full": Plan("english", 4096, ("--preset", "base"), FINE_TUNE,
-                 FINE_TUNE[:4] + ("--learning-rate", "2e-3") + FINE_TUNE[6:] + ("--lora-rank", "16", "--lora-alpha",
-                                                                             "32"), 3, 4, None),
+    "full": Plan("english", 4096, ("--preset", "base"), FINE_TUNE, LORA, 3, 4, None),
     # every step on the shipped sample corpus, a tiny model and a few records: the pipeline's own test
     "smoke": Plan("sample", 300, ("--arch", "qwen3", "--corpus", "sample", "--n-layer", "1", "--n-head", "2",
                                   "--n-embd", "32", "--block-size", "256", "--batch-size", "2", "--max-iters", "2",
@@ -74,12 +75,14 @@ PLANS = {
 }
 
 
+@dataclass(frozen=True)
 class Step:
-    """One command of the pipeline: its name, its argv after `minigpt`, and what it writes inside the output directory
-    (removed before it runs, since a step that did not finish may have begun it); how it scores, for a row."""
-
-    def __init__(self, name: str, argv: list, output: Path | None, row: tuple | None = None):
-        self.name, self.argv, self.output, self.row = name, argv, output, row  # row: (task, model) of an evaluation
+    """One command of the pipeline."""
+    name: str
+    argv: list  # after `minigpt`
+    output: Path | None  # what it writes inside the output directory (removed before it runs: a step that did not
+    # finish may have begun it); None: it writes into the cache only, atomically, itself
+    row: tuple | None = None  # an evaluation's (task, model scored): its row of the report card
 
     @property
     def command(self) -> str:

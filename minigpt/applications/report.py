@@ -72,7 +72,7 @@ class Table:
     task: str
     main: str  # the task's main metric (a key of METRICS): the one the fine-tuned model must win on
     rows: tuple  # of Row
-    signatures: tuple = ()  # sacreBLEU's signatures of the BLEU and chrF columns (what changes their numbers)
+    signatures: tuple = ()  # (column, signature): sacreBLEU's, of the BLEU and chrF columns (what changes them)
     examples: tuple = ()  # of Example
 
     @property
@@ -164,8 +164,10 @@ def row(evaluation: Evaluation) -> Row:
 
 
 def signatures(results: list) -> tuple:
-    """sacreBLEU's signatures the evaluations printed (bleu_signature, chrf_signature), each once, in order."""
-    found = [result[key] for result in results for key in ("bleu_signature", "chrf_signature") if key in result]
+    """sacreBLEU's signatures the evaluations printed (bleu_signature, chrf_signature), each once, in order, with the
+    column each is of: ("BLEU", "nrefs:1|case:mixed|...")."""
+    found = [(METRICS[key[:-len("_signature")]], result[key]) for result in results
+             for key in ("bleu_signature", "chrf_signature") if key in result]
     return tuple(dict.fromkeys(found))
 
 
@@ -248,7 +250,8 @@ def markdown(card: ReportCard) -> str:
             values = [("**{}**" if k in r.scores and r.scores[k] == best(t, k) else "{}").format(figure(k, r.scores[k]))
                       if k in r.scores else "" for k in t.metrics]
             lines.append(f"| {cell(r.setting)} | " + " | ".join(values) + f" | `{cell(r.command)}` |")
-        lines += [""] + [f"sacreBLEU's signature: `{cell(s)}`  " for s in t.signatures]
+        # (outside a table a pipe is text: a signature's pipes stay as sacreBLEU prints them)
+        lines += [""] + [f"sacreBLEU's {column} signature: `{html.escape(s, quote=False)}`  " for column, s in t.signatures]
         if t.examples:
             lines += ["", f"The first {len(t.examples)} records scored, with the fine-tuned model's outputs:", "",
                       "| source | reference | fine-tuned |", "|---|---|---|"]
@@ -297,7 +300,8 @@ def page(card: ReportCard) -> str:
                             for k in t.metrics)
             out.append(f"<tr><td>{e(r.setting)}</td>{cells}<td><code>{e(r.command)}</code></td></tr>")
         out.append("</table>")
-        out += [f'<p class="note">sacreBLEU\'s signature: <code>{e(s)}</code></p>' for s in t.signatures]
+        out += [f'<p class="note">sacreBLEU\'s {column} signature: <code>{e(s)}</code></p>'
+                for column, s in t.signatures]
         if t.examples:
             out.append(f'<p class="note">The first {len(t.examples)} records scored, with the fine-tuned model\'s '
                        f"outputs:</p>")
