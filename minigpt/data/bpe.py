@@ -227,6 +227,7 @@ class BPETokenizer(ByteDecoding):
         """Learn vocab_size - 256 - len(special_tokens) merges from `text`: repeatedly merge the most
         frequent adjacent pair of tokens within the regex chunks (ties: the smallest pair of ids), as
         GPT-2's tokenizer was made. Pair counts are updated only in the chunks a merge touches."""
+        interrupt.check()  # a stop that came before the training: acted on before any of its work (imports included)
         from tqdm import tqdm
 
         n_merges = vocab_size - 256 - len(special_tokens)
