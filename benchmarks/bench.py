@@ -56,6 +56,21 @@ def peak_rss_mb() -> float:
 
 # --- workers: each runs in its own process, so that timings and peak memory are its own -------------
 
+def training_step(model, x, y):
+    """One training step of `model` on the batch (x, y), as `minigpt train` takes one: forward, backward, the gradient
+    clipped to norm 1, AdamW (on the model's kernels); a function to call and time."""
+    from minigpt.optim import AdamW, clip_grad_norm
+
+    optimizer = AdamW(model.params, kernels=model.kernels)
+
+    def step():
+        model.forward(x, y)
+        grads = model.backward()
+        clip_grad_norm(grads, 1.0)
+        optimizer.step(grads, 1e-4)
+    return step
+
+
 def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: bool = False) -> dict:
     if numpy_first:
         import numpy  # noqa: F401  as a notebook would: before minigpt
@@ -87,7 +102,6 @@ def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: boo
         import numpy as np
 
         from minigpt import GPT, GPTConfig, runtime
-        from minigpt.optim import AdamW, clip_grad_norm
 
         runtime.configure(threads)  # as the `minigpt` command does
         rng = np.random.default_rng(0)
@@ -95,13 +109,7 @@ def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: boo
         model = GPT(GPTConfig(vocab_size=V, block_size=block_size, n_layer=L, n_head=H, n_embd=C), backend=impl)
         if impl != "auto" and model.backend != impl:
             raise RuntimeError(f"the {impl} backend did not load")
-        optimizer = AdamW(model.params, kernels=model.kernels)
-
-        def step():
-            model.forward(x, y)
-            grads = model.backward()
-            clip_grad_norm(grads, 1.0)
-            optimizer.step(grads, 1e-4)
+        step = training_step(model, x, y)
 
     step()  # the first step: compilation (numba, C), first-touch allocations
     first = time.perf_counter() - built

@@ -21,6 +21,8 @@ import sys
 import time
 from dataclasses import replace
 
+from bench import training_step
+
 STEPS = 10
 
 
@@ -59,22 +61,13 @@ def worker_minigpt(threads: int) -> dict:
     import numpy as np
 
     from minigpt import GPT, runtime
-    from minigpt.optim import AdamW, clip_grad_norm
 
     runtime.configure(threads)  # as the `minigpt` command does
     config, B = base_config()
     rng = np.random.default_rng(0)
     x, y = (rng.integers(0, config.vocab_size, size=(B, config.block_size)) for _ in range(2))
     model = GPT(config, backend="auto")
-    optimizer = AdamW(model.params, kernels=model.kernels)
-
-    def step():
-        model.forward(x, y)
-        grads = model.backward()
-        clip_grad_norm(grads, 1.0)
-        optimizer.step(grads, 1e-4)
-
-    return timed(step) | {"backend": model.backend}
+    return timed(training_step(model, x, y)) | {"backend": model.backend}
 
 
 def worker_torch(threads: int) -> dict:

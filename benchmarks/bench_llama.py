@@ -27,6 +27,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench import training_step
+
 HERE = Path(__file__).resolve().parent
 ARCHS = ("gpt2", "llama", "qwen3")
 SMOLLM2_135M = dict(arch="llama", vocab_size=49152, block_size=2048, n_layer=30, n_head=9, n_kv_head=3, n_embd=576,
@@ -53,7 +55,6 @@ def worker_step(arch: str, steps: int, threads: int) -> dict:
 
     from minigpt import GPT, runtime
     from minigpt.config import TrainConfig, recipe_model
-    from minigpt.optim import AdamW, clip_grad_norm
 
     runtime.configure(threads)  # as the `minigpt` command does
     cfg = TrainConfig(model=recipe_model(arch=arch))
@@ -62,13 +63,7 @@ def worker_step(arch: str, steps: int, threads: int) -> dict:
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 65, size=(B, T)), rng.integers(0, 65, size=(B, T))
     model = GPT(config, backend="auto")  # the default backend, as `minigpt train` picks it
-    optimizer = AdamW(model.params, kernels=model.kernels)
-
-    def step():
-        model.forward(x, y)
-        grads = model.backward()
-        clip_grad_norm(grads, 1.0)
-        optimizer.step(grads, 1e-4)
+    step = training_step(model, x, y)
 
     step()  # compilation, first-touch allocations
     times = []
