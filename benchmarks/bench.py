@@ -71,6 +71,16 @@ def training_step(model, x, y):
     return step
 
 
+def step_times(step, steps: int) -> list[float]:
+    """The wall time of each of `steps` calls of step(), one after another (warm it up first)."""
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: bool = False) -> dict:
     if numpy_first:
         import numpy  # noqa: F401  as a notebook would: before minigpt
@@ -113,11 +123,7 @@ def worker_step(impl: str, name: str, steps: int, threads: int, numpy_first: boo
 
     step()  # the first step: compilation (numba, C), first-touch allocations
     first = time.perf_counter() - built
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = step_times(step, steps)
     return {"first": first, "times": times, "peak_rss_mb": peak_rss_mb()}
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import replace
 
-from bench import training_step
+from bench import step_times, training_step
 
 STEPS = 10
 
@@ -118,11 +118,7 @@ def worker_matmul(threads: int) -> dict:
 
 def timed(step) -> dict:
     step()  # compilation, first-touch allocations
-    times = []
-    for _ in range(STEPS):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = step_times(step, STEPS)
     return {"step": statistics.median(times), "peak_rss": peak_rss()}
 
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import training_step
+from bench import step_times, training_step
 
 HERE = Path(__file__).resolve().parent
 ARCHS = ("gpt2", "llama", "qwen3")
@@ -66,11 +66,7 @@ def worker_step(arch: str, steps: int, threads: int) -> dict:
     step = training_step(model, x, y)
 
     step()  # compilation, first-touch allocations
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = step_times(step, steps)
     return {"step": statistics.median(times), "flops": model_flops_per_step(config, B, T), "backend": model.backend}
 
 
