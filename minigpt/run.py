@@ -222,7 +222,10 @@ def open_run(given: settings.Given, dist: Distributed, say: Callable, source: st
     """Open a run by the steps above. given: the settings set, and where (settings.given); source: the config file
     they came from, for errors. allow_data_change lets a resumed run go on with a text other than the one it was
     trained on."""
-    out_dir = outputs.check(given.values.get("out_dir", TrainConfig.out_dir), "--out-dir", outputs.RUN)
+    out_dir = Path(given.values.get("out_dir", TrainConfig.out_dir)).expanduser()
+    if dist.is_main:  # rank 0 alone writes in the run directory, so it alone checks that it may: another rank's probe
+        # (a *.tmp-* file in it) would be a leftover to rank 0's survey, removed under that rank's feet
+        outputs.check(out_dir, "--out-dir", outputs.RUN)
     directory = checkpoint.RunDirectory(out_dir) if dist.is_main else None  # 1. locked, if it exists
     try:
         found = checkpoint.survey(out_dir)  # (only read: what the start will put right is done at 6.)
