@@ -56,12 +56,12 @@ def peak_rss_mb() -> float:
 
 # --- workers: each runs in its own process, so that timings and peak memory are its own -------------
 
-def training_step(model, x, y):
+def training_step(model, x, y, optimizer=None):
     """One training step of `model` on the batch (x, y), as `minigpt train` takes one: forward, backward, the gradient
-    clipped to norm 1, AdamW (on the model's kernels); a function to call and time."""
+    clipped to norm 1, the optimizer's step (None: AdamW, on the model's kernels); a function to call and time."""
     from minigpt.optim import AdamW, clip_grad_norm
 
-    optimizer = AdamW(model.params, kernels=model.kernels)
+    optimizer = AdamW(model.params, kernels=model.kernels) if optimizer is None else optimizer
 
     def step():
         model.forward(x, y)

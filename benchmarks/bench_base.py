@@ -5,7 +5,9 @@ weights), side by side in one run, each measurement in a fresh process, in alter
     python benchmarks/bench_base.py                  # 3 rounds: about 3 minutes on 2 cores
     python benchmarks/bench_base.py --rounds 5 --threads 2
 
-A step is the forward, the backward, clipping and AdamW, with random tokens (the speed does not depend on them).
+A step is the forward, the backward, clipping and the preset's optimizer, with random tokens (the speed does not
+depend on them): Muon for the blocks' matrices and AdamW for the rest, minigpt's (minigpt/muon.py) and PyTorch's own
+(torch.optim.Muon, as it ships: its Newton-Schulz iterations in bfloat16); --optimizer adamw for AdamW alone.
 Reported: tokens per second (median step), their ratio (minigpt / PyTorch) from adjacent rounds, each process's peak
 resident memory (libraries included: what a user's machine must hold), model FLOPs utilisation against the float32
 matmul peak measured here. docs/pretraining.md shows the table, with the machine.
@@ -57,20 +59,46 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # (Linux: kilobytes)
 
 
-def worker_minigpt(threads: int) -> dict:
+def worker_minigpt(threads: int, optimizer: str) -> dict:
     import numpy as np
 
     from minigpt import GPT, runtime
+    from minigpt.config import TrainConfig
+    from minigpt.run import new_optimizer
 
     runtime.configure(threads)  # as the `minigpt` command does
     config, B = base_config()
     rng = np.random.default_rng(0)
     x, y = (rng.integers(0, config.vocab_size, size=(B, config.block_size)) for _ in range(2))
     model = GPT(config, backend="auto")
-    return timed(training_step(model, x, y)) | {"backend": model.backend}
+    step = training_step(model, x, y, new_optimizer(TrainConfig(optimizer=optimizer), model))  # (as a run makes it)
+    return timed(step) | {"backend": model.backend}
 
 
-def worker_torch(threads: int) -> dict:
+def torch_optimizer(torch, model, optimizer: str):
+    """AdamW for every parameter; or torch.optim.Muon for the blocks' weight matrices (2-D, under model.layers) and
+    AdamW for the rest, with the rates minigpt's defaults give, as one object with step() and zero_grad()."""
+    adamw = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), **adamw)
+    matrices = [p for name, p in model.named_parameters() if name.startswith("model.layers.") and p.ndim == 2]
+    ids = {id(p) for p in matrices}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    both = (torch.optim.Muon(matrices, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0),
+            torch.optim.AdamW(rest, **adamw))
+
+    class Both:
+        def zero_grad(self, set_to_none=True):
+            for o in both:
+                o.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            for o in both:
+                o.step()
+    return Both()
+
+
+def worker_torch(threads: int, optimizer_name: str) -> dict:
     import numpy as np
     import torch
     import transformers
@@ -86,7 +114,7 @@ def worker_torch(threads: int) -> dict:
     model.load_state_dict({k: torch.from_numpy(v) for k, v in ours.params.items()}, strict=False)
     del ours
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1)
+    optimizer = torch_optimizer(torch, model, optimizer_name)
     rng = np.random.default_rng(0)
     x, y = (torch.from_numpy(rng.integers(0, config.vocab_size, size=(B, config.block_size))) for _ in range(2))
 
@@ -101,7 +129,7 @@ def worker_torch(threads: int) -> dict:
     return timed(step) | {"torch": torch.__version__}
 
 
-def worker_matmul(threads: int) -> dict:
+def worker_matmul(threads: int, optimizer: str) -> dict:
     """The float32 matmul peak here: the best of a few (2048 x 2048) products, in FLOP/s."""
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -125,9 +153,9 @@ def timed(step) -> dict:
 WORKERS = {"minigpt": worker_minigpt, "torch": worker_torch, "matmul": worker_matmul}
 
 
-def measure(name: str, threads: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(threads)], capture_output=True,
-                          text=True, check=True)
+def measure(name: str, threads: int, optimizer: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(threads), "--optimizer",
+                           optimizer], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -135,21 +163,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--optimizer", choices=("muon", "adamw"), default=None,
+                        help="the step's optimizer (default: the base preset's)")
     parser.add_argument("--worker", choices=WORKERS)
     args = parser.parse_args()
+    from minigpt import settings
+
+    optimizer = args.optimizer or settings.PRESETS["base"]["optimizer"]
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.threads)))
+        print(json.dumps(WORKERS[args.worker](args.threads, optimizer)))
         return
     config, B = base_config()
     tokens = B * config.block_size
     flops = model_flops_per_step(config, B)
-    peak = measure("matmul", args.threads)["flops"]
+    peak = measure("matmul", args.threads, optimizer)["flops"]
     runs = {"minigpt": [], "torch": []}
     for _ in range(args.rounds):
         for name in runs:
-            runs[name].append(measure(name, args.threads))
+            runs[name].append(measure(name, args.threads, optimizer))
     ratios = [t["step"] / m["step"] for m, t in zip(runs["minigpt"], runs["torch"])]
-    print(f"CPU: {cpu_name()}, {args.threads} threads; float32 matmul peak "
+    print(f"CPU: {cpu_name()}, {args.threads} threads, {optimizer}; float32 matmul peak "
           f"{peak / 1e9:.0f} GFLOP/s; {flops / 1e9:.1f} GFLOP per step, {tokens} tokens")
     print("| | tokens/s (median step) | MFU | peak memory |")
     print("|---|---:|---:|---:|")

@@ -15,6 +15,7 @@ A run directory (--out-dir) holds
         train_config.json        the TrainConfig of the run
         optimizer.safetensors    AdamW's moments
         state.json               the step, the best validation loss, the random generators, the data's identity
+                                 (and a --method dpo run's reference log-probabilities, minigpt/objectives.py)
         manifest.json            the size and SHA-256 of each file above
 
 Saving checkpoint N (`save`), after log.jsonl's lines up to step N are on disk (fsync):
@@ -62,7 +63,8 @@ FILES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer
 NAME = re.compile(r"ckpt-\d{6,}")  # ckpt-<step>, at least six digits
 UNSAVED = ("out_dir", "resume")  # where the run is and how it was started: not settings of the run itself
 STATE_FIELDS = {"iter": int, "best_val_loss": (float, None), "optimizer_step": int, "ranks": int,
-                "sampler_rng": dict, "dropout_rng": dict, "data": (dict, None)}
+                "sampler_rng": dict, "dropout_rng": dict, "data": (dict, None), "reference": (list, None)}
+OPTIONAL_STATE = ("reference",)  # preference pairs' reference log-probabilities: in a --method dpo run's state only
 
 
 def checkpoint_name(it: int) -> str:
@@ -336,7 +338,9 @@ def read_state(ckpt: Path) -> dict:
     """state.json, checked: the step and the generators' states a resumed run continues from."""
     path = verified(ckpt, "state.json")
     state = check_object(read_json(path), path, STATE_FIELDS)
-    missing = [key for key in STATE_FIELDS if key not in state]  # (null is allowed for some, missing for none)
+    missing = [key for key in STATE_FIELDS if key not in state and key not in OPTIONAL_STATE]  # (null is allowed
+    # for some, missing for none but the optional)
+    state.setdefault("reference", None)
     if missing:
         raise ValueError(f"{path} has no {missing[0]!r}; the file is damaged or not minigpt's")
     for key in ("iter", "optimizer_step", "ranks"):

@@ -21,6 +21,10 @@ DTYPES = ("float32", "float64")
 
 
 OPTIMIZERS = ("adamw", "muon")  # adamw for every parameter; muon for the blocks' matrices, adamw for the rest
+# what a step minimises (minigpt/objectives.py): the targets' cross-entropy; DPO on preference pairs; the policy
+# gradient on sampled completions rewarded by a checker
+METHODS = ("sft", "dpo", "rl")
+ADVANTAGES = ("leave-one-out", "grpo")  # rl's advantage within a group: unbiased, or GRPO's normalised one
 PRESET_NAMES = ("speedrun", "base")  # named sets of settings for `minigpt train --preset` (minigpt/settings.py)
 ARCHS = ("gpt2", "llama", "qwen3")  # the families of blocks minigpt builds (minigpt/gpt2.py, minigpt/llama.py)
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
@@ -186,7 +190,7 @@ CHANGES_ON_RESUME = ("dropout",)
 CHANGES_ON_FINE_TUNE = ("dropout", "block_size", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 # What else a resumed run cannot change, because its checkpoint was made with it. (The data file may move, but not
 # change: its size and SHA-256 are saved with the run and compared, minigpt/run.py.)
-FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "dtype", "seed", "optimizer")
+FIXED_ON_RESUME = ("task", "tokenizer", "vocab_size", "dtype", "seed", "optimizer", "method")
 
 
 def recipe_model(**settings) -> GPTConfig:
@@ -239,6 +243,14 @@ class TrainConfig:
     muon_momentum: float = 0.95  # Muon's (Nesterov) momentum: modded-nanogpt's, nanochat's and torch's
     muon_weight_decay: float = 0.0  # Muon's decoupled weight decay, times muon_lr (Keller Jordan's default: none)
     lm_loss_weight: float = 0.0  # classification: the weight of the auxiliary language-modelling loss (GPT: 0.5)
+    # what a step minimises (minigpt/objectives.py, docs/preference.md): "sft", the targets' cross-entropy; "dpo",
+    # direct preference optimisation on {"prompt", "chosen", "rejected"} records; "rl", the policy gradient on
+    # completions the model samples for instruction records' prompts, rewarded 1 where exactly the record's
+    method: str = "sft"
+    dpo_beta: float = 0.1  # dpo: how far from the reference the model may move (TRL's default)
+    rl_group: int = 8  # rl: completions sampled per prompt, each the others' baseline
+    rl_temperature: float = 1.0  # rl: the sampling temperature (1: the policy itself, as the gradient assumes)
+    rl_advantage: str = "leave-one-out"  # rl: r - the mean of the others' rewards (unbiased), or "grpo": (r - mean) / std
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation
@@ -285,6 +297,13 @@ class TrainConfig:
         if self.optimizer == "muon" and self.model.lora_rank is not None:
             raise ValueError("--optimizer muon orthogonalises whole weight matrices, and LoRA trains low-rank adapters "
                              "instead: drop --optimizer muon (LoRA trains with adamw) or --lora-rank")
+        if self.method != "sft" and self.task in ("sort", "add"):
+            raise ValueError(f"--method {self.method} trains on records; the {self.task} task is sequences: give "
+                             f"--task {self.task}-instruct (its records)" + (", with --method rl" if self.method == "dpo"
+                                                                            else ""))
+        if self.rl_group < 2:
+            raise SettingError("rl_group", f"must be at least 2 (each completion's baseline is the others'), got "
+                                           f"{self.rl_group}")
         if self.resume and self.init_from is not None:
             raise ValueError("resume continues a run and init_from starts a new one from saved weights: give one of them")
 
@@ -352,12 +371,12 @@ class SettingError(ValueError):
 POSITIVE = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_head", "head_dim", "intermediate_size",
             "norm_eps", "rope_theta", "lora_rank", "lora_alpha", "batch_size", "gradient_accumulation_steps",
             "max_iters", "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters",
-            "target_loss", "muon_lr")
+            "target_loss", "muon_lr", "dpo_beta", "rl_temperature")
 NON_NEGATIVE = ("lora_added_tokens", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight",
                 "muon_weight_decay")
 FRACTIONS = ("dropout", "lora_dropout", "beta1", "beta2", "muon_momentum")  # in [0, 1)
 CHOICES = {"arch": ARCHS, "task": TASK_NAMES, "backend": BACKENDS, "dtype": DTYPES, "preset": PRESET_NAMES,
-           "optimizer": OPTIMIZERS}
+           "optimizer": OPTIMIZERS, "method": METHODS, "rl_advantage": ADVANTAGES}
 MAX_THREADS = 1024  # more threads than that is a typing error, and each one costs memory
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
          tuple: "a list", GPTConfig: "a GPTConfig"}

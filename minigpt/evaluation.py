@@ -3,6 +3,8 @@
     instruction      mean loss and perplexity on the completions' tokens; exact match of greedy completions
     classification   accuracy, and each class's precision, recall and F1 (macro F1: their mean)
     multiple choice  pick the ending with the lowest mean loss per token, as HellaSwag is scored; accuracy
+    preference       the fraction of pairs whose chosen completion the model gives the higher log-probability, and the
+                     mean difference of the two (docs/preference.md)
 
 Every number is computed over the records given, in batches whose padding changes nothing (causal attention). The
 exact match and the classifier's predictions are the records' own (minigpt/data/record_datasets.py), as a run's
@@ -14,7 +16,7 @@ import math
 import numpy as np
 
 from minigpt import interrupt
-from minigpt.data.record_datasets import Classification, Instructions, batches
+from minigpt.data.record_datasets import Classification, Instructions, Preferences, batches
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
@@ -28,6 +30,14 @@ def completion_loss(model, records: Instructions, examples: list) -> dict:
         count += batch.loss_count
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+
+
+def preferences(model, records: Preferences, examples: list) -> dict:
+    """The model's own preference on each pair: log pi(chosen) > log pi(rejected) (no reference needed, so that it
+    means the same before and after DPO); and the mean of log pi(chosen) - log pi(rejected), in nats."""
+    logp = records.scores(model, examples)  # (N, 2)
+    return {"preference_accuracy": float(np.mean(logp[:, 0] > logp[:, 1])),
+            "logp_margin": float(np.mean(logp[:, 0] - logp[:, 1]))}
 
 
 def classification(model, records: Classification, examples: list) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 from minigpt import backends, block, generate, gpt2, llama, lora, runtime
 from minigpt.block import Step
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, rope
+from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, rope, token_logprobs
 
 FAMILIES = {"gpt2": gpt2, "llama": llama, "qwen3": llama}  # config.arch -> the module of its parameters and block
 HEAD = "lm_head.weight"  # an LM head of its own (tie_word_embeddings false), (V, C) as Hugging Face lays it out
@@ -231,13 +231,17 @@ class GPT:
     # --8<-- [end:forward]
 
     # --8<-- [start:backward]
-    def backward(self):
+    def backward(self, dlogits=None):
         """Gradients of the mean loss of the last forward(idx, targets) (or of a classifier's loss) with respect to
         every parameter that trains: a dict with the keys and shapes of `params` (LoRA's frozen ones left out). The
-        forward's cache is consumed, as PyTorch frees its graph: its arrays are not kept beside the next forward's."""
+        forward's cache is consumed, as PyTorch frees its graph: its arrays are not kept beside the next forward's.
+        dlogits (B, T, V): the gradient of another loss computed from the logits of forward(idx) without targets
+        (preference training and the policy gradient, minigpt/preference.py), back-propagated instead."""
         cache, self.cache = self.cache, None
-        if cache is None or (cache.loss is None and cache.class_loss is None):
-            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first")
+        if cache is None or (dlogits is None) == (cache.loss is None and cache.class_loss is None):
+            raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first" if dlogits is None
+                             else "backward(dlogits) back-propagates a loss computed from the logits: call "
+                                  "forward(idx) without targets first")
         cfg, kernels, f = self.config, self.kernels, self.family
         grads = {}
 
@@ -250,6 +254,7 @@ class GPT:
         if cache.loss is not None:  # the language-modelling loss, weighted in a classifier's total
             dlogits = cross_entropy.backward(1.0 if cache.class_loss is None else cache.lm_weight, cache.loss,
                                              kernels=kernels)  # (B, T, V)
+        if dlogits is not None:
             head_trains = (f.WTE if cfg.tie_word_embeddings else HEAD) not in self.frozen
             dx_lm, dhead, _ = linear.backward(dlogits, cache.lm_head, kernels=kernels,
                                               weight_grad=head_trains)  # (B, T, C), (C, V) a view of (V, C)
@@ -275,6 +280,14 @@ class GPT:
             grads[f.WPE] = dwpe
         return {name: grads[name] for name in self.params if name not in self.frozen}  # the params' order
     # --8<-- [end:backward]
+
+    def completion_logprobs(self, x, y, keep_cache=True):
+        """x, y (N, T) -> log pi(each row's completion) (N,) float64, the sum of its targets' log-probabilities (y's
+        ignore_index positions, its prompt and padding, left out), and token_logprobs' cache, whose backward gives
+        the gradient of the logits to hand to backward(dlogits) (minigpt/objectives.py)."""
+        logits, _ = self.forward(x, keep_cache=keep_cache)  # (N, T, V)
+        logp, cache = token_logprobs.forward(logits, y, kernels=self.kernels)  # (N, T)
+        return logp.sum(axis=1, dtype=np.float64), cache  # (N,)
 
     def generate(self, idx, max_new_tokens, do_sample=True, temperature=1.0, top_k=None, top_p=None, seed=None):
         """Continue each prompt of idx (B, T) by max_new_tokens tokens: returns (B, T + max_new_tokens).

@@ -3,6 +3,7 @@ or a fine-tune, and hands the loop (minigpt/train.py) what it needs.
 
     run = open_run(settings.given(flags, "run.toml"), dist, say)   # what the user set, and where
     run.model, run.optimizer, run.dataset, run.sampler, run.it     # what the loop computes with
+    run.objective                                                  # what a step minimises (--method)
     run.save(record, best)                                         # the step's log record, then a checkpoint
     run.close()
 
@@ -29,7 +30,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from minigpt import checkpoint, load, lora, outputs, runtime, settings
+from minigpt import checkpoint, load, lora, objectives, outputs, runtime, settings
 from minigpt.applications import tasks as applications
 from minigpt.config import TOKENIZERS, GPTConfig, TrainConfig
 from minigpt.corpus.build import corpus_dir
@@ -161,6 +162,7 @@ def memory_needed(cfg: TrainConfig, config: GPTConfig, T: int) -> int:
     attention scores; the logits and their gradient; the micro-batches of a step."""
     itemsize = np.dtype(cfg.dtype).itemsize
     B, C, L, nh, F, V = cfg.batch_size, config.n_embd, config.n_layer, config.n_head, config.intermediate_size, config.vocab_size
+    B *= {"dpo": 2, "rl": cfg.rl_group}.get(cfg.method, 1)  # rows of a micro-batch: a pair's two, a prompt's group
     activations = B * T * (L * (8 * C + 3 * F) + 3 * V) + 2 * B * nh * T * T
     batches = cfg.gradient_accumulation_steps * B * T * 2 * 8
     return itemsize * (4 * num_params(config) + activations) + batches
@@ -171,8 +173,10 @@ class Run:
     training batches, where the run is (it: optimizer steps taken; best_val_loss), and on rank 0 its directory."""
 
     def __init__(self, cfg: TrainConfig, dist: Distributed, model: GPT, optimizer: AdamW | MuonAdamW, dataset: Dataset,
-                 sampler, it: int, best_val_loss: float | None, directory: checkpoint.RunDirectory | None, say: Callable):
+                 objective, sampler, it: int, best_val_loss: float | None, directory: checkpoint.RunDirectory | None,
+                 say: Callable):
         self.cfg, self.dist, self.model, self.optimizer, self.dataset, self.sampler = cfg, dist, model, optimizer, dataset, sampler
+        self.objective = objective
         self.it, self.best_val_loss = it, best_val_loss
         self.directory, self.say = directory, say
         self.out_dir = Path(cfg.out_dir)
@@ -195,7 +199,8 @@ class Run:
         self.directory.write(record)
         state = {"iter": self.it, "best_val_loss": self.best_val_loss, "optimizer_step": self.optimizer.t,
                  "ranks": self.dist.size, "sampler_rng": self.sampler.bit_generator.state,
-                 "dropout_rng": self.model.rng.bit_generator.state, "data": self.dataset.identity}
+                 "dropout_rng": self.model.rng.bit_generator.state, "data": self.dataset.identity,
+                 "reference": None if self.dataset.reference is None else self.dataset.reference.tolist()}
         self.directory.save(self.it, self.model, self.dataset.tokenizer, self.cfg, self.optimizer, state, best)
 
     def diverged(self, it: int, what: str, value) -> Diverged:
@@ -273,6 +278,7 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
     if state is not None:
         check_same_data(state["data"], dataset, allow_data_change, say)
     check_with_data(cfg, dataset, say)  # (fitted to the context: its T is known)
+    check_method(cfg, dataset, start)
     T = dataset.sequence_length
     # the model: the settings', with the vocabulary the data needs (a fine-tune's special tokens may add rows to the
     # checkpoint's: load_weights) and a classifier's labels
@@ -303,7 +309,32 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
         sampler.bit_generator.state = state["sampler_rng"]
         model.rng.bit_generator.state = state["dropout_rng"]
     dist.broadcast_params(model.params, model.frozen)  # every rank starts from rank 0's weights
-    return Run(cfg, dist, model, optimizer, dataset, sampler, it, best_val_loss, directory, say)
+    # preference pairs: the reference's log-probabilities, the starting model's (or as the checkpoint saved them)
+    dataset.keep_reference(model, None if state is None else state["reference"], resumed=state is not None)
+    return Run(cfg, dist, model, optimizer, dataset, objectives.for_run(cfg, dataset), sampler, it, best_val_loss,
+               directory, say)
+
+
+PREFERENCES = ("preference", "chat preference")  # the records --method dpo trains on
+INSTRUCTIONS = ("instruction", "chat")  # those --method rl samples completions for
+
+
+def check_method(cfg: TrainConfig, dataset: Dataset, start: Origin) -> None:
+    """--method and the data go together: dpo trains on preference records, rl on instruction records (whose
+    completions are the answers its checker compares with), sft on anything else; dpo and rl start from a model."""
+    if dataset.kind in PREFERENCES and cfg.method != "dpo":
+        raise ValueError(f"{dataset.source} holds preference records ({{prompt, chosen, rejected}}), which train with "
+                         f"--method dpo")
+    if cfg.method == "dpo" and dataset.kind not in PREFERENCES:
+        raise ValueError(f"--method dpo trains on preference records, {{\"prompt\", \"chosen\", \"rejected\"}} a "
+                         f"line; {dataset.source} holds none: give such a .jsonl file with --data")
+    if cfg.method == "rl" and dataset.kind not in INSTRUCTIONS:
+        raise ValueError(f"--method rl samples completions for instruction records' prompts and rewards those exactly "
+                         f"the record's; {dataset.source} holds none: give prompt and completion (or chat) records, or "
+                         f"--task add-instruct")
+    if cfg.method != "sft" and start.kind == "new":
+        raise ValueError(f"--method {cfg.method} improves a model that can already answer: give --init-from a "
+                         f"fine-tuned run or checkpoint (minigpt train --method sft first)")
 
 
 def new_optimizer(cfg: TrainConfig, model: GPT) -> AdamW | MuonAdamW:

@@ -57,11 +57,13 @@ TASK_PRESETS = {
 PRESETS = {
     "speedrun": dict(arch="qwen3", max_iters=550, eval_interval=550, eval_iters=200, target_loss=1.919),
     # base: a Qwen 3-style model of 6.8M parameters (its BPE of 4,096 tokens: the corpus's) pretrained on the english
-    # corpus (`minigpt data build`, `minigpt data tokenize`), in about 55 minutes on 2 cores: 1,800 steps of 16 windows
-    # of 256 tokens, 7.4M tokens (1.3 passes over the corpus's 5.7M), at the 2,400 tokens/s a few measured steps gave
-    # on shared cores (4,600 on idle ones), plus its evaluations. docs/pretraining.md, "Pretraining the base model".
+    # corpus (`minigpt data build`, `minigpt data tokenize`) with Muon for the blocks' matrices: 1,490 steps of 16
+    # windows of 256 tokens, 6.1M tokens (1.07 passes over the corpus's 5.7M), the steps Muon takes in the wall time
+    # of AdamW's 1,800 (a Muon step costs 1.21 of an AdamW one; Muon ends lower: docs/muon.md). About 30 minutes on 2
+    # idle cores, under an hour on shared ones. docs/pretraining.md, "Pretraining the base model".
     "base": dict(corpus="english", arch="qwen3", n_layer=6, n_head=4, n_embd=256, block_size=256, batch_size=16,
-                 max_iters=1800, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=200, eval_iters=20),
+                 optimizer="muon", max_iters=1490, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
+                 eval_interval=200, eval_iters=20),
 }
 
 

@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from minigpt import distributed, interrupt, runtime, settings
+from minigpt import distributed, interrupt, objectives, runtime, settings
 from minigpt.config import TrainConfig
-from minigpt.data.dataset import Batch, Dataset
+from minigpt.data.dataset import Dataset
 from minigpt.distributed import Distributed
 from minigpt.model import GPT
 from minigpt.optim import clip_grad_norm, get_lr
@@ -67,10 +67,11 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             # every rank draws the whole global batch (keeping the samplers in step), and computes its share
             batches = [run.dataset.get_batch("train", cfg.batch_size, run.sampler)
                        for _ in range(cfg.gradient_accumulation_steps)]
-            loss, grads = accumulate_gradients(model, batches, share, cfg.lm_loss_weight)
-            # one all-reduce: the gradients, the loss, and whether any rank got a Ctrl-C, SIGTERM or SIGHUP (then all
-            # stop at this step)
-            loss, *received = dist.sum_gradients(grads, [loss, *interrupt.received()])
+            loss, grads, measures = accumulate_gradients(model, batches, share, run.objective, run.it)
+            # one all-reduce: the gradients, the loss (and what the objective measures besides), and whether any rank
+            # got a Ctrl-C, SIGTERM or SIGHUP (then all stop at this step)
+            loss, *summed = dist.sum_gradients(grads, [loss, *measures.values(), *interrupt.received()])
+            measures, received = dict(zip(measures, summed)), summed[len(measures):]
             stop = interrupt.agree(received)
             grad_norm = clip_grad_norm(grads, cfg.grad_clip)
             for what, value in (("the training loss", loss), ("the gradient norm", grad_norm)):
@@ -81,7 +82,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             optimizer.step(grads, lr)
             run.it += 1
             step_time = time.perf_counter() - t0
-            record = {"iter": run.it, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+            record = {"iter": run.it, "loss": loss, **measures, "lr": lr, "grad_norm": grad_norm,
                       "tokens_per_sec": tokens_per_step / step_time}
             if before is not None:  # --log-stats (minigpt inspect shows them over the run)
                 record["stats"] = parameter_stats(model.params, before, grads)
@@ -123,7 +124,7 @@ def evaluation(run: Run) -> tuple[dict, bool] | None:
     """An evaluation step's losses (and the data's held-out accuracy), said on one line, and whether its validation loss is the
     best yet (then remembered); None if a stop abandoned it. A loss that is not finite stops the run as diverged."""
     run.dist.check_same_params(run.model.params, run.it)
-    result = evaluate(run.model, run.dataset, run.cfg, run.dist)
+    result = evaluate(run.model, run.dataset, run.cfg, run.objective, run.dist)
     if result is None:
         return None
     for key in ("train_loss", "val_loss"):
@@ -139,7 +140,7 @@ def evaluation(run: Run) -> tuple[dict, bool] | None:
     return result, is_best
 
 
-def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed | None = None) -> dict | None:
+def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, objective, dist: Distributed | None = None) -> dict | None:
     """Mean loss over eval_iters batches of each split, always the same batches (a fixed generator), so that
     successive evaluations differ only because the model changed; plus the dataset's held-out accuracy, where it has
     one (a task's exact match, instructions' exact match, a classifier's accuracy), and the validation loss in bits per
@@ -156,7 +157,7 @@ def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed |
         result = {}
         for i, split in enumerate(("train", "val")):
             rng = np.random.default_rng([cfg.seed, 2, i])
-            mine = unless_abandoned(split_loss, model, dataset, cfg, dist, split, rng)
+            mine = unless_abandoned(split_loss, model, dataset, cfg, objective, dist, split, rng)
             if abandoned_anywhere(dist, mine is ABANDONED):
                 return None
             result[f"{split}_loss"] = dist.sum(mine) / cfg.eval_iters
@@ -171,14 +172,14 @@ def evaluate(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed |
         model.train()
 
 
-def split_loss(model: GPT, dataset: Dataset, cfg: TrainConfig, dist: Distributed, split: str, rng) -> float:
+def split_loss(model: GPT, dataset: Dataset, cfg: TrainConfig, objective, dist: Distributed, split: str, rng) -> float:
     """This rank's part of the sum of the losses of a split's eval_iters batches."""
     mine = 0.0
     for k in range(cfg.eval_iters):
         interrupt.check()  # (abandoned here once a stop's grace is over)
         batch = dataset.get_batch(split, cfg.batch_size, rng)
         if k % dist.size == dist.rank:
-            mine += batch_loss(model, batch, cfg.lm_loss_weight, keep_cache=False)
+            mine += objective.eval_loss(model, batch)
     return mine
 
 
@@ -208,36 +209,35 @@ def abandoned_anywhere(dist: Distributed, abandoned: bool) -> bool:
     return True
 
 
-def batch_loss(model: GPT, batch: Batch, lm_weight: float = 0.0, keep_cache: bool = True) -> float:
-    """The loss of a batch: a language model's on y, or a classifier's (last and labels given), which adds lm_weight x
-    the language-modelling loss on y (minigpt/model.py)."""
-    return model.forward(batch.x, batch.y, keep_cache=keep_cache, last=batch.last, labels=batch.labels,
-                         lm_weight=lm_weight)[1]
-
-
 # --8<-- [start:accumulate]
-def accumulate_gradients(model: GPT, batches: list, share=None, lm_weight: float = 0.0) -> tuple[float, dict]:
+def accumulate_gradients(model: GPT, batches: list, share=None, objective=None, it: int = 0) -> tuple[float, dict, dict]:
     """Mean loss and its gradients over several micro-batches, each weighted by its share of the
     targets: exactly the loss and gradients of one batch holding all of them. With `share` (a range of
     indices), only those micro-batches are computed, still weighted by their share of all the targets:
     the parts that the ranks of a data-parallel run sum (minigpt/distributed.py). (A classifier's micro-batches
     are weighted by their sequences; its auxiliary language-modelling loss, lm_weight > 0, is then each
-    micro-batch's mean over its tokens.)"""
-    counts = [batch.loss_count for batch in batches]
+    micro-batch's mean over its tokens; preference pairs' by their pairs.) objective: what the loss is
+    (minigpt/objectives.py; None: the model's own, sft); it: the step, which with each micro-batch's index seeds
+    what the objective samples. Returns the loss, the gradients, and what the objective measures besides (DPO's reward
+    margin, the policy gradient's reward: their weighted means, by name)."""
+    objective = objectives.LanguageModel() if objective is None else objective
+    counts = [objective.weight(batch) for batch in batches]
     total = sum(counts)
-    loss, grads = 0.0, None
+    loss, grads, measures = 0.0, None, dict.fromkeys(objective.MEASURES, 0.0)
     for i in range(len(batches)) if share is None else share:
         n = counts[i]
-        micro_loss = batch_loss(model, batches[i], lm_weight)
-        micro_grads = model.backward()
+        micro_loss, micro_measures = objective.loss(model, batches[i], (it, i))
+        micro_grads = objective.backward(model)
         w = n / total
         loss += w * micro_loss
+        for name, value in micro_measures.items():
+            measures[name] += w * value
         if grads is None:  # (one micro-batch: w = 1, and the gradients are used as they are, not copied)
             grads = micro_grads if w == 1.0 else {name: w * g for name, g in micro_grads.items()}
         else:
             for name, g in micro_grads.items():
                 grads[name] += w * g
-    return loss, grads
+    return loss, grads, measures
 # --8<-- [end:accumulate]
 
 

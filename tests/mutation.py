@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_TESTS = "tests/test_model.py"
+PREFERENCE_TESTS = "tests/test_preference.py"  # DPO's and the policy gradient's backward through the whole model
+RL_ESTIMATOR_TESTS = "tests/test_rl_estimator.py"  # the policy gradient's estimate against the exact gradient
 
 
 class Mutant(NamedTuple):
@@ -29,12 +31,15 @@ class Mutant(NamedTuple):
     original: str  # the text it replaces (exactly once in the file)
     mutated: str
     tests: str | None  # the op's own tests (None for a bug in the model, which the model's tests alone cover)
+    model_tests: str = MODEL_TESTS  # the tests of the whole model's backward: for a preference loss, its own
 
 
 LN, LIN, EMB, GELU, SM, ATT, CE, DROP = (f"minigpt/ops/{op}.py" for op in (
     "layernorm", "linear", "embedding", "gelu", "softmax", "attention", "cross_entropy", "dropout"))
 MODEL, GPT2, LLAMA = "minigpt/model.py", "minigpt/gpt2.py", "minigpt/llama.py"
 RMS, ROPE, SWIGLU = (f"minigpt/ops/{op}.py" for op in ("rmsnorm", "rope", "swiglu"))
+DPO, PG, LOGP = (f"minigpt/ops/{op}.py" for op in ("dpo", "policy_gradient", "token_logprobs"))
+OBJECTIVES = "minigpt/objectives.py"
 MUTANTS = [
     Mutant("layernorm: a dropped term (dx without the term through the mean)", LN,
            "(dnorm - dnorm_mean - norm * dnorm_norm_mean)", "(dnorm - norm * dnorm_norm_mean)", "tests/ops/test_layernorm.py"),
@@ -105,6 +110,34 @@ MUTANTS = [
            "for l in range(cfg.n_layer):", None),
     Mutant("model: the embedding dropout's backward skipped", MODEL,
            "dx = dropout.backward(dx, cache.embd_dropout, kernels=kernels)  # (B, T, C)", "dx = dx  # (B, T, C)", None),
+    Mutant("dpo: each pair weighted by how right the model is, sigmoid(z), not how wrong", DPO,
+           "np.exp(-np.logaddexp(0.0, z))", "np.exp(-np.logaddexp(0.0, -z))", "tests/ops/test_dpo.py", PREFERENCE_TESTS),
+    Mutant("dpo: a missing scale (the mean's 1/B)", DPO, "dz = -dloss * sigmoid_minus_z / B",
+           "dz = -dloss * sigmoid_minus_z", "tests/ops/test_dpo.py", PREFERENCE_TESTS),
+    Mutant("dpo: the rejected completion's gradient with the chosen's sign", DPO, "return beta * dz, -beta * dz",
+           "return beta * dz, beta * dz", "tests/ops/test_dpo.py", PREFERENCE_TESTS),
+    Mutant("token log-probabilities: a loss's gradient (the sign not turned)", LOGP,
+           "np.where(cache.valid, -np.asarray(dlogp), 0.0)", "np.where(cache.valid, np.asarray(dlogp), 0.0)",
+           "tests/ops/test_token_logprobs.py", PREFERENCE_TESTS),
+    Mutant("token log-probabilities: the prompt's and the padding's positions given a gradient", LOGP,
+           "np.where(cache.valid, -np.asarray(dlogp), 0.0)", "-np.asarray(dlogp)", "tests/ops/test_token_logprobs.py",
+           PREFERENCE_TESTS),
+    Mutant("policy gradient: a missing scale (the mean's 1/N)", PG, "(-dloss * advantages / N)", "(-dloss * advantages)",
+           "tests/ops/test_policy_gradient.py", PREFERENCE_TESTS),
+    Mutant("policy gradient: the padding given the completion's advantage", PG,
+           "np.where(valid, (-dloss * advantages / N)[:, None], 0.0)",
+           "np.broadcast_to((-dloss * advantages / N)[:, None], valid.shape)", "tests/ops/test_policy_gradient.py",
+           PREFERENCE_TESTS),
+    Mutant("policy gradient: a baseline that includes the completion itself (biased)", PG,
+           "others = (rewards.sum(axis=1, keepdims=True) - rewards) / (G - 1)",
+           "others = rewards.mean(axis=1, keepdims=True)", "tests/ops/test_policy_gradient.py", RL_ESTIMATOR_TESTS),
+    Mutant("dpo objective: the chosen and rejected rows' gradients swapped", OBJECTIVES,
+           "dseq = np.concatenate([dchosen, drejected])", "dseq = np.concatenate([drejected, dchosen])", None,
+           PREFERENCE_TESTS),
+    Mutant("dpo objective: a completion's gradient spread as a mean over its tokens, where its log-probability is "
+           "their sum", OBJECTIVES, "dlogp = np.broadcast_to(dseq[:, None], lp_cache.valid.shape)",
+           "dlogp = np.broadcast_to(dseq[:, None] / lp_cache.valid.sum(axis=1, keepdims=True), lp_cache.valid.shape)",
+           None, PREFERENCE_TESTS),
 ]
 
 
@@ -139,14 +172,14 @@ def caught(mutant: Mutant) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         package = copy_package(Path(tmp), mutant)
         return {"op": None if mutant.tests is None else not passes(package, mutant.tests),
-                "model": not passes(package, MODEL_TESTS)}
+                "model": not passes(package, mutant.model_tests)}
 
 
 def control() -> None:
     """The unmutated copy passes every test the mutants are run against."""
     with tempfile.TemporaryDirectory() as tmp:
         package = copy_package(Path(tmp))
-        for tests in sorted({m.tests for m in MUTANTS if m.tests} | {MODEL_TESTS}):
+        for tests in sorted({m.tests for m in MUTANTS if m.tests} | {m.model_tests for m in MUTANTS}):
             if not passes(package, tests):
                 raise AssertionError(f"{tests} fails without any mutant: the measurement would mean nothing")
 

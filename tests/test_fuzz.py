@@ -57,6 +57,8 @@ def bad_flag_values(name):
                 "arch": st.sampled_from(["", "GPT2", "mistral", "llama3"]),
                 "preset": st.sampled_from(["", "SPEEDRUN", "fast"]),
                 "optimizer": st.sampled_from(["", "sgd", "MUON", "adam"]),
+                "method": st.sampled_from(["", "ppo", "DPO", "grpo"]),
+                "rl_advantage": st.sampled_from(["", "rloo", "GRPO", "mean"]),
                 "init_from": st.sampled_from(["", "/nonexistent", "."]),
                 "lora_targets": st.sampled_from(["", "wq", "attention,gate", "\0"]),
                 "out_dir": st.sampled_from(["", "\0"])}[name]

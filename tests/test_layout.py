@@ -29,7 +29,8 @@ LAYERS = [  # bottom to top: a module may import from its own layer and those be
     ["minigpt.backends", "minigpt.data", "minigpt.corpus"],
     MODEL,
     FORMATS,
-    ["minigpt.outputs", "minigpt.load", "minigpt.evaluation", "minigpt.chat", "minigpt.applications"],
+    ["minigpt.outputs", "minigpt.load", "minigpt.evaluation", "minigpt.chat", "minigpt.applications",
+     "minigpt.objectives"],
     ["minigpt.settings", "minigpt.run", "minigpt.train", "minigpt.inspect", "minigpt.plot"],
     ["minigpt.commands", "minigpt.cli", "minigpt"],
 ]

@@ -111,7 +111,7 @@ def test_gradient_accumulation_equals_one_big_batch(seed, k, b, T):
     y[rng.random(y.shape) < 0.3] = IGNORE_INDEX  # micro-batches with different numbers of targets
     y[:, 0] = rng.integers(0, 7, size=k * b)  # but none with no target at all
     micro = [Batch(x[i * b:(i + 1) * b], y[i * b:(i + 1) * b]) for i in range(k)]
-    loss, grads = accumulate_gradients(model, micro)
+    loss, grads, _ = accumulate_gradients(model, micro)
     _, big_loss = model.forward(x, y)
     big_grads = model.backward()
     assert loss == pytest.approx(big_loss, rel=FLOAT64_RTOL)

@@ -1,7 +1,8 @@
 """`minigpt data build [NAME]`: build a named corpus of real English from pinned Debian packages into the cache
 (minigpt/corpus/, docs/pretraining.md); `minigpt data tokenize [NAME] --tokenizer DIR`: encode it once into the token
 files training maps (minigpt/corpus/tokenize.py, minigpt/data/tokens.py); `minigpt data tasks`: extract the
-applications' records again from pinned Debian packages (minigpt/applications/extract.py)."""
+applications' records again from pinned Debian packages (minigpt/applications/extract.py); `minigpt data pairs`:
+preference pairs from a task's records and a model's answers (minigpt/applications/pairs.py)."""
 
 HELP = "build a corpus of real English from pinned Debian packages, and tokenize it"
 DESCRIPTION = None
@@ -31,6 +32,14 @@ def add_arguments(p) -> None:
                                                  "from Debian's archive into the cache")
     a.add_argument("--out", metavar="DIR", help="extract into DIR (new or empty) rather than the cache's "
                                                 "applications/")
+    r = data.add_parser("pairs", help="preference pairs: a task's references preferred to a model's answers",
+                        description="Write {prompt, chosen, rejected} records for minigpt train --method dpo: for each "
+                                    "record of a task's split a model answered otherwise than its reference (minigpt "
+                                    "eval --task NAME --split SPLIT --json FILE), the reference chosen and the "
+                                    "model's answer rejected. Docs: docs/preference.md.")
+    r.add_argument("--answers", required=True, metavar="FILE.json", help="the JSON file of minigpt eval --task NAME "
+                                                                         "--json FILE")
+    r.add_argument("--out", required=True, metavar="FILE.jsonl", help="where to write the pairs")
     t = data.add_parser("tokenize", help="encode a built corpus once into token files (train.bin, val.bin)",
                         description="Encode a built corpus's train.txt and val.txt with a tokenizer into uint16 token "
                                     "files, CORPUS/tokens/{train.bin,val.bin}, with the tokenizer and a header "
@@ -43,7 +52,24 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    return {"tokenize": tokenize_corpus, "tasks": extract_tasks}.get(args.action, build)(args)
+    return {"tokenize": tokenize_corpus, "tasks": extract_tasks, "pairs": write_pairs}.get(args.action, build)(args)
+
+
+def write_pairs(args) -> int:
+    from minigpt.applications import pairs
+    from minigpt.files import atomic_write
+    from minigpt.outputs import check
+
+    check(args.out, "--out")  # (before anything is read)
+    answers = pairs.read_answers(args.answers)
+    records = pairs.pairs(answers)
+    if not records:
+        raise ValueError(f"every answer in {args.answers} is its reference (or empty): there is no pair to prefer")
+    with atomic_write(args.out) as f:
+        f.write(pairs.to_jsonl(records))
+    print(f"{len(records)} pairs of {len(answers['ids'])} records ({answers['task']}, {answers['split']} split) in "
+          f"{args.out}: the reference chosen, the model's answer rejected")
+    return 0
 
 
 def extract_tasks(args) -> int:

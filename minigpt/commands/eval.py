@@ -2,10 +2,11 @@
 task's baseline (minigpt/applications/evaluate.py): one table on stdout, and the same numbers as JSON with --json."""
 
 HELP = ("score a model on a JSONL file (completion loss, exact match, classification accuracy and F1, multiple "
-        "choice) or on a task (ROUGE, BLEU, chrF, SQuAD's F1, accuracy), or a task's baseline")
+        "choice, preference accuracy) or on a task (ROUGE, BLEU, chrF, SQuAD's F1, accuracy), or a task's baseline")
 DESCRIPTION = ("Score a model on records: {\"prompt\", \"completion\"} or {\"messages\"} (mean loss and perplexity on the "
                "completions, exact match of greedy completions), {\"text\", \"label\"} (a classifier's accuracy and "
-               "per-class F1), {\"prompt\", \"choices\", \"answer\"} (multiple choice: the ending of lowest mean loss). "
+               "per-class F1), {\"prompt\", \"choices\", \"answer\"} (multiple choice: the ending of lowest mean loss), "
+               "{\"prompt\", \"chosen\", \"rejected\"} (preference accuracy: chosen more likely than rejected). "
                "Or a task's split by the field's metrics, the model's answers (zero-shot, few-shot, fine-tuned) or a "
                "baseline's (--task NAME). Docs: docs/finetuning.md, docs/applications.md.")
 
@@ -41,7 +42,8 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
     from minigpt.data.records import read_records
 
     file = read_records(path)  # what is scored, and how, is what the file holds
-    kind = "instruction" if file.kind == "chat" else file.kind  # (a chat is scored as instructions are)
+    # (a chat is scored as instructions are; a conversational preference as a preference)
+    kind = {"chat": "instruction", "chat preference": "preference"}.get(file.kind, file.kind)
     result = {"data": str(path), "records": len(file.records), "kind": kind}
     if kind == "choice":
         result.update(evaluation.multiple_choice(model, tokenizer, file.records))
@@ -66,6 +68,9 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
                          f"was not fine-tuned on such records; fine-tune it first (minigpt train --data {path} "
                          f"--init-from ...)")
     fit()
+    if kind == "preference":
+        result.update(evaluation.preferences(model, records, records.examples))
+        return result
     result.update(evaluation.completion_loss(model, records, records.examples))
     result["exact_match"] = records.exact_match(model, records.examples)
     return result
@@ -73,7 +78,7 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
 
 def table(result: dict) -> str:
     rows = [("data", result["data"]), ("records", str(result["records"]))]
-    for key in ("loss", "perplexity", "exact_match", "accuracy", "macro_f1"):
+    for key in ("loss", "perplexity", "exact_match", "accuracy", "macro_f1", "preference_accuracy", "logp_margin"):
         if key in result:
             rows.append((key.replace("_", " "), f"{result[key]:.4f}"))
     for name, c in result.get("per_class", {}).items():

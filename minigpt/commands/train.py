@@ -46,14 +46,21 @@ ABOUT = {
     "muon_lr": "with --optimizer muon: the blocks' matrices' peak learning rate, under the same schedule",
     "muon_momentum": "with --optimizer muon: its Nesterov momentum",
     "muon_weight_decay": "with --optimizer muon: the matrices' decoupled weight decay",
+    "method": "what a step minimises: sft, the targets' cross-entropy; dpo, direct preference optimisation on "
+              "{prompt, chosen, rejected} records; rl, the policy gradient on completions the model samples for "
+              "instruction records' prompts, rewarded where exactly the record's (docs/preference.md)",
+    "dpo_beta": "with --method dpo: how far from the reference (the starting model) the model may move",
+    "rl_group": "with --method rl: completions sampled per prompt, each the others' baseline",
+    "rl_temperature": "with --method rl: the sampling temperature",
+    "rl_advantage": "with --method rl: leave-one-out (unbiased) or grpo (the group's rewards normalised)",
     "init_from": "start from the weights of a run, a checkpoint, a Hugging Face directory or a Hub id such as gpt2 "
                  "(fine-tuning)",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from minigpt.config import (ARCHS, BACKENDS, OPTIMIZERS, PRESET_NAMES, RECIPE_MODEL, SETTINGS, TASK_NAMES,
-                                field_kind, setting_field)
+    from minigpt.config import (ADVANTAGES, ARCHS, BACKENDS, METHODS, OPTIMIZERS, PRESET_NAMES, RECIPE_MODEL, SETTINGS,
+                                TASK_NAMES, field_kind, setting_field)
 
     parser.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of the settings' names")
     for f in map(setting_field, SETTINGS):
@@ -92,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=OPTIMIZERS, default=argparse.SUPPRESS,
                                 help=f"adamw for every parameter, or muon for the blocks' weight matrices and adamw for "
                                      f"the rest (docs/muon.md) {help_text}")
+        elif f.name in ("method", "rl_advantage"):
+            parser.add_argument(flag, choices=METHODS if f.name == "method" else ADVANTAGES, default=argparse.SUPPRESS,
+                                help=f"{ABOUT[f.name]} {help_text}")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:

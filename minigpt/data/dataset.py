@@ -13,6 +13,8 @@ Every dataset implements the same few methods, so that no caller asks which kind
     dataset.source                        what to call it in messages
     dataset.identity                      a file's size and SHA-256, saved with a run to check a resume; or None
     dataset.labels                        a classifier's class names, in order; None for a language model
+    dataset.kind                          records' kind ("instruction", "preference", ...); None for a text or task
+    dataset.keep_reference(model, saved, resumed)   preference pairs: the reference's log-probabilities, kept
 
 The kinds, each a subclass: a text read in windows (minigpt/data/text.py), a tokenized corpus read in windows of its
 memory-mapped token files (minigpt/data/tokens.py), the synthetic tasks
@@ -38,11 +40,15 @@ class Batch(NamedTuple):
     y: np.ndarray  # (B, T) int64 the next tokens, IGNORE_INDEX where no loss counts (prompts, padding)
     last: np.ndarray | None = None  # (B,) int64 a classifier's: the position of each row's last token; else None
     labels: np.ndarray | None = None  # (B,) int64 a classifier's: each row's class; else None
+    reference: np.ndarray | None = None  # (2B,) float64 preference pairs': the reference's log-probability of each
+    # row's completion, B chosen rows then B rejected ones (minigpt/objectives.py's DPO); else None
 
     @property
     def loss_count(self) -> int:
-        """What the batch's loss is the mean over: a classifier's rows, or a language model's targets (the weight of
+        """What the batch's loss is the mean over: preference pairs, a classifier's rows, or a language model's targets (the weight of
         a micro-batch in a step, minigpt/train.py's accumulate_gradients)."""
+        if self.reference is not None:  # preference pairs
+            return len(self.reference) // 2
         return len(self.labels) if self.labels is not None else int((self.y != IGNORE_INDEX).sum())
 
 
@@ -53,6 +59,12 @@ class Dataset(ABC):
     source: Path | str
     identity: dict | None = None
     labels: tuple | None = None
+    kind: str | None = None  # records' kind (minigpt/data/records.py's kind_of); None for a text, a corpus or a task
+    reference: np.ndarray | None = None  # preference pairs': (records, 2) the reference's log-probabilities
+
+    def keep_reference(self, model, saved: list | None, resumed: bool) -> None:
+        """Preference pairs keep the reference's log-probabilities of their completions: a fresh run's computed from
+        `model` (the one it starts from), a resumed run's as its checkpoint saved them; other kinds have none."""
 
     @property
     def vocab_size(self) -> int:

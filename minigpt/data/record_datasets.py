@@ -3,6 +3,7 @@ examples, split (the last VAL_FRACTION held out), fitted to the context and batc
 
     Instructions     prompt and completion records, or chats: the loss counts the assistant's tokens only
     Classification   text and label records: a classifier's head reads each text's <|extract|> token
+    Preferences      prompt, chosen and rejected records: pairs of completions for DPO (minigpt/objectives.py)
 
     records = open_records("train.jsonl", tokenizer)   # Instructions or Classification, by the file's records
 
@@ -18,8 +19,8 @@ import numpy as np
 from minigpt import interrupt
 from minigpt.data.dataset import Batch, Dataset
 from minigpt.data.records import (EXTRACT, MAX_LABELS, PLAIN, VAL_FRACTION, RecordFile, characters_of, chat_tokenizer,
-                                  check_string, conversation, read_records, role_tokens, special_tokens_of, stop_tokens,
-                                  template_for, tokenize_conversation)
+                                  check_string, conversation, preference_conversations, read_records, role_tokens,
+                                  special_tokens_of, stop_tokens, template_for, tokenize_conversation)
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
@@ -30,6 +31,10 @@ class Example(NamedTuple):
     trained: np.ndarray | None  # (n,) bool, which tokens the loss counts (instruction); None for classification
     label: int | None  # the class (classification)
     line: int  # where the record is in its file
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
 
 
 def open_records(path, tokenizer=None, labels=None, n_val: int | None = None) -> "Records":
@@ -50,6 +55,8 @@ def dataset_of(file: RecordFile, tokenizer=None, labels=None, n_val: int | None 
         tokenizer = characters_of(file)
     if file.kind == "classification":
         return Classification(file, tokenizer, labels, n_val)
+    if file.kind in ("preference", "chat preference"):
+        return Preferences(file, tokenizer, n_val)
     return Instructions(file, tokenizer, n_val)
 
 
@@ -71,6 +78,7 @@ class Records(Dataset):
 
     def __init__(self, file: RecordFile, tokenizer, examples: list, n_val: int | None):
         self.source, self.identity, self.tokenizer, self.examples = file.path, file.identity, tokenizer, examples
+        self.kind = file.kind
         if n_val is None:
             n_val = max(1, int(len(examples) * VAL_FRACTION)) if len(examples) > 1 else 0
         self.splits = {"train": examples[:len(examples) - n_val] or examples,
@@ -87,7 +95,7 @@ class Records(Dataset):
     @property
     def sequence_length(self) -> int:
         """The longest batch's T: a record's tokens, less those only targets."""
-        return max(len(e.ids) for e in self.examples) - self.only_target
+        return max(e.length for e in self.examples) - self.only_target
 
     def fit(self, block_size: int, truncate: bool = False) -> list:
         """Every record within the context (fit_examples), and both splits left with records; the lines returned say
@@ -109,12 +117,12 @@ class Records(Dataset):
         truncate, it is cut to fit (cut) or, when nothing to learn is left, dropped, and the line returned says
         how many were (None: every record fits as it is)."""
         limit = block_size + self.only_target
-        long = [e for e in self.examples if len(e.ids) > limit]
+        long = [e for e in self.examples if e.length > limit]
         if not long:
             return None
         if not truncate:
             others = f" (and {len(long) - 1} more record{'s' * (len(long) > 2)})" if len(long) > 1 else ""
-            raise ValueError(f"{self.source} line {long[0].line} has {len(long[0].ids)} tokens, more than the model's "
+            raise ValueError(f"{self.source} line {long[0].line} has {long[0].length} tokens, more than the model's "
                              f"context of {block_size} takes{others}; shorten it, train with a larger --block-size, "
                              f"or give --truncate to cut such records to fit")
         total = len(self.examples)
@@ -150,6 +158,32 @@ class Records(Dataset):
         return len(self.splits[split]), f"records of {self.source}", 1
 
 
+def instruction_rows(examples: list, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Examples of instructions (ids and trained) padded on the right: x (B, T), and y (B, T) the next tokens where
+    the loss counts them, ignore_index elsewhere (padding, prompts)."""
+    B = len(examples)
+    T = max(len(ids) for ids, _ in examples) - 1
+    x = np.full((B, T), pad, dtype=np.int64)  # (B, T)
+    y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
+    for b, (ids, trained) in enumerate(examples):
+        n = len(ids) - 1
+        x[b, :n] = ids[:-1]
+        y[b, :n] = np.where(trained[1:], ids[1:], IGNORE_INDEX)
+    return x, y
+
+
+def tokenized(tokenizer, template: str, messages: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A conversation's (ids, trained) (records.tokenize_conversation), or a ValueError naming where it is; one whose
+    assistant's turn is empty, nothing to learn, refused."""
+    try:
+        ids, trained = tokenize_conversation(tokenizer, template, messages)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if not trained[1:].any():
+        raise ValueError(f"{where}: the assistant's turn is empty, so there is nothing to learn")
+    return ids, trained
+
+
 class Instructions(Records):
     """Prompt and completion records, or chats: each a conversation rendered into text by a chat template and
     tokenized, whose loss counts the assistant's tokens only."""
@@ -163,13 +197,7 @@ class Instructions(Records):
         examples = []
         for n, record in file.records:
             where = f"{file.path} line {n}"
-            messages = conversation(record, file.kind, where)
-            try:
-                ids, trained = tokenize_conversation(tokenizer, self.template, messages)
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
-            if not trained[1:].any():
-                raise ValueError(f"{where}: the assistant's turn is empty, so there is nothing to learn")
+            ids, trained = tokenized(tokenizer, self.template, conversation(record, file.kind, where), where)
             examples.append(Example(ids, trained, None, n))
         super().__init__(file, tokenizer, examples, n_val)
 
@@ -183,15 +211,7 @@ class Instructions(Records):
     def batch(self, examples: list) -> Batch:
         """x (B, T) and y (B, T), the next tokens where the loss counts them and ignore_index elsewhere (padding,
         prompts)."""
-        B = len(examples)
-        T = max(len(e.ids) for e in examples) - 1
-        x = np.full((B, T), self.pad_token, dtype=np.int64)  # (B, T)
-        y = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
-        for b, e in enumerate(examples):
-            n = len(e.ids) - 1
-            x[b, :n] = e.ids[:-1]
-            y[b, :n] = np.where(e.trained[1:], e.ids[1:], IGNORE_INDEX)
-        return Batch(x, y)
+        return Batch(*instruction_rows([(e.ids, e.trained) for e in examples], self.pad_token))
 
     def exact_match(self, model, examples: list) -> float:
         """The fraction of examples whose greedy completion is exactly the expected one, stop token included: prompts
@@ -214,6 +234,11 @@ class Instructions(Records):
     def accuracy(self, model, split: str = "val") -> float:
         """The exact match of greedy completions on the split's first EXACT_MATCH_LIMIT records."""
         return self.exact_match(model, self.splits[split][:self.EXACT_MATCH_LIMIT])
+
+    @property
+    def stops(self) -> set:
+        """The tokens that end a completion (an assistant's turn)."""
+        return stop_tokens(self.tokenizer)
 
     def what_next(self, out_dir: str) -> str:
         """A model of instructions talks."""
@@ -309,3 +334,94 @@ class Classification(Records):
     def what_next(self, out_dir: str) -> str:
         """A classifier is scored."""
         return f"score it with: minigpt eval --out-dir {out_dir} --data HELD-OUT.jsonl"
+
+
+class Pair(NamedTuple):
+    """A preference record, tokenized: the prompt with each completion, as an instruction example's ids and trained."""
+    chosen: tuple  # (ids (n,) int64, trained (n,) bool)
+    rejected: tuple
+    index: int  # the record's place in the file: its row of the reference's log-probabilities
+    line: int
+
+    @property
+    def length(self) -> int:
+        return max(len(self.chosen[0]), len(self.rejected[0]))
+
+
+class Preferences(Records):
+    """Prompt, chosen and rejected records (or TRL's conversational form): the prompt with each completion, rendered
+    and tokenized as instructions are, the loss counting the completions' tokens. A batch of B pairs is the chosen
+    rows, then the rejected ones (2B, T), with the reference's log-probability of each row's completion (the model
+    the run started from: computed once, keep_reference)."""
+
+    only_target = 1
+    SCORE_LIMIT = 1024  # held-out pairs a run's evaluation scores, for its preference accuracy
+
+    def __init__(self, file: RecordFile, tokenizer, n_val: int | None = None):
+        self.template = template_for(tokenizer, file.kind)
+        tokenizer = chat_tokenizer(tokenizer, self.template)
+        examples = []
+        for i, (n, record) in enumerate(file.records):
+            where = f"{file.path} line {n}"
+            examples.append(Pair(*(tokenized(tokenizer, self.template, messages, where)
+                                   for messages in preference_conversations(record, file.kind, where)), i, n))
+        super().__init__(file, tokenizer, examples, n_val)
+        self.n_records = len(examples)
+        self.reference = None  # (records, 2) float64 log pi_ref of each record's chosen and rejected completions
+
+    def cut(self, pair: Pair, limit: int) -> Pair | None:
+        """Both completions cut on the right; None if either loses every token."""
+        cut = [(ids[:limit], trained[:limit]) for ids, trained in (pair.chosen, pair.rejected)]
+        if not all(trained[1:].any() for _, trained in cut):
+            return None
+        return pair._replace(chosen=cut[0], rejected=cut[1])
+
+    def rows(self, pairs: list) -> tuple[np.ndarray, np.ndarray]:
+        """x, y (2B, T): the chosen completions' rows, then the rejected ones'."""
+        return instruction_rows([p.chosen for p in pairs] + [p.rejected for p in pairs], self.pad_token)
+
+    def batch(self, pairs: list) -> Batch:
+        if self.reference is None:
+            raise ValueError("a batch of preference pairs needs the reference's log-probabilities: keep_reference first")
+        reference = np.concatenate([self.reference[[p.index for p in pairs], k] for k in (0, 1)])  # (2B,)
+        return Batch(*self.rows(pairs), reference=reference)
+
+    def scores(self, model, pairs: list) -> np.ndarray:
+        """log pi(chosen), log pi(rejected) of each pair under the model, (N, 2) float64, in evaluation mode."""
+        was_training = model.training
+        model.eval()
+        try:
+            out = []
+            for group in batches(pairs, BATCH // 2):
+                logp, _ = model.completion_logprobs(*self.rows(group), keep_cache=False)  # (2b,)
+                out.append(logp.reshape(2, -1).T)  # (b, 2)
+            return np.concatenate(out)
+        finally:
+            model.train(was_training)
+
+    def keep_reference(self, model, saved: list | None, resumed: bool) -> None:
+        """The reference's log-probabilities: a fresh run's from the model it starts from (before its first step);
+        a resumed run's as its checkpoint saved them (saved, a list of [chosen, rejected] a record)."""
+        if not resumed:
+            self.reference = np.zeros((self.n_records, 2))  # (a record --truncate dropped keeps a row of zeros)
+            self.reference[[p.index for p in self.examples]] = self.scores(model, self.examples)
+            return
+        try:
+            reference = np.asarray(saved if saved is not None else [], dtype=np.float64)
+        except (ValueError, TypeError):  # (a state.json whose list holds other than numbers)
+            reference = np.zeros(0)
+        if reference.shape != (self.n_records, 2) or not np.isfinite(reference).all():
+            raise ValueError(f"the checkpoint has no reference log-probabilities for the {self.n_records} preference "
+                             f"records of {self.source}: it was not saved by a --method dpo run on them")
+        self.reference = reference
+
+    def accuracy(self, model, split: str = "val") -> float:
+        """The fraction of the split's first SCORE_LIMIT pairs whose chosen completion the model gives a higher
+        log-probability than the rejected one: its own preference, with no reference (the log shows DPO's reward
+        accuracy, measured against the reference, on the training batches)."""
+        logp = self.scores(model, self.splits[split][:self.SCORE_LIMIT])  # (N, 2)
+        return float(np.mean(logp[:, 0] > logp[:, 1]))
+
+    def what_next(self, out_dir: str) -> str:
+        return (f"score its preferences: minigpt eval --out-dir {out_dir} --data PAIRS.jsonl; talk with it: minigpt "
+                f"chat --out-dir {out_dir}")

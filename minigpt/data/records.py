@@ -3,6 +3,8 @@
     {"prompt": "201102", "completion": "001122"}                                    instruction
     {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}   instruction (chat)
     {"text": "To be, or not to be", "label": "HAMLET"}                              classification
+    {"prompt": "2+2=", "chosen": "4", "rejected": "5"}                              preference (DPO)
+    {"prompt": [{"role": "user", ...}], "chosen": [{"role": "assistant", ...}], "rejected": [...]}   chat preference
 
 An instruction record is a conversation (a prompt and its completion are a user turn and an assistant turn), rendered
 into text by a chat template and tokenized; the loss counts the assistant's tokens only (the others' targets are
@@ -43,7 +45,7 @@ ROLES = ("system", "user", "assistant")
 MARKER = re.compile(r"<\|[A-Za-z0-9_.:-]{1,64}\|>")  # a special token as chat templates write them: <|im_start|>
 VAL_FRACTION = 0.1  # the last 10% of a file's records are held out, as the last 10% of a text is
 MAX_LABELS = 1000
-BUILT_IN = {"instruction": PLAIN, "chat": CHATML}  # the template of each kind, where the tokenizer has none of its own
+BUILT_IN = {"instruction": PLAIN, "chat": CHATML, "preference": PLAIN, "chat preference": CHATML}  # the template of each kind, where the tokenizer has none of its own
 
 
 def read_jsonl(path) -> list:
@@ -67,14 +69,17 @@ def read_jsonl(path) -> list:
 
 
 def kind_of(record: dict, where: str) -> str:
-    """"instruction", "chat", "classification" or "choice" (multiple choice, scored by minigpt eval), by the keys."""
+    """"instruction", "chat", "classification", "choice" (multiple choice, scored by minigpt eval), or "preference"
+    ("chat preference" where its prompt is a list of messages, TRL's conversational form), by the keys."""
     keys = set(record)
     for kind, need in (("instruction", {"prompt", "completion"}), ("chat", {"messages"}),
-                       ("classification", {"text", "label"}), ("choice", {"prompt", "choices", "answer"})):
+                       ("classification", {"text", "label"}), ("choice", {"prompt", "choices", "answer"}),
+                       ("preference", {"prompt", "chosen", "rejected"})):
         if keys == need:
-            return kind
+            return "chat preference" if kind == "preference" and isinstance(record["prompt"], list) else kind
     raise ValueError(f"{where} has the keys {sorted(keys)}; a record is {{\"prompt\", \"completion\"}}, "
-                     f"{{\"messages\"}}, {{\"text\", \"label\"}} or {{\"prompt\", \"choices\", \"answer\"}}")
+                     f"{{\"messages\"}}, {{\"text\", \"label\"}}, {{\"prompt\", \"choices\", \"answer\"}} or "
+                     f"{{\"prompt\", \"chosen\", \"rejected\"}}")
 
 
 def with_article(kind: str) -> str:
@@ -106,6 +111,25 @@ def conversation(record: dict, kind: str, where: str) -> list:
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError(f"{where}: no message has the role assistant, so there is nothing to learn")
     return messages
+
+
+def preference_conversations(record: dict, kind: str, where: str) -> tuple[list, list]:
+    """A preference record as two conversations, the prompt then the chosen, the prompt then the rejected: strings
+    (preference) are a user turn and an assistant turn; lists of messages (chat preference) are the prompt's turns
+    and the completion's assistant turns, as TRL's conversational preference data."""
+    if kind == "preference":
+        prompt = [{"role": "user", "content": check_string(record["prompt"], "prompt", where)}]
+        return tuple(prompt + [{"role": "assistant", "content": check_string(record[key], key, where)}]
+                     for key in ("chosen", "rejected"))
+    pairs = []
+    for key in ("chosen", "rejected"):
+        turns = record[key]
+        if not isinstance(turns, list) or not turns or any(not isinstance(m, dict) or m.get("role") != "assistant"
+                                                           for m in turns):
+            raise ValueError(f"{where}: {key} must be a non-empty list of assistant messages, as the prompt is a list "
+                             f"of messages")
+        pairs.append(conversation({"messages": record["prompt"] + turns}, "chat", where))
+    return tuple(pairs)
 
 
 def special_tokens_of(template: str, tokenizer) -> list:
@@ -169,7 +193,7 @@ def tokenize_conversation(tokenizer, template: str, messages: list) -> tuple:
 
 def template_for(tokenizer, kind: str) -> str:
     """The template a run on records of `kind` renders with: the tokenizer's own for chats, else the built-in."""
-    if kind == "chat" and tokenizer.chat_template is not None:
+    if kind in ("chat", "chat preference") and tokenizer.chat_template is not None:
         return tokenizer.chat_template
     return BUILT_IN[kind]
 
@@ -194,7 +218,7 @@ class RecordFile(NamedTuple):
     path: Path
     identity: dict  # its size and SHA-256, saved with a run that trains on it
     records: list  # (line, record) of each record
-    kind: str  # every record's: "instruction", "chat", "classification" or "choice" (kind_of)
+    kind: str  # every record's: "instruction", "chat", "classification", "choice", "preference" or "chat preference"
 
 
 def read_records(path) -> RecordFile:
@@ -222,6 +246,9 @@ def characters_of(file: RecordFile):
         if file.kind in ("instruction", "chat"):
             texts.append(render(BUILT_IN[file.kind], conversation(record, file.kind, f"{file.path} line {n}"), False,
                                 plain))
+        elif file.kind in ("preference", "chat preference"):
+            texts.extend(render(BUILT_IN[file.kind], messages, False, plain)
+                         for messages in preference_conversations(record, file.kind, f"{file.path} line {n}"))
         else:
             texts.extend(str(v) for k, v in record.items() if k in ("text", "prompt") and isinstance(v, str))
             texts.extend(c for c in record.get("choices", []) if isinstance(c, str))
