@@ -1,6 +1,7 @@
 """DPO's and the policy gradient's backward through the whole model (minigpt/objectives.py): against central
 differences in float64 on GPT-2, Llama and Qwen 3, and against PyTorch computing the loss as TRL's DPOTrainer does
-(its concatenated forward's summed log-probabilities, its sigmoid loss) on transformers' models with the same weights."""
+(its concatenated forward's summed log-probabilities, its sigmoid loss) on transformers' models with the same
+weights."""
 
 import contextlib
 
@@ -121,5 +122,6 @@ def test_dpo_matches_trl_s_loss_on_transformers_models(torch, transformers, fami
     largest = max(np.abs(g).max() for g in hf_grads.values())
     for name, g in grads.items():
         error = np.abs(g - hf_grads[name]).max()
-        assert error < TORCH_RTOL_FLOAT64 * np.abs(hf_grads[name]).max() or error < ZERO_GRADIENT_ATOL["float64"] * largest, name
+        assert (error < TORCH_RTOL_FLOAT64 * np.abs(hf_grads[name]).max()
+                or error < ZERO_GRADIENT_ATOL["float64"] * largest), name
 

@@ -63,8 +63,9 @@ def test_eval_scores_the_preference_before_and_after(data, tmp_path, capsys):
     dpo(data, out, "--max-iters", "40", "--learning-rate", "1e-2", "--dpo-beta", "0.5")
     scores = {}
     for name, model in (("before", sft), ("after", out)):
-        assert main(["eval", "--out-dir", str(model), "--data", str(pairs), "--json", str(tmp_path / f"{name}.json")]) == 0
-        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        scores_file = tmp_path / f"{name}.json"
+        assert main(["eval", "--out-dir", str(model), "--data", str(pairs), "--json", str(scores_file)]) == 0
+        scores[name] = json.loads(scores_file.read_text())
     assert scores["before"]["kind"] == "preference" and scores["before"]["records"] == 120
     assert scores["before"]["preference_accuracy"] < 0.1  # the fine-tuned model ends a sum where it ends
     assert scores["after"]["preference_accuracy"] > 0.9

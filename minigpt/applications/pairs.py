@@ -42,11 +42,12 @@ def pairs(answers: dict) -> list[dict]:
     out = []
     for i, reference, prediction in zip(answers["ids"], answers["references"], answers["predictions"]):
         if i not in by_id:
-            raise ValueError(f"the {task.name} task's {answers['split']} split has no record {i!r}: the answers are not "
-                             f"of the data minigpt ships")
+            raise ValueError(f"the {task.name} task's {answers['split']} split has no record {i!r}: the answers are "
+                             f"not of the data minigpt ships")
         record = by_id[i]
         if prediction.strip() and prediction.strip() != reference.strip():
-            out.append({"prompt": task.prompt(record), "chosen": task.answer(record), "rejected": " " + prediction.strip()})
+            out.append({"prompt": task.prompt(record), "chosen": task.answer(record),
+                        "rejected": " " + prediction.strip()})
     return out
 
 

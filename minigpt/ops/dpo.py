@@ -6,7 +6,7 @@ chosen and rejected completions, under the model being trained (pi) and the froz
 
 and its gradient, which weights each pair by how wrong the model is about it, sigmoid(-z[b]): a pair already ranked
 right by a wide margin gives almost nothing, one ranked wrong gives up to beta/B. Only the model's log-probabilities
-get gradients; the reference's are constants. Math: docs/preference.md, "DPO". Test: tests/ops/test_dpo.py (finite
+get gradients; the reference's are constants. Math: docs/ops/dpo.md. Test: tests/ops/test_dpo.py (finite
 differences in float64, and PyTorch computing the loss as TRL's DPOTrainer does).
 """
 
@@ -48,7 +48,7 @@ def forward(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
 def backward(dloss, cache):
     """dloss (scalar) -> (dlogp_chosen (B,), dlogp_rejected (B,)); the reference's log-probabilities are constants.
 
-    d softplus(-z)/dz = -sigmoid(-z) (docs/preference.md, eq. (DPO-dz)); dz/dlogp_chosen = beta,
+    d softplus(-z)/dz = -sigmoid(-z) (docs/ops/dpo.md, eq. (DPO-dz)); dz/dlogp_chosen = beta,
     dz/dlogp_rejected = -beta."""
     z, beta = cache
     B = z.shape[0]

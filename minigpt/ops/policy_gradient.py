@@ -9,7 +9,7 @@ before the forward). With each group's leave-one-out baseline, A_i = r_i - mean_
 estimate is unbiased: its expectation over the sampling is exactly the gradient of the expected reward (Kool et al.,
 2019; Ahmadian et al., 2024), which tests/test_rl_estimator.py checks by enumerating a tiny model's completions.
 GRPO's advantage, (r_i - mean r) / std r (Shao et al., 2024), is offered as well: lower variance, biased.
-Math: docs/preference.md, "Reinforcement learning from verifiable rewards". Test: tests/ops/test_policy_gradient.py.
+Math: docs/ops/policy_gradient.md; the runs: docs/preference.md. Test: tests/ops/test_policy_gradient.py.
 """
 
 from typing import NamedTuple
@@ -60,7 +60,7 @@ def forward(logp, advantages, valid):
 # --8<-- [start:backward]
 def backward(dloss, cache):
     """dloss (scalar) -> dlogp (N, T) = -dloss A_i / N at the completion's positions, 0 elsewhere
-    (docs/preference.md, eq. (PG-dlogp))."""
+    (docs/ops/policy_gradient.md, eq. (PG-dlogp))."""
     advantages, valid = cache
     N = advantages.shape[0]
     return np.where(valid, (-dloss * advantages / N)[:, None], 0.0)  # (N, T)

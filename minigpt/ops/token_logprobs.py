@@ -6,7 +6,7 @@
 
 It is cross-entropy without the mean (docs/ops/cross_entropy.md): the same kernels, and the same gradient
 p - onehot, each position's weighted by its own upstream gradient, with the sign turned (a log-probability, not a
-loss). Math: docs/preference.md, "A completion's log-probability". Test: tests/ops/test_token_logprobs.py.
+loss). Math: docs/ops/token_logprobs.md. Test: tests/ops/test_token_logprobs.py.
 """
 
 from typing import NamedTuple
@@ -40,7 +40,7 @@ def forward(logits, targets, ignore_index=IGNORE_INDEX, kernels=NUMPY):
 # --8<-- [start:backward]
 def backward(dlogp, cache, kernels=NUMPY):
     """dlogp (B, T) -> dlogits (B, T, V) = -dlogp[b, t] (softmax(logits[b, t]) - onehot(targets[b, t])), 0 at the
-    ignored positions: d log p_y / d logits = onehot(y) - p (docs/preference.md, eq. (LP-dlogits))."""
+    ignored positions: d log p_y / d logits = onehot(y) - p (docs/ops/token_logprobs.md, eq. (LP-dlogits))."""
     weight = np.where(cache.valid, -np.asarray(dlogp), 0.0).astype(cache.logits.dtype)  # (B, T)
     return kernels.cross_entropy.backward_kernel(cache.logits, cache.lse, cache.targets, weight)
 # --8<-- [end:backward]
