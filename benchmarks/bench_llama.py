@@ -11,10 +11,12 @@ Sections (a Markdown table each; docs/llama.md shows them, with the machine):
             against GPT-2's (the target: at most 1.15).
   generate  greedy generation with a key/value cache of a model shaped like SmolLM2-135M (30 layers, C = 576,
             9 query heads on 3 key/value heads, SwiGLU of 1536, a tied head over 49,152 tokens; random weights,
-            float32): minigpt's generate against transformers' LlamaForCausalLM.generate (the same weights), and
-            both against the memory-bandwidth bound: every weight is read once a token, so tokens/s cannot
-            exceed bandwidth / weight bytes, with the bandwidth measured here (a float32 matrix-vector product
-            over 1 GiB, the same access pattern, through NumPy's BLAS).
+            float32): minigpt's generate against transformers' LlamaForCausalLM.generate and against llama.cpp
+            (through llama-cpp-python, `pip install llama-cpp-python==0.3.36`, which compiles it) on minigpt's own
+            GGUF export of the same weights in F32 and in Q8_0, and all against the memory-bandwidth bound: every
+            weight is read once a token, so tokens/s cannot exceed bandwidth / weight bytes, with the bandwidth
+            measured here (a float32 matrix-vector product over 1 GiB, the same access pattern, through NumPy's
+            BLAS).
 """
 
 import argparse
@@ -74,7 +76,9 @@ def worker_generate(impl: str, new_tokens: int, threads: int) -> dict:
     import numpy as np
 
     prompt = np.random.default_rng(0).integers(0, SMOLLM2_135M["vocab_size"], size=(1, 8))
-    if impl == "hf":
+    if impl.startswith("llamacpp"):
+        run = llama_cpp_generate(impl.split("-")[1], prompt, new_tokens, threads)
+    elif impl == "hf":
         import torch
         import transformers
 
@@ -109,6 +113,36 @@ def worker_generate(impl: str, new_tokens: int, threads: int) -> dict:
         run()
         times.append(time.perf_counter() - t0)
     return {"tokens_per_sec": new_tokens / statistics.median(times), "tokens": tokens[0, 8:].tolist()}
+
+
+def llama_cpp_generate(kind: str, prompt, new_tokens: int, threads: int):
+    """llama.cpp's greedy generation on minigpt's GGUF export (f32 or q8_0) of the same weights: a function to time.
+    The vocabulary's first 257 ids are a byte-level BPE's, the rest padding, as the export writes a vocabulary
+    shorter than the model (the speed does not depend on it)."""
+    import tempfile
+
+    import llama_cpp
+    import numpy as np
+
+    from minigpt import GPT, GPTConfig, gguf
+    from minigpt.data.bpe import BPETokenizer
+
+    path = Path(tempfile.mkdtemp()) / f"smollm2-shape-{kind}.gguf"
+    tokenizer = BPETokenizer({bytes([b]): b for b in range(256)}, special_tokens={"<|endoftext|>": 256})
+    gguf.save(GPT(GPTConfig(**SMOLLM2_135M)), tokenizer, path, kind)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=prompt.shape[1] + new_tokens, n_threads=threads,
+                          n_threads_batch=threads, verbose=False)
+    path.unlink()  # (mapped: the file stays readable until the process ends)
+    ids = prompt[0].tolist()
+
+    def run():
+        out = []
+        for token in llm.generate(ids, temp=0.0, top_k=1, reset=True):
+            out.append(token)
+            if len(out) == new_tokens:
+                break
+        return np.array([ids + out])
+    return run
 
 
 def worker_bandwidth(threads: int) -> dict:
@@ -165,27 +199,38 @@ def section_step(args):
     print(flush=True)
 
 
+IMPLS = {"auto": "minigpt generate (default backend), float32", "hf": "transformers LlamaForCausalLM.generate",
+         "llamacpp-f32": "llama.cpp, F32 (minigpt's GGUF export)", "llamacpp-q8_0": "llama.cpp, Q8_0 (minigpt's GGUF export)"}
+
+
 def section_generate(args):
     params = run_worker("params")["params"]
     bandwidth = max(run_worker("bandwidth", args.threads)["bytes_per_sec"] for _ in range(2))
     bound = bandwidth / (4 * params)  # every float32 weight read once a token
-    speeds = {impl: [] for impl in ("auto", "hf")}
+    impls = [impl for impl in IMPLS if impl in args.impls]
+    speeds = {impl: [] for impl in impls}
     tokens = {}
     for _ in range(args.rounds // 2 or 1):
-        for impl in speeds:
+        for impl in impls:
             r = run_worker("generate", impl, args.new_tokens, args.threads)
             speeds[impl].append(r["tokens_per_sec"])
             tokens[impl] = r["tokens"]
-    ours, theirs = statistics.median(speeds["auto"]), statistics.median(speeds["hf"])
     print(f"### Greedy generation, SmolLM2-135M's shape ({params:,} parameters, float32), {args.new_tokens} new tokens "
-          f"after 8\n")
+          f"after 8, {args.threads} threads\n")
     print(f"Bandwidth (float32 matrix-vector product over 1 GiB): {bandwidth / 1e9:.1f} GB/s; bound: "
-          f"{bandwidth / 1e9:.1f} GB/s / {4 * params / 1e6:.0f} MB a token = {bound:.1f} tokens/s.\n")
-    print("| | tokens/s | vs transformers | bound / tokens/s |")
+          f"{bandwidth / 1e9:.1f} GB/s / {4 * params / 1e6:.0f} MB a token = {bound:.1f} tokens/s (float32; Q8_0 "
+          f"reads 34 bytes a block of 32 weights, 0.27 of it).\n")
+    print("| | tokens/s (median) | float32 bound / tokens/s | the same tokens as minigpt's |")
     print("|---|---|---|---|")
-    print(f"| minigpt generate (default backend) | {ours:.1f} | {ours / theirs:.2f}x | {bound / ours:.2f} |")
-    print(f"| transformers LlamaForCausalLM.generate | {theirs:.1f} | 1.00x | {bound / theirs:.2f} |")
-    print(f"\nThe same tokens on both sides: {tokens['auto'] == tokens['hf']}\n", flush=True)
+    for impl in impls:
+        speed = statistics.median(speeds[impl])
+        same = tokens[impl] == tokens.get("auto", tokens[impl])
+        print(f"| {IMPLS[impl]} | {speed:.1f} | {bound / speed:.2f} | {'yes' if same else 'no'} |")
+    if "auto" in speeds:
+        ours = statistics.median(speeds["auto"])
+        print("\nminigpt / each: " + ", ".join(f"{impl} {ours / statistics.median(v):.2f}x" for impl, v in speeds.items()
+                                              if impl != "auto") + " (tokens per second)")
+    print(flush=True)
 
 
 def main():
@@ -193,6 +238,8 @@ def main():
     parser.add_argument("--sections", nargs="+", choices=["step", "generate"], default=["step", "generate"])
     parser.add_argument("--rounds", type=int, default=4, help="alternating measurements of each")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS),
+                        help="generate: what to measure (llamacpp-*: needs llama-cpp-python)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
