@@ -124,9 +124,9 @@ def sample_completions(model, batch: Batch, group: int, temperature: float, stop
     rows, rewards = [], []
     for x_row, y_row in zip(batch.x, batch.y):
         prompt, answer = prompt_and_answer(x_row, y_row, stops)
-        n = min(len(answer), model.config.block_size - len(prompt))
-        out = model.generate(np.repeat(prompt[None], group, axis=0), n, do_sample=True, temperature=temperature,
-                             seed=rng.integers(2**63))[:, len(prompt):]  # (G, n)
+        # (the record, prompt and answer, fits the context, so any completion of at most len(answer) tokens does)
+        out = model.generate(np.repeat(prompt[None], group, axis=0), len(answer), do_sample=True,
+                             temperature=temperature, seed=rng.integers(2**63))[:, len(prompt):]  # (G, len(answer))
         for o in out:
             stop = next((i for i, t in enumerate(o) if int(t) in stops), len(o) - 1)
             completion = o[:stop + 1]
