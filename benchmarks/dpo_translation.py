@@ -4,6 +4,7 @@ its own greedy translations of training verses rejected and the King James refer
 way) and the test split's BLEU, before and after.
 
     python benchmarks/dpo_translation.py --sft applications/runs/bible-translation.full --out dpo-translation
+    python benchmarks/dpo_translation.py --sft ... --out rpo-translation --flags "... --rpo-alpha 1"   # RPO
 
 Every step is a `minigpt` command as a user would type it, printed with its time. Results: docs/preference.md.
 """

@@ -248,6 +248,8 @@ class TrainConfig:
     # completions the model samples for instruction records' prompts, rewarded 1 where exactly the record's
     method: str = "sft"
     dpo_beta: float = 0.1  # dpo: how far from the reference the model may move (TRL's default)
+    rpo_alpha: float = 0.0  # dpo: the weight of the chosen completions' cross-entropy added to DPO's loss (RPO, Pang
+    # et al., 2024; TRL's rpo_alpha): it keeps the chosen answers likely, where DPO alone can lower them too
     rl_group: int = 8  # rl: completions sampled per prompt, each the others' baseline
     rl_temperature: float = 1.0  # rl: the sampling temperature (1: the policy itself, as the gradient assumes)
     rl_advantage: str = "leave-one-out"  # rl: r - the mean of the others' rewards (unbiased), or "grpo": (r - mean) / std
@@ -373,7 +375,7 @@ POSITIVE = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_hea
             "max_iters", "eval_interval", "eval_iters", "log_interval", "learning_rate", "threads", "lr_decay_iters",
             "target_loss", "muon_lr", "dpo_beta", "rl_temperature")
 NON_NEGATIVE = ("lora_added_tokens", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "seed", "lm_loss_weight",
-                "muon_weight_decay")
+                "muon_weight_decay", "rpo_alpha")
 FRACTIONS = ("dropout", "lora_dropout", "beta1", "beta2", "muon_momentum")  # in [0, 1)
 CHOICES = {"arch": ARCHS, "task": TASK_NAMES, "backend": BACKENDS, "dtype": DTYPES, "preset": PRESET_NAMES,
            "optimizer": OPTIMIZERS, "method": METHODS, "rl_advantage": ADVANTAGES}

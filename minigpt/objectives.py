@@ -55,12 +55,14 @@ class LanguageModel:
 
 class DPO:
     """dpo: a batch holds B pairs, the chosen completions' rows then the rejected ones' (2B, T), with the
-    reference's log-probabilities of each row (batch.reference (2B,))."""
+    reference's log-probabilities of each row (batch.reference (2B,)). With alpha > 0 (RPO), the loss adds alpha times
+    the chosen completions' cross-entropy, the mean over their tokens (TRL's rpo_alpha and nll_loss)."""
 
-    MEASURES = ("reward_margin", "reward_accuracy")  # TRL's rewards/margins and rewards/accuracies, over the pairs
+    # TRL's rewards/margins and rewards/accuracies over the pairs, and its nll_loss, the chosen tokens' cross-entropy
+    MEASURES = ("reward_margin", "reward_accuracy", "chosen_nll")
 
-    def __init__(self, beta: float):
-        self.beta = beta
+    def __init__(self, beta: float, alpha: float = 0.0):
+        self.beta, self.alpha = beta, alpha
         self.cache = None
 
     def weight(self, batch: Batch) -> int:
@@ -71,9 +73,12 @@ class DPO:
         logp, lp_cache = model.completion_logprobs(batch.x, batch.y, keep_cache)  # (2B,)
         ref = batch.reference  # (2B,)
         loss, dpo_cache = dpo.forward(logp[:B], logp[B:], ref[:B], ref[B:], self.beta)
+        n_chosen = int(lp_cache.valid[:B].sum())  # the chosen completions' tokens
+        nll = -logp[:B].sum() / n_chosen  # their mean cross-entropy
         margin = dpo.rewards(logp[:B], ref[:B], self.beta) - dpo.rewards(logp[B:], ref[B:], self.beta)  # (B,)
-        return float(loss), (lp_cache, dpo_cache), {"reward_margin": float(margin.mean()),
-                                                    "reward_accuracy": float((margin > 0).mean())}
+        return float(loss + self.alpha * nll), (lp_cache, dpo_cache, n_chosen), {
+            "reward_margin": float(margin.mean()), "reward_accuracy": float((margin > 0).mean()),
+            "chosen_nll": float(nll)}
 
     def loss(self, model, batch: Batch, key=None) -> tuple[float, dict]:
         loss, self.cache, measures = self.forward(model, batch, keep_cache=True)
@@ -81,8 +86,9 @@ class DPO:
 
     # --8<-- [start:dpo-backward]
     def backward(self, model) -> dict:
-        (lp_cache, dpo_cache), self.cache = self.cache, None
+        (lp_cache, dpo_cache, n_chosen), self.cache = self.cache, None
         dchosen, drejected = dpo.backward(1.0, dpo_cache)  # (B,) each: d loss / d log pi(y_w | x), (y_l | x)
+        dchosen = dchosen - self.alpha / n_chosen  # RPO: + alpha x the chosen tokens' mean -log p, each token's -1/n
         dseq = np.concatenate([dchosen, drejected])  # (2B,) one per row
         dlogp = np.broadcast_to(dseq[:, None], lp_cache.valid.shape)  # (2B, T): a sum's gradient, to each term
         dlogits = token_logprobs.backward(dlogp, lp_cache, kernels=model.kernels)  # (2B, T, V)
@@ -187,7 +193,7 @@ class PolicyGradient:
 def for_run(cfg: TrainConfig, dataset) -> LanguageModel | DPO | PolicyGradient:
     """The objective of a run's --method, on its data (rl reads the records' stop and pad tokens)."""
     if cfg.method == "dpo":
-        return DPO(cfg.dpo_beta)
+        return DPO(cfg.dpo_beta, cfg.rpo_alpha)
     if cfg.method == "rl":
         return PolicyGradient(cfg.rl_group, cfg.rl_temperature, cfg.rl_advantage, cfg.seed, dataset.stops,
                               dataset.pad_token)

@@ -138,6 +138,8 @@ MUTANTS = [
            "their sum", OBJECTIVES, "dlogp = np.broadcast_to(dseq[:, None], lp_cache.valid.shape)",
            "dlogp = np.broadcast_to(dseq[:, None] / lp_cache.valid.sum(axis=1, keepdims=True), lp_cache.valid.shape)",
            None, PREFERENCE_TESTS),
+    Mutant("rpo: the chosen tokens' cross-entropy differentiated as their sum, not their mean", OBJECTIVES,
+           "dchosen = dchosen - self.alpha / n_chosen", "dchosen = dchosen - self.alpha", None, PREFERENCE_TESTS),
 ]
 
 

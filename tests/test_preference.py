@@ -54,12 +54,13 @@ def check_against_finite_differences(model, loss, grads):
 configs = st.one_of(gpt_configs(bias=None), llama_configs())
 
 
-@given(configs, st.integers(1, 3), st.sampled_from([0.1, 1.0]), st.integers(0, 2**16))
+@given(configs, st.integers(1, 3), st.sampled_from([0.1, 1.0]), st.sampled_from([0.0, 0.7]), st.integers(0, 2**16))
 @settings(max_examples=10, deadline=None)
-def test_dpo_gradients_match_finite_differences(config, B, beta, seed):
+def test_dpo_gradients_match_finite_differences(config, B, beta, alpha, seed):
+    """DPO's loss, and with alpha > 0 RPO's, the chosen completions' cross-entropy added."""
     model = perturbed(config, seed)
     batch = preference_batch(np.random.default_rng(seed), B, config.block_size, config.vocab_size)
-    objective = DPO(beta)
+    objective = DPO(beta, alpha)
     objective.loss(model, batch)
     grads = objective.backward(model)
     check_against_finite_differences(model, lambda: objective.eval_loss(model, batch), grads)
@@ -78,9 +79,10 @@ def test_policy_gradient_surrogate_gradients_match_finite_differences(config, N,
     check_against_finite_differences(model, lambda: objective.surrogate(model, x, y, advantages), grads)
 
 
-def trl_dpo_loss(torch, hf, batch, beta):
+def trl_dpo_loss(torch, hf, batch, beta, alpha):
     """TRL's DPOTrainer: the concatenated forward's per-token log-probabilities of the labels, masked and summed
-    per row; then the sigmoid loss, -logsigmoid(beta (logratios - ref_logratios)), averaged."""
+    per row; then the sigmoid loss, -logsigmoid(beta (logratios - ref_logratios)), averaged; with rpo_alpha, plus
+    alpha x nll_loss, the cross-entropy of the chosen rows' logits against their labels (a mean over the tokens)."""
     F = torch.nn.functional
     logits = hf(torch.from_numpy(batch.x)).logits
     labels = torch.from_numpy(batch.y)
@@ -89,8 +91,9 @@ def trl_dpo_loss(torch, hf, batch, beta):
     logps = (per_token * mask).sum(-1)
     B = len(batch.reference) // 2
     ref = torch.from_numpy(batch.reference)
-    logits = (logps[:B] - logps[B:]) - (ref[:B] - ref[B:])
-    return -F.logsigmoid(beta * logits).mean()
+    margins = (logps[:B] - logps[B:]) - (ref[:B] - ref[B:])
+    nll = F.cross_entropy(logits[:B].flatten(0, 1), labels[:B].flatten(), ignore_index=IGNORE_INDEX)
+    return -F.logsigmoid(beta * margins).mean() + alpha * nll
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
@@ -107,15 +110,15 @@ def test_dpo_matches_trl_s_loss_on_transformers_models(torch, transformers, fami
         config = data.draw(test_torch_llama.configs())
         ours, hf = test_torch_llama.paired(torch, transformers, config, np.float64, seed, 0.1)
         context = test_torch_llama.float64_exact(torch, hf, ours, np.float64)
-    beta = data.draw(st.sampled_from([0.1, 0.5]))
+    beta, alpha = data.draw(st.sampled_from([0.1, 0.5])), data.draw(st.sampled_from([0.0, 1.0]))
     batch = preference_batch(np.random.default_rng(seed), data.draw(st.integers(1, 3)), config.block_size,
                              config.vocab_size)
-    objective = DPO(beta)
+    objective = DPO(beta, alpha)
     loss, _ = objective.loss(ours, batch)
     grads = objective.backward(ours)
     with context:
         hf.zero_grad()
-        theirs = trl_dpo_loss(torch, hf, batch, beta)
+        theirs = trl_dpo_loss(torch, hf, batch, beta, alpha)
         theirs.backward()
     hf_grads = {name: p.grad.numpy() for name, p in hf.named_parameters()}
     assert loss == pytest.approx(theirs.item(), rel=TORCH_RTOL_FLOAT64)

@@ -57,6 +57,15 @@ def test_dpo_starts_at_log_2_and_learns_the_preferences(data, tmp_path):
     assert log[-1]["val_accuracy"] > 0.9  # held-out pairs: the model's own preference
 
 
+def test_rpo_keeps_the_chosen_completions_likelier_than_dpo_alone(data, tmp_path):
+    """--rpo-alpha adds the chosen completions' cross-entropy: the run logs it, and it ends lower than without."""
+    alone = dpo(data, tmp_path / "dpo", "--max-iters", "20", "--learning-rate", "1e-2")
+    rpo = dpo(data, tmp_path / "rpo", "--max-iters", "20", "--learning-rate", "1e-2", "--rpo-alpha", "1")
+    assert rpo[0]["chosen_nll"] == alone[0]["chosen_nll"]  # the same start
+    assert rpo[0]["loss"] == pytest.approx(np.log(2.0) + rpo[0]["chosen_nll"], rel=1e-6)
+    assert np.mean([r["chosen_nll"] for r in rpo[-5:]]) < np.mean([r["chosen_nll"] for r in alone[-5:]])
+
+
 def test_eval_scores_the_preference_before_and_after(data, tmp_path, capsys):
     tmp, records, pairs, sft = data
     out = tmp_path / "dpo"

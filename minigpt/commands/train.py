@@ -50,6 +50,7 @@ ABOUT = {
               "{prompt, chosen, rejected} records; rl, the policy gradient on completions the model samples for "
               "instruction records' prompts, rewarded where exactly the record's (docs/preference.md)",
     "dpo_beta": "with --method dpo: how far from the reference (the starting model) the model may move",
+    "rpo_alpha": "with --method dpo: the weight of the chosen completions' cross-entropy added to the loss (RPO)",
     "rl_group": "with --method rl: completions sampled per prompt, each the others' baseline",
     "rl_temperature": "with --method rl: the sampling temperature",
     "rl_advantage": "with --method rl: leave-one-out (unbiased) or grpo (the group's rewards normalised)",
