@@ -5,7 +5,7 @@ examples, split (the last VAL_FRACTION held out), fitted to the context and batc
     Classification   text and label records: a classifier's head reads each text's <|extract|> token
     Preferences      prompt, chosen and rejected records: pairs of completions for DPO (minigpt/objectives.py)
 
-    records = open_records("train.jsonl", tokenizer)   # Instructions or Classification, by the file's records
+    records = open_records("train.jsonl", tokenizer)   # Instructions, Classification or Preferences, by the records
 
 Causal attention never looks right, so a record's logits, and its loss, do not depend on what it is batched with
 (tested: tests/test_records.py). Docs: docs/finetuning.md.
@@ -38,12 +38,12 @@ class Example(NamedTuple):
 
 
 def open_records(path, tokenizer=None, labels=None, n_val: int | None = None) -> "Records":
-    """The dataset of a JSONL file of instruction or classification records: see dataset_of."""
+    """The dataset of a JSONL file of instruction, classification or preference records: see dataset_of."""
     return dataset_of(read_records(path), tokenizer, labels, n_val)
 
 
 def dataset_of(file: RecordFile, tokenizer=None, labels=None, n_val: int | None = None) -> "Records":
-    """The records of a file as a dataset, Instructions or Classification by their kind. tokenizer: the model's (a
+    """The records of a file as a dataset, Instructions, Classification or Preferences by their kind. tokenizer: the model's (a
     fine-tune's), or one to build from the records' characters (None). labels: a classification run's label names, in
     order (a fine-tuned classifier keeps its own); None: the sorted labels of the file. n_val: how many of the last
     records are held out (None: VAL_FRACTION of them). Multiple-choice records, which minigpt eval scores, are no
