@@ -236,7 +236,7 @@ class GPT:
         every parameter that trains: a dict with the keys and shapes of `params` (LoRA's frozen ones left out). The
         forward's cache is consumed, as PyTorch frees its graph: its arrays are not kept beside the next forward's.
         dlogits (B, T, V): the gradient of another loss computed from the logits of forward(idx) without targets
-        (preference training and the policy gradient, minigpt/preference.py), back-propagated instead."""
+        (preference training and the policy gradient, minigpt/objectives.py), back-propagated instead."""
         cache, self.cache = self.cache, None
         if cache is None or (dlogits is None) == (cache.loss is None and cache.class_loss is None):
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first" if dlogits is None

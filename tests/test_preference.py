@@ -128,3 +128,25 @@ def test_dpo_matches_trl_s_loss_on_transformers_models(torch, transformers, fami
         assert (error < TORCH_RTOL_FLOAT64 * np.abs(hf_grads[name]).max()
                 or error < ZERO_GRADIENT_ATOL["float64"] * largest), name
 
+
+
+def test_backward_takes_the_logits_gradient_only_of_a_forward_without_targets():
+    from minigpt import GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), dtype=np.float64)
+    idx = np.array([[1, 2, 3]])
+    logits, _ = model.forward(idx, idx)
+    with pytest.raises(ValueError, match="call forward\\(idx\\) without targets first"):
+        model.backward(np.zeros_like(logits))
+    model.forward(idx)
+    with pytest.raises(ValueError, match="needs a loss"):
+        model.backward()
+    # and a logits gradient equal to cross-entropy's gives cross-entropy's gradients
+    from minigpt.ops import cross_entropy
+    logits, _ = model.forward(idx, idx)
+    expected = model.backward()
+    _, ce_cache = cross_entropy.forward(logits, idx)
+    model.forward(idx)
+    got = model.backward(cross_entropy.backward(1.0, ce_cache))
+    for name, g in expected.items():
+        np.testing.assert_array_equal(got[name], g, err_msg=name)
