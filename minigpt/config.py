@@ -252,7 +252,8 @@ class TrainConfig:
     # et al., 2024; TRL's rpo_alpha): it keeps the chosen answers likely, where DPO alone can lower them too
     rl_group: int = 8  # rl: completions sampled per prompt, each the others' baseline
     rl_temperature: float = 1.0  # rl: the sampling temperature (1: the policy itself, as the gradient assumes)
-    rl_advantage: str = "leave-one-out"  # rl: r - the mean of the others' rewards (unbiased), or "grpo": (r - mean) / std
+    rl_advantage: str = "leave-one-out"  # rl: r - the mean of the others' rewards (unbiased), or "grpo":
+    # (r - mean) / std
     # evaluation and logging
     eval_interval: int = 250  # evaluate and checkpoint every this many steps, and after the last one
     eval_iters: int = 200  # batches per split in each evaluation

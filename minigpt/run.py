@@ -38,7 +38,7 @@ from minigpt.data import load_tokenizer, record_tasks
 from minigpt.data.record_tasks import RECORD_TASKS
 from minigpt.data.dataset import Dataset
 from minigpt.data.record_datasets import open_records
-from minigpt.data.records import kind_of
+from minigpt.data.records import INSTRUCTION_KINDS, PREFERENCE_KINDS, kind_of
 from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset, find_text
 from minigpt.data.tokens import TOKENS, TokensDataset
@@ -315,20 +315,16 @@ def build(cfg: TrainConfig, start: Origin, dist: Distributed, directory, say: Ca
                directory, say)
 
 
-PREFERENCES = ("preference", "chat preference")  # the records --method dpo trains on
-INSTRUCTIONS = ("instruction", "chat")  # those --method rl samples completions for
-
-
 def check_method(cfg: TrainConfig, dataset: Dataset, start: Origin) -> None:
     """--method and the data go together: dpo trains on preference records, rl on instruction records (whose
     completions are the answers its checker compares with), sft on anything else; dpo and rl start from a model."""
-    if dataset.kind in PREFERENCES and cfg.method != "dpo":
+    if dataset.kind in PREFERENCE_KINDS and cfg.method != "dpo":
         raise ValueError(f"{dataset.source} holds preference records ({{prompt, chosen, rejected}}), which train with "
                          f"--method dpo")
-    if cfg.method == "dpo" and dataset.kind not in PREFERENCES:
+    if cfg.method == "dpo" and dataset.kind not in PREFERENCE_KINDS:
         raise ValueError(f"--method dpo trains on preference records, {{\"prompt\", \"chosen\", \"rejected\"}} a "
                          f"line; {dataset.source} holds none: give such a .jsonl file with --data")
-    if cfg.method == "rl" and dataset.kind not in INSTRUCTIONS:
+    if cfg.method == "rl" and dataset.kind not in INSTRUCTION_KINDS:
         raise ValueError(f"--method rl samples completions for instruction records' prompts and rewards those exactly "
                          f"the record's; {dataset.source} holds none: give prompt and completion (or chat) records, or "
                          f"--task add-instruct")

@@ -210,7 +210,8 @@ def abandoned_anywhere(dist: Distributed, abandoned: bool) -> bool:
 
 
 # --8<-- [start:accumulate]
-def accumulate_gradients(model: GPT, batches: list, share=None, objective=None, it: int = 0) -> tuple[float, dict, dict]:
+def accumulate_gradients(model: GPT, batches: list, share=None, objective=None,
+                         it: int = 0) -> tuple[float, dict, dict]:
     """Mean loss and its gradients over several micro-batches, each weighted by its share of the
     targets: exactly the loss and gradients of one batch holding all of them. With `share` (a range of
     indices), only those micro-batches are computed, still weighted by their share of all the targets:

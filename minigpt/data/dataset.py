@@ -45,8 +45,8 @@ class Batch(NamedTuple):
 
     @property
     def loss_count(self) -> int:
-        """What the batch's loss is the mean over: preference pairs, a classifier's rows, or a language model's targets (the weight of
-        a micro-batch in a step, minigpt/train.py's accumulate_gradients)."""
+        """What the batch's loss is the mean over: preference pairs, a classifier's rows, or a language model's
+        targets (the weight of a micro-batch in a step, minigpt/train.py's accumulate_gradients)."""
         if self.reference is not None:  # preference pairs
             return len(self.reference) // 2
         return len(self.labels) if self.labels is not None else int((self.y != IGNORE_INDEX).sum())

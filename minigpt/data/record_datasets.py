@@ -18,9 +18,10 @@ import numpy as np
 
 from minigpt import interrupt
 from minigpt.data.dataset import Batch, Dataset
-from minigpt.data.records import (EXTRACT, MAX_LABELS, PLAIN, VAL_FRACTION, RecordFile, characters_of, chat_tokenizer,
-                                  check_string, conversation, preference_conversations, read_records, role_tokens,
-                                  special_tokens_of, stop_tokens, template_for, tokenize_conversation)
+from minigpt.data.records import (EXTRACT, MAX_LABELS, PLAIN, PREFERENCE_KINDS, VAL_FRACTION, RecordFile,
+                                  characters_of, chat_tokenizer, check_string, conversation, preference_conversations,
+                                  read_records, role_tokens, special_tokens_of, stop_tokens, template_for,
+                                  tokenize_conversation)
 from minigpt.data.text import encode_text
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 
@@ -43,10 +44,10 @@ def open_records(path, tokenizer=None, labels=None, n_val: int | None = None) ->
 
 
 def dataset_of(file: RecordFile, tokenizer=None, labels=None, n_val: int | None = None) -> "Records":
-    """The records of a file as a dataset, Instructions, Classification or Preferences by their kind. tokenizer: the model's (a
-    fine-tune's), or one to build from the records' characters (None). labels: a classification run's label names, in
-    order (a fine-tuned classifier keeps its own); None: the sorted labels of the file. n_val: how many of the last
-    records are held out (None: VAL_FRACTION of them). Multiple-choice records, which minigpt eval scores, are no
+    """The records of a file as a dataset, Instructions, Classification or Preferences by their kind. tokenizer: the
+    model's (a fine-tune's), or one to build from the records' characters (None). labels: a classification run's
+    label names, in order (a fine-tuned classifier keeps its own); None: the sorted labels of the file. n_val: how many
+    of the last records are held out (None: VAL_FRACTION of them). Multiple-choice records, which minigpt eval scores, are no
     dataset to train on."""
     if file.kind == "choice":
         raise ValueError(f"{file.path} holds multiple-choice records, which minigpt eval scores; train on prompt and "
@@ -55,7 +56,7 @@ def dataset_of(file: RecordFile, tokenizer=None, labels=None, n_val: int | None 
         tokenizer = characters_of(file)
     if file.kind == "classification":
         return Classification(file, tokenizer, labels, n_val)
-    if file.kind in ("preference", "chat preference"):
+    if file.kind in PREFERENCE_KINDS:
         return Preferences(file, tokenizer, n_val)
     return Instructions(file, tokenizer, n_val)
 
@@ -382,7 +383,8 @@ class Preferences(Records):
 
     def batch(self, pairs: list) -> Batch:
         if self.reference is None:
-            raise ValueError("a batch of preference pairs needs the reference's log-probabilities: keep_reference first")
+            raise ValueError("a batch of preference pairs needs the reference's log-probabilities: keep_reference "
+                             "first")
         reference = np.concatenate([self.reference[[p.index for p in pairs], k] for k in (0, 1)])  # (2B,)
         return Batch(*self.rows(pairs), reference=reference)
 

@@ -45,7 +45,10 @@ ROLES = ("system", "user", "assistant")
 MARKER = re.compile(r"<\|[A-Za-z0-9_.:-]{1,64}\|>")  # a special token as chat templates write them: <|im_start|>
 VAL_FRACTION = 0.1  # the last 10% of a file's records are held out, as the last 10% of a text is
 MAX_LABELS = 1000
-BUILT_IN = {"instruction": PLAIN, "chat": CHATML, "preference": PLAIN, "chat preference": CHATML}  # the template of each kind, where the tokenizer has none of its own
+# the template of each kind, where the tokenizer has none of its own
+BUILT_IN = {"instruction": PLAIN, "chat": CHATML, "preference": PLAIN, "chat preference": CHATML}
+INSTRUCTION_KINDS = ("instruction", "chat")  # the kinds of a prompt and its completion: what --method rl samples for
+PREFERENCE_KINDS = ("preference", "chat preference")  # the kinds of pairs of completions: what --method dpo trains on
 
 
 def read_jsonl(path) -> list:
@@ -243,10 +246,10 @@ def characters_of(file: RecordFile):
     plain = CharTokenizer(" ")  # (a stand-in, for role_tokens: <|endoftext|>)
     texts = []
     for n, record in file.records:
-        if file.kind in ("instruction", "chat"):
+        if file.kind in INSTRUCTION_KINDS:
             texts.append(render(BUILT_IN[file.kind], conversation(record, file.kind, f"{file.path} line {n}"), False,
                                 plain))
-        elif file.kind in ("preference", "chat preference"):
+        elif file.kind in PREFERENCE_KINDS:
             texts.extend(render(BUILT_IN[file.kind], messages, False, plain)
                          for messages in preference_conversations(record, file.kind, f"{file.path} line {n}"))
         else:
