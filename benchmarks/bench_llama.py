@@ -101,7 +101,9 @@ def worker_generate(impl: str, new_tokens: int, threads: int) -> dict:
         from minigpt import GPT, GPTConfig, runtime
 
         runtime.configure(threads)
-        model = GPT(GPTConfig(**SMOLLM2_135M), backend=impl).eval()
+        model = GPT(GPTConfig(**SMOLLM2_135M), backend="auto").eval()
+        if impl == "q8_0":
+            model.quantize("q8_0")
 
         def run():
             return model.generate(prompt, new_tokens, do_sample=False)
@@ -200,7 +202,10 @@ def section_step(args):
 
 
 IMPLS = {"auto": "minigpt generate (default backend), float32", "hf": "transformers LlamaForCausalLM.generate",
-         "llamacpp-f32": "llama.cpp, F32 (minigpt's GGUF export)", "llamacpp-q8_0": "llama.cpp, Q8_0 (minigpt's GGUF export)"}
+         "llamacpp-f32": "llama.cpp, F32 (minigpt's GGUF export)",
+         "q8_0": "minigpt generate (default backend), Q8_0 (`--quantize q8_0`)",
+         "llamacpp-q8_0": "llama.cpp, Q8_0 (minigpt's GGUF export)"}
+SAME_AS = {"auto": "auto", "hf": "auto", "llamacpp-f32": "auto", "q8_0": "q8_0", "llamacpp-q8_0": "q8_0"}
 
 
 def section_generate(args):
@@ -220,16 +225,17 @@ def section_generate(args):
     print(f"Bandwidth (float32 matrix-vector product over 1 GiB): {bandwidth / 1e9:.1f} GB/s; bound: "
           f"{bandwidth / 1e9:.1f} GB/s / {4 * params / 1e6:.0f} MB a token = {bound:.1f} tokens/s (float32; Q8_0 "
           f"reads 34 bytes a block of 32 weights, 0.27 of it).\n")
-    print("| | tokens/s (median) | float32 bound / tokens/s | the same tokens as minigpt's |")
+    print("| | tokens/s (median) | its bound / tokens/s | the same tokens as minigpt's (same precision) |")
     print("|---|---|---|---|")
     for impl in impls:
         speed = statistics.median(speeds[impl])
-        same = tokens[impl] == tokens.get("auto", tokens[impl])
-        print(f"| {IMPLS[impl]} | {speed:.1f} | {bound / speed:.2f} | {'yes' if same else 'no'} |")
-    if "auto" in speeds:
-        ours = statistics.median(speeds["auto"])
-        print("\nminigpt / each: " + ", ".join(f"{impl} {ours / statistics.median(v):.2f}x" for impl, v in speeds.items()
-                                              if impl != "auto") + " (tokens per second)")
+        same = tokens[impl] == tokens.get(SAME_AS[impl], tokens[impl])
+        its_bound = bound * (32 / 34 * 4 if "q8_0" in impl else 1)  # Q8_0: 34 bytes a block of 32 weights
+        print(f"| {IMPLS[impl]} | {speed:.1f} | {its_bound / speed:.2f} | {'yes' if same else 'no'} |")
+    for ours, theirs in (("auto", "llamacpp-f32"), ("q8_0", "llamacpp-q8_0"), ("auto", "hf")):
+        if ours in speeds and theirs in speeds:
+            print(f"\nminigpt {ours} / {theirs}: {statistics.median(speeds[ours]) / statistics.median(speeds[theirs]):.2f}x"
+                  f" (tokens per second)")
     print(flush=True)
 
 

@@ -41,6 +41,23 @@ typedef struct { int mr, nr; MicroFn_f64 fn; const char* name; } Microkernel_f64
 
 #include "microkernels.c"
 
+/* A float16 (IEEE binary16, as GGUF stores Q8_0's scales) as a float: every float16 is exactly a float. */
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+    if (exponent == 0) {  /* zero and the subnormals: mantissa 2^-24 */
+        float magnitude = (float)mantissa * 5.9604644775390625e-8f;
+        return sign ? -magnitude : magnitude;
+    }
+    if (exponent == 31)  /* infinity and NaN */
+        bits = sign | 0x7f800000u | mantissa << 13;
+    else  /* normal: the exponent's bias 15 -> 127 */
+        bits = sign | (exponent + 112) << 23 | mantissa << 13;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+#define Q8_PARALLEL_MIN_BYTES (1L << 17)  /* a Q8_0 product of a few rows is threaded from this many bytes of W */
+
 #define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns */
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715

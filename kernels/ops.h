@@ -13,6 +13,7 @@
 #include "cross_entropy.c"
 #include "dropout.c"
 #include "adamw.c"
+#include "q8_0.c"
 
 #undef real
 #undef FN

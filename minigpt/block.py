@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minigpt.config import GPTConfig
-from minigpt.ops import rope
+from minigpt.ops import linear as linear_op, q8_0, rope
 
 
 class Step(NamedTuple):
@@ -31,6 +31,17 @@ class Step(NamedTuple):
     angles: rope.RopeCache | None  # cos and sin (T, hs) of the rotary embeddings at these positions; None for GPT-2,
     # whose positions were added to the tokens
     frozen: frozenset  # the names of the parameters that do not train (LoRA's base): their ops compute no gradient
+    quantized: dict  # weight name -> its Q8_0 bytes, for a model quantized for inference (GPT.quantize); else empty
+
+
+def linear(p, name: str, x, b, step: Step, in_out: bool):
+    """The linear layer of weight `name` (and bias b or None) on x (B, T, C) -> out (B, T, OC), and its cache: from
+    the weight's Q8_0 bytes in a quantized model (minigpt/ops/q8_0.py; no cache, no backward), else from the float
+    weight p[name], laid out (in, out) if in_out (GPT-2's, used as x @ w), else (out, in) (Llama's, used as x @ w^T)."""
+    if name in step.quantized:
+        return q8_0.forward(x, step.quantized[name], b, kernels=step.kernels)
+    w = p[name]
+    return linear_op.forward(x, w if in_out else w.T, b, kernels=step.kernels)
 
 
 def init_params(shapes: dict, n_layer: int, gains: tuple, residual: tuple, rng, dtype) -> dict:

@@ -10,6 +10,7 @@ import types
 from dataclasses import Field, dataclass, field, fields
 
 BACKENDS = ("numpy", "numba", "c", "auto")  # how the ops are computed (minigpt/backends); auto: the fastest that loads
+QUANTIZATIONS = ("q8_0",)  # how a model for inference can hold its linears' weights (GPT.quantize, --quantize)
 # the applications, tasks on real text shipped as records (minigpt/applications/tasks.py), which `minigpt eval --task`
 # also scores by the field's metrics
 APPLICATIONS = ("docstring-summary", "bible-translation", "wordnet-qa", "wordnet-category")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minigpt import lora
+from minigpt import block, lora
 from minigpt.block import Step
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, dropout, gelu, layernorm, linear
@@ -76,7 +76,7 @@ def block_forward(p, l, x, step: Step):
     branches = {}
 
     def project(module, x):  # linear, and its LoRA branch
-        out, cache = linear.forward(x, p[h + module + ".weight"], p.get(h + module + ".bias"), kernels=kernels)
+        out, cache = block.linear(p, h + module + ".weight", x, p.get(h + module + ".bias"), step, LINEAR_IN_OUT)
         out, branches[module] = lora.adapt(p, h + module, x, out, step)
         return out, cache
 

@@ -18,7 +18,7 @@ attention_dropout does. GPT-2's block: minigpt/gpt2.py. Docs: docs/llama.md.
 
 from typing import NamedTuple
 
-from minigpt import lora
+from minigpt import block, lora
 from minigpt.block import Step
 from minigpt.config import GPTConfig
 from minigpt.ops import attention, linear, rmsnorm, rope, swiglu
@@ -87,7 +87,7 @@ def block_forward(p, l, x, step: Step):
     branches = {}
 
     def project(module, x):  # linear (a weight (out, in), used as its transpose), and its LoRA branch
-        out, cache = linear.forward(x, p[h + module + ".weight"].T, None, kernels=kernels)
+        out, cache = block.linear(p, h + module + ".weight", x, None, step, LINEAR_IN_OUT)
         out, branches[module] = lora.adapt(p, h + module, x, out, step)
         return out, cache
 

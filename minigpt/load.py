@@ -147,10 +147,12 @@ def check_tokenizer(tokenizer, config: GPTConfig, where) -> None:
         raise ValueError(f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model only {config.vocab_size}")
 
 
-def build_model(pretrained: Pretrained, dtype: DTypeLike = None, backend: str = "numpy") -> GPT:
+def build_model(pretrained: Pretrained, dtype: DTypeLike = None, backend: str = "numpy",
+                quantize: str | None = None) -> GPT:
     """The model of `pretrained`, in evaluation mode (no dropout, as transformers' from_pretrained returns one), its
     weights cast once to `dtype`: None keeps float32 or float64 as stored, and computes half precision (widened when
-    it was read) in float32."""
+    it was read) in float32. quantize ("q8_0"): its linears' weights then held in 8 bits, for inference only
+    (GPT.quantize)."""
     weights, config = pretrained.weights, pretrained.config
     stored = weights[FAMILIES[config.arch].WTE].dtype
     dtype = np.dtype(dtype if dtype is not None else stored if stored in (np.float32, np.float64) else np.float32)
@@ -159,6 +161,8 @@ def build_model(pretrained: Pretrained, dtype: DTypeLike = None, backend: str = 
         model.load_state_dict({name: a.astype(dtype, copy=False) for name, a in weights.items()})
     except ValueError as e:  # (names and shapes were checked as it was read: a weight not finite, or one too many)
         raise ValueError(f"{pretrained.path}: {e}") from None
+    if quantize is not None:
+        model.quantize(quantize)
     return model.eval()
 
 

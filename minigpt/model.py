@@ -31,8 +31,8 @@ import numpy as np
 
 from minigpt import backends, block, generate, gpt2, llama, lora, runtime
 from minigpt.block import Step
-from minigpt.config import GPTConfig
-from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, rope, token_logprobs
+from minigpt.config import QUANTIZATIONS, GPTConfig
+from minigpt.ops import attention, cross_entropy, dropout, embedding, last_token, linear, q8_0, rope, token_logprobs
 
 FAMILIES = {"gpt2": gpt2, "llama": llama, "qwen3": llama}  # config.arch -> the module of its parameters and block
 HEAD = "lm_head.weight"  # an LM head of its own (tie_word_embeddings false), (V, C) as Hugging Face lays it out
@@ -40,6 +40,8 @@ SCORE = "score.weight"  # a classifier's head, (K, C), as Hugging Face's *ForSeq
 # names in a Hugging Face state dict that are no parameters here: buffers (GPT-2's causal mask, built on the fly; the
 # rotary frequencies older Llama files saved) and a tied head's copy of the token embedding. minigpt.hf.to_minigpt
 # drops them.
+INFERENCE_ONLY = ("this model's weights are quantized (GPT.quantize, --quantize): it runs inference only; use the "
+                  "float model to train, save or load weights")
 HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
 
@@ -119,6 +121,8 @@ class GPT:
         self.rng = np.random.default_rng([seed, 1])  # dropout masks; separate from the init stream
         self.training = True  # dropout is active only in training mode, as in PyTorch
         self.cache = None  # what the last forward kept for the backward: a ModelCache, or None
+        # weight name -> its Q8_0 bytes, in place of its float array, once quantize() has run: inference only
+        self.quantized = {}
 
     @property
     def backend(self) -> str:
@@ -186,7 +190,7 @@ class GPT:
         x, embd_drop = dropout.forward(x, p_drop if f.EMBEDDING_DROPOUT else 0.0, self.rng, kernels=kernels)  # (B, T, C)
         angles = None if self.inv_freq is None else rope.angles(self.inv_freq, P, x.shape[1], self.dtype)  # (T, hs) x2
         step = Step(cfg, kernels, p_drop, cfg.lora_dropout if self.training else 0.0, self.rng, kv_cache, angles,
-                    self.frozen)  # what every block is given (minigpt/block.py)
+                    self.frozen, self.quantized)  # what every block is given (minigpt/block.py)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = f.block_forward(p, l, x, step)  # (B, T, C)
@@ -204,8 +208,11 @@ class GPT:
     def lm_head(self, x, targets):
         """x (B, T, C) -> logits (B, T, V), their loss against targets (or None), and the caches of both."""
         kernels = self.kernels
-        head = self.params[self.family.WTE] if self.config.tie_word_embeddings else self.params[HEAD]  # (V, C)
-        logits, head_cache = linear.forward(x, head.T, kernels=kernels)  # (B, T, V)
+        if HEAD in self.quantized:  # the head's weight (tied or not) in Q8_0
+            logits, head_cache = q8_0.forward(x, self.quantized[HEAD], kernels=kernels)  # (B, T, V)
+        else:
+            head = self.params[self.family.WTE] if self.config.tie_word_embeddings else self.params[HEAD]  # (V, C)
+            logits, head_cache = linear.forward(x, head.T, kernels=kernels)  # (B, T, V)
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy.forward(logits, targets, kernels=kernels)
@@ -237,6 +244,8 @@ class GPT:
         forward's cache is consumed, as PyTorch frees its graph: its arrays are not kept beside the next forward's.
         dlogits (B, T, V): the gradient of another loss computed from the logits of forward(idx) without targets
         (preference training and the policy gradient, minigpt/objectives.py), back-propagated instead."""
+        if self.quantized:
+            raise ValueError(INFERENCE_ONLY)
         cache, self.cache = self.cache, None
         if cache is None or (dlogits is None) == (cache.loss is None and cache.class_loss is None):
             raise ValueError("backward() needs a loss: call forward(idx, targets) with targets first" if dlogits is None
@@ -295,8 +304,39 @@ class GPT:
         Uses a key/value cache; see minigpt/generate.py."""
         return generate.generate(self, idx, max_new_tokens, do_sample, temperature, top_k, top_p, seed)
 
+    # --8<-- [start:quantize]
+    def quantize(self, kind: str = "q8_0") -> "GPT":
+        """Hold the linear layers' weights (every block's, and the LM head's) in GGUF's Q8_0 (minigpt/ops/q8_0.py),
+        8.5 bits a weight, in place of their float arrays, which are freed: what decoding reads from memory for each
+        token falls about 4x. One way, for inference: the model then computes no gradients. A tied LM head keeps the
+        float token embedding for the input's lookup and gets a Q8_0 copy for the output's product, as
+        `quantized[HEAD]`; LoRA's adapters and a classifier's head stay float, and so does a weight whose rows (its
+        input width) are no whole number of Q8_0's blocks of 32 (an MLP of 688, say), as llama.cpp's converter writes
+        it F16 in a Q8_0 file. Returns the model."""
+        if kind not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {kind!r}; choose one of {', '.join(QUANTIZATIONS)}")
+        if self.quantized:
+            raise ValueError("this model is already quantized")
+        f, cfg = self.family, self.config
+        head = f.WTE if cfg.tie_word_embeddings else HEAD
+        names = [name for name, p in self.params.items()
+                 if name.startswith(f.BLOCKS) and p.ndim == 2 and not lora.is_adapter(name)] + [head]
+        # the input's width: a row of the weight, laid out (in, out) or (out, in)
+        names = [name for name in names
+                 if self.params[name].shape[0 if f.LINEAR_IN_OUT and name != head else 1] % q8_0.BLOCK == 0]
+        for name in names:
+            w = self.params[name]
+            self.quantized[HEAD if name == head else name] = q8_0.quantize(w.T if f.LINEAR_IN_OUT and name != head
+                                                                           else w)  # rows along the input: (out, in)
+            if name != f.WTE:  # (the tied head's token embedding still looks up the input's tokens)
+                del self.params[name]
+        return self
+    # --8<-- [end:quantize]
+
     def state_dict(self) -> dict:
         """A copy of the parameters, keyed by their Hugging Face names."""
+        if self.quantized:
+            raise ValueError(INFERENCE_ONLY)
         return {name: p.copy() for name, p in self.params.items()}
 
     def load_state_dict(self, state_dict) -> None:
@@ -304,6 +344,8 @@ class GPT:
         and dtypes must match `params` exactly (nothing is cast or reshaped) and every value must be finite. Any
         error leaves the model unchanged. A Hugging Face state dict (with `lm_head.weight` and the causal-mask
         buffers) goes through minigpt.hf.to_minigpt first."""
+        if self.quantized:
+            raise ValueError(INFERENCE_ONLY)
         if not isinstance(state_dict, dict):
             raise ValueError(f"state_dict must be a dict of parameter name -> array, got {type(state_dict).__name__}")
         arrays = {name: np.asarray(value) for name, value in state_dict.items()}  # also takes CPU torch tensors

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig, backends, ops
-from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, rmsnorm, rope, swiglu
+from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, q8_0, rmsnorm, rope, swiglu
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.ops.reference import NUMPY
 from minigpt.optim import AdamW
@@ -195,6 +195,33 @@ def test_linear(kernels, dtype, seed, B, T, C, OC, bias, transposed):
         return (out, *linear.backward(dout.astype(dtype), cache, kernels))
 
     compare(kernels, dtype, run, ("out", "dx", "dw", "db"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 4), st.integers(1, 40), st.booleans())
+@settings(max_examples=15)
+def test_q8_0(kernels, dtype, seed, N, nb, OC, bias):
+    """N rows of x, straight from the bytes (decoding) in groups of 4 (C: up to 32 rows; numba: up to 4); more
+    through dequantized rows of W (test_q8_0_panels)."""
+    rng = np.random.default_rng(seed)
+    x, blocks = rng.normal(size=(1, N, nb * q8_0.BLOCK)), q8_0.quantize(rng.normal(size=(OC, nb * q8_0.BLOCK)))
+    b = rng.normal(size=OC) if bias else None
+
+    def run(kernels, dtype):
+        return q8_0.forward(x.astype(dtype), blocks, None if b is None else b.astype(dtype), kernels)[:1]
+
+    compare(kernels, dtype, run, ("out",))
+
+
+@pytest.mark.parametrize("N", [1, 5, 40])
+def test_q8_0_panels(kernels, N):
+    """OC = 1000: for 40 rows, four panels of W dequantized for the matmul, the last a partial one; for a few rows,
+    threads (1000 rows of 136 bytes: past the C kernel's threshold for threads, 128 KiB)."""
+    rng = np.random.default_rng(N)
+    x, blocks = rng.normal(size=(1, N, 128)), q8_0.quantize(rng.normal(size=(1000, 128)))
+    b = rng.normal(size=1000)
+    compare(kernels, np.float32, lambda kernels, dtype: q8_0.forward(x.astype(dtype), blocks, b.astype(dtype),
+                                                                      kernels)[:1], ("out",))
 
 
 def side_by_side(grads):

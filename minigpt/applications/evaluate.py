@@ -248,7 +248,9 @@ def table(result: dict) -> str:
     if result["baseline"] is not None:
         setting = f"baseline {result['baseline']}"
     else:
-        setting = f"{result['model']} ({result['format']}, {result['shots']} shots, {result['num_beams']} beams)"
+        weights = f", {result['quantize']} weights" if result.get("quantize") else ""  # (minigpt eval --quantize)
+        setting = (f"{result['model']} ({result['format']}, {result['shots']} shots, {result['num_beams']} beams"
+                   f"{weights})")
     rows = [("task", result["task"]), ("split", result["split"]), ("setting", setting),
             ("records", str(result["records"]))]
     for key in METRICS:

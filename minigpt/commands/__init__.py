@@ -46,6 +46,15 @@ def model_arguments(p) -> None:
                         "else the cores that other programs leave free)")
 
 
+def quantize_argument(p) -> None:
+    """--quantize: the flag of a command that runs a model for inference only (sample, chat, eval)."""
+    from minigpt.config import QUANTIZATIONS
+
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                   help="hold the linear layers' weights in 8 bits (GGUF's Q8_0: about 4x fewer bytes to read for "
+                        "each token; docs/inference.md) (default: float, as stored)")
+
+
 def sampling_arguments(p, max_new_tokens: int, what: str) -> None:
     """The flags of a command that samples (sample, chat): how many tokens at most, and how each is drawn."""
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N",

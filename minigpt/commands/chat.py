@@ -10,9 +10,10 @@ DESCRIPTION = ("Talk with a fine-tuned model: each line is a user turn, the mode
 
 
 def add_arguments(p) -> None:
-    from minigpt.commands import model_arguments, sampling_arguments
+    from minigpt.commands import model_arguments, quantize_argument, sampling_arguments
 
     model_arguments(p)
+    quantize_argument(p)
     p.add_argument("--system", help="a system message that opens the conversation (default: none)")
     sampling_arguments(p, 200, "the longest reply")
 
@@ -39,7 +40,8 @@ def run(args) -> int:
     options = sampling(args)
     use_threads(args.threads)
     pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
-    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
+    tokenizer = load.text_tokenizer(pretrained)
+    model = load.build_model(pretrained, backend=args.backend, quantize=args.quantize)
     template_of(tokenizer)  # no template: say so before the first prompt
     if args.system:
         try:

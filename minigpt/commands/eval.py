@@ -12,10 +12,11 @@ DESCRIPTION = ("Score a model on records: {\"prompt\", \"completion\"} or {\"mes
 
 
 def add_arguments(p) -> None:
-    from minigpt.commands import model_arguments
+    from minigpt.commands import model_arguments, quantize_argument
     from minigpt.config import APPLICATIONS
 
     model_arguments(p)
+    quantize_argument(p)
     p.add_argument("--data", metavar="F.jsonl", help="the records to score (default: none; give it or --task)")
     p.add_argument("--task", choices=APPLICATIONS, metavar="NAME",
                    help=f"score on a task's split instead: {', '.join(APPLICATIONS)} (default: none)")
@@ -78,6 +79,8 @@ def score(model, tokenizer, path, truncate: bool = False, say=lambda line: None)
 
 def table(result: dict) -> str:
     rows = [("data", result["data"]), ("records", str(result["records"]))]
+    if result["quantize"] is not None:
+        rows.append(("weights", result["quantize"]))
     for key in ("loss", "perplexity", "exact_match", "accuracy", "macro_f1", "preference_accuracy", "logp_margin"):
         if key in result:
             rows.append((key.replace("_", " "), f"{result[key]:.4f}"))
@@ -101,8 +104,10 @@ def score_task(args) -> tuple[dict, str]:
     else:
         evaluate.check(setting)  # (before the model is read)
         pretrained = load.read(args.out_dir, args.checkpoint)
-        tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
-        result = evaluate.evaluate_model(model, tokenizer, setting, str(pretrained.path), report)
+        tokenizer = load.text_tokenizer(pretrained)
+        model = load.build_model(pretrained, backend=args.backend, quantize=args.quantize)
+        result = {**evaluate.evaluate_model(model, tokenizer, setting, str(pretrained.path), report),
+                  "quantize": args.quantize}
     return result, evaluate.table(result)
 
 
@@ -118,6 +123,8 @@ def run(args) -> int:
     task_flags = [flag for flag, given in (("--split", args.split != "test"), ("--shots", args.shots != 0),
                                            ("--num-beams", args.num_beams != 1), ("--baseline", args.baseline),
                                            ("--limit", args.limit)) if given]
+    if args.baseline is not None and args.quantize is not None:
+        raise ValueError("--quantize is for a model; a --baseline has none")
     if args.data is not None and task_flags:
         raise ValueError(f"{task_flags[0]} is for a task (--task NAME); with --data, every record of the file is "
                          f"scored")
@@ -130,8 +137,9 @@ def run(args) -> int:
         result, shown = score_task(args)
     else:
         pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
-        tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
-        result = score(model, tokenizer, args.data, args.truncate, report)
+        tokenizer = load.text_tokenizer(pretrained)
+        model = load.build_model(pretrained, backend=args.backend, quantize=args.quantize)
+        result = {**score(model, tokenizer, args.data, args.truncate, report), "quantize": args.quantize}
         shown = table(result)
     print(shown, flush=True)  # (first: a --json that fails now still leaves the scores on the screen)
     if args.json:

@@ -5,9 +5,10 @@ DESCRIPTION = None
 
 
 def add_arguments(p) -> None:
-    from minigpt.commands import model_arguments, sampling_arguments
+    from minigpt.commands import model_arguments, quantize_argument, sampling_arguments
 
     model_arguments(p)
+    quantize_argument(p)
     p.add_argument("--prompt", help="text to continue (default: a newline)")
     sampling_arguments(p, 500, "tokens to generate")
     p.add_argument("--num-samples", type=int, default=1, metavar="N",
@@ -45,7 +46,8 @@ def run(args) -> int:
     check_flags(args)
     use_threads(args.threads)
     pretrained = load.read(args.out_dir, args.checkpoint)  # (its tokenizer first: the command needs one)
-    tokenizer, model = load.text_tokenizer(pretrained), load.build_model(pretrained, backend=args.backend)
+    tokenizer = load.text_tokenizer(pretrained)
+    model = load.build_model(pretrained, backend=args.backend, quantize=args.quantize)
     if args.chat:
         return chat_reply(args, model, tokenizer)
     prompt = args.prompt

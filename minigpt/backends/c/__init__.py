@@ -35,7 +35,8 @@ from minigpt.files import cache_dir
 # enables) change no result; without them GCC will not vectorise a loop with a square root or a conditional.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC",
          "-shared", "-std=gnu11"]
-CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]", np.dtype(np.int64): "int64_t[]"}
+CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]", np.dtype(np.int64): "int64_t[]",
+         np.dtype(np.uint8): "uint8_t[]"}
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 ffi = None  # cffi's FFI of minigpt.h, loaded with the library by lib()
