@@ -31,7 +31,8 @@
 #define NC 2048
 #define PACK_A_MIN_STEP 2048  /* bytes: half a 4 KB page (gemm.c, pack_a) */
 static long pack_a_min_step = PACK_A_MIN_STEP;  /* what gemm.c uses: minigpt_set_pack_a_min_step changes it */
-#define FEW_ROWS 4  /* a product of at most this many rows skips the packing (gemm.c, gemm_few_rows) */
+#define FEW_ROWS 8  /* a product of at most this many rows skips the packing (gemm.c, gemm_few_rows): measured faster
+                     * up to 8 rows (a short prompt) in both layouts of a SmolLM2-135M-shaped weight (docs/inference.md) */
 #define FEW_ROWS_PARALLEL_MIN (1L << 18)  /* ... and is threaded from this many numbers of B (1 MB in float32) */
 
 typedef void (*MicroFn_f32)(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);

@@ -32,6 +32,7 @@ class Step(NamedTuple):
     # whose positions were added to the tokens
     frozen: frozenset  # the names of the parameters that do not train (LoRA's base): their ops compute no gradient
     quantized: dict  # weight name -> its Q8_0 bytes, for a model quantized for inference (GPT.quantize); else empty
+    fused: dict  # a family's group of weight names (q, k, v; gate, up) -> the array they are rows of (GPT.fused)
 
 
 def linear(p, name: str, x, b, step: Step, in_out: bool):
@@ -42,6 +43,23 @@ def linear(p, name: str, x, b, step: Step, in_out: bool):
         return q8_0.forward(x, step.quantized[name], b, kernels=step.kernels)
     w = p[name]
     return linear_op.forward(x, w if in_out else w.T, b, kernels=step.kernels)
+
+
+def linears(p, names: tuple, x, step: Step, in_out: bool) -> list:
+    """The linear layers (without biases) of the weights `names` on the same x: a list of (out, cache), as `linear`
+    gives each. Decoding (step.kv_cache), weights that lie side by side as rows of one array (step.fused: Llama's q,
+    k and v; gate and up) are one product, whose output is cut into theirs: one pass over one longer stream of
+    weights, where a product per weight would start the threads for each and read small matrices more slowly
+    (docs/inference.md). Outside decoding each is its own product, whose cache its backward reads."""
+    fused = step.fused.get(names) if step.kv_cache is not None else None
+    if fused is None:
+        return [linear(p, name, x, None, step, in_out) for name in names]
+    if names[0] in step.quantized:  # (then every weight of the group is: GPT.quantize quantizes the group at once)
+        out, _ = q8_0.forward(x, fused, kernels=step.kernels)  # (B, T, sum of the outs)
+    else:
+        out, _ = linear_op.forward(x, fused.T, kernels=step.kernels)  # (B, T, sum of the outs)
+    ends = np.cumsum([len(step.quantized[name]) if name in step.quantized else len(p[name]) for name in names])
+    return [(np.ascontiguousarray(part), None) for part in np.split(out, ends[:-1], axis=2)]
 
 
 def init_params(shapes: dict, n_layer: int, gains: tuple, residual: tuple, rng, dtype) -> dict:

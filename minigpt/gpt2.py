@@ -24,6 +24,7 @@ GAINS = ("ln_1.weight", "ln_2.weight", "ln_f.weight")  # the layer norms' gains,
 RESIDUAL = ("c_proj.weight",)  # the two projections into the residual stream, initialised smaller (block.init_params)
 BLOCKS = "transformer.h."  # the prefix of every block's parameters
 LINEAR_IN_OUT = True  # the linears' weights are (in, out) (Hugging Face's Conv1D), used as x @ w
+FUSED = ()  # no groups of linears on the same input: GPT-2's q, k and v are one weight already (c_attn)
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward

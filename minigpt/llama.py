@@ -30,6 +30,9 @@ GAINS = ("norm.weight", "layernorm.weight")  # the RMSNorms' gains, initialised 
 RESIDUAL = ("o_proj.weight", "down_proj.weight")  # the projections into the residual stream (block.init_params)
 BLOCKS = "model.layers."  # the prefix of every block's parameters
 LINEAR_IN_OUT = False  # the linears' weights are (out, in) (torch's nn.Linear), used as x @ w.T
+# the linears of a block that multiply the same input: their weights lie side by side in one array (GPT.fused), and a
+# decoding step makes one product of each group (block.linears)
+FUSED = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("mlp.gate_proj", "mlp.up_proj"))
 
 
 class BlockCache(NamedTuple):  # what each op of one block saved for its backward
@@ -86,15 +89,17 @@ def block_forward(p, l, x, step: Step):
     nh, nkv, hs = cfg.n_head, cfg.n_kv_head, cfg.head_dim
     branches = {}
 
-    def project(module, x):  # linear (a weight (out, in), used as its transpose), and its LoRA branch
-        out, cache = block.linear(p, h + module + ".weight", x, None, step, LINEAR_IN_OUT)
-        out, branches[module] = lora.adapt(p, h + module, x, out, step)
-        return out, cache
+    def project(modules, x):  # linears of one input (weights (out, in), used transposed), and their LoRA branches
+        done = block.linears(p, tuple(h + module + ".weight" for module in modules), x, step, LINEAR_IN_OUT)
+        outs = []
+        for module, (out, cache) in zip(modules, done):
+            out, branches[module] = lora.adapt(p, h + module, x, out, step)
+            outs.append((out, cache))
+        return outs
 
     a, input_layernorm = rmsnorm.forward(x, p[h + "input_layernorm.weight"], eps, kernels=kernels)  # (B, T, C)
-    q, q_proj = project("self_attn.q_proj", a)  # (B, T, nh hs)
-    k, k_proj = project("self_attn.k_proj", a)  # (B, T, nkv hs)
-    v, v_proj = project("self_attn.v_proj", a)  # (B, T, nkv hs)
+    # (B, T, nh hs), (B, T, nkv hs) x2
+    (q, q_proj), (k, k_proj), (v, v_proj) = project(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), a)
     q_norm = k_norm = None
     if cfg.arch == "qwen3":  # QK-norm: each head's query and key, hs channels, is one row of an RMSNorm
         q, q_norm = rmsnorm.forward(q.reshape(B, T * nh, hs), p[h + "self_attn.q_norm.weight"], eps,
@@ -106,14 +111,13 @@ def block_forward(p, l, x, step: Step):
     kv_cache = None if step.kv_cache is None else step.kv_cache[l]
     y, attention_cache = attention.forward(q, k, v.reshape(B, T, nkv, hs), step.dropout, step.rng, kv_cache,
                                            kernels=kernels)  # (B, T, nh hs)
-    a, o_proj = project("self_attn.o_proj", y)  # (B, T, C)
+    [(a, o_proj)] = project(("self_attn.o_proj",), y)  # (B, T, C)
     x = x + a  # (B, T, C) residual
     m, post_attention_layernorm = rmsnorm.forward(x, p[h + "post_attention_layernorm.weight"], eps,
                                                   kernels=kernels)  # (B, T, C)
-    g, gate_proj = project("mlp.gate_proj", m)  # (B, T, F)
-    u, up_proj = project("mlp.up_proj", m)  # (B, T, F)
+    (g, gate_proj), (u, up_proj) = project(("mlp.gate_proj", "mlp.up_proj"), m)  # (B, T, F) x2
     m, swiglu_cache = swiglu.forward(g, u, kernels=kernels)  # (B, T, F) silu(g) * u
-    m, down_proj = project("mlp.down_proj", m)  # (B, T, C)
+    [(m, down_proj)] = project(("mlp.down_proj",), m)  # (B, T, C)
     x = x + m  # (B, T, C) residual
     return x, BlockCache(input_layernorm, q_proj, k_proj, v_proj, q_norm, k_norm, rope_cache, attention_cache, o_proj,
                          post_attention_layernorm, gate_proj, up_proj, swiglu_cache, down_proj,

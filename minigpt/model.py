@@ -109,6 +109,18 @@ class GPT:
         # LoRA: the adapters, and every other weight frozen (a classifier's head trains with the adapters): the
         # blocks compute no gradient for it (Step.frozen), and its array is read-only, so that nothing changes it
         self.params.update(lora.init_params(config, init_rng, self.dtype))
+        # each block's weights that multiply the same input (f.FUSED: Llama's q, k and v; gate and up) become rows of
+        # one array, and their parameters views of it: a decoding step makes one product of the group
+        # (block.linears). Whatever writes a parameter writes it in place (the optimizers, load_state_dict), so the
+        # array always holds them.
+        self.fused = {}
+        for l in range(config.n_layer):
+            for modules in f.FUSED:
+                names = tuple(f"{f.BLOCKS}{l}.{module}.weight" for module in modules)
+                self.fused[names] = rows = np.concatenate([self.params[name] for name in names])  # (sum of outs, C)
+                ends = np.cumsum([len(self.params[name]) for name in names])
+                for name, view in zip(names, np.split(rows, ends[:-1])):
+                    self.params[name] = view
         self.frozen = frozenset()  # the names of the parameters that do not train
         if config.lora_rank is not None:
             self.frozen = frozenset(name for name in self.params if not lora.is_adapter(name) and name != SCORE)
@@ -190,7 +202,7 @@ class GPT:
         x, embd_drop = dropout.forward(x, p_drop if f.EMBEDDING_DROPOUT else 0.0, self.rng, kernels=kernels)  # (B, T, C)
         angles = None if self.inv_freq is None else rope.angles(self.inv_freq, P, x.shape[1], self.dtype)  # (T, hs) x2
         step = Step(cfg, kernels, p_drop, cfg.lora_dropout if self.training else 0.0, self.rng, kv_cache, angles,
-                    self.frozen, self.quantized)  # what every block is given (minigpt/block.py)
+                    self.frozen, self.quantized, self.fused)  # what every block is given (minigpt/block.py)
         block_caches = []
         for l in range(cfg.n_layer):
             x, block_cache = f.block_forward(p, l, x, step)  # (B, T, C)
@@ -324,10 +336,16 @@ class GPT:
         # the input's width: a row of the weight, laid out (in, out) or (out, in)
         names = [name for name in names
                  if self.params[name].shape[0 if f.LINEAR_IN_OUT and name != head else 1] % q8_0.BLOCK == 0]
+        for group, rows in self.fused.items():  # a group at once: its bytes are rows of one array too
+            if all(name in names for name in group):
+                self.fused[group] = blocks = q8_0.quantize(rows)  # (rows quantize one by one: the same bytes)
+                ends = np.cumsum([len(self.params[name]) for name in group])
+                self.quantized.update(zip(group, np.split(blocks, ends[:-1])))
         for name in names:
             w = self.params[name]
-            self.quantized[HEAD if name == head else name] = q8_0.quantize(w.T if f.LINEAR_IN_OUT and name != head
-                                                                           else w)  # rows along the input: (out, in)
+            if name not in self.quantized:
+                self.quantized[HEAD if name == head else name] = q8_0.quantize(w.T if f.LINEAR_IN_OUT and name != head
+                                                                               else w)  # rows along the input
             if name != f.WTE:  # (the tied head's token embedding still looks up the input's tokens)
                 del self.params[name]
         return self

@@ -148,3 +148,33 @@ def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError) as e:
         random_model().generate(**args)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_llama_s_fused_weights_stay_its_parameters_through_training(optimizer):
+    """q, k and v (gate and up) are rows of one array (GPT.fused), which decoding multiplies by at once
+    (block.linears): after optimizer steps and load_state_dict, every parameter still lies in its array, and decoding
+    gives the logits of the whole-sequence forward, which multiplies by each weight on its own."""
+    from minigpt.muon import MuonAdamW
+    from minigpt.optim import AdamW
+
+    model = GPT(GPTConfig(arch="llama", vocab_size=20, block_size=12, n_layer=2, n_head=4, n_kv_head=2, n_embd=16),
+                seed=0, dtype=np.float64)
+    opt = (AdamW(model.trainable()) if optimizer == "adamw" else
+           MuonAdamW(model.trainable(), model.matrices(), learning_rate=1e-2, muon_lr=2e-2))
+    idx = np.random.default_rng(0).integers(0, 20, (2, 12))
+    for _ in range(3):
+        model.forward(idx[:, :-1], idx[:, 1:])
+        opt.step(model.backward(), lr=1e-2)
+    state = model.state_dict()
+    model.load_state_dict({name: p * 1.5 for name, p in state.items()})
+    assert len(model.fused) == 2 * 2
+    for names, rows in model.fused.items():
+        assert all(model.params[name].base is rows for name in names)
+        assert np.array_equal(np.concatenate([model.params[name] for name in names]), rows)
+    model.eval()
+    full, _ = model.forward(idx)
+    cache = model.new_kv_cache(2)
+    steps = [model.forward(idx[:, :4], kv_cache=cache)[0]] + [model.forward(idx[:, t:t + 1], kv_cache=cache)[0]
+                                                               for t in range(4, 12)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-10, atol=1e-12)

@@ -178,9 +178,19 @@ def data_flow(model, ids, repeat: int = 3) -> list:
     """Each kernel call of a forward of the prompt, in the order the model makes them (its kernel table traced,
     minigpt/backends), with the parameter it computes with, its shapes, its time (the best of `repeat` forwards) and
     its docs page: rows of (name, kernel, input shapes, output shapes, seconds, docs page)."""
-    names = {id(p): name.removeprefix("transformer.").removeprefix("model.").removesuffix(".weight")
-             for name, p in model.params.items()}
-    embedding = names[id(model.params[model.family.WTE])]
+    # a parameter by where its numbers lie and its shape: the kernels get it as it is (GPT-2's (in, out) weights) or
+    # transposed (Llama's (out, in) ones, the tied LM head's wte^T): a view, not the array itself, and some arrays
+    # are views of one larger one (Llama's q, k and v, GPT.fused), so neither `id` nor `.base` names them
+    names = {(p.ctypes.data, p.shape, p.strides): name.removeprefix("transformer.").removeprefix("model.")
+             .removesuffix(".weight") for name, p in model.params.items()}
+    as_is = {(p.ctypes.data, p.shape, p.strides) for p in model.params.values()}
+    names.update({(p.ctypes.data, p.T.shape, p.T.strides): names[(p.ctypes.data, p.shape, p.strides)]
+                  for p in model.params.values() if p.ndim == 2})
+
+    def key(a):
+        return a.ctypes.data, a.shape, a.strides
+
+    embedding = names[key(model.params[model.family.WTE])]
     runs, kernels = [], model.kernels
     for _ in range(repeat):
         calls = []
@@ -194,8 +204,8 @@ def data_flow(model, ids, repeat: int = 3) -> list:
     for calls in zip(*runs):
         op, kernel, args, result, _ = calls[0]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
-        weights = [names[id(a)] for a in arrays if id(a) in names]
-        transposed = [names[id(a.base)] for a in arrays if a.base is not None and id(a.base) in names]
+        weights = [names[key(a)] for a in arrays if key(a) in as_is]
+        transposed = [names[key(a)] for a in arrays if key(a) in names and key(a) not in as_is]
         if op == "embedding":
             name = "embedding"
         elif weights:  # named after the weight it computes with: h.0.attn.c_attn
