@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             # loads (it loads NumPy): NumPy's OpenBLAS reads how its threads wait once, as it loads
             runtime.configure()
             from minigpt.distributed import launched_ranks
-            from minigpt.run import Diverged, Interrupted
+            from minigpt.interrupt import Diverged, Interrupted
 
             prefix = f"minigpt[rank {rank}]" if launched_ranks() > 1 else "minigpt"
             # a diverging run overflows; the loop checks its numbers and stops it in one line (minigpt/train.py)

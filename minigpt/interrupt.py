@@ -43,6 +43,14 @@ _when = 0.0  # time.monotonic() when the first came
 _grace = None  # inside abandonable(): the seconds after a stop that the block may run on
 
 
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C (or SIGTERM, SIGHUP) after saving a checkpoint to resume from (minigpt/train.py)."""
+
+
+class Diverged(FloatingPointError):
+    """A run stopped because its numbers stopped being finite; nothing of the step that found it is saved."""
+
+
 def requested() -> bool:
     """Whether a Ctrl-C came since the command (or the deferred block) began."""
     return _requested

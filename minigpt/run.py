@@ -43,19 +43,12 @@ from minigpt.data.tasks import TASKS
 from minigpt.data.text import TextDataset, find_text
 from minigpt.data.tokens import TOKENS, TokensDataset
 from minigpt.distributed import Distributed
+from minigpt.interrupt import Diverged
 from minigpt.model import GPT, HEAD, SCORE, num_params
 from minigpt.muon import MuonAdamW
 from minigpt.optim import AdamW
 
 BPE_VOCAB_SIZE = 512  # --tokenizer bpe without --vocab-size
-
-
-class Diverged(FloatingPointError):
-    """A run whose numbers stopped being finite; nothing of the step that found it is saved."""
-
-
-class Interrupted(Exception):
-    """A run stopped by Ctrl-C after saving a checkpoint to resume from."""
 
 
 class Origin(NamedTuple):

@@ -24,7 +24,7 @@ from minigpt.data.dataset import Dataset
 from minigpt.distributed import Distributed
 from minigpt.model import GPT
 from minigpt.optim import clip_grad_norm, get_lr
-from minigpt.run import Interrupted, Run, open_run
+from minigpt.run import Run, open_run
 
 
 def train(given: settings.Given, progress: bool = True, dist: Distributed | None = None, source: str | None = None,
@@ -109,7 +109,7 @@ def loop(run: Run, progress: bool, started: float) -> dict:
             if stop:
                 by = "" if interrupt.name() == "Ctrl-C" else f" by {interrupt.name()}"
                 without = ", without the evaluation of that step, which the stop abandoned" if abandoned else ""
-                raise Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}{without}; "
+                raise interrupt.Interrupted(f"interrupted{by} at iter {run.it}; checkpoint saved in {run.out_dir}{without}; "
                                   f"continue with minigpt train --resume --out-dir {run.out_dir}")
             if reached:  # --target-loss: as good as asked for; the checkpoint of this step is saved
                 break
