@@ -58,6 +58,21 @@ def test_a_quantized_model_computes_what_its_dequantized_twin_computes(arch, bac
     np.testing.assert_array_equal(model.generate(prompt, 8, do_sample=False), twin.generate(prompt, 8, do_sample=False))
 
 
+def test_lora_s_adapters_stay_float_beside_the_quantized_base():
+    model = GPT(GPTConfig(vocab_size=96, **SHAPES["llama"], lora_rank=4), seed=2, backend="c").eval()
+    rng = np.random.default_rng(4)  # B away from 0: the adapters' branch counts
+    state = {name: (p + rng.normal(0, 0.1, p.shape)).astype(p.dtype) for name, p in model.params.items()}
+    model.load_state_dict(state)
+    model.quantize()
+    adapters = [name for name in model.params if "lora_" in name]
+    assert adapters and not set(adapters) & set(model.quantized)
+    twin = dequantized_twin(model, state)
+    idx = np.random.default_rng(5).integers(0, 96, (2, 10))
+    np.testing.assert_allclose(model.forward(idx)[0], twin.forward(idx)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(model.generate(idx[:, :3], 6, do_sample=False),
+                                  twin.generate(idx[:, :3], 6, do_sample=False))
+
+
 def test_the_float_weights_are_freed_and_the_bytes_are_8_5_bits_a_weight():
     model = GPT(GPTConfig(vocab_size=96, **SHAPES["llama"]))
     before = {name: p.size for name, p in model.params.items()}
