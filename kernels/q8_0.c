@@ -27,17 +27,24 @@ static void q8_0_rows_portable_f64(double* result, const uint8_t* row, int nb, c
 /* result[i] = x_i . (row of W), for the n <= Q8_FEW_ROWS rows x_i of x (C apart), one weight row's nb blocks: each
  * block's 32 weights dequantized (d q, exact) and multiplied into 32 running sums per row, added up at the end.
  * The float kernel uses AVX-512 where the CPU has it (q8_0_rows_f32, below). */
+/* a block's 32 weights, d q each (exact): its first two bytes are d, a float16 (little-endian), the next 32 the q */
+static inline void FN(q8_0_block)(real* w, const uint8_t* block) {
+    real d = (real)half_to_float((uint16_t)(block[0] | block[1] << 8));
+    const int8_t* q = (const int8_t*)(block + 2);
+    #pragma omp simd
+    for (int j = 0; j < Q8_BLOCK; j++)
+        w[j] = d * (real)q[j];
+}
+
 static void FN(q8_0_rows_portable)(real* result, const uint8_t* row, int nb, const real* x, int C, int n) {
     for (int i = 0; i < n; i++) {
         const real* xi = x + (long)i * C;
-        real sum[Q8_BLOCK] = {0};
+        real sum[Q8_BLOCK] = {0}, w[Q8_BLOCK];
         for (int blk = 0; blk < nb; blk++) {
-            const uint8_t* block = row + (long)blk * Q8_BLOCK_BYTES;
-            real d = (real)half_to_float((uint16_t)(block[0] | block[1] << 8));
-            const int8_t* q = (const int8_t*)(block + 2);
+            FN(q8_0_block)(w, row + (long)blk * Q8_BLOCK_BYTES);
             #pragma omp simd
             for (int j = 0; j < Q8_BLOCK; j++)
-                sum[j] += (d * (real)q[j]) * xi[blk * Q8_BLOCK + j];  /* d q: W's weight, exact */
+                sum[j] += w[j] * xi[blk * Q8_BLOCK + j];
         }
         real total = 0;
         for (int j = 0; j < Q8_BLOCK; j++)
@@ -50,18 +57,9 @@ static void FN(q8_0_rows_portable)(real* result, const uint8_t* row, int nb, con
 static void FN(q8_0_dequantize_rows)(real* w, const uint8_t* blocks, int o0, int o1, int C) {
     int nb = C / Q8_BLOCK;
     #pragma omp parallel for schedule(static) if ((long)(o1 - o0) * C >= PARALLEL_MIN_WORK)
-    for (int o = o0; o < o1; o++) {
-        const uint8_t* row = blocks + (long)o * nb * Q8_BLOCK_BYTES;
-        real* wo = w + (long)(o - o0) * C;
-        for (int blk = 0; blk < nb; blk++) {
-            const uint8_t* block = row + (long)blk * Q8_BLOCK_BYTES;
-            real d = (real)half_to_float((uint16_t)(block[0] | block[1] << 8));
-            const int8_t* q = (const int8_t*)(block + 2);
-            #pragma omp simd
-            for (int j = 0; j < Q8_BLOCK; j++)
-                wo[blk * Q8_BLOCK + j] = d * (real)q[j];
-        }
-    }
+    for (int o = o0; o < o1; o++)
+        for (int blk = 0; blk < nb; blk++)
+            FN(q8_0_block)(w + (long)(o - o0) * C + blk * Q8_BLOCK, blocks + ((long)o * nb + blk) * Q8_BLOCK_BYTES);
 }
 
 void FN(q8_0_linear_forward)(real* out, const real* x, const uint8_t* blocks, const real* b, int N, int C, int OC) {
