@@ -40,9 +40,10 @@ SCORE = "score.weight"  # a classifier's head, (K, C), as Hugging Face's *ForSeq
 # names in a Hugging Face state dict that are no parameters here: buffers (GPT-2's causal mask, built on the fly; the
 # rotary frequencies older Llama files saved) and a tied head's copy of the token embedding. minigpt.hf.to_minigpt
 # drops them.
+HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
+# what a quantized model (GPT.quantize) says when asked for what only a float one can do
 INFERENCE_ONLY = ("this model's weights are quantized (GPT.quantize, --quantize): it runs inference only; use the "
                   "float model to train, save or load weights")
-HF_EXTRAS = ("lm_head.weight", ".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
 
 class ModelCache(NamedTuple):
@@ -333,7 +334,7 @@ class GPT:
         head = f.WTE if cfg.tie_word_embeddings else HEAD
         names = [name for name, p in self.params.items()
                  if name.startswith(f.BLOCKS) and p.ndim == 2 and not lora.is_adapter(name)] + [head]
-        # the input's width: a row of the weight, laid out (in, out) or (out, in)
+        # those whose input's width (a row of the weight laid out (out, in)) is a whole number of blocks
         names = [name for name in names
                  if self.params[name].shape[0 if f.LINEAR_IN_OUT and name != head else 1] % q8_0.BLOCK == 0]
         for group, rows in self.fused.items():  # a group at once: its bytes are rows of one array too
