@@ -11,7 +11,8 @@ Sections (a Markdown table each; docs/llama.md shows them, with the machine):
             against GPT-2's (the target: at most 1.15).
   generate  greedy generation with a key/value cache of a model shaped like SmolLM2-135M (30 layers, C = 576,
             9 query heads on 3 key/value heads, SwiGLU of 1536, a tied head over 49,152 tokens; random weights,
-            float32): minigpt's generate against transformers' LlamaForCausalLM.generate and against llama.cpp
+            float32): minigpt's generate, in float32 and with its linears in Q8_0 (GPT.quantize), against
+            transformers' LlamaForCausalLM.generate and against llama.cpp
             (through llama-cpp-python, `pip install llama-cpp-python==0.3.36`, which compiles it) on minigpt's own
             GGUF export of the same weights in F32 and in Q8_0, and all against the memory-bandwidth bound: every
             weight is read once a token, so tokens/s cannot exceed bandwidth / weight bytes, with the bandwidth

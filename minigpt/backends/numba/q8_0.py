@@ -6,10 +6,11 @@ import numba
 import numpy as np
 
 from minigpt.backends.numba import OPTIONS, compile_once
-from minigpt.ops.q8_0 import BLOCK, BLOCK_BYTES, dequantize
+from minigpt.ops import q8_0
+from minigpt.ops.q8_0 import BLOCK, BLOCK_BYTES
 from minigpt.validate import check_contiguous
 
-FEW_ROWS = 4  # rows of x computed from the bytes directly (as kernels/q8_0.c)
+FEW_ROWS = 4  # rows of x computed from the bytes directly (kernels/q8_0.c: up to 32, four at a time)
 # 2^(e - 25) for a float16's 5-bit exponent field e: a normal float16 is (1024 + mantissa) 2^(e - 25), exact
 POWERS = np.ldexp(1.0, np.arange(32) - 25)
 
@@ -60,11 +61,8 @@ def forward_loops(out, x, blocks, b, has_bias):
 def forward_kernel(x, blocks, b):
     N, C = x.shape
     check_contiguous("q8_0", x=x, blocks=blocks, b=b)
-    if N > FEW_ROWS:  # each weight is used N times: dequantize once and let BLAS multiply
-        out = x @ dequantize(blocks, x.dtype).T  # (N, OC)
-        if b is not None:
-            out += b
-        return out
+    if N > FEW_ROWS:  # each weight is used N times: dequantize once and let BLAS multiply, as the reference does
+        return q8_0.forward_kernel(x, blocks, b)  # (N, OC)
     out = np.empty((N, blocks.shape[0]), dtype=x.dtype)  # (N, OC)
     forward_loops(out, x, blocks, np.zeros(1, x.dtype) if b is None else b, b is not None)
     return out
