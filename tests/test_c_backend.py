@@ -54,10 +54,10 @@ def gemm(A, B, bias=None, accumulate_into=None):
 
 
 # shapes up to 300: across the matmul's blocks (MC = 144 rows, KC = 256) and its tiles (6 x 16, 12 x 32, 4 x 8); at
-# most 4 rows, which skip the packing (gemm_few_rows); and more than 512 rows, where a transposed A takes steps of
-# more than 2 KB and is packed (kernels/gemm.c, pack_a)
+# most 8 rows, which skip the packing (gemm_few_rows), and 9; and more than 512 rows, where a transposed A takes steps
+# of more than 2 KB and is packed (kernels/gemm.c, pack_a)
 size = st.integers(1, 300)
-rows = st.integers(1, 4) | size | st.integers(513, 700)
+rows = st.integers(1, 9) | size | st.integers(513, 700)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -75,6 +75,27 @@ def test_matmul_of_every_layout_within_the_rounding_bound(microkernel, dtype, se
     # a sum of K products in any order is within K u (|A| |B| + |bias| + |start|) of the exact one (u: unit roundoff)
     bound = (K + 2) * np.finfo(dtype).eps * (np.abs(A) @ np.abs(B) + np.abs(0 if bias is None else bias) + np.abs(0 if start is None else start))
     assert C.dtype == dtype
+    assert np.all(np.abs(C - exact) <= bound)
+
+
+@pytest.mark.parametrize("M", [1, 5, 8])
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_a_few_rows_on_both_threads_within_the_rounding_bound(M, b_transposed):
+    """A product of a few rows with a B large enough (600 x 500: past 2^18 numbers) that both threads share it: the
+    row-major B split along K, or B = w^T (Llama's layout) split by columns, four at a time with the next four
+    prefetched, and a last column that is no group of four."""
+    from minigpt import runtime
+
+    rng = np.random.default_rng(M)
+    A, B = rng.normal(size=(M, 500)).astype(np.float32), rng.normal(size=(500, 601)).astype(np.float32)
+    b = np.ascontiguousarray(B.T).T if b_transposed else B
+    runtime.set_threads(2)
+    try:
+        C = gemm(A, b, None, None)
+    finally:
+        runtime.set_threads(None)
+    exact = A.astype(np.float64) @ B.astype(np.float64)
+    bound = 502 * np.finfo(np.float32).eps * (np.abs(A).astype(np.float64) @ np.abs(B))
     assert np.all(np.abs(C - exact) <= bound)
 
 
