@@ -105,8 +105,9 @@ static inline void q8_0_rows_avx512_n(float* result, const uint8_t* row, int nb,
         uint16_t h;
         memcpy(&h, block, sizeof h);
         __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
-        __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(block + 2)))));
-        __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(block + 18)))));
+        __m128i q0 = _mm_loadu_si128((const __m128i*)(block + 2)), q1 = _mm_loadu_si128((const __m128i*)(block + 18));
+        __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));  /* 16 bytes -> int32 -> float */
+        __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
         for (int i = 0; i < n; i++) {
             const float* xi = x + (long)i * C + (long)blk * Q8_BLOCK;
             acc[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xi), acc[i][0]);
