@@ -88,8 +88,11 @@ const char* minigpt_init(const char* name) {
 #ifdef HAVE_X86
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if ((name == NULL && avx512) || (name != NULL && strcmp(name, "avx512") == 0 && avx512))
+    q8_0_avx512 = 0;
+    if ((name == NULL && avx512) || (name != NULL && strcmp(name, "avx512") == 0 && avx512)) {
         microkernel_f32 = (Microkernel_f32){12, 32, micro_avx512_f32, "avx512"};
+        q8_0_avx512 = __builtin_cpu_supports("f16c");  /* (kernels/q8_0.c) */
+    }
     else if ((name == NULL && avx2) || (name != NULL && strcmp(name, "avx2") == 0 && avx2))
         microkernel_f32 = (Microkernel_f32){6, 16, micro_avx2_f32, "avx2"};
     else

@@ -22,6 +22,9 @@
 #define Q8_PREFETCH 4096
 static void q8_0_rows_f32(float* result, const uint8_t* row, int nb, const float* x, int C, int n);
 static void q8_0_rows_portable_f64(double* result, const uint8_t* row, int nb, const double* x, int C, int n);
+/* whether the float kernel uses AVX-512: set with the matmul's micro-kernel (minigpt_init), so that the tests that run
+ * each micro-kernel the CPU has run the portable loop too */
+static int q8_0_avx512 = 0;
 #endif
 
 /* result[i] = x_i . (row of W), for the n <= Q8_FEW_ROWS rows x_i of x (C apart), one weight row's nb blocks: each
@@ -130,12 +133,8 @@ static void q8_0_rows_avx512(float* result, const uint8_t* row, int nb, const fl
 /* --8<-- [end:avx512] */
 #endif
 
-static int q8_0_avx512 = -1;  /* whether the CPU runs the AVX-512 kernel: asked once */
-
 static void q8_0_rows_f32(float* result, const uint8_t* row, int nb, const float* x, int C, int n) {
 #ifdef HAVE_X86
-    if (q8_0_avx512 < 0)
-        q8_0_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c");
     if (q8_0_avx512) {
         q8_0_rows_avx512(result, row, nb, x, C, n);
         return;

@@ -122,6 +122,22 @@ def test_a_weight_gradient_computed_as_its_transpose_within_the_rounding_bound(C
     assert np.all(np.abs(dw - X.T @ D) <= bound)
 
 
+@pytest.mark.parametrize("N", [1, 6, 40])
+def test_q8_0_with_each_micro_kernel_within_the_rounding_bound(microkernel, N):
+    """The Q8_0 layer's float kernel follows the micro-kernel's instruction set (AVX-512, or the portable loop): a
+    few rows straight from the bytes, in groups of four, and more through dequantized panels, against float64."""
+    from minigpt import backends
+    from minigpt.ops import q8_0
+
+    rng = np.random.default_rng(N)
+    x, blocks = rng.normal(size=(1, N, 96)).astype(np.float32), q8_0.quantize(rng.normal(size=(300, 96)))
+    out, _ = q8_0.forward(x, blocks, kernels=backends.kernels_for("c"))
+    W = q8_0.dequantize(blocks, np.float64)
+    exact = x[0].astype(np.float64) @ W.T
+    bound = 98 * np.finfo(np.float32).eps * (np.abs(x[0]).astype(np.float64) @ np.abs(W).T)
+    assert np.all(np.abs(out[0] - exact) <= bound)
+
+
 def python(code: str, env=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
