@@ -58,8 +58,13 @@ def linears(p, names: tuple, x, step: Step, in_out: bool) -> list:
         out, _ = q8_0.forward(x, fused, kernels=step.kernels)  # (B, T, sum of the outs)
     else:
         out, _ = linear_op.forward(x, fused.T, kernels=step.kernels)  # (B, T, sum of the outs)
-    ends = np.cumsum([len(step.quantized[name]) if name in step.quantized else len(p[name]) for name in names])
-    return [(np.ascontiguousarray(part), None) for part in np.split(out, ends[:-1], axis=2)]
+    outs = [len(step.quantized[name]) if name in step.quantized else len(p[name]) for name in names]
+    return [(np.ascontiguousarray(part), None) for part in cut(out, outs, axis=2)]
+
+
+def cut(a, lengths, axis: int = 0) -> list:
+    """a cut along `axis` into consecutive parts of these lengths: views (a fused group's rows, or its outputs)."""
+    return np.split(a, np.cumsum(lengths)[:-1], axis=axis)
 
 
 def init_params(shapes: dict, n_layer: int, gains: tuple, residual: tuple, rng, dtype) -> dict:

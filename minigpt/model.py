@@ -119,8 +119,7 @@ class GPT:
             for modules in f.FUSED:
                 names = tuple(f"{f.BLOCKS}{l}.{module}.weight" for module in modules)
                 self.fused[names] = rows = np.concatenate([self.params[name] for name in names])  # (sum of outs, C)
-                ends = np.cumsum([len(self.params[name]) for name in names])
-                for name, view in zip(names, np.split(rows, ends[:-1])):
+                for name, view in zip(names, block.cut(rows, [len(self.params[name]) for name in names])):
                     self.params[name] = view
         self.frozen = frozenset()  # the names of the parameters that do not train
         if config.lora_rank is not None:
@@ -340,8 +339,7 @@ class GPT:
         for group, rows in self.fused.items():  # a group at once: its bytes are rows of one array too
             if all(name in names for name in group):
                 self.fused[group] = blocks = q8_0.quantize(rows)  # (rows quantize one by one: the same bytes)
-                ends = np.cumsum([len(self.params[name]) for name in group])
-                self.quantized.update(zip(group, np.split(blocks, ends[:-1])))
+                self.quantized.update(zip(group, block.cut(blocks, [len(self.params[name]) for name in group])))
         for name in names:
             w = self.params[name]
             if name not in self.quantized:
