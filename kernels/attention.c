@@ -1,6 +1,7 @@
-/* Causal self-attention, fused: for each (batch, head), in parallel, the (T, T) tile of scores, its causal softmax
- * and the products with the values, in one pass per head through a tile that stays in the cache; nothing
- * (B, nh, T, T) is written, and the forward keeps only the log-sum-exp of each row (lse), from which the backward
+/* Causal self-attention, fused: for each (batch, head), in parallel, the (T, S) tile of scores, its causal softmax
+ * and the products with the values, in one pass per head through a tile that stays in the cache, ATTENTION_ROWS
+ * queries at a time: a block of queries is multiplied only by the keys its last query sees, so the products skip most
+ * of the masked upper right (a quarter of them at T = 64, nearly half for long T); nothing (B, nh, T, T) is written, and the forward keeps only the log-sum-exp of each row (lse), from which the backward
  * recomputes the probabilities, as FlashAttention does. The tile products are the matmul of gemm.c, on this
  * thread (its micro-kernel, its packing), reading each head straight from the rows of q (B, T, nh, hs) and of k and v
  * (B, S, nkv, hs) through strides: a row holds a position's heads side by side, and the rows and batches of q, k and v
@@ -13,6 +14,46 @@
  * Included twice by minigpt.c (real = float, double). */
 
 /* --8<-- [start:forward] */
+/* One block of queries, `rows` of them from position p (p = P + t0), which see the keys 0 .. p + rows - 1 (W of them),
+ * and no later ones: their scores, softmax and weighted sum of the values, in att (rows, W), without the products
+ * with the keys none of them sees (a causal tile's upper right). q (rows, hs), rows q_row apart; y (rows, hs), rows
+ * y_row apart; lse (rows); mask (rows, S) or NULL. */
+static void FN(attention_rows)(real* y, long y_row, real* lse, const real* q, long q_row, const real* k, const real* v,
+                               long kv_row, const real* mask, int S, int p, int rows, int hs, real scale, real* att) {
+    int W = p + rows;
+    FN(gemm)(rows, W, hs, q, q_row, 1, k, 1, kv_row, att, W, NULL, 0, 0);  /* q k^T: k^T[d, s] = k[s, d] */
+    for (int i = 0; i < rows; i++) {
+        real* row = att + (long)i * W;
+        int n = p + i + 1;  /* query p + i sees keys 0 .. p + i */
+        /* each loop runs over the whole row, W long, the future (s >= n) selected away: whole vectors, and no
+         * remainder to finish one number at a time (exp's dozens of instructions each) */
+        real maxval = row[0];
+        #pragma omp simd reduction(max:maxval)
+        for (int s = 0; s < W; s++)
+            maxval = s < n && row[s] > maxval ? row[s] : maxval;
+        real total = 0;
+        #pragma omp simd reduction(+:total)
+        for (int s = 0; s < W; s++) {  /* softmax of scale * row, the max subtracted (docs/ops/softmax.md) */
+            real e = EXP((row[s] - maxval) * scale);
+            row[s] = s < n ? e : 0;  /* the future: 0 */
+            total += row[s];
+        }
+        lse[i] = maxval * scale + LOG(total);
+        real inv_total = 1 / total;
+        if (mask != NULL) {
+            const real* mask_i = mask + (long)i * S;
+            #pragma omp simd
+            for (int s = 0; s < W; s++)
+                row[s] *= inv_total * mask_i[s];  /* att[t, s], dropout */
+        } else {
+            #pragma omp simd
+            for (int s = 0; s < W; s++)
+                row[s] *= inv_total;  /* att[t, s] */
+        }
+    }
+    FN(gemm)(rows, hs, W, att, W, 1, v, kv_row, 1, y, y_row, NULL, 0, 0);  /* y = att v */
+}
+
 /* q (B, T, nh, hs), the queries of T new positions; k and v (B, S, nkv, hs), the keys and values of P cached positions
  * and then of the T new ones (S = P + T) -> y (B, T, nh hs), lse (B, nh, T). mask (B, nh, T, S) is dropout's mask on
  * the probabilities, or NULL. */
@@ -24,37 +65,17 @@ void FN(attention_forward)(real* y, real* lse, const real* q, const real* k, con
     real scale = (real)(1.0 / sqrt((double)hs));
     #pragma omp parallel if ((long)B * n_head * T * S * hs >= PARALLEL_MIN_WORK)
     {
-        real* att = malloc(sizeof(real) * (long)T * S);  /* (T, S): this thread's tile */
+        real* att = malloc(sizeof(real) * (long)ATTENTION_ROWS * S);  /* (ATTENTION_ROWS, S): this thread's tile */
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * n_head; bh++) {
             int b = bh / n_head, h = bh % n_head, j = h / group;  /* j: the key/value head of h's group */
-            const real* q_h = q + b * q_batch + (long)h * hs;  /* (T, hs), rows q_row apart */
             const real* k_j = k + b * kv_batch + (long)j * hs;  /* (S, hs), rows kv_row apart */
             const real* v_j = v + b * kv_batch + (long)j * hs;  /* (S, hs), rows kv_row apart */
-            FN(gemm)(T, S, hs, q_h, q_row, 1, k_j, 1, kv_row, att, S, NULL, 0, 0);  /* q k^T: k^T[d, s] = k[s, d] */
-            for (int t = 0; t < T; t++) {
-                real* row = att + (long)t * S;
-                int n = P + t + 1;  /* query t sees keys 0 .. P + t */
-                real maxval = row[0];
-                #pragma omp simd reduction(max:maxval)
-                for (int s = 1; s < n; s++)
-                    maxval = row[s] > maxval ? row[s] : maxval;
-                for (int s = 0; s < n; s++)  /* softmax of scale * row, the max subtracted (docs/ops/softmax.md) */
-                    row[s] = EXP((row[s] - maxval) * scale);
-                real total = 0;
-                #pragma omp simd reduction(+:total)
-                for (int s = 0; s < n; s++)
-                    total += row[s];
-                lse[(long)bh * T + t] = maxval * scale + LOG(total);
-                real inv_total = 1 / total;
-                const real* mask_t = mask != NULL ? mask + ((long)bh * T + t) * S : NULL;
-                for (int s = 0; s < n; s++)
-                    row[s] *= mask_t != NULL ? inv_total * mask_t[s] : inv_total;  /* att[t, s], dropout */
-                for (int s = n; s < S; s++)
-                    row[s] = 0;  /* the future */
-            }
-            real* y_h = y + (long)b * T * D + (long)h * hs;  /* (T, hs), rows D apart */
-            FN(gemm)(T, hs, S, att, S, 1, v_j, kv_row, 1, y_h, D, NULL, 0, 0);  /* y = att v */
+            for (int t0 = 0; t0 < T; t0 += ATTENTION_ROWS)
+                FN(attention_rows)(y + ((long)b * T + t0) * D + (long)h * hs, D, lse + (long)bh * T + t0,
+                                   q + b * q_batch + (long)t0 * q_row + (long)h * hs, q_row, k_j, v_j, kv_row,
+                                   mask != NULL ? mask + ((long)bh * T + t0) * S : NULL, S, P + t0,
+                                   T - t0 < ATTENTION_ROWS ? T - t0 : ATTENTION_ROWS, hs, scale, att);
         }
         free(att);
     }
@@ -74,10 +95,11 @@ void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const 
     int group = n_head / n_kv_head;
     long D = (long)n_head * hs;  /* a row of y and dy */
     real scale = (real)(1.0 / sqrt((double)hs));
+    int last = (T - 1) / ATTENTION_ROWS * ATTENTION_ROWS;  /* the last block of queries, which sees every key */
     #pragma omp parallel if ((long)B * n_head * T * T * hs >= PARALLEL_MIN_WORK)
     {
-        real* att = malloc(sizeof(real) * 2L * T * T);  /* (T, T) att (with dropout), then (T, T) datt */
-        real* datt = att + (long)T * T;
+        real* att = malloc(sizeof(real) * 2L * ATTENTION_ROWS * T);  /* (rows, W) att (with dropout), then datt */
+        real* datt = att + (long)ATTENTION_ROWS * T;
         #pragma omp for schedule(static)
         for (int bj = 0; bj < B * n_kv_head; bj++) {
             int b = bj / n_kv_head, j = bj % n_kv_head;
@@ -87,34 +109,39 @@ void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const 
             real* dv_j = dv + b * dkv_batch + (long)j * hs;
             for (int g = 0; g < group; g++) {
                 int h = j * group + g, bh = b * n_head + h;
-                const real* q_h = q + b * q_batch + (long)h * hs;  /* (T, hs), rows q_row apart */
-                const real* dy_h = dy + (long)b * T * D + (long)h * hs;
-                const real* y_h = y + (long)b * T * D + (long)h * hs;
-                real* dq_h = dq + b * dq_batch + (long)h * hs;  /* (T, hs), rows dq_row apart */
-                FN(gemm)(T, T, hs, q_h, q_row, 1, k_j, 1, kv_row, att, T, NULL, 0, 0);  /* q k^T: the scores, again */
-                FN(gemm)(T, T, hs, dy_h, D, 1, v_j, 1, kv_row, datt, T, NULL, 0, 0);  /* datt = dy v^T, eq. (AT-datt) */
-                for (int t = 0; t < T; t++) {
-                    real *att_t = att + (long)t * T, *datt_t = datt + (long)t * T;
-                    real lse_t = lse[(long)bh * T + t];
-                    /* sum_s datt[t, s] att[t, s] = dy_t . y_t: the softmax backward's row sum, eq. (SM-dx) */
-                    real rowsum = 0;
-                    #pragma omp simd reduction(+:rowsum)
-                    for (int d = 0; d < hs; d++)
-                        rowsum += dy_h[(long)t * D + d] * y_h[(long)t * D + d];
-                    const real* mask_t = mask != NULL ? mask + ((long)bh * T + t) * T : NULL;
-                    for (int s = 0; s <= t; s++) {
-                        real a = EXP(att_t[s] * scale - lse_t);  /* att[t, s] from the saved log-sum-exp */
-                        real m = mask_t != NULL ? mask_t[s] : 1;
-                        datt_t[s] = a * (datt_t[s] * m - rowsum) * scale;  /* dpreatt, times the scores' 1/sqrt(hs) */
-                        att_t[s] = a * m;  /* att after dropout, for dv */
+                /* blocks of queries from the last: it writes all of dk and dv (the group's first head), the others
+                 * add to the rows of the keys they see */
+                for (int t0 = last; t0 >= 0; t0 -= ATTENTION_ROWS) {
+                    int rows = T - t0 < ATTENTION_ROWS ? T - t0 : ATTENTION_ROWS, W = t0 + rows;  /* keys 0 .. W - 1 */
+                    const real* q_h = q + b * q_batch + (long)t0 * q_row + (long)h * hs;  /* (rows, hs) */
+                    const real* dy_h = dy + ((long)b * T + t0) * D + (long)h * hs;  /* rows D apart */
+                    const real* y_h = y + ((long)b * T + t0) * D + (long)h * hs;
+                    real* dq_h = dq + b * dq_batch + (long)t0 * dq_row + (long)h * hs;  /* rows dq_row apart */
+                    FN(gemm)(rows, W, hs, q_h, q_row, 1, k_j, 1, kv_row, att, W, NULL, 0, 0);  /* q k^T, again */
+                    FN(gemm)(rows, W, hs, dy_h, D, 1, v_j, 1, kv_row, datt, W, NULL, 0, 0);  /* dy v^T, (AT-datt) */
+                    for (int i = 0; i < rows; i++) {
+                        int t = t0 + i;
+                        real *att_t = att + (long)i * W, *datt_t = datt + (long)i * W;
+                        real lse_t = lse[(long)bh * T + t];
+                        /* sum_s datt[t, s] att[t, s] = dy_t . y_t: the softmax backward's row sum, eq. (SM-dx) */
+                        real rowsum = 0;
+                        #pragma omp simd reduction(+:rowsum)
+                        for (int d = 0; d < hs; d++)
+                            rowsum += dy_h[(long)i * D + d] * y_h[(long)i * D + d];
+                        const real* mask_t = mask != NULL ? mask + ((long)bh * T + t) * T : NULL;
+                        #pragma omp simd
+                        for (int s = 0; s < W; s++) {  /* the whole row, the future (s > t) selected away */
+                            real a = s <= t ? EXP(att_t[s] * scale - lse_t) : 0;  /* att[t, s] from the log-sum-exp */
+                            real m = mask_t != NULL ? mask_t[s] : 1;
+                            datt_t[s] = a * (datt_t[s] * m - rowsum) * scale;  /* dpreatt, times 1/sqrt(hs) */
+                            att_t[s] = a * m;  /* att after dropout, for dv */
+                        }
                     }
-                    for (int s = t + 1; s < T; s++)
-                        att_t[s] = datt_t[s] = 0;  /* the future */
+                    int first = g == 0 && t0 == last;  /* the first block writes dk and dv; the others add */
+                    FN(gemm)(W, hs, rows, att, 1, W, dy_h, D, 1, dv_j, dkv_row, NULL, !first, 0);  /* dv (+)= att^T dy */
+                    FN(gemm)(rows, hs, W, datt, W, 1, k_j, kv_row, 1, dq_h, dq_row, NULL, 0, 0);  /* dq = dpreatt k */
+                    FN(gemm)(W, hs, rows, datt, 1, W, q_h, q_row, 1, dk_j, dkv_row, NULL, !first, 0);  /* dk (+)= */
                 }
-                int first = g == 0;  /* the group's first query head writes dk and dv; the others add to them */
-                FN(gemm)(T, hs, T, att, 1, T, dy_h, D, 1, dv_j, dkv_row, NULL, !first, 0);  /* dv (+)= att^T dy */
-                FN(gemm)(T, hs, T, datt, T, 1, k_j, kv_row, 1, dq_h, dq_row, NULL, 0, 0);  /* dq = dpreatt k (AT-dq) */
-                FN(gemm)(T, hs, T, datt, 1, T, q_h, q_row, 1, dk_j, dkv_row, NULL, !first, 0);  /* dk (+)= dpreatt^T q */
             }
         }
         free(att);

@@ -48,27 +48,23 @@ static void FN(micro_portable)(int kc, const real* a, long rsa, long csa, const 
  * apart); packed, once. Measured (docs/kernels.md): packing made x^T @ dout of GPT-2 small (steps of 768 and 3072
  * floats) 18 to 26% faster, and of the recipe (128 and 512 floats) 3 to 11% slower. A row-major A (x, dout) is read
  * in place: its rows are consecutive already, and copying them cost as much as the multiply-adds at 768 x 128. */
-static void FN(pack_a)(real* dst, const real* A, long csa, int i0, int mc, int p0, int kc, int mr_) {
-    #pragma omp for schedule(static)
-    for (int s = 0; s < (mc + mr_ - 1) / mr_; s++) {
-        real* d = dst + (long)s * mr_ * kc;
-        int rows = mc - s * mr_ < mr_ ? mc - s * mr_ : mr_;
-        const real* a = A + i0 + s * mr_ + (long)p0 * csa;  /* the sliver's first entry */
-        for (int k = 0; k < kc; k++) {
-            for (int i = 0; i < rows; i++)
-                d[(long)k * mr_ + i] = a[(long)k * csa + i];
-            for (int i = rows; i < mr_; i++)
-                d[(long)k * mr_ + i] = 0;
-        }
+static void FN(pack_a_sliver)(real* d, const real* A, long csa, int i0, int rows, int p0, int kc, int mr_) {
+    const real* a = A + i0 + (long)p0 * csa;  /* the sliver's first entry */
+    for (int k = 0; k < kc; k++) {
+        for (int i = 0; i < rows; i++)
+            d[(long)k * mr_ + i] = a[(long)k * csa + i];
+        for (int i = rows; i < mr_; i++)
+            d[(long)k * mr_ + i] = 0;
     }
 }
 
 /* A panel of B (rows p0.., columns j0..) into slivers of NR columns: sliver s holds, for each k, its NR entries
  * (columns past the panel's end are zeros). Row-major B (csb == 1: w, dout) copies NR contiguous numbers per
  * row; B = w^T (rsb == 1) reads each of the sliver's columns along its contiguous length. */
-static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int kc, int j0, int nc, int nr_) {
-    #pragma omp for schedule(static)
-    for (int s = 0; s < (nc + nr_ - 1) / nr_; s++) {
+static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int kc, int j0, int nc, int nr_, int nt,
+                       int id) {
+    int slivers = (nc + nr_ - 1) / nr_;
+    for (int s = slivers * id / nt; s < slivers * (id + 1) / nt; s++) {  /* this thread's share */
         real* d = dst + (long)s * nr_ * kc;
         int cols = nc - s * nr_ < nr_ ? nc - s * nr_ : nr_;
         const real* b = B + (long)p0 * rsb + (long)(j0 + s * nr_) * csb;  /* the sliver's first entry */
@@ -92,34 +88,85 @@ static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int
     }
 }
 
-/* C = A @ B (+ bias, broadcast over the rows; bias may be NULL), or C += A @ B if accumulate. Called by every
- * thread of an OpenMP team (the caller's parallel region), with buffers for the packed panels. */
-static void FN(gemm_team)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
-                          real* C, long ldc, const real* bias, int accumulate, real* packed_a, real* packed_b) {
+/* The tiles of C at rows ic + i0 .. ic + i1 of a block of A (mc rows from ic) and columns jc + j0 .. jc + j1 of a
+ * panel of packed B (nc columns from jc), in order: a sliver of B stays in L1 while it sweeps the slivers of A. */
+static void FN(gemm_block)(const real* A, long rsa, long csa, int ic, int mc, int i0, int i1, int pc, int kc, int jc,
+                           int nc, int j0, int j1, const real* packed_a, const real* packed_b, real* C, long ldc,
+                           const real* bias, int first) {
     const FN(Microkernel)* uk = &FN(microkernel);
     int mr_ = uk->mr, nr_ = uk->nr;
+    for (int jr = j0; jr < j1; jr += nr_)
+        for (int ir = i0; ir < i1; ir += mr_) {
+            int mr = mc - ir < mr_ ? mc - ir : mr_, nr = nc - jr < nr_ ? nc - jr : nr_;
+            const real* a = packed_a != NULL ? packed_a + (long)ir * kc : A + (ic + ir) * rsa + pc * csa;
+            uk->fn(kc, a, packed_a != NULL ? 1 : rsa, packed_a != NULL ? mr_ : csa, packed_b + (long)jr * kc,
+                   C + (long)(ic + ir) * ldc + jc + jr, ldc, mr, nr, first && bias != NULL ? bias + jc + jr : NULL,
+                   !first);
+        }
+}
+
+/* Every thread of a team of nt (this one: id) waits here for the others; a team of one goes on. */
+static void FN(team_barrier)(int nt) {
+    if (nt > 1) {
+        #pragma omp barrier
+    }
+}
+
+/* C = A @ B (+ bias, broadcast over the rows; bias may be NULL), or C += A @ B if accumulate. Called by every
+ * thread of a team of nt threads (the caller's parallel region; this one is thread id), or by one thread alone
+ * (nt = 1: no OpenMP construct is met, so it may run inside another team's region, as attention's tiles do), with
+ * buffers for the packed panels: packed_a holds a_size numbers for each thread. The threads pack each panel of B together, then share out the rows of A, each
+ * thread its own slivers (its own part of A to read, and no wait until the next panel) when every thread gets
+ * at least ROWS_PER_THREAD_MIN slivers; fewer rows (a weight's gradient, C x OC) share out each block's tiles. */
+static void FN(gemm_team)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
+                          real* C, long ldc, const real* bias, int accumulate, real* packed_a, long a_size,
+                          real* packed_b, int nt, int id) {
+    const FN(Microkernel)* uk = &FN(microkernel);
+    int mr_ = uk->mr, nr_ = uk->nr;
+    int pack = csa * (long)sizeof(real) > pack_a_min_step;  /* see pack_a_sliver */
+    int slivers_m = (M + mr_ - 1) / mr_, by_rows = slivers_m >= ROWS_PER_THREAD_MIN * nt;
+    real* my_packed_a = packed_a + id * a_size;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K || pc == 0; pc += KC) {  /* K = 0: one pass that writes the bias (or zeros) */
             int kc = K - pc < KC ? K - pc : KC;
-            FN(pack_b)(packed_b, B, rsb, csb, pc, kc, jc, nc, nr_);  /* ends with a barrier: all of B is packed */
+            FN(pack_b)(packed_b, B, rsb, csb, pc, kc, jc, nc, nr_, nt, id);
+            FN(team_barrier)(nt);  /* all of the panel is packed */
             int first = pc == 0 && !accumulate;  /* the first panel writes C; the others add to it */
+            if (by_rows) {
+                int m0 = slivers_m * id / nt * mr_, m1 = slivers_m * (id + 1) / nt * mr_;  /* this thread's rows */
+                m1 = m1 < M ? m1 : M;
+                for (int ic = m0; ic < m1; ic += MC) {
+                    int mc = m1 - ic < MC ? m1 - ic : MC;
+                    if (pack)
+                        for (int ir = 0; ir < mc; ir += mr_)
+                            FN(pack_a_sliver)(my_packed_a + (long)ir * kc, A, csa, ic + ir,
+                                              mc - ir < mr_ ? mc - ir : mr_, pc, kc, mr_);
+                    FN(gemm_block)(A, rsa, csa, ic, mc, 0, mc, pc, kc, jc, nc, 0, nc, pack ? my_packed_a : NULL,
+                                   packed_b, C, ldc, bias, first);
+                }
+                if (pc + KC < K || jc + NC < N)
+                    FN(team_barrier)(nt);  /* before the next panel of B overwrites this one */
+                continue;
+            }
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
-                int pack = csa * (long)sizeof(real) > pack_a_min_step;  /* see pack_a */
-                if (pack)
-                    FN(pack_a)(packed_a, A, csa, ic, mc, pc, kc, mr_);  /* ends with a barrier */
+                int slivers_a = (mc + mr_ - 1) / mr_, slivers_b = (nc + nr_ - 1) / nr_;
+                if (pack) {
+                    for (int sl = slivers_a * id / nt; sl < slivers_a * (id + 1) / nt; sl++)
+                        FN(pack_a_sliver)(packed_a + (long)sl * mr_ * kc, A, csa, ic + sl * mr_,
+                                          mc - sl * mr_ < mr_ ? mc - sl * mr_ : mr_, pc, kc, mr_);
+                    FN(team_barrier)(nt);
+                }
                 /* the tiles, shared out among the threads in order: each thread keeps a sliver of B in L1
                  * while it sweeps slivers of A (a narrow C, with few slivers of B, still splits evenly) */
-                int slivers_a = (mc + mr_ - 1) / mr_, slivers_b = (nc + nr_ - 1) / nr_;
-                #pragma omp for schedule(static)
-                for (int tile = 0; tile < slivers_a * slivers_b; tile++) {
+                int tiles = slivers_a * slivers_b;
+                for (int tile = tiles * id / nt; tile < tiles * (id + 1) / nt; tile++) {
                     int jr = tile / slivers_a * nr_, ir = tile % slivers_a * mr_;
-                    int mr = mc - ir < mr_ ? mc - ir : mr_, nr = nc - jr < nr_ ? nc - jr : nr_;
-                    const real* a = pack ? packed_a + (long)ir * kc : A + (ic + ir) * rsa + pc * csa;
-                    uk->fn(kc, a, pack ? 1 : rsa, pack ? mr_ : csa, packed_b + (long)jr * kc,
-                           C + (long)(ic + ir) * ldc + jc + jr, ldc, mr, nr, first && bias != NULL ? bias + jc + jr : NULL, !first);
+                    FN(gemm_block)(A, rsa, csa, ic, mc, ir, ir + 1, pc, kc, jc, nc, jr, jr + 1,
+                                   pack ? packed_a : NULL, packed_b, C, ldc, bias, first);
                 }
+                FN(team_barrier)(nt);  /* before packed_a or packed_b is overwritten */
             }
         }
     }
@@ -261,13 +308,20 @@ void FN(gemm)(int M, int N, int K, const real* A, long rsa, long csa, const real
     static __thread real* packed = NULL;
     static __thread long capacity = 0;
     long a_size = (long)(MC + uk->mr) * KC, b_size = (long)((N < NC ? N : NC) + uk->nr) * KC;
-    if (a_size + b_size > capacity) {
+    long threads = omp_get_max_threads();
+    if (threads * a_size + b_size > capacity) {
         free(packed);
-        capacity = a_size + b_size;
+        capacity = threads * a_size + b_size;
         packed = aligned_alloc(64, sizeof(real) * capacity);  /* 64: a whole cache line, and AVX-512's alignment */
     }
     real* buffer = packed;  /* a local: inside the parallel region `packed` would be each thread's own */
-    #pragma omp parallel if (parallel && (long)M * N * K >= PARALLEL_MIN_WORK)
-    FN(gemm_team)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, bias, accumulate, buffer, buffer + a_size);
+    if (!parallel || (long)M * N * K < PARALLEL_MIN_WORK || threads == 1) {
+        FN(gemm_team)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, bias, accumulate, buffer, a_size,
+                      buffer + threads * a_size, 1, 0);
+        return;
+    }
+    #pragma omp parallel
+    FN(gemm_team)(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, bias, accumulate, buffer, a_size,
+                  buffer + threads * a_size, omp_get_num_threads(), omp_get_thread_num());
 }
 /* --8<-- [end:driver] */

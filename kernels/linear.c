@@ -3,6 +3,17 @@
  * weight is wte^T, a transposed view, and is read as it lies. Reference: minigpt/ops/linear.py; the math is
  * docs/ops/linear.md. Included twice by minigpt.c (real = float, double). */
 
+/* out[i] = the sum over c of partial[c, i] (chunks, C), in the order of c, rounded once: the last step of a sum over
+ * rows taken ROW_CHUNK rows at a time, in parallel, whose result does not depend on the number of threads. */
+static void FN(sum_row_chunks)(real* out, const double* partial, int chunks, int C) {
+    for (int i = 0; i < C; i++) {
+        double total = 0;
+        for (int c = 0; c < chunks; c++)
+            total += partial[(long)c * C + i];
+        out[i] = (real)total;
+    }
+}
+
 /* --8<-- [start:linear] */
 void FN(linear_forward)(real* out, const real* x, const real* w, long w_rs, long w_cs, const real* b, int N, int C, int OC) {
     FN(gemm)(N, OC, C, x, C, 1, w, w_rs, w_cs, out, OC, b, 0, 1);  /* (N, OC) = (N, C) @ (C, OC), + b */
@@ -35,15 +46,22 @@ void FN(linear_backward)(real* dx, real* dw, real* db, const real* dout, const r
         FN(gemm)(OC, C, N, dout, 1, OC, x, C, 1, dw, C, NULL, 0, 1);  /* dw^T = dout^T @ x */
     if (db == NULL)
         return;
+    /* db: each chunk of ROW_CHUNK rows summed along its rows (contiguous), then the chunks' sums in order */
+    int chunks = (N + ROW_CHUNK - 1) / ROW_CHUNK;
+    double* partial = malloc(sizeof(double) * chunks * OC);  /* (chunks, OC) */
     #pragma omp parallel for schedule(static) if ((long)N * OC >= PARALLEL_MIN_WORK)
-    for (int o0 = 0; o0 < OC; o0 += CHANNEL_BLOCK) {  /* each thread owns a block of columns */
-        int no = OC - o0 < CHANNEL_BLOCK ? OC - o0 : CHANNEL_BLOCK;
-        double sum[CHANNEL_BLOCK] = {0};
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < no; o++)
-                sum[o] += dout[(long)n * OC + o0 + o];
-        for (int o = 0; o < no; o++)
-            db[o0 + o] = (real)sum[o];
+    for (int c = 0; c < chunks; c++) {
+        double* restrict sum = partial + (long)c * OC;
+        for (int o = 0; o < OC; o++)
+            sum[o] = 0;
+        for (long n = (long)c * ROW_CHUNK; n < N && n < (long)(c + 1) * ROW_CHUNK; n++) {
+            const real* restrict d = dout + n * OC;
+            #pragma omp simd
+            for (int o = 0; o < OC; o++)
+                sum[o] += d[o];
+        }
     }
+    FN(sum_row_chunks)(db, partial, chunks, OC);
+    free(partial);
 }
 /* --8<-- [end:linear] */

@@ -85,6 +85,10 @@ static void micro_avx512_f32(int kc, const float* a, long rsa, long csa, const f
     long row[12];  /* where the 12 rows of A start */
     for (int i = 0; i < 12; i++)
         row[i] = (i < mr ? i : mr - 1) * rsa;
+    for (int i = 0; i < mr; i++) {  /* the tile of C, written (or read and written) at the end */
+        _mm_prefetch((const char*)(c + (long)i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char*)(c + (long)i * ldc + 16), _MM_HINT_T0);
+    }
     __m512 acc[12][2];  /* 24 accumulators: the compiler keeps them in the 32 registers */
     for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();

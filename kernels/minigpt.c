@@ -29,6 +29,7 @@
 #define KC 256
 #define MC 144
 #define NC 2048
+#define ROWS_PER_THREAD_MIN 8  /* slivers of A (gemm.c, gemm_team) */
 #define PACK_A_MIN_STEP 2048  /* bytes: half a 4 KB page (gemm.c, pack_a) */
 static long pack_a_min_step = PACK_A_MIN_STEP;  /* what gemm.c uses: minigpt_set_pack_a_min_step changes it */
 #define FEW_ROWS 8  /* a product of at most this many rows skips the packing (gemm.c, gemm_few_rows): measured faster
@@ -59,7 +60,10 @@ static inline float half_to_float(uint16_t h) {
 }
 #define Q8_PARALLEL_MIN_BYTES (1L << 17)  /* a Q8_0 product of a few rows is threaded from this many bytes of W */
 
-#define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns */
+#define ATTENTION_ROWS 32  /* queries per block of attention's tile (attention.c): a causal tile's blocks skip the
+                            * keys none of their queries sees, a quarter of the products at 64 positions */
+#define ROW_CHUNK 32  /* rows per chunk where a sum over rows is split into chunks summed in parallel (linear.c) */
+#define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns (embedding.c) */
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715
 

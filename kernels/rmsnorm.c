@@ -21,33 +21,33 @@ void FN(rmsnorm_forward)(real* out, real* rstd, const real* x, const real* w, in
 }
 
 /* dx = rstd * (dnorm - norm * mean(dnorm * norm)), dnorm = dout * w   eq. (RMS-dx)
- * dw = sum over rows of dout * norm, overwritten; summed by blocks of channels in parallel, each thread over all
- * rows in row order, as layer norm's (the result does not depend on the number of threads). */
+ * dw = sum over rows of dout * norm, overwritten; in one pass with dx, by chunks of rows, as layer norm's (the result
+ * does not depend on the number of threads). */
 void FN(rmsnorm_backward)(real* dx, real* dw, const real* dout, const real* x, const real* w, const real* rstd,
                           int N, int C) {
+    int chunks = (N + ROW_CHUNK - 1) / ROW_CHUNK;
+    double* partial = malloc(sizeof(double) * chunks * C);  /* (chunks, C) */
     #pragma omp parallel for schedule(static) if ((long)N * C >= PARALLEL_MIN_WORK)
-    for (int n = 0; n < N; n++) {
-        const real *x_n = x + (long)n * C, *dout_n = dout + (long)n * C;
-        real* dx_n = dx + (long)n * C;
-        real s_n = rstd[n];
-        double dnorm_norm_mean = 0;
-        #pragma omp simd reduction(+:dnorm_norm_mean)
+    for (int c = 0; c < chunks; c++) {
+        double* restrict dw_sum = partial + (long)c * C;
         for (int i = 0; i < C; i++)
-            dnorm_norm_mean += (dout_n[i] * w[i]) * (x_n[i] * s_n);
-        real term = (real)(dnorm_norm_mean / C);
-        for (int i = 0; i < C; i++)
-            dx_n[i] = s_n * (dout_n[i] * w[i] - x_n[i] * s_n * term);
-    }
-    #pragma omp parallel for schedule(static) if ((long)N * C >= PARALLEL_MIN_WORK)
-    for (int i0 = 0; i0 < C; i0 += CHANNEL_BLOCK) {
-        int ni = C - i0 < CHANNEL_BLOCK ? C - i0 : CHANNEL_BLOCK;
-        double dw_sum[CHANNEL_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            const real *x_n = x + (long)n * C + i0, *dout_n = dout + (long)n * C + i0;
-            for (int i = 0; i < ni; i++)
+            dw_sum[i] = 0;
+        for (int n = c * ROW_CHUNK; n < N && n < (c + 1) * ROW_CHUNK; n++) {
+            const real *x_n = x + (long)n * C, *dout_n = dout + (long)n * C;
+            real* dx_n = dx + (long)n * C;
+            real s_n = rstd[n];
+            double dnorm_norm_mean = 0;
+            #pragma omp simd reduction(+:dnorm_norm_mean)
+            for (int i = 0; i < C; i++)
+                dnorm_norm_mean += (dout_n[i] * w[i]) * (x_n[i] * s_n);
+            real term = (real)(dnorm_norm_mean / C);
+            #pragma omp simd
+            for (int i = 0; i < C; i++) {
+                dx_n[i] = s_n * (dout_n[i] * w[i] - x_n[i] * s_n * term);
                 dw_sum[i] += dout_n[i] * (x_n[i] * rstd[n]);
+            }
         }
-        for (int i = 0; i < ni; i++)
-            dw[i0 + i] = (real)dw_sum[i];
     }
+    FN(sum_row_chunks)(dw, partial, chunks, C);
+    free(partial);
 }

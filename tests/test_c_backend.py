@@ -99,6 +99,31 @@ def test_a_few_rows_on_both_threads_within_the_rounding_bound(M, b_transposed):
     assert np.all(np.abs(C - exact) <= bound)
 
 
+@pytest.mark.parametrize("M, a_transposed", [(100, False), (260, False), (600, True)])
+@pytest.mark.parametrize("extra", ["bias", "accumulate"])
+def test_rows_shared_out_among_both_threads_within_the_rounding_bound(M, a_transposed, extra):
+    """Products with enough rows that each thread takes its own slivers of A (kernels/gemm.c, gemm_team), over two
+    panels of K (300 > KC) and two of N (2100 > NC), with the threads waiting for each other before the next panel of B
+    is packed; M = 100 (9 slivers of 12 rows) shares out each block's tiles instead; a transposed A with steps of
+    600 floats (> 2 KB) is packed by each thread into its own buffer."""
+    from minigpt import runtime
+
+    rng = np.random.default_rng(M)
+    A, B = rng.normal(size=(M, 300)).astype(np.float32), rng.normal(size=(300, 2100)).astype(np.float32)
+    bias = rng.normal(size=2100).astype(np.float32) if extra == "bias" else None
+    start = rng.normal(size=(M, 2100)).astype(np.float32) if extra == "accumulate" else None
+    a = np.ascontiguousarray(A.T).T if a_transposed else A
+    runtime.set_threads(2)
+    try:
+        C = gemm(a, B, bias, None if start is None else start.copy())
+    finally:
+        runtime.set_threads(None)
+    added = bias if bias is not None else start
+    exact = A.astype(np.float64) @ B.astype(np.float64) + added
+    bound = 302 * np.finfo(np.float32).eps * (np.abs(A).astype(np.float64) @ np.abs(B) + np.abs(added))
+    assert np.all(np.abs(C - exact) <= bound)
+
+
 @pytest.mark.parametrize("C, OC", [(512, 128), (128, 512)])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_a_weight_gradient_computed_as_its_transpose_within_the_rounding_bound(C, OC, transposed):
