@@ -147,6 +147,37 @@ def test_a_weight_gradient_computed_as_its_transpose_within_the_rounding_bound(C
     assert np.all(np.abs(dw - X.T @ D) <= bound)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sums_over_rows_do_not_depend_on_the_thread_count(dtype):
+    """The parameters' gradients that sum over rows (a linear's bias, layer norm's and RMS norm's weight and bias) are
+    summed by fixed chunks of rows (kernels/linear.c, sum_row_chunks): the same bits on one thread as on two, for
+    1001 rows (not a whole number of chunks) of 128 channels (past the threshold for threads)."""
+    from minigpt import runtime
+
+    c = backends.kernels_for("c")
+    rng = np.random.default_rng(7)
+    x, dout, w = (rng.normal(size=shape).astype(dtype) for shape in ((1001, 128), (1001, 128), (128, 128)))
+
+    def sums():
+        _, dw_lin, db_lin = c.linear.backward_kernel(dout, x, w, True)
+        _, mean, rstd = c.layernorm.forward_kernel(x[None], w[0], w[1], 1e-5)
+        _, dw_ln, db_ln = c.layernorm.backward_kernel(dout[None], x[None], mean, rstd, w[0], True)
+        _, rms_rstd = c.rmsnorm.forward_kernel(x[None], w[0], 1e-5)
+        _, dw_rms = c.rmsnorm.backward_kernel(dout[None], x[None], rms_rstd, w[0])
+        return db_lin, dw_ln, db_ln, dw_rms
+
+    try:
+        runtime.set_threads(1)
+        one = sums()
+        runtime.set_threads(2)
+        two = sums()
+    finally:
+        runtime.set_threads(None)
+    for a, b in zip(one, two):
+        assert a.tobytes() == b.tobytes()
+    assert np.allclose(one[0], dout.sum(axis=0), rtol=1e-5, atol=1e-4)  # and they are the sums
+
+
 @pytest.mark.parametrize("N", [1, 6, 40])
 def test_q8_0_with_each_micro_kernel_within_the_rounding_bound(microkernel, N):
     """The Q8_0 layer's float kernel follows the micro-kernel's instruction set (AVX-512, or the portable loop): a
