@@ -124,17 +124,19 @@ def test_rows_shared_out_among_both_threads_within_the_rounding_bound(M, a_trans
     assert np.all(np.abs(C - exact) <= bound)
 
 
-@pytest.mark.parametrize("C, OC", [(512, 128), (128, 512)])
+@pytest.mark.parametrize("C, OC", [(512, 128), (128, 512), (128, 128)])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_a_weight_gradient_computed_as_its_transpose_within_the_rounding_bound(C, OC, transposed):
+@pytest.mark.parametrize("rows", [64, 150])
+def test_a_weight_gradient_on_both_threads_within_the_rounding_bound(C, OC, transposed, rows):
     """dw as x^T @ dout, or, where that product has more rows than the other and reads its transposed operand in place
     (a step of at most 2 KB: C = 512 in GPT-2's (in, out) layout, OC = 512 in Llama's), as dout^T @ x into a scratch
-    array transposed into dw by both threads (C x OC = 2^16 numbers)."""
+    array transposed into dw by both threads (C x OC = 2^16 numbers); with 150 rows (at least SPLIT_K_MIN for each
+    thread) each thread multiplies its own rows and the two partial products are added (kernels/linear.c)."""
     from minigpt import backends, runtime
     from minigpt.ops import linear
 
-    rng = np.random.default_rng(C)
-    x, dout, w = (rng.normal(size=shape).astype(np.float32) for shape in ((2, 32, C), (2, 32, OC), (C, OC)))
+    rng = np.random.default_rng(C + rows)
+    x, dout, w = (rng.normal(size=shape).astype(np.float32) for shape in ((2, rows // 2, C), (2, rows // 2, OC), (C, OC)))
     weight = np.ascontiguousarray(w.T).T if transposed else w  # Llama's: the transpose of an (OC, C) array
     runtime.set_threads(2)
     try:
@@ -143,7 +145,7 @@ def test_a_weight_gradient_computed_as_its_transpose_within_the_rounding_bound(C
         runtime.set_threads(None)
     X, D = x.reshape(-1, C).astype(np.float64), dout.reshape(-1, OC).astype(np.float64)
     assert dw.shape == (C, OC) and dw.flags.c_contiguous != transposed  # in the weight's own layout
-    bound = 66 * np.finfo(np.float32).eps * (np.abs(X).T @ np.abs(D))
+    bound = (rows + 2) * np.finfo(np.float32).eps * (np.abs(X).T @ np.abs(D))
     assert np.all(np.abs(dw - X.T @ D) <= bound)
 
 
