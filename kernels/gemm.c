@@ -115,16 +115,21 @@ static void FN(team_barrier)(int nt) {
 /* C = A @ B (+ bias, broadcast over the rows; bias may be NULL), or C += A @ B if accumulate. Called by every
  * thread of a team of nt threads (the caller's parallel region; this one is thread id), or by one thread alone
  * (nt = 1: no OpenMP construct is met, so it may run inside another team's region, as attention's tiles do), with
- * buffers for the packed panels: packed_a holds a_size numbers for each thread. The threads pack each panel of B together, then share out the rows of A, each
- * thread its own slivers (its own part of A to read, and no wait until the next panel) when every thread gets
- * at least ROWS_PER_THREAD_MIN slivers; fewer rows (a weight's gradient, C x OC) share out each block's tiles. */
+ * buffers for the packed panels: packed_a holds a_size numbers for each thread. The threads pack each panel of B
+ * together. Then, where A has at least as many rows as B has columns and every thread gets at least
+ * ROWS_PER_THREAD_MIN slivers of them (the recipe's activations, 768 rows, against weights 128 to 512 wide), they
+ * share out the rows of A: each thread reads only its own part of A, the larger operand, and waits for no other until
+ * the next panel. Otherwise (a weight's gradient, C x OC; GPT-2 small's 256 rows against 768 to 3072 columns) they
+ * share out each block's tiles, by columns first: each thread reads only the part of the panel of B it packed.
+ * Measured on the AVX-512 Xeon: the rows, 7% off the recipe's step, 5% more on GPT-2 small's; the rule, the best of
+ * both. */
 static void FN(gemm_team)(int M, int N, int K, const real* A, long rsa, long csa, const real* B, long rsb, long csb,
                           real* C, long ldc, const real* bias, int accumulate, real* packed_a, long a_size,
                           real* packed_b, int nt, int id) {
     const FN(Microkernel)* uk = &FN(microkernel);
     int mr_ = uk->mr, nr_ = uk->nr;
     int pack = csa * (long)sizeof(real) > pack_a_min_step;  /* see pack_a_sliver */
-    int slivers_m = (M + mr_ - 1) / mr_, by_rows = slivers_m >= ROWS_PER_THREAD_MIN * nt;
+    int slivers_m = (M + mr_ - 1) / mr_, by_rows = slivers_m >= ROWS_PER_THREAD_MIN * nt && M >= N;
     real* my_packed_a = packed_a + id * a_size;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;

@@ -19,10 +19,12 @@ static void FN(sum_row_chunks)(real* out, const double* partial, int chunks, int
  * (dx = dout @ w^T, whose rows gemm_team shares out the same way), which are still in its own cache: each multiplies
  * its part on its own, with no waiting for the other threads until the partial products are added, in thread order.
  * Measured on the AVX-512 Xeon (docs/kernels.md): twice as fast inside a training step as sharing out the tiles of
- * the one product of all K rows, whose every thread reads all of A. */
+ * the one product of all K rows, whose every thread reads all of A. Only for a product that stays in the cache
+ * (SPLIT_K_MAX_OUTPUT): a larger one (GPT-2 small's, 768 x 3072) would write and read its partial products through
+ * memory, 17% slower there. */
 static void FN(gemm_tn_split)(real* out, int M, int N, int K, const real* A, const real* B) {
     int threads = (long)M * N * K >= PARALLEL_MIN_WORK ? omp_get_max_threads() : 1;
-    if (threads == 1 || K < SPLIT_K_MIN * threads) {
+    if (threads == 1 || K < SPLIT_K_MIN * threads || (long)M * N > SPLIT_K_MAX_OUTPUT) {
         FN(gemm)(M, N, K, A, 1, M, B, N, 1, out, N, NULL, 0, 1);
         return;
     }

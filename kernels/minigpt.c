@@ -63,6 +63,7 @@ static inline float half_to_float(uint16_t h) {
 #define ATTENTION_ROWS 32  /* queries per block of attention's tile (attention.c): a causal tile's blocks skip the
                             * keys none of their queries sees, a quarter of the products at 64 positions */
 #define SPLIT_K_MIN 64  /* rows per thread from which a weight's gradient splits its sum among the threads (linear.c) */
+#define SPLIT_K_MAX_OUTPUT (1L << 17)  /* ... when it has at most this many numbers (512 KB in float32) */
 #define ROW_CHUNK 32  /* rows per chunk where a sum over rows is split into chunks summed in parallel (linear.c) */
 #define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns (embedding.c) */
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
