@@ -66,13 +66,20 @@ static inline float half_to_float(uint16_t h) {
 #define SPLIT_K_MAX_OUTPUT (1L << 17)  /* ... when it has at most this many numbers (512 KB in float32) */
 #define ROW_CHUNK 32  /* rows per chunk where a sum over rows is split into chunks summed in parallel (linear.c) */
 #define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns (embedding.c) */
+/* An elementwise kernel at the widest vectors: GCC's -march=native keeps to 256-bit vectors on AVX-512 CPUs unless
+ * told otherwise (its tuning for them); a compiler without the attribute (clang) gets its own default. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define WIDEST __attribute__((target("prefer-vector-width=512")))
+#else
+#define WIDEST
+#endif
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715
 
 #define real float
 #define FN(name) name##_f32
 #define EXP exp_f32
-#define TANH tanh_f32
+#define SIGMOID sigmoid_f32
 #define LOG logf
 #define SQRT sqrtf
 static void micro_portable_f32(int, const float*, long, long, const float*, float*, long, int, int, const float*, int);
@@ -82,7 +89,7 @@ static Microkernel_f32 microkernel_f32 = {4, 8, micro_portable_f32, "portable"};
 #define real double
 #define FN(name) name##_f64
 #define EXP exp_f64
-#define TANH tanh_f64
+#define SIGMOID sigmoid_f64
 #define LOG log
 #define SQRT sqrt
 static void micro_portable_f64(int, const double*, long, long, const double*, double*, long, int, int, const double*, int);

@@ -1,5 +1,5 @@
 /* Every op's kernels for one precision: included twice by minigpt.c, after it defines `real` (float, then double),
- * FN(name) (name_f32, name_f64) and the math it calls (EXP, TANH, LOG, SQRT); the names are undefined at the end. */
+ * FN(name) (name_f32, name_f64) and the math it calls (EXP, SIGMOID, LOG, SQRT); the names are undefined at the end. */
 
 #include "gemm.c"
 #include "embedding.c"
@@ -18,6 +18,6 @@
 #undef real
 #undef FN
 #undef EXP
-#undef TANH
+#undef SIGMOID
 #undef LOG
 #undef SQRT

@@ -1,12 +1,12 @@
-/* exp and tanh as plain arithmetic, which the compiler turns into vector instructions inside the kernels' loops
- * (the C library's expf and tanhf are calls, one element at a time). The same algorithm as the numba backend's
+/* exp and the logistic function as plain arithmetic, which the compiler turns into vector instructions inside the kernels' loops
+ * (the C library's expf is a call, one element at a time). The same algorithm as the numba backend's
  * (minigpt/backends/numba/__init__.py): exp(x) = 2^n exp(r), n the integer nearest x / ln 2, |r| <= ln 2 / 2,
  * exp(r) a polynomial, 2^n written into the exponent bits of a float (2^n = 2^(n-1) * 2 for the largest n).
  * Results below the smallest normal number are flushed to 0; NaN stays NaN. Within 2 ulp (tests/test_backends.py). */
 
 #include <stdint.h>
 
-/* exp(r) for the reduced argument, |r| <= ln 2 / 2, as a polynomial: the part exp and tanh below share. */
+/* exp(r) for the reduced argument, |r| <= ln 2 / 2, as a polynomial: the part exp and sigmoid below share. */
 static inline float exp_reduced_f32(float r) {
     float p = 1.9875691500e-4f;  /* Cephes' expf polynomial */
     p = p * r + 1.3981999507e-3f;
@@ -67,34 +67,34 @@ static inline double exp_f64(double x) {
     return x < -708.3964185322641 ? 0.0 : (x > 709.782712893384 ? INFINITY : result);
 }
 
-/* tanh(x) = 1 - 2 / (exp(2x) + 1): exp's accuracy, an absolute error of an ulp or two. x is clamped to +-10 (+-20 in
- * double), where the formula rounds to exactly +-1 (2 / (exp(20) + 1) is below half an ulp of 1 in float), so that
- * GELU's derivative, which has 1 - tanh^2, is exactly that of +-1 beyond; and then exp's own checks for overflow and
- * underflow are not needed: exp_f32 and exp_f64 above without them, a third fewer instructions. NaN stays NaN. */
-static inline float tanh_f32(float x) {
-    float xc = x < -10.0f ? -10.0f : (x > 10.0f ? 10.0f : x);
-    float t = (2.0f * xc) * 1.4426950408889634f + 12582912.0f;
+/* The logistic function, 1 / (1 + exp(-z)): exp's accuracy. Beyond z = +-40 (+-80 in double) it is 1 to the last bit,
+ * or taken as 0 (exp(-40) is 4e-18, and 2e-35 in double: less than an ulp of any x GELU multiplies it by, where the
+ * reference's 1 + tanh(u) is exactly 0 too); so exp runs on the clamped z without checks of its own for overflow or
+ * underflow, a third fewer instructions (kernels/gelu.c). NaN stays NaN. */
+static inline float sigmoid_f32(float z) {
+    float xc = z < -40.0f ? 40.0f : (z > 40.0f ? -40.0f : -z);  /* -z, clamped */
+    float t = xc * 1.4426950408889634f + 12582912.0f;
     float n = t - 12582912.0f;
-    float r = ((2.0f * xc) - n * 0.693359375f) - n * -2.12194440e-4f;
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
     float p = exp_reduced_f32(r);
     int32_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
-    int32_t bits = (t_bits - 0x4B400000 + 127) << 23;  /* 2^n, n within [-29, 29] */
+    int32_t bits = (t_bits - 0x4B400000 + 127) << 23;  /* 2^n, n within [-58, 58] */
     float two_n;
     memcpy(&two_n, &bits, sizeof two_n);
-    return 1.0f - 2.0f / (p * two_n + 1.0f);
+    return z < -40.0f ? 0.0f : 1.0f / (p * two_n + 1.0f);
 }
 
-static inline double tanh_f64(double x) {
-    double xc = x < -20.0 ? -20.0 : (x > 20.0 ? 20.0 : x);
-    double t = (2.0 * xc) * 1.4426950408889634 + 6755399441055744.0;
+static inline double sigmoid_f64(double z) {
+    double xc = z < -80.0 ? 80.0 : (z > 80.0 ? -80.0 : -z);
+    double t = xc * 1.4426950408889634 + 6755399441055744.0;
     double n = t - 6755399441055744.0;
-    double r = ((2.0 * xc) - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
     double p = exp_reduced_f64(r);
     int64_t t_bits;
     memcpy(&t_bits, &t, sizeof t_bits);
-    int64_t bits = (t_bits - 0x4338000000000000LL + 1023) << 52;  /* 2^n, n within [-58, 58] */
+    int64_t bits = (t_bits - 0x4338000000000000LL + 1023) << 52;  /* 2^n, n within [-116, 116] */
     double two_n;
     memcpy(&two_n, &bits, sizeof two_n);
-    return 1.0 - 2.0 / (p * two_n + 1.0);
+    return z < -80.0 ? 0.0 : 1.0 / (p * two_n + 1.0);
 }

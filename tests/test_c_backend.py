@@ -182,6 +182,30 @@ def test_sums_over_rows_do_not_depend_on_the_thread_count(dtype):
     assert np.allclose(one[0], dout.sum(axis=0), rtol=1e-5, atol=1e-4)  # and they are the sums
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_within_a_few_ulp_of_the_exact_function(dtype):
+    """The C GELU (kernels/gelu.c, on vecmath.h's logistic function) against GELU in extended precision, number by
+    number: the output within 8 ulp of itself, or of an ulp of the input where it vanishes (x far below 0, where the
+    logistic function is taken as 0); the derivative sig + factor (1 - sig) within 8 ulp of the sizes of its terms and
+    of factor (1 - sig carries sig's rounding: 1 - sig is 0 in float32 from x = 4.96), or a thousandth of an ulp of 1
+    where it vanishes. Inputs on both sides of every cut."""
+    c = backends.kernels_for("c")
+    x = np.concatenate([np.linspace(-12, 12, 24001), [-1000, -40, -20.5, -9.9, -0.0, 0.0, 1e-30, 30, 1000]]).astype(dtype)
+    out = c.gelu.forward_kernel(x)
+    dx = c.gelu.backward_kernel(np.ones_like(x), x)
+    X = x.astype(np.longdouble)
+    u = np.longdouble(np.sqrt(2 / np.pi)) * (X + np.longdouble(0.044715) * X**3)
+    with np.errstate(over="ignore"):
+        sig = 1 / (1 + np.exp(-2 * u))  # 0.5 (1 + tanh(u)), without its cancellation
+    du_dx = np.longdouble(np.sqrt(2 / np.pi)) * (1 + 3 * np.longdouble(0.044715) * X**2)
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(out - X * sig) <= 8 * eps * np.abs(X * sig) + eps * np.abs(X))
+    factor = 2 * X * sig * du_dx  # the second term is factor (1 - sig): sig's rounding, times |factor|, is its error
+    slope = factor * (1 - sig)
+    assert np.all(np.abs(dx - (sig + slope)) <= 8 * eps * (np.abs(sig) + np.abs(slope) + np.abs(factor)) + 1e-3 * eps)
+    assert out[0] == 0 and dx[0] == 0  # -1000: as the reference's, exactly
+
+
 @pytest.mark.parametrize("N", [1, 6, 40])
 def test_q8_0_with_each_micro_kernel_within_the_rounding_bound(microkernel, N):
     """The Q8_0 layer's float kernel follows the micro-kernel's instruction set (AVX-512, or the portable loop): a
