@@ -71,14 +71,19 @@ static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int
         if (csb == 1 && cols == nr_) {
             for (int k = 0; k < kc; k++)
                 memcpy(d + (long)k * nr_, b + (long)k * rsb, sizeof(real) * nr_);
+        } else if (rsb == 1) {  /* B = w^T: a transpose, written in order (each of the sliver's columns is read along
+                                 * its contiguous length, a line serving 64 bytes' worth of k) */
+            for (int k = 0; k < kc; k++) {
+                for (int j = 0; j < cols; j++)
+                    d[(long)k * nr_ + j] = b[(long)j * csb + k];
+                for (int j = cols; j < nr_; j++)
+                    d[(long)k * nr_ + j] = 0;
+            }
         } else {
             for (int j = 0; j < nr_; j++) {
                 if (j >= cols) {
                     for (int k = 0; k < kc; k++)
                         d[(long)k * nr_ + j] = 0;
-                } else if (rsb == 1) {
-                    for (int k = 0; k < kc; k++)
-                        d[(long)k * nr_ + j] = b[(long)j * csb + k];
                 } else {
                     for (int k = 0; k < kc; k++)
                         d[(long)k * nr_ + j] = b[(long)j * csb + (long)k * rsb];
