@@ -79,47 +79,57 @@ static void micro_avx2_f32(int kc, const float* a, long rsa, long csa, const flo
 }
 /* --8<-- [end:avx2] */
 
+/* --8<-- [start:avx512] */
+#define AVX512_ROW(i) {                                      \
+        __m512 a_i = _mm512_set1_ps(a##i[o]);                \
+        c##i##0 = _mm512_fmadd_ps(a_i, b0, c##i##0);         \
+        c##i##1 = _mm512_fmadd_ps(a_i, b1, c##i##1); }
+#define AVX512_STORE(i) {                                                    \
+        float* c_i = c + (long)i * ldc;                                     \
+        if (beta) {                                                          \
+            c##i##0 = _mm512_add_ps(c##i##0, _mm512_loadu_ps(c_i));         \
+            c##i##1 = _mm512_add_ps(c##i##1, _mm512_loadu_ps(c_i + 16));    \
+        } else if (bias != NULL) {                                           \
+            c##i##0 = _mm512_add_ps(c##i##0, _mm512_loadu_ps(bias));        \
+            c##i##1 = _mm512_add_ps(c##i##1, _mm512_loadu_ps(bias + 16));   \
+        }                                                                    \
+        _mm512_storeu_ps(c_i, c##i##0);                                      \
+        _mm512_storeu_ps(c_i + 16, c##i##1); }
+#define AVX512_SPILL(i) { _mm512_store_ps(tile + i * 32, c##i##0); _mm512_store_ps(tile + i * 32 + 16, c##i##1); }
+
+/* The accumulators are 24 named variables, not an array: the compiler keeps each in its register from the first
+ * multiply-add to the store into C (an array of them went through the stack before and after the loop). */
 __attribute__((target("avx512f")))
 static void micro_avx512_f32(int kc, const float* a, long rsa, long csa, const float* b, float* c, long ldc, int mr,
                              int nr, const float* bias, int beta) {
-    long row[12];  /* where the 12 rows of A start */
-    for (int i = 0; i < 12; i++)
-        row[i] = (i < mr ? i : mr - 1) * rsa;
     for (int i = 0; i < mr; i++) {  /* the tile of C, written (or read and written) at the end */
         _mm_prefetch((const char*)(c + (long)i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char*)(c + (long)i * ldc + 16), _MM_HINT_T0);
     }
-    __m512 acc[12][2];  /* 24 accumulators: the compiler keeps them in the 32 registers */
-    for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const float *a0 = a, *a1 = a + (mr > 1 ? 1 : mr - 1) * rsa, *a2 = a + (mr > 2 ? 2 : mr - 1) * rsa;  /* 12 rows */
+    const float *a3 = a + (mr > 3 ? 3 : mr - 1) * rsa, *a4 = a + (mr > 4 ? 4 : mr - 1) * rsa;
+    const float *a5 = a + (mr > 5 ? 5 : mr - 1) * rsa, *a6 = a + (mr > 6 ? 6 : mr - 1) * rsa;
+    const float *a7 = a + (mr > 7 ? 7 : mr - 1) * rsa, *a8 = a + (mr > 8 ? 8 : mr - 1) * rsa;
+    const float *a9 = a + (mr > 9 ? 9 : mr - 1) * rsa, *a10 = a + (mr > 10 ? 10 : mr - 1) * rsa;
+    const float *a11 = a + (mr > 11 ? 11 : mr - 1) * rsa;
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
     for (long k = 0, o = 0; k < kc; k++, o += csa) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-        for (int i = 0; i < 12; i++) {  /* unrolled by the compiler: a constant trip count */
-            __m512 a_i = _mm512_set1_ps(a[row[i] + o]);
-            acc[i][0] = _mm512_fmadd_ps(a_i, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a_i, b1, acc[i][1]);
-        }
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);  /* row k of the sliver of B */
+        AVX512_ROW(0) AVX512_ROW(1) AVX512_ROW(2) AVX512_ROW(3) AVX512_ROW(4) AVX512_ROW(5)
+        AVX512_ROW(6) AVX512_ROW(7) AVX512_ROW(8) AVX512_ROW(9) AVX512_ROW(10) AVX512_ROW(11)
         b += 32;
     }
-    if (mr == 12 && nr == 32) {
-        for (int i = 0; i < 12; i++) {
-            float* c_i = c + (long)i * ldc;
-            for (int h = 0; h < 2; h++) {
-                __m512 v = acc[i][h];
-                if (beta)
-                    v = _mm512_add_ps(v, _mm512_loadu_ps(c_i + 16 * h));
-                else if (bias != NULL)
-                    v = _mm512_add_ps(v, _mm512_loadu_ps(bias + 16 * h));
-                _mm512_storeu_ps(c_i + 16 * h, v);
-            }
-        }
+    if (mr == 12 && nr == 32) {  /* a whole tile: straight from the registers */
+        AVX512_STORE(0) AVX512_STORE(1) AVX512_STORE(2) AVX512_STORE(3) AVX512_STORE(4) AVX512_STORE(5)
+        AVX512_STORE(6) AVX512_STORE(7) AVX512_STORE(8) AVX512_STORE(9) AVX512_STORE(10) AVX512_STORE(11)
         return;
     }
-    float tile[12 * 32] __attribute__((aligned(64)));
-    for (int i = 0; i < 12; i++) {
-        _mm512_store_ps(tile + i * 32, acc[i][0]);
-        _mm512_store_ps(tile + i * 32 + 16, acc[i][1]);
-    }
+    float tile[12 * 32] __attribute__((aligned(64)));  /* the edge of C: through memory */
+    AVX512_SPILL(0) AVX512_SPILL(1) AVX512_SPILL(2) AVX512_SPILL(3) AVX512_SPILL(4) AVX512_SPILL(5)
+    AVX512_SPILL(6) AVX512_SPILL(7) AVX512_SPILL(8) AVX512_SPILL(9) AVX512_SPILL(10) AVX512_SPILL(11)
     write_tile_f32(tile, 32, c, ldc, mr, nr, bias, beta);
 }
+/* --8<-- [end:avx512] */
 #endif
