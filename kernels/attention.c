@@ -25,15 +25,18 @@ static void FN(attention_rows)(real* y, long y_row, real* lse, const real* q, lo
     for (int i = 0; i < rows; i++) {
         real* row = att + (long)i * W;
         int n = p + i + 1;  /* query p + i sees keys 0 .. p + i */
-        /* each loop runs over the whole row, W long, the future (s >= n) selected away: whole vectors, and no
-         * remainder to finish one number at a time (exp's dozens of instructions each) */
+        /* the loops run over whole vectors, VECTOR_SPAN numbers (the widest vector's), up to the first boundary past
+         * the keys the query sees (wn), the future selected away: no remainder to finish one number at a time (exp's
+         * dozens of instructions each), and little of the future computed */
+        int wn = (n + VECTOR_SPAN - 1) / VECTOR_SPAN * VECTOR_SPAN;
+        wn = wn < W ? wn : W;
         real maxval = row[0];
         #pragma omp simd reduction(max:maxval)
-        for (int s = 0; s < W; s++)
+        for (int s = 0; s < wn; s++)
             maxval = s < n && row[s] > maxval ? row[s] : maxval;
         real total = 0;
         #pragma omp simd reduction(+:total)
-        for (int s = 0; s < W; s++) {  /* softmax of scale * row, the max subtracted (docs/ops/softmax.md) */
+        for (int s = 0; s < wn; s++) {  /* softmax of scale * row, the max subtracted (docs/ops/softmax.md) */
             real e = EXP((row[s] - maxval) * scale);
             row[s] = s < n ? e : 0;  /* the future: 0 */
             total += row[s];
@@ -43,13 +46,15 @@ static void FN(attention_rows)(real* y, long y_row, real* lse, const real* q, lo
         if (mask != NULL) {
             const real* mask_i = mask + (long)i * S;
             #pragma omp simd
-            for (int s = 0; s < W; s++)
+            for (int s = 0; s < wn; s++)
                 row[s] *= inv_total * mask_i[s];  /* att[t, s], dropout */
         } else {
             #pragma omp simd
-            for (int s = 0; s < W; s++)
+            for (int s = 0; s < wn; s++)
                 row[s] *= inv_total;  /* att[t, s] */
         }
+        for (int s = wn; s < W; s++)
+            row[s] = 0;  /* the rest of the future */
     }
     FN(gemm)(rows, hs, W, att, W, 1, v, kv_row, 1, y, y_row, NULL, 0, 0);  /* y = att v */
 }
@@ -129,13 +134,17 @@ void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const 
                         for (int d = 0; d < hs; d++)
                             rowsum += dy_h[(long)i * D + d] * y_h[(long)i * D + d];
                         const real* mask_t = mask != NULL ? mask + ((long)bh * T + t) * T : NULL;
+                        int wn = (t + VECTOR_SPAN) / VECTOR_SPAN * VECTOR_SPAN;  /* as in attention_rows */
+                        wn = wn < W ? wn : W;
                         #pragma omp simd
-                        for (int s = 0; s < W; s++) {  /* the whole row, the future (s > t) selected away */
+                        for (int s = 0; s < wn; s++) {  /* whole vectors, the future (s > t) selected away */
                             real a = s <= t ? EXP(att_t[s] * scale - lse_t) : 0;  /* att[t, s] from the log-sum-exp */
                             real m = mask_t != NULL ? mask_t[s] : 1;
                             datt_t[s] = a * (datt_t[s] * m - rowsum) * scale;  /* dpreatt, times 1/sqrt(hs) */
                             att_t[s] = a * m;  /* att after dropout, for dv */
                         }
+                        for (int s = wn; s < W; s++)
+                            att_t[s] = datt_t[s] = 0;  /* the rest of the future */
                     }
                     int first = g == 0 && t0 == last;  /* the first block writes dk and dv; the others add */
                     FN(gemm)(W, hs, rows, att, 1, W, dy_h, D, 1, dv_j, dkv_row, NULL, !first, 0);  /* dv (+)= att^T dy */

@@ -60,6 +60,7 @@ static inline float half_to_float(uint16_t h) {
 }
 #define Q8_PARALLEL_MIN_BYTES (1L << 17)  /* a Q8_0 product of a few rows is threaded from this many bytes of W */
 
+#define VECTOR_SPAN (64 / (int)sizeof(real))  /* numbers in the widest vector (AVX-512's 64 bytes): attention.c */
 #define ATTENTION_ROWS 32  /* queries per block of attention's tile (attention.c): a causal tile's blocks skip the
                             * keys none of their queries sees, a quarter of the products at 64 positions */
 #define SPLIT_K_MIN 64  /* rows per thread from which a weight's gradient splits its sum among the threads (linear.c) */
