@@ -41,8 +41,8 @@ static void FN(micro_portable)(int kc, const real* a, long rsa, long csa, const 
 }
 
 /* --8<-- [start:driver] */
-/* A block of a transposed A (rsa == 1: A = x^T or dout^T, whose columns are rows in memory) into slivers of MR
- * rows: sliver s holds, for each k, its MR entries, which lie side by side in A (rows past the block's end: zeros).
+/* One sliver of a transposed A (rsa == 1: A = x^T or dout^T, whose columns are rows in memory), `rows` of its rows
+ * from i0 (at most MR): for each k, its MR entries, which lie side by side in A (rows past the block's end: zeros).
  * A is packed when one step along k is more than PACK_A_MIN_STEP bytes: read in place, such a sliver goes to
  * another page of memory at every step or two, once for every sliver of B (dout^T of the tied head: 50257 floats
  * apart); packed, once. Measured (docs/kernels.md): packing made x^T @ dout of GPT-2 small (steps of 768 and 3072
