@@ -58,8 +58,8 @@ void FN(linear_backward)(real* dx, real* dw, real* db, const real* dout, const r
                          long w_cs, int N, int C, int OC) {
     FN(gemm)(N, C, OC, dout, OC, 1, w, w_cs, w_rs, dx, C, NULL, 0, 1);  /* w^T[o, c] = w[c, o] */
     /* dw = x^T @ dout (C rows) or dw^T = dout^T @ x (OC rows), the one w's layout holds. The transposed operand (x^T,
-     * dout^T) is read in place when its step is short (gemm.c, pack_a_sliver): then the product with fewer rows reads it
-     * fewer times, and it is computed instead, into a scratch array transposed into dw: 0.59 against 1.14 ms for
+     * dout^T) is read in place when its step is short (gemm.c, pack_a_sliver): then the product with fewer rows reads
+     * it fewer times, and it is computed instead, into a scratch array transposed into dw: 0.59 against 1.14 ms for
      * the recipe's c_proj (C = 512, OC = 128, 768 rows) on an AVX-512 Xeon (docs/kernels.md). */
     int rows_dw = w_cs == 1 ? C : OC, rows_other = w_cs == 1 ? OC : C;
     if (rows_other < rows_dw && (long)rows_dw * (long)sizeof(real) <= pack_a_min_step) {

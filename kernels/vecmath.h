@@ -1,5 +1,5 @@
-/* exp and the logistic function as plain arithmetic, which the compiler turns into vector instructions inside the kernels' loops
- * (the C library's expf is a call, one element at a time). The same algorithm as the numba backend's
+/* exp and the logistic function as plain arithmetic, which the compiler turns into vector instructions inside the
+ * kernels' loops (the C library's expf is a call, one element at a time). The same algorithm as the numba backend's
  * (minigpt/backends/numba/__init__.py): exp(x) = 2^n exp(r), n the integer nearest x / ln 2, |r| <= ln 2 / 2,
  * exp(r) a polynomial, 2^n written into the exponent bits of a float (2^n = 2^(n-1) * 2 for the largest n).
  * Results below the smallest normal number are flushed to 0; NaN stays NaN. Within 2 ulp (tests/test_backends.py). */
