@@ -18,8 +18,8 @@ static void FN(sum_row_chunks)(real* out, const double* partial, int chunks, int
  * several threads the rows are split among them, each thread taking about the rows it had in the product just before
  * (dx = dout @ w^T, whose rows gemm_team shares out the same way), which are still in its own cache: each multiplies
  * its part on its own, with no waiting for the other threads until the partial products are added, in thread order.
- * Measured on the AVX-512 Xeon (docs/kernels.md): twice as fast inside a training step as sharing out the tiles of
- * the one product of all K rows, whose every thread reads all of A. Only for a product that stays in the cache
+ * Measured on the AVX-512 Xeon (docs/kernels.md): 4% off the recipe's step, against sharing out the tiles of the one
+ * product of all K rows, whose every thread reads all of A. Only for a product that stays in the cache
  * (SPLIT_K_MAX_OUTPUT): a larger one (GPT-2 small's, 768 x 3072) would write and read its partial products through
  * memory, 17% slower there. */
 static void FN(gemm_tn_split)(real* out, int M, int N, int K, const real* A, const real* B) {
