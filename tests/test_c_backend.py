@@ -99,19 +99,20 @@ def test_a_few_rows_on_both_threads_within_the_rounding_bound(M, b_transposed):
     assert np.all(np.abs(C - exact) <= bound)
 
 
-@pytest.mark.parametrize("M, N, a_transposed", [(100, 300, False), (260, 250, False), (600, 300, True),
-                                                (2100, 2100, False), (300, 2100, False)])
+@pytest.mark.parametrize("M, N, K, a_transposed", [(100, 300, 300, False), (260, 250, 300, False),
+                                                   (600, 300, 300, True), (2100, 2100, 20, False),
+                                                   (300, 2100, 300, False)])
 @pytest.mark.parametrize("extra", ["bias", "accumulate"])
-def test_rows_or_tiles_shared_out_among_both_threads_within_the_rounding_bound(M, N, a_transposed, extra):
-    """Products on both threads over two panels of K (300 > KC), shared out as kernels/gemm.c's gemm_team does: by
-    rows of A where A has at least as many rows as B has columns (260 x 250, 600 x 300: each thread its own slivers;
-    2100 x 2100: across two panels of N too, the threads waiting for each other before the next panel of B is packed),
-    else by tiles (100 rows, 9 slivers of 12: too few; 300 rows against 2100 columns); a transposed A with steps of
-    600 floats (> 2 KB) is packed by each thread into its own buffer."""
+def test_rows_or_tiles_shared_out_among_both_threads_within_the_rounding_bound(M, N, K, a_transposed, extra):
+    """Products on both threads, shared out as kernels/gemm.c's gemm_team does: by rows of A where A has at least as
+    many rows as B has columns (260 x 250, 600 x 300: each thread its own slivers, over two panels of K, 300 > KC;
+    2100 x 2100: over two panels of N, the threads waiting for each other before the next panel of B is packed), else
+    by tiles (100 rows, 9 slivers of 12: too few; 300 rows against 2100 columns); a transposed A with steps of 600
+    floats (> 2 KB) is packed by each thread into its own buffer."""
     from minigpt import runtime
 
     rng = np.random.default_rng(M + N)
-    A, B = rng.normal(size=(M, 300)).astype(np.float32), rng.normal(size=(300, N)).astype(np.float32)
+    A, B = rng.normal(size=(M, K)).astype(np.float32), rng.normal(size=(K, N)).astype(np.float32)
     bias = rng.normal(size=N).astype(np.float32) if extra == "bias" else None
     start = rng.normal(size=(M, N)).astype(np.float32) if extra == "accumulate" else None
     a = np.ascontiguousarray(A.T).T if a_transposed else A
@@ -122,7 +123,7 @@ def test_rows_or_tiles_shared_out_among_both_threads_within_the_rounding_bound(M
         runtime.set_threads(None)
     added = bias if bias is not None else start
     exact = A.astype(np.float64) @ B.astype(np.float64) + added
-    bound = 302 * np.finfo(np.float32).eps * (np.abs(A).astype(np.float64) @ np.abs(B) + np.abs(added))
+    bound = (K + 2) * np.finfo(np.float32).eps * (np.abs(A).astype(np.float64) @ np.abs(B) + np.abs(added))
     assert np.all(np.abs(C - exact) <= bound)
 
 
