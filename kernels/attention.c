@@ -89,9 +89,10 @@ void FN(attention_forward)(real* y, real* lse, const real* q, const real* k, con
     real scale = (real)(1.0 / sqrt((double)hs));
     #pragma omp parallel if ((long)B * n_head * T * S * hs >= PARALLEL_MIN_WORK)
     {
-        /* (ATTENTION_ROWS, padded(S)): this thread's tile, on a cache line's boundary, as are its rows; zeros, so that
-         * the padding a row's loops read past its keys is never anything but a number */
-        long size = sizeof(real) * ATTENTION_ROWS * FN(padded)(S);
+        /* (rows, padded(S)), rows the largest block (one, when decoding a token): this thread's tile, on a cache
+         * line's boundary, as are its rows; zeros, so that the padding a row's loops read past its keys is never
+         * anything but a number */
+        long size = sizeof(real) * (T < ATTENTION_ROWS ? T : ATTENTION_ROWS) * FN(padded)(S);
         real* att = aligned_alloc(64, (size + 63) / 64 * 64);
         memset(att, 0, size);
         #pragma omp for schedule(static)
@@ -139,7 +140,7 @@ void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const 
     #pragma omp parallel if ((long)B * n_head * T * T * hs >= PARALLEL_MIN_WORK)
     {
         /* (rows, padded(W)) att (with dropout), then datt: aligned and zeroed as the forward's */
-        long tile = (long)ATTENTION_ROWS * FN(padded)(T), size = sizeof(real) * 2 * tile;
+        long tile = (long)(T < ATTENTION_ROWS ? T : ATTENTION_ROWS) * FN(padded)(T), size = sizeof(real) * 2 * tile;
         real* att = aligned_alloc(64, (size + 63) / 64 * 64);
         memset(att, 0, size);
         real* datt = att + tile;
