@@ -112,9 +112,9 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots f
 
 
 @contextmanager
-def chromium():
-    """A headless Chromium (Debian's package, driven by playwright, which downloads no browser of its own), or a
-    skip where there is none; never a skip under CI, whose .ci/run installs it."""
+def chromium(*args):
+    """A headless Chromium (Debian's package, driven by playwright, which downloads no browser of its own) started
+    with these command-line switches, or a skip where there is none; never a skip under CI, whose .ci/run installs it."""
     playwright = require("playwright.sync_api")
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -122,7 +122,7 @@ def chromium():
             raise AssertionError("CI installs Debian's chromium (.ci/run); it is missing")
         pytest.skip("no chromium on this machine: apt-get install chromium")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox", *args])
         try:
             yield browser
         finally:

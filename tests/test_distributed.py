@@ -112,12 +112,22 @@ def test_resume_with_two_ranks_continues_exactly(mpiexec, text, tmp_path):
     assert strip(read_log(tmp_path / "straight")) == strip(read_log(tmp_path / "resumed"))
 
 
+SIGNALLED = ["--gradient-accumulation-steps", "2", "--max-iters", "300"]
+
+
+@pytest.fixture(scope="module")
+def straight(mpiexec, text, tmp_path_factory):
+    """The run the signalled ones are stopped in, uninterrupted (once for both signals)."""
+    out = tmp_path_factory.mktemp("straight")
+    result = run([mpiexec, "-n", "2", *minigpt("train", "--data", str(text), *TINY, *SIGNALLED, "--out-dir", str(out))])
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.mark.parametrize("rank, stop, status", [(1, signal.SIGTERM, 143), (0, signal.SIGHUP, 129)])
-def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_one_checkpoint(mpiexec, text, tmp_path, rank, stop,
-                                                                                 status):
-    args = ["--data", str(text), *TINY, "--gradient-accumulation-steps", "2", "--max-iters", "300"]
-    straight = run([mpiexec, "-n", "2", *minigpt("train", *args, "--out-dir", str(tmp_path / "straight"))])
-    assert straight.returncode == 0, straight.stderr
+def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_one_checkpoint(mpiexec, text, straight, tmp_path, rank,
+                                                                                 stop, status):
+    args = ["--data", str(text), *TINY, *SIGNALLED]
     out = tmp_path / "stopped"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     job = subprocess.Popen([mpiexec, "-n", "2", sys.executable, str(HERE / "mpi_worker.py"), "pid", *args,
@@ -137,9 +147,9 @@ def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_one_checkpoint(m
     resumed = run([mpiexec, "-n", "2", *minigpt("train", "--resume", "--out-dir", str(out))])
     assert resumed.returncode == 0, resumed.stderr
     strip = lambda log: [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in log]  # noqa: E731
-    assert strip(read_log(out)) == strip(read_log(tmp_path / "straight"))
+    assert strip(read_log(out)) == strip(read_log(straight))
     for name in ("model.safetensors", "optimizer.safetensors"):
-        assert (out / "ckpt-000300" / name).read_bytes() == (tmp_path / "straight" / "ckpt-000300" / name).read_bytes()
+        assert (out / "ckpt-000300" / name).read_bytes() == (straight / "ckpt-000300" / name).read_bytes()
 
 
 def test_accumulation_steps_must_divide_among_the_ranks(mpiexec, text, tmp_path):

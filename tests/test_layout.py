@@ -223,6 +223,7 @@ def test_the_root_check_sees_a_folder_that_is_a_package(tmp_path):
     assert found_here(tmp_path) == f"kernels {tmp_path.resolve() / 'kernels' / '__init__.py'}\n"
 
 
+@pytest.mark.slow  # 4 s of importing torch and transformers; the two tests above check the cause in 0.1 s
 def test_transformers_models_import_in_the_repository_root():
     require("transformers")
     result = subprocess.run([sys.executable, "-c", "from transformers import GPT2LMHeadModel, LlamaForCausalLM"],
