@@ -115,12 +115,21 @@ static void micro_avx512_f32(int kc, const float* a, long rsa, long csa, const f
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
-    for (long k = 0, o = 0; k < kc; k++, o += csa) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);  /* row k of the sliver of B */
-        AVX512_ROW(0) AVX512_ROW(1) AVX512_ROW(2) AVX512_ROW(3) AVX512_ROW(4) AVX512_ROW(5)
-        AVX512_ROW(6) AVX512_ROW(7) AVX512_ROW(8) AVX512_ROW(9) AVX512_ROW(10) AVX512_ROW(11)
-        b += 32;
-    }
+#define AVX512_STEP {                                                                                \
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);  /* row k of the sliver of B */    \
+        AVX512_ROW(0) AVX512_ROW(1) AVX512_ROW(2) AVX512_ROW(3) AVX512_ROW(4) AVX512_ROW(5)             \
+        AVX512_ROW(6) AVX512_ROW(7) AVX512_ROW(8) AVX512_ROW(9) AVX512_ROW(10) AVX512_ROW(11)           \
+        b += 32; }
+    if (rsa == 1 && csa > 16) {  /* A^T read in place: a new line of A at every step, a new page every few, where
+                                  * the hardware's prefetcher stops; the 12 numbers' lines (two, if they straddle) */
+        for (long k = 0, o = 0; k < kc; k++, o += csa) {
+            _mm_prefetch((const char*)(a0 + o + PREFETCH_A_STEPS * csa), _MM_HINT_T0);
+            _mm_prefetch((const char*)(a11 + o + PREFETCH_A_STEPS * csa), _MM_HINT_T0);
+            AVX512_STEP
+        }
+    } else
+        for (long k = 0, o = 0; k < kc; k++, o += csa)
+            AVX512_STEP
     if (mr == 12 && nr == 32) {  /* a whole tile: straight from the registers */
         AVX512_STORE(0) AVX512_STORE(1) AVX512_STORE(2) AVX512_STORE(3) AVX512_STORE(4) AVX512_STORE(5)
         AVX512_STORE(6) AVX512_STORE(7) AVX512_STORE(8) AVX512_STORE(9) AVX512_STORE(10) AVX512_STORE(11)

@@ -36,6 +36,7 @@ void cross_entropy_forward_f32(float* nll, float* lse, const float* logits, cons
 void cross_entropy_backward_f32(float* dlogits, const float* logits, const float* lse, const int64_t* targets,
                                 const float* weight, int N, int V);
 void dropout_f32(float* out, const float* x, const float* mask, long n);
+void residual_add_f32(float* a, const float* x, long n);
 void adamw_update_f32(float* p, const float* g, float* m, float* v, long n, double lr, double beta1, double beta2,
                       double bias_correction1, double bias_correction2_sqrt, double eps, double decay);
 void q8_0_linear_forward_f32(float* out, const float* x, const uint8_t* blocks, const float* b, int N, int C, int OC);

@@ -12,6 +12,7 @@
 #include "swiglu.c"
 #include "cross_entropy.c"
 #include "dropout.c"
+#include "residual.c"
 #include "adamw.c"
 #include "q8_0.c"
 

@@ -15,7 +15,7 @@ import numpy as np
 from minigpt import block, lora
 from minigpt.block import Step
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, dropout, gelu, layernorm, linear
+from minigpt.ops import attention, dropout, gelu, layernorm, linear, residual
 from minigpt.ops.reference import NUMPY
 
 WTE, WPE = "transformer.wte.weight", "transformer.wpe.weight"  # wte is also the LM head (tied)
@@ -88,13 +88,13 @@ def block_forward(p, l, x, step: Step):
     y, attention_cache = attention.forward(q, k, v, p_drop, rng, kv_cache, kernels=kernels)  # (B, T, C)
     a, attn_c_proj = project("attn.c_proj", y)  # (B, T, C)
     a, attn_drop = dropout.forward(a, p_drop, rng, kernels=kernels)  # (B, T, C)
-    x = np.add(x, a, out=a)  # (B, T, C) residual, into a's new array (nothing else holds it)
+    x = residual.add(x, a, kernels=kernels)  # (B, T, C) into a's new array (nothing else holds it)
     m, ln_2 = layernorm.forward(x, p[h + "ln_2.weight"], p.get(h + "ln_2.bias"), kernels=kernels)  # (B, T, C)
     m, c_fc = project("mlp.c_fc", m)  # (B, T, 4C)
     m, gelu_cache = gelu.forward(m, kernels=kernels)  # (B, T, 4C)
     m, c_proj = project("mlp.c_proj", m)  # (B, T, C)
     m, mlp_drop = dropout.forward(m, p_drop, rng, kernels=kernels)  # (B, T, C)
-    x = np.add(x, m, out=m)  # (B, T, C) residual, into m's new array
+    x = residual.add(x, m, kernels=kernels)  # (B, T, C) into m's new array
     return x, BlockCache(ln_1, c_attn, attention_cache, attn_c_proj, attn_drop, ln_2, c_fc, gelu_cache, c_proj,
                          mlp_drop, {name: c for name, c in branches.items() if c is not None})
 # --8<-- [end:block_forward]
@@ -121,7 +121,7 @@ def block_backward(l, dx, c, step: Step, grads):
     dm = gelu.backward(dm, c.gelu, kernels=kernels)  # (B, T, 4C)
     dm = project_backward("mlp.c_fc", dm, c.c_fc)  # (B, T, C)
     dm, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm.backward(dm, c.ln_2, kernels=kernels)  # (B, T, C)
-    dx = np.add(dx, dm, out=dm)  # (B, T, C) into dm's new array
+    dx = residual.add(dx, dm, kernels=kernels)  # (B, T, C) into dm's new array
     # x = x + a: the same for the attention branch
     da = dropout.backward(dx, c.attn_dropout, kernels=kernels)  # (B, T, C)
     dy = project_backward("attn.c_proj", da, c.attn_c_proj)  # (B, T, C)
@@ -129,7 +129,7 @@ def block_backward(l, dx, c, step: Step, grads):
     attention.backward(dy, c.attention, kernels=kernels, out=dqkv.reshape(B, T, 3 * nh, hs))  # (B, T, nh, hs) x3
     da = project_backward("attn.c_attn", dqkv, c.c_attn)  # (B, T, C)
     da, grads[h + "ln_1.weight"], grads[h + "ln_1.bias"] = layernorm.backward(da, c.ln_1, kernels=kernels)  # (B, T, C)
-    dx = np.add(dx, da, out=da)  # (B, T, C) into da's new array
+    dx = residual.add(dx, da, kernels=kernels)  # (B, T, C) into da's new array
     return dx
 # --8<-- [end:block_backward]
 

@@ -18,12 +18,10 @@ attention_dropout does. GPT-2's block: minigpt/gpt2.py. Docs: docs/llama.md.
 
 from typing import NamedTuple
 
-import numpy as np
-
 from minigpt import block, lora
 from minigpt.block import Step
 from minigpt.config import GPTConfig
-from minigpt.ops import attention, linear, rmsnorm, rope, swiglu
+from minigpt.ops import attention, linear, residual, rmsnorm, rope, swiglu
 from minigpt.ops.reference import NUMPY
 
 WTE, WPE, NORM = "model.embed_tokens.weight", None, "model.norm.weight"  # no WPE: rotary embeddings turn q and k
@@ -114,13 +112,13 @@ def block_forward(p, l, x, step: Step):
     y, attention_cache = attention.forward(q, k, v.reshape(B, T, nkv, hs), step.dropout, step.rng, kv_cache,
                                            kernels=kernels)  # (B, T, nh hs)
     [(a, o_proj)] = project(("self_attn.o_proj",), y)  # (B, T, C)
-    x = np.add(x, a, out=a)  # (B, T, C) residual, into a's new array (nothing else holds it)
+    x = residual.add(x, a, kernels=kernels)  # (B, T, C) into a's new array (nothing else holds it)
     m, post_attention_layernorm = rmsnorm.forward(x, p[h + "post_attention_layernorm.weight"], eps,
                                                   kernels=kernels)  # (B, T, C)
     (g, gate_proj), (u, up_proj) = project(("mlp.gate_proj", "mlp.up_proj"), m)  # (B, T, F) x2
     m, swiglu_cache = swiglu.forward(g, u, kernels=kernels)  # (B, T, F) silu(g) * u
     [(m, down_proj)] = project(("mlp.down_proj",), m)  # (B, T, C)
-    x = np.add(x, m, out=m)  # (B, T, C) residual, into m's new array
+    x = residual.add(x, m, kernels=kernels)  # (B, T, C) into m's new array
     return x, BlockCache(input_layernorm, q_proj, k_proj, v_proj, q_norm, k_norm, rope_cache, attention_cache, o_proj,
                          post_attention_layernorm, gate_proj, up_proj, swiglu_cache, down_proj,
                          {name: c for name, c in branches.items() if c is not None})
@@ -149,7 +147,7 @@ def block_backward(l, dx, c, step: Step, grads):
     dm = dm + dm_up  # (B, T, C) m fed both projections: their gradients add
     dm, grads[h + "post_attention_layernorm.weight"] = rmsnorm.backward(dm, c.post_attention_layernorm,
                                                                         kernels=kernels)  # (B, T, C)
-    dx = np.add(dx, dm, out=dm)  # (B, T, C) into dm's new array
+    dx = residual.add(dx, dm, kernels=kernels)  # (B, T, C) into dm's new array
     # x = x + a: the same for the attention branch
     dy = project_backward("self_attn.o_proj", dx, c.o_proj)  # (B, T, nh hs)
     dq, dk, dv = attention.backward(dy, c.attention, kernels=kernels)  # (B, T, nh, hs), (B, T, nkv, hs) x2
@@ -167,7 +165,7 @@ def block_backward(l, dx, c, step: Step, grads):
     da = project_backward("self_attn.q_proj", dq.reshape(B, T, nh * hs), c.q_proj)  # (B, T, C)
     da = da + da_k + da_v  # (B, T, C) a fed all three projections
     da, grads[h + "input_layernorm.weight"] = rmsnorm.backward(da, c.input_layernorm, kernels=kernels)  # (B, T, C)
-    dx = np.add(dx, da, out=da)  # (B, T, C) into da's new array
+    dx = residual.add(dx, da, kernels=kernels)  # (B, T, C) into da's new array
     return dx
 # --8<-- [end:block_backward]
 

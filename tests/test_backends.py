@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt import GPT, GPTConfig, backends, ops
-from minigpt.ops import attention, cross_entropy, embedding, gelu, layernorm, linear, q8_0, rmsnorm, rope, swiglu
+from minigpt.ops import (attention, cross_entropy, embedding, gelu, layernorm, linear, q8_0, residual, rmsnorm, rope,
+                         swiglu)
 from minigpt.ops.cross_entropy import IGNORE_INDEX
 from minigpt.ops.reference import NUMPY
 from minigpt.optim import AdamW
@@ -383,6 +384,19 @@ def test_generation_is_the_same_with_every_backend(kernels, arch):
     idx = np.array([[1, 2, 3], [4, 5, 6]])  # two sequences: a KV cache of strided rows
     # past block_size the window slides and the cache is rebuilt: 12 new tokens cover both paths
     np.testing.assert_array_equal(model.generate(idx, 12, do_sample=False), reference.generate(idx, 12, do_sample=False))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 5, 768]), st.sampled_from([1, 7, 128]))
+@settings(max_examples=15)
+def test_residual(kernels, dtype, seed, N, C):
+    # 768 x 128 (the recipe's stream) is past the kernels' threading threshold: both threads add their rows. An
+    # addition of two numbers is one rounding, the same in every backend: equal bit for bit
+    rng = np.random.default_rng(seed)
+    x, a = rng.normal(size=(N, C)).astype(dtype), rng.normal(size=(N, C)).astype(dtype)
+    expected = residual.add(x, a.copy())
+    out = residual.add(x, a, kernels=kernels)
+    assert out is a and np.array_equal(out, expected)
 
 
 def test_the_ops_refuse_mixed_dtypes(kernels):

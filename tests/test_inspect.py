@@ -117,7 +117,8 @@ def test_the_data_flow_is_every_kernel_of_the_forward_in_the_model_s_order(model
     model, tokenizer = model_and_tokenizer
     rows = inspect.analyse(model, tokenizer, PROMPT)["data_flow"]
     T = len(PROMPT)
-    block = ["ln_1", "attn.c_attn", "attn.attention", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.gelu", "mlp.c_proj"]
+    block = ["ln_1", "attn.c_attn", "attn.attention", "attn.c_proj", "attn.residual", "ln_2", "mlp.c_fc", "mlp.gelu",
+             "mlp.c_proj", "mlp.residual"]
     assert [r[0] for r in rows] == ["embedding", *(f"h.{l}.{name}" for l in range(2) for name in block), "ln_f",
                                     "lm_head (wte^T)"]
     assert [r[1] for r in rows][:4] == ["embedding.forward_kernel", "layernorm.forward_kernel", "linear.forward_kernel",
@@ -194,8 +195,8 @@ def test_a_rotary_model_s_data_flow_names_each_projection_and_the_page_its_key_v
     a = inspect.analyse(model, tokenizer, PROMPT)
     qk_norm = ["self_attn.q_norm", "self_attn.k_norm"] if model.config.arch == "qwen3" else []
     block = ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", *qk_norm,
-             "self_attn.rope", "self_attn.rope", "self_attn.attention", "self_attn.o_proj", "post_attention_layernorm",
-             "mlp.gate_proj", "mlp.up_proj", "mlp.swiglu", "mlp.down_proj"]
+             "self_attn.rope", "self_attn.rope", "self_attn.attention", "self_attn.o_proj", "self_attn.residual",
+             "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.swiglu", "mlp.down_proj", "mlp.residual"]
     assert [r[0] for r in a["data_flow"]] == ["embedding", *(f"layers.{l}.{n}" for l in range(2) for n in block),
                                                "norm", "lm_head"]
     assert all((ROOT / "docs" / r[5]).is_file() for r in a["data_flow"])
@@ -293,7 +294,7 @@ def test_the_page_in_a_real_browser_offline(run):
                                               "e.querySelectorAll('g.trace, .heatmaplayer image').length)")
                  for s in ("attention", "predictions", "logit-lens", "activations", "gradients")}
         assert all(counts and min(counts) > 0 for counts in drawn.values()), drawn
-        assert page.locator("#data-flow tr").count() == 1 + 1 + 1 * 8 + 2  # the header, the kernels of a 1-layer model
+        assert page.locator("#data-flow tr").count() == 1 + 1 + 1 * 10 + 2  # the header, the kernels of a 1-layer model
         big = page.query_selector_all("#attention .js-plotly-plot")[1]  # the enlarged head
         big.scroll_into_view_if_needed()
         box = big.query_selector(".nsewdrag").bounding_box()

@@ -4,8 +4,8 @@ GELU, ...) and those Llama and Qwen use instead (RMSNorm, rotary embeddings, Swi
 Every op has `forward(...) -> (out, cache)` and `backward(dout, cache) -> gradients`, in plain NumPy.
 """
 
-from minigpt.ops import (attention, cross_entropy, dropout, embedding, gelu, layernorm, linear, q8_0, rmsnorm, rope,
-                         softmax, swiglu)
+from minigpt.ops import (attention, cross_entropy, dropout, embedding, gelu, layernorm, linear, q8_0, residual, rmsnorm,
+                         rope, softmax, swiglu)
 
-__all__ = ["attention", "cross_entropy", "dropout", "embedding", "gelu", "layernorm", "linear", "q8_0", "rmsnorm",
-           "rope", "softmax", "swiglu"]
+__all__ = ["attention", "cross_entropy", "dropout", "embedding", "gelu", "layernorm", "linear", "q8_0", "residual",
+           "rmsnorm", "rope", "softmax", "swiglu"]
