@@ -23,9 +23,9 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
     The largest logit is subtracted before the division: z/T then peaks at exactly 0 and every other entry is
     negative, so that however small T is (1e-320, a subnormal), the others fall to -inf rather than the largest
     overflowing to inf (inf - inf is NaN), and T -> 0 gives greedy decoding, probability 1 on the argmax."""
-    z = np.asarray(logits, dtype=np.float64)  # (B, V)
+    x = np.asarray(logits, dtype=np.float64)  # (B, V)
     with np.errstate(over="ignore"):  # (an overflow here is the -inf wanted: a probability of 0)
-        z = (z - z.max(axis=-1, keepdims=True)) / temperature  # (B, V) <= 0, its largest exactly 0
+        z = (x - x.max(axis=-1, keepdims=True)) / temperature  # (B, V) <= 0, its largest exactly 0
     B, V = z.shape
     if top_k is not None and top_k < V:
         kth = np.sort(z, axis=-1)[:, V - top_k][:, None]  # (B, 1) the k-th largest logit
@@ -33,9 +33,10 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
     probs = np.exp(z)  # (B, V) 1 at the largest logit: the sum is at least 1, never 0
     probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None and top_p < 1.0:
-        # most likely first, ranked by z rather than by probs: a temperature so high that exp rounds neighbours to
-        # the same probability must not put a larger logit after a smaller one (Hugging Face sorts logits too)
-        order = np.argsort(-z, axis=-1, kind="stable")  # (B, V)
+        # most likely first, ranked by the logits themselves rather than by probs or z: a temperature so high that
+        # exp rounds neighbours to the same probability, or the division rounds them to the same z (2.6e-28 and 0
+        # over T = 1e296 are both 0), must not put a larger logit after a smaller one (Hugging Face sorts logits too)
+        order = np.argsort(-x, axis=-1, kind="stable")  # (B, V)
         sorted_p = np.take_along_axis(probs, order, axis=-1)  # (B, V)
         mass_before = np.cumsum(sorted_p, axis=-1) - sorted_p  # (B, V) probability of the more likely tokens
         keep_sorted = mass_before < top_p  # (B, V) always keeps the most likely token

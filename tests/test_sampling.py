@@ -24,6 +24,8 @@ temperatures = st.one_of(st.floats(SMALLEST, 1e-300), st.floats(1e-300, 1e300), 
        st.one_of(st.none(), st.floats(0.01, 1.0)))
 # (a temperature so high that exp rounds the three to one probability: top-p must still keep the largest logit)
 @example(np.array([[0, 0, 1]], np.float32), 6.4e15, None, 0.5)
+# (one so high that the division rounds the two to the same z: top-p must still keep the larger logit)
+@example(np.array([[0, 2.5657333e-28]], np.float32), 1.0386203867514307e+296, None, 0.5)
 def test_every_positive_temperature_gives_a_distribution_that_favours_the_argmax(logits, temperature, top_k, top_p):
     probs = filter_logits(logits, temperature, top_k, top_p)
     assert np.isfinite(probs).all() and (probs >= 0).all()
