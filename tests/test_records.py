@@ -391,7 +391,6 @@ def test_chat_keeps_the_conversation_and_ends_cleanly_on_end_of_input_and_on_ctr
     import signal
     import subprocess
     import sys
-    import time
 
     run = tmp_path / "run"
     assert cli(capsys, "train", "--task", "sort-instruct", "--out-dir", str(run), "--max-iters", "3",
@@ -404,7 +403,9 @@ def test_chat_keeps_the_conversation_and_ends_cleanly_on_end_of_input_and_on_ctr
     assert len(done.stdout.splitlines()) == 2  # one reply a message (the blank line is skipped), then end of input
     waiting = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)
-    time.sleep(3)  # loaded, and waiting for a line
+    waiting.stdin.write("210=\n")
+    waiting.stdin.flush()
+    assert waiting.stdout.readline().strip() == done.stdout.splitlines()[0].strip()  # its reply: waiting for a line
     waiting.send_signal(signal.SIGINT)
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 130 and err.strip() == "minigpt: interrupted"
