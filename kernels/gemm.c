@@ -58,6 +58,48 @@ static void FN(pack_a_sliver)(real* d, const real* A, long csa, int i0, int rows
     }
 }
 
+/* The 8 x 8 block at b (rows ldb apart) transposed into d (rows ldd apart): d[m, i] = b[i, m], in three rounds of
+ * shuffles of 8-wide vectors (the transpose BLAS libraries write with unpack and permute instructions; GCC's and
+ * Clang's __builtin_shufflevector compiles to them), where reading the 64 numbers one at a time and inserting them
+ * into vectors took a load and a shuffle each. */
+typedef real FN(vec8) __attribute__((vector_size(8 * sizeof(real))));
+static inline void FN(transpose8)(real* d, long ldd, const real* b, long ldb) {
+    FN(vec8) r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        memcpy(&r[i], b + i * ldb, sizeof r[i]);
+    for (int i = 0; i < 8; i += 2) {  /* pairs of rows interleaved: (r0[0], r1[0], r0[1], r1[1] | ...) */
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)  /* then pairs of pairs: (r0[0], r1[0], r2[0], r3[0] | ...) */
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int m = 0; m < 4; m++) {  /* then the halves: column m of the block, and column m + 4 */
+        FN(vec8) low = __builtin_shufflevector(u[m], u[m + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        FN(vec8) high = __builtin_shufflevector(u[m], u[m + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(d + m * ldd, &low, sizeof low);
+        memcpy(d + (m + 4) * ldd, &high, sizeof high);
+    }
+}
+
+/* One sliver of a transposed B (rsb == 1: w^T, attention's k^T), `cols` of its columns from b, each contiguous along
+ * k in memory, csb apart: d[k, j] = b[j * csb + k], by blocks of 8 x 8 (transpose8), the edges one number at a time,
+ * the columns past `cols` zeros. */
+static void FN(pack_b_transposed)(real* restrict d, const real* restrict b, long csb, int kc, int cols, int nr_) {
+    int k8 = kc / 8 * 8, j8 = cols / 8 * 8;
+    for (int k = 0; k < k8; k += 8)
+        for (int j = 0; j < j8; j += 8)
+            FN(transpose8)(d + (long)k * nr_ + j, nr_, b + (long)j * csb + k, csb);
+    for (int k = 0; k < kc; k++) {
+        for (int j = k < k8 ? j8 : 0; j < cols; j++)
+            d[(long)k * nr_ + j] = b[(long)j * csb + k];
+        for (int j = cols; j < nr_; j++)
+            d[(long)k * nr_ + j] = 0;
+    }
+}
+
 /* A panel of B (rows p0.., columns j0..) into slivers of NR columns: sliver s holds, for each k, its NR entries
  * (columns past the panel's end are zeros). Row-major B (csb == 1: w, dout) copies NR contiguous numbers per
  * row; B = w^T (rsb == 1) reads each of the sliver's columns along its contiguous length. */
@@ -71,14 +113,8 @@ static void FN(pack_b)(real* dst, const real* B, long rsb, long csb, int p0, int
         if (csb == 1 && cols == nr_) {
             for (int k = 0; k < kc; k++)
                 memcpy(d + (long)k * nr_, b + (long)k * rsb, sizeof(real) * nr_);
-        } else if (rsb == 1) {  /* B = w^T: a transpose, written in order (each of the sliver's columns is read along
-                                 * its contiguous length, a line serving 64 bytes' worth of k) */
-            for (int k = 0; k < kc; k++) {
-                for (int j = 0; j < cols; j++)
-                    d[(long)k * nr_ + j] = b[(long)j * csb + k];
-                for (int j = cols; j < nr_; j++)
-                    d[(long)k * nr_ + j] = 0;
-            }
+        } else if (rsb == 1) {  /* B = w^T or k^T */
+            FN(pack_b_transposed)(d, b, csb, kc, cols, nr_);
         } else {
             for (int j = 0; j < nr_; j++) {
                 if (j >= cols) {
