@@ -58,6 +58,7 @@ static void FN(pack_a_sliver)(real* d, const real* A, long csa, int i0, int rows
     }
 }
 
+#ifdef HAVE_SHUFFLEVECTOR
 /* The 8 x 8 block at b (rows ldb apart) transposed into d (rows ldd apart): d[m, i] = b[i, m], in three rounds of
  * shuffles of 8-wide vectors (the transpose BLAS libraries write with unpack and permute instructions; GCC's and
  * Clang's __builtin_shufflevector compiles to them), where reading the 64 numbers one at a time and inserting them
@@ -83,15 +84,19 @@ static inline void FN(transpose8)(real* d, long ldd, const real* b, long ldb) {
         memcpy(d + (m + 4) * ldd, &high, sizeof high);
     }
 }
+#endif
 
 /* One sliver of a transposed B (rsb == 1: w^T, attention's k^T), `cols` of its columns from b, each contiguous along
- * k in memory, csb apart: d[k, j] = b[j * csb + k], by blocks of 8 x 8 (transpose8), the edges one number at a time,
- * the columns past `cols` zeros. */
+ * k in memory, csb apart: d[k, j] = b[j * csb + k], by blocks of 8 x 8 (transpose8), the edges (or, without vector
+ * shuffles, all of it) one number at a time, the columns past `cols` zeros. */
 static void FN(pack_b_transposed)(real* restrict d, const real* restrict b, long csb, int kc, int cols, int nr_) {
-    int k8 = kc / 8 * 8, j8 = cols / 8 * 8;
+    int k8 = 0, j8 = 0;  /* the blocks: rows 0 .. k8 - 1 and columns 0 .. j8 - 1 */
+#ifdef HAVE_SHUFFLEVECTOR
+    k8 = kc / 8 * 8, j8 = cols / 8 * 8;
     for (int k = 0; k < k8; k += 8)
         for (int j = 0; j < j8; j += 8)
             FN(transpose8)(d + (long)k * nr_ + j, nr_, b + (long)j * csb + k, csb);
+#endif
     for (int k = 0; k < kc; k++) {
         for (int j = k < k8 ? j8 : 0; j < cols; j++)
             d[(long)k * nr_ + j] = b[(long)j * csb + k];

@@ -77,6 +77,11 @@ static inline float half_to_float(uint16_t h) {
 #else
 #define WIDEST
 #endif
+/* Vector shuffles by constant indices (gemm.c, transpose8): Clang's __builtin_shufflevector, which GCC has from version
+ * 12; an older GCC packs a transposed B one number at a time. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define HAVE_SHUFFLEVECTOR 1
+#endif
 #define GELU_SCALE 0.7978845608028654  /* sqrt(2 / pi) */
 #define GELU_CUBIC 0.044715
 
