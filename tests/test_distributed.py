@@ -112,7 +112,7 @@ def test_resume_with_two_ranks_continues_exactly(mpiexec, text, tmp_path):
     assert strip(read_log(tmp_path / "straight")) == strip(read_log(tmp_path / "resumed"))
 
 
-SIGNALLED = ["--gradient-accumulation-steps", "2", "--max-iters", "300"]
+SIGNALLED = ["--gradient-accumulation-steps", "2", "--max-iters", "300", "--eval-interval", "100"]  # few checkpoints
 
 
 @pytest.fixture(scope="module")

@@ -70,14 +70,28 @@ def test_resume_continues_exactly(text, tmp_path, optimizer):
         assert a == b
 
 
+SIGNALLED = ["--max-iters", "300", "--eval-interval", "100", "--n-layer", "2", "--n-head", "2", "--n-embd", "32",
+             "--block-size", "32", "--batch-size", "8", "--eval-iters", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A text, and the run the signalled ones are stopped in, on it, uninterrupted (once for the three signals)."""
+    directory = tmp_path_factory.mktemp("signalled")
+    text = make_text(directory / "text.txt", seed=0)
+    train("--data", str(text), *SIGNALLED, "--out-dir", str(directory / "straight"))
+    return text, directory / "straight"
+
+
 @pytest.mark.parametrize("stop, status, said", [(signal.SIGINT, 130, "interrupted at iter"),
                                                (signal.SIGTERM, 143, "interrupted by SIGTERM at iter"),
                                                (signal.SIGHUP, 129, "interrupted by SIGHUP at iter")])
-def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(text, tmp_path, stop, status, said):
+def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(uninterrupted, tmp_path, stop, status,
+                                                                             said):
     # and so do SIGTERM (kill, docker stop, a scheduler's preemption) and SIGHUP (a closed terminal), each with its
     # conventional exit status
-    args = ["--data", str(text), "--max-iters", "300", "--eval-interval", "100", "--n-layer", "2", "--n-head", "2",
-            "--n-embd", "32", "--block-size", "32", "--batch-size", "8", "--eval-iters", "2"]
+    text, straight = uninterrupted
+    args = ["--data", str(text), *SIGNALLED]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "minigpt.cli", "train", *args, "--out-dir", str(out)],
@@ -95,8 +109,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tex
     assert json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{stopped:06d}"
 
     train("--resume", "--out-dir", str(out))
-    train(*args, "--out-dir", str(tmp_path / "straight"))
-    assert without_timing(read_log(out)) == without_timing(read_log(tmp_path / "straight"))
+    assert without_timing(read_log(out)) == without_timing(read_log(straight))
 
 
 @given(st.integers(0, 2**16), st.integers(1, 4), st.integers(1, 3), st.integers(1, 5))
