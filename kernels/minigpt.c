@@ -30,7 +30,7 @@
 #define MC 144
 #define NC 2048
 #define ROWS_PER_THREAD_MIN 8  /* slivers of A (gemm.c, gemm_team) */
-#define PREFETCH_A_STEPS 8  /* steps along k ahead that the AVX-512 micro-kernel asks for a transposed A read in place */
+#define PREFETCH_A_STEPS 8  /* steps along k ahead the AVX-512 micro-kernel asks for a transposed A read in place */
 #define PACK_A_MIN_STEP 2048  /* bytes: half a 4 KB page (gemm.c, pack_a_sliver) */
 static long pack_a_min_step = PACK_A_MIN_STEP;  /* what gemm.c uses: minigpt_set_pack_a_min_step changes it */
 #define FEW_ROWS 8  /* a product of at most this many rows skips the packing (gemm.c, gemm_few_rows): measured faster

@@ -114,7 +114,8 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"  # screenshots f
 @contextmanager
 def chromium(*args):
     """A headless Chromium (Debian's package, driven by playwright, which downloads no browser of its own) started
-    with these command-line switches, or a skip where there is none; never a skip under CI, whose .ci/run installs it."""
+    with these command-line switches, or a skip where there is none; never a skip under CI, whose .ci/run installs
+    it."""
     playwright = require("playwright.sync_api")
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:

@@ -322,8 +322,9 @@ CHECKS = """() => {
 
 def test_the_site_builds_strictly_and_every_page_renders_in_a_real_browser_offline(site):
     """The site as CI builds it (mkdocs build --strict), then every page of it in headless Chromium at a laptop's
-    size, with no name outside the site resolving and no request outside it made: all math typeset by MathJax (served by the site), no math error, no TeX left raw, every internal link and image
-    found, nothing wider than the text column, no console error; screenshots of three pages in test-output/."""
+    size, with no name outside the site resolving and no request outside it made: all math typeset by MathJax
+    (served by the site), no math error, no TeX left raw, every internal link and image found, nothing wider than
+    the text column, no console error; screenshots of three pages in test-output/."""
     root, base = site  # built with --strict: a missing snippet, a broken link or a page out of the navigation fails
     assert (root / "minigpt" / "ops" / "layernorm.py").is_file()  # linked source, copied in
     assert (root / "mathjax" / "tex-svg.js").is_file()  # MathJax, served by the site itself
@@ -332,10 +333,11 @@ def test_the_site_builds_strictly_and_every_page_renders_in_a_real_browser_offli
                    if not {"mathjax", "minigpt", "tests", "kernels", "benchmarks"} & set(p.relative_to(root).parts))
     assert len(pages) >= 20
     # every name but the loopback's resolves to nothing: the pages are offline, and any request they make outside the
-    # site is recorded (an address by number too)
+    # site is recorded (an address by number too). No route: intercepting requests turns the browser's cache off,
+    # and every page would load MathJax and the theme anew.
     with chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1") as browser:
-        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()  # no route: it would turn off
-        outside, errors = [], []  # the cache, and every page would load MathJax and the theme anew
+        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        outside, errors = [], []
         page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
