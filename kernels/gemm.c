@@ -86,23 +86,28 @@ static inline void FN(transpose8)(real* d, long ldd, const real* b, long ldb) {
 }
 #endif
 
-/* One sliver of a transposed B (rsb == 1: w^T, attention's k^T), `cols` of its columns from b, each contiguous along
- * k in memory, csb apart: d[k, j] = b[j * csb + k], by blocks of 8 x 8 (transpose8), the edges (or, without vector
- * shuffles, all of it) one number at a time, the columns past `cols` zeros. */
-static void FN(pack_b_transposed)(real* restrict d, const real* restrict b, long csb, int kc, int cols, int nr_) {
-    int k8 = 0, j8 = 0;  /* the blocks: rows 0 .. k8 - 1 and columns 0 .. j8 - 1 */
+/* d[i, j] = b[j, i] for i < rows, j < cols: d's rows ldd apart, b's ldb apart. By blocks of 8 x 8 (transpose8), the
+ * edges (or, without vector shuffles, all of it) one number at a time. */
+static void FN(transpose)(real* restrict d, long ldd, const real* restrict b, long ldb, int rows, int cols) {
+    int i8 = 0, j8 = 0;  /* the blocks: rows 0 .. i8 - 1 and columns 0 .. j8 - 1 of d */
 #ifdef HAVE_SHUFFLEVECTOR
-    k8 = kc / 8 * 8, j8 = cols / 8 * 8;
-    for (int k = 0; k < k8; k += 8)
+    i8 = rows / 8 * 8, j8 = cols / 8 * 8;
+    for (int i = 0; i < i8; i += 8)
         for (int j = 0; j < j8; j += 8)
-            FN(transpose8)(d + (long)k * nr_ + j, nr_, b + (long)j * csb + k, csb);
+            FN(transpose8)(d + (long)i * ldd + j, ldd, b + (long)j * ldb + i, ldb);
 #endif
-    for (int k = 0; k < kc; k++) {
-        for (int j = k < k8 ? j8 : 0; j < cols; j++)
-            d[(long)k * nr_ + j] = b[(long)j * csb + k];
+    for (int i = 0; i < rows; i++)
+        for (int j = i < i8 ? j8 : 0; j < cols; j++)
+            d[(long)i * ldd + j] = b[(long)j * ldb + i];
+}
+
+/* One sliver of a transposed B (rsb == 1: w^T, attention's k^T), `cols` of its columns from b, each contiguous along
+ * k in memory, csb apart: d[k, j] = b[j * csb + k], then zeros in the columns past `cols`. */
+static void FN(pack_b_transposed)(real* restrict d, const real* restrict b, long csb, int kc, int cols, int nr_) {
+    FN(transpose)(d, nr_, b, csb, kc, cols);
+    for (int k = 0; k < kc; k++)
         for (int j = cols; j < nr_; j++)
             d[(long)k * nr_ + j] = 0;
-    }
 }
 
 /* A panel of B (rows p0.., columns j0..) into slivers of NR columns: sliver s holds, for each k, its NR entries

@@ -69,9 +69,9 @@ void FN(linear_backward)(real* dx, real* dw, real* db, const real* dout, const r
         else
             FN(gemm_tn_split)(t, C, OC, N, x, dout);  /* dw = x^T @ dout, (C, OC) */
         #pragma omp parallel for schedule(static) if ((long)C * OC >= PARALLEL_MIN_WORK)
-        for (int i = 0; i < rows_dw; i++)
-            for (int j = 0; j < rows_other; j++)
-                dw[(long)i * rows_other + j] = t[(long)j * rows_dw + i];
+        for (int i = 0; i < rows_dw; i += TRANSPOSE_ROWS)  /* dw[i, j] = t[j, i], by blocks of rows */
+            FN(transpose)(dw + (long)i * rows_other, rows_other, t + i, rows_dw,
+                          rows_dw - i < TRANSPOSE_ROWS ? rows_dw - i : TRANSPOSE_ROWS, rows_other);
         free(t);
     } else if (w_cs == 1)
         FN(gemm_tn_split)(dw, C, OC, N, x, dout);  /* x^T[c, n] = x[n, c] */
