@@ -79,7 +79,7 @@ static inline float half_to_float(uint16_t h) {
 #define WIDEST
 #endif
 /* Vector shuffles by constant indices (gemm.c, transpose8): Clang's __builtin_shufflevector, which GCC has from version
- * 12; an older GCC packs a transposed B one number at a time. */
+ * 12; with an older GCC, gemm.c's transpose moves one number at a time. */
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
 #define HAVE_SHUFFLEVECTOR 1
 #endif
