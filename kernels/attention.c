@@ -22,6 +22,20 @@ static int FN(padded)(int W) {
     return (W + VECTOR_SPAN - 1) / VECTOR_SPAN * VECTOR_SPAN;
 }
 
+/* The numbers in a tile of (rows, padded(S)), rows the largest block of queries (one, when decoding a token). */
+static long FN(tile_size)(int T, int S) {
+    return (long)(T < ATTENTION_ROWS ? T : ATTENTION_ROWS) * FN(padded)(S);
+}
+
+/* n numbers for a thread's tiles, on a cache line's boundary (as are their rows), zeros: the padding a row's loops
+ * read past its keys is never anything but a number. The caller frees it. */
+static real* FN(zeroed_tiles)(long n) {
+    long size = sizeof(real) * n;
+    real* tiles = aligned_alloc(64, (size + 63) / 64 * 64);
+    memset(tiles, 0, size);
+    return tiles;
+}
+
 /* One block of queries, `rows` of them from position p (p = P + t0), which see the keys 0 .. p + rows - 1 (W of them),
  * and no later ones: their scores, softmax and weighted sum of the values, in att (rows, padded(W)), without the
  * products with the keys none of them sees (a causal tile's upper right). q (rows, hs), rows q_row apart; y (rows, hs),
@@ -89,12 +103,7 @@ void FN(attention_forward)(real* y, real* lse, const real* q, const real* k, con
     real scale = (real)(1.0 / sqrt((double)hs));
     #pragma omp parallel if ((long)B * n_head * T * S * hs >= PARALLEL_MIN_WORK)
     {
-        /* (rows, padded(S)), rows the largest block (one, when decoding a token): this thread's tile, on a cache
-         * line's boundary, as are its rows; zeros, so that the padding a row's loops read past its keys is never
-         * anything but a number */
-        long size = sizeof(real) * (T < ATTENTION_ROWS ? T : ATTENTION_ROWS) * FN(padded)(S);
-        real* att = aligned_alloc(64, (size + 63) / 64 * 64);
-        memset(att, 0, size);
+        real* att = FN(zeroed_tiles)(FN(tile_size)(T, S));  /* this thread's tile */
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * n_head; bh++) {
             int b = bh / n_head, h = bh % n_head, j = h / group;  /* j: the key/value head of h's group */
@@ -139,10 +148,8 @@ void FN(attention_backward)(real* dq, real* dk, real* dv, const real* dy, const 
     int last = (T - 1) / ATTENTION_ROWS * ATTENTION_ROWS;  /* the last block of queries, which sees every key */
     #pragma omp parallel if ((long)B * n_head * T * T * hs >= PARALLEL_MIN_WORK)
     {
-        /* (rows, padded(W)) att (with dropout), then datt: aligned and zeroed as the forward's */
-        long tile = (long)(T < ATTENTION_ROWS ? T : ATTENTION_ROWS) * FN(padded)(T), size = sizeof(real) * 2 * tile;
-        real* att = aligned_alloc(64, (size + 63) / 64 * 64);
-        memset(att, 0, size);
+        long tile = FN(tile_size)(T, T);
+        real* att = FN(zeroed_tiles)(2 * tile);  /* att (with dropout), then datt */
         real* datt = att + tile;
         #pragma omp for schedule(static)
         for (int bj = 0; bj < B * n_kv_head; bj++) {

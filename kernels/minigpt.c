@@ -69,7 +69,8 @@ static inline float half_to_float(uint16_t h) {
 #define ADAMW_PARALLEL_MIN 8192  /* parameters from which AdamW's update is threaded: ten operations and 28 bytes each
                                   * (adamw.c) */
 #define TRANSPOSE_ROWS 64  /* rows of a weight's gradient each thread's block of its transposition holds (linear.c) */
-#define ROW_CHUNK 32  /* rows per chunk where a sum over rows is split into chunks summed in parallel (linear.c) */
+#define ROW_CHUNK 32  /* rows per chunk where a sum over rows is split into chunks summed in parallel (linear.c,
+                       * layernorm.c, rmsnorm.c) */
 #define CHANNEL_BLOCK 16  /* channels per thread's block where threads split a sum over rows by columns (embedding.c) */
 /* An elementwise kernel at the widest vectors: GCC's -march=native keeps to 256-bit vectors on AVX-512 CPUs unless
  * told otherwise (its tuning for them); a compiler without the attribute (clang) gets its own default. */
