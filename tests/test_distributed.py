@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.cli import main
-from helpers import make_text, read_log, require
+from helpers import make_text, read_log, require, without_timing
 from tolerances import DISTRIBUTED_RTOL
 
 HERE = Path(__file__).resolve().parent
@@ -108,8 +108,7 @@ def test_resume_with_two_ranks_continues_exactly(mpiexec, text, tmp_path):
     assert first.returncode == 0, first.stderr
     second = run([mpiexec, "-n", "2", *minigpt("train", "--resume", "--max-iters", "20", "--out-dir", str(tmp_path / "resumed"))])
     assert second.returncode == 0, second.stderr
-    strip = lambda log: [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in log]  # noqa: E731
-    assert strip(read_log(tmp_path / "straight")) == strip(read_log(tmp_path / "resumed"))
+    assert without_timing(read_log(tmp_path / "straight")) == without_timing(read_log(tmp_path / "resumed"))
 
 
 SIGNALLED = ["--gradient-accumulation-steps", "2", "--max-iters", "300", "--eval-interval", "100"]  # few checkpoints
@@ -146,8 +145,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_one_checkpoint(m
     assert 30 <= it < 300 and json.loads((out / "checkpoints.json").read_text())["latest"] == f"ckpt-{it:06d}"
     resumed = run([mpiexec, "-n", "2", *minigpt("train", "--resume", "--out-dir", str(out))])
     assert resumed.returncode == 0, resumed.stderr
-    strip = lambda log: [{k: v for k, v in r.items() if k != "tokens_per_sec"} for r in log]  # noqa: E731
-    assert strip(read_log(out)) == strip(read_log(straight))
+    assert without_timing(read_log(out)) == without_timing(read_log(straight))
     for name in ("model.safetensors", "optimizer.safetensors"):
         assert (out / "ckpt-000300" / name).read_bytes() == (straight / "ckpt-000300" / name).read_bytes()
 
